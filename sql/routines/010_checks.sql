@@ -1,0 +1,286 @@
+-- Shared checks used by every entry point of the ledger.
+--
+-- Routine files are re-applied, in name order, whenever one of them changes.
+--
+-- Refusals raise these SQLSTATEs (billing_core maps each to an exception):
+--   CB001 invalid amount         zero, negative, NaN, too large, too precise
+--   CB002 not found              unknown organization or user
+--   CB003 not a member           user does not belong to the organization
+--   CB004 insufficient pool      pool's available credits are short
+--   CB005 insufficient credits   member's allocation is short (or missing)
+--   CB006 allocation inactive    the member's allocation was closed
+--   CB007 request conflict       request id / reference reused for another operation
+--   CB008 permission denied      acting user lacks the role
+--   CB009 invalid input          malformed text or metadata
+--   CB010 already exists         id or membership already taken
+--   CB011 organization inactive  suspended or closed organization
+--   CB012 rule violated          an action that would break a business rule
+--                                (removing the last admin, say)
+-- Every refusal is raised before anything is written, or rolls back what the
+-- call wrote, so a refused call changes nothing.
+
+
+-- ledger_amount_text(p_amount): an amount as a person reads it in a message:
+-- no trailing zeros, scientific notation past 15 digits. Raises nothing.
+create or replace function ledger_amount_text(p_amount numeric)
+returns text
+language sql
+immutable
+as $$
+    select case
+        when p_amount is null then 'nothing'
+        when p_amount = 'NaN' or abs(p_amount) < 1e15 then trim_scale(p_amount)::text
+        else to_char(p_amount, 'FM9.99EEEE')
+    end;
+$$;
+
+
+-- ledger_check_credits(p_credits, p_what): returns nothing.
+-- Raises CB001 unless p_credits is a number > 0, at most 1,000,000,000,000
+-- and with at most 6 decimal places. p_what names the amount in the message.
+create or replace function ledger_check_credits(p_credits numeric, p_what text)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_credits is null then
+        raise exception using errcode = 'CB001',
+            message = format('%s is missing: give a number of credits greater than 0.', p_what);
+    end if;
+    if p_credits = 'NaN' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is not a number: give a number of credits greater than 0.', p_what);
+    end if;
+    if p_credits <= 0 then
+        raise exception using errcode = 'CB001',
+            message = format('%s must be greater than 0 (got %s).', p_what, ledger_amount_text(p_credits));
+    end if;
+    if p_credits > 1000000000000 then
+        raise exception using errcode = 'CB001',
+            message = format('%s is too large: at most 1,000,000,000,000 credits per operation (got %s).',
+                             p_what, ledger_amount_text(p_credits));
+    end if;
+    if p_credits <> round(p_credits, 6) then
+        raise exception using errcode = 'CB001',
+            message = format('%s has more than 6 decimal places (got %s).', p_what, ledger_amount_text(p_credits));
+    end if;
+end;
+$$;
+
+
+-- ledger_check_money(p_amount, p_what): returns nothing.
+-- Raises CB001 unless p_amount is a number >= 0, at most 10,000,000,000 and
+-- with at most 4 decimal places.
+create or replace function ledger_check_money(p_amount numeric, p_what text)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_amount is null then
+        raise exception using errcode = 'CB001',
+            message = format('%s is missing: give an amount in dollars (0 for a free grant).', p_what);
+    end if;
+    if p_amount = 'NaN' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is not a number: give an amount in dollars.', p_what);
+    end if;
+    if p_amount < 0 then
+        raise exception using errcode = 'CB001',
+            message = format('%s cannot be negative (got %s).', p_what, ledger_amount_text(p_amount));
+    end if;
+    if p_amount > 10000000000 then
+        raise exception using errcode = 'CB001',
+            message = format('%s is too large: at most $10,000,000,000 (got %s).', p_what, ledger_amount_text(p_amount));
+    end if;
+    if p_amount <> round(p_amount, 4) then
+        raise exception using errcode = 'CB001',
+            message = format('%s has more than 4 decimal places (got %s).', p_what, ledger_amount_text(p_amount));
+    end if;
+end;
+$$;
+
+
+-- ledger_check_text(p_value, p_what, p_max_length, p_required): returns nothing.
+-- Raises CB009 when a required value is missing or blank, when the value is
+-- longer than p_max_length characters, or when it holds control characters.
+-- Quotes, HTML and SQL are ordinary text here: values travel as parameters.
+create or replace function ledger_check_text(
+    p_value text,
+    p_what text,
+    p_max_length integer,
+    p_required boolean default true
+)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_value is null or btrim(p_value) = '' then
+        if p_required then
+            raise exception using errcode = 'CB009', message = format('%s is missing.', p_what);
+        end if;
+        return;
+    end if;
+    if length(p_value) > p_max_length then
+        raise exception using errcode = 'CB009',
+            message = format('%s is too long: at most %s characters (got %s).',
+                             p_what, p_max_length, length(p_value));
+    end if;
+    if p_value ~ '[[:cntrl:]]' then
+        raise exception using errcode = 'CB009',
+            message = format('%s contains control characters (line breaks, tabs...); remove them.', p_what);
+    end if;
+end;
+$$;
+
+
+-- ledger_check_id(p_id, p_what): returns nothing.
+-- Raises CB009 unless p_id is 1-128 characters with no spaces or control
+-- characters (the format of organization and user ids).
+create or replace function ledger_check_id(p_id text, p_what text)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_id is null or p_id = '' then
+        raise exception using errcode = 'CB009', message = format('%s is missing.', p_what);
+    end if;
+    if length(p_id) > 128 or p_id ~ '[[:space:][:cntrl:]]' then
+        raise exception using errcode = 'CB009',
+            message = format('%s must be 1 to 128 characters without spaces (got %L).',
+                             p_what, left(p_id, 140));
+    end if;
+end;
+$$;
+
+
+-- ledger_require_org(p_org_id, p_must_be_active): returns the organization's status.
+-- Raises CB002 for an unknown organization and, when p_must_be_active,
+-- CB011 for a suspended or closed one. Takes no lock.
+create or replace function ledger_require_org(p_org_id text, p_must_be_active boolean default false)
+returns text
+language plpgsql
+stable
+as $$
+declare
+    v_status text;
+begin
+    select status into v_status from organizations where id = p_org_id;
+    if not found then
+        raise exception using errcode = 'CB002',
+            message = format('Organization %L does not exist.', p_org_id);
+    end if;
+    if p_must_be_active and v_status <> 'active' then
+        raise exception using errcode = 'CB011',
+            message = format('Organization %L is %s: its credits cannot be used or changed.',
+                             p_org_id, v_status);
+    end if;
+    return v_status;
+end;
+$$;
+
+
+-- ledger_require_user(p_user_id, p_what): returns nothing.
+-- Raises CB002 when no user has this id. Takes no lock.
+create or replace function ledger_require_user(p_user_id text, p_what text default 'User')
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_user_id is null or not exists (select 1 from users where id = p_user_id) then
+        raise exception using errcode = 'CB002',
+            message = format('%s %L does not exist.', p_what, p_user_id);
+    end if;
+end;
+$$;
+
+
+-- ledger_require_member(p_org_id, p_user_id): returns the member's role.
+-- Raises CB002 for an unknown user, CB003 when the user is not a member of
+-- the organization. Takes no lock.
+create or replace function ledger_require_member(p_org_id text, p_user_id text)
+returns text
+language plpgsql
+stable
+as $$
+declare
+    v_role text;
+begin
+    select role into v_role from organization_members where org_id = p_org_id and user_id = p_user_id;
+    if not found then
+        perform ledger_require_user(p_user_id);
+        raise exception using errcode = 'CB003',
+            message = format('User %L is not a member of organization %L.', p_user_id, p_org_id);
+    end if;
+    return v_role;
+end;
+$$;
+
+
+-- ledger_role_in(p_actor_id, p_org_id): returns 'system_admin', 'admin',
+-- 'member' or null (no role). Raises nothing, takes no lock.
+create or replace function ledger_role_in(p_actor_id text, p_org_id text)
+returns text
+language sql
+stable
+as $$
+    select case
+        when (select is_system_admin from users where id = p_actor_id) then 'system_admin'
+        else (select role from organization_members where org_id = p_org_id and user_id = p_actor_id)
+    end;
+$$;
+
+
+-- ledger_authorize(p_actor_id, p_org_id, p_required): returns nothing.
+-- p_required is 'system_admin', 'admin' (of p_org_id) or 'member' (of p_org_id).
+-- A system admin passes every check; an org admin passes 'member' checks of
+-- their organization. A null actor is a trusted caller (a metered service or a
+-- job on its own connection) and passes. Raises CB002 for an unknown actor,
+-- CB008 when the actor lacks the role. Takes no lock.
+create or replace function ledger_authorize(p_actor_id text, p_org_id text, p_required text)
+returns void
+language plpgsql
+stable
+as $$
+declare
+    v_role text;
+begin
+    if p_actor_id is null then
+        return;
+    end if;
+    perform ledger_require_user(p_actor_id, 'Acting user');
+    v_role := ledger_role_in(p_actor_id, p_org_id);
+    if v_role = 'system_admin'
+       or (p_required = 'admin' and v_role = 'admin')
+       or (p_required = 'member' and v_role in ('admin', 'member')) then
+        return;
+    end if;
+    raise exception using errcode = 'CB008',
+        message = case p_required
+            when 'system_admin' then format('User %L is not a system admin.', p_actor_id)
+            when 'admin' then format('User %L is not an admin of organization %L.', p_actor_id, p_org_id)
+            else format('User %L is not a member of organization %L.', p_actor_id, p_org_id)
+        end;
+end;
+$$;
+
+
+-- ledger_audit(...): appends one row to audit_log. Locks nothing.
+create or replace function ledger_audit(
+    p_org_id text,
+    p_actor_id text,
+    p_action text,
+    p_target_type text,
+    p_target_id text,
+    p_details jsonb default '{}'
+)
+returns void
+language sql
+as $$
+    insert into audit_log (org_id, actor_id, action, target_type, target_id, details)
+    values (p_org_id, p_actor_id, p_action, p_target_type, p_target_id, coalesce(p_details, '{}'));
+$$;

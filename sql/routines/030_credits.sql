@@ -1,0 +1,538 @@
+-- The credit flow: purchase into the pool, allocate to members, take back,
+-- deduct for metered usage.
+--
+-- Lock order, in every function: the organization's pool row first, then
+-- allocation rows in user id order. Deductions lock only the member's
+-- allocation row: the pool's used figure is summed from allocations (see the
+-- view organization_credit_pools), so concurrent charges in one organization
+-- never queue on a shared row.
+-- Each function is meant to be one transaction; a caller that wraps several
+-- calls in its own transaction must itself keep the order above.
+
+
+-- add_credits_to_pool(p_org_id, p_credits, p_purchase_amount, p_actor_id,
+--                     p_description, p_external_ref): returns the pool's total
+-- credits after the purchase.
+-- Adds credits to the pool (creating it if missing) and writes a
+-- 'credit_purchase' (or, for $0, 'credit_grant') billing history row.
+-- p_external_ref (a payment id) makes the call idempotent: the same reference
+-- again changes nothing and returns the first answer.
+-- Locks the pool row. Raises CB001, CB002, CB011, CB008, CB007 (reference
+-- reused with other figures), CB009.
+create or replace function add_credits_to_pool(
+    p_org_id text,
+    p_credits numeric,
+    p_purchase_amount numeric,
+    p_actor_id text default null,
+    p_description text default null,
+    p_external_ref text default null
+)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_pool credit_pools;
+    v_first org_billing_history;
+    v_total numeric;
+begin
+    perform ledger_check_credits(p_credits, 'Credits to add');
+    perform ledger_check_money(p_purchase_amount, 'Purchase amount');
+    perform ledger_check_text(p_description, 'Description', 500, false);
+    perform ledger_check_text(p_external_ref, 'Payment reference', 200, false);
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+
+    v_pool := ledger_lock_pool(p_org_id);
+
+    if p_external_ref is not null then
+        select * into v_first from org_billing_history
+         where org_id = p_org_id and external_ref = p_external_ref;
+        if found then
+            if v_first.credits <> p_credits or v_first.amount <> p_purchase_amount then
+                raise exception using errcode = 'CB007',
+                    message = format('Payment reference %L was already recorded for %s credits ($%s); '
+                                     'use a new reference for a new purchase.',
+                                     p_external_ref, ledger_amount_text(v_first.credits), ledger_amount_text(v_first.amount));
+            end if;
+            return v_first.total_credits_after;
+        end if;
+    end if;
+
+    if v_pool.total_credits + p_credits > 10000000000000 then
+        raise exception using errcode = 'CB001',
+            message = format('The pool would exceed 10,000,000,000,000 credits (it holds %s).',
+                             ledger_amount_text(v_pool.total_credits));
+    end if;
+
+    update credit_pools
+       set total_credits = total_credits + p_credits, updated_at = now()
+     where org_id = p_org_id
+    returning total_credits into v_total;
+
+    insert into org_billing_history
+        (org_id, event_type, credits, amount, description, total_credits_after, external_ref, created_by)
+    values (p_org_id,
+            case when p_purchase_amount > 0 then 'credit_purchase' else 'credit_grant' end,
+            p_credits, p_purchase_amount,
+            coalesce(nullif(btrim(p_description), ''),
+                     format('%s credits %s', p_credits,
+                            case when p_purchase_amount > 0 then 'purchased' else 'granted' end)),
+            v_total, p_external_ref, p_actor_id);
+
+    perform ledger_audit(p_org_id, p_actor_id, 'credits.purchased', 'organization', p_org_id,
+                         jsonb_build_object('credits', p_credits, 'amount', p_purchase_amount,
+                                            'external_ref', p_external_ref));
+    return v_total;
+end;
+$$;
+
+
+-- ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_actor_id): returns
+-- the member's remaining credits. Adds p_credits to the member's active
+-- allocation, opening one if there is none. The caller holds the pool lock
+-- and has checked the amount, the membership and the pool's available credits.
+create or replace function ledger_allocate_locked(
+    p_org_id text,
+    p_user_id text,
+    p_credits numeric,
+    p_actor_id text
+)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_allocation user_credit_allocations;
+    v_opened boolean := false;
+begin
+    update user_credit_allocations
+       set allocated_credits = allocated_credits + p_credits, updated_at = now()
+     where org_id = p_org_id and user_id = p_user_id and is_active
+    returning * into v_allocation;
+    if not found then
+        insert into user_credit_allocations (org_id, user_id, allocated_credits, allocated_by)
+        values (p_org_id, p_user_id, p_credits, p_actor_id)
+        returning * into v_allocation;
+        v_opened := true;
+    end if;
+
+    update credit_pools
+       set allocated_credits = allocated_credits + p_credits, updated_at = now()
+     where org_id = p_org_id;
+
+    insert into credit_allocation_events (org_id, allocation_id, user_id, kind, credits, actor_id)
+    values (p_org_id, v_allocation.id, p_user_id, 'allocate', p_credits, p_actor_id);
+
+    perform ledger_audit(p_org_id, p_actor_id,
+                         case when v_opened then 'allocation.created' else 'credits.allocated' end,
+                         'user', p_user_id,
+                         jsonb_build_object('credits', p_credits, 'allocation_id', v_allocation.id));
+    return v_allocation.remaining_credits;
+end;
+$$;
+
+
+-- ledger_refuse_short_pool(p_pool, p_needed): raises CB004 when the pool's
+-- available credits are below p_needed; returns nothing otherwise.
+create or replace function ledger_refuse_short_pool(p_pool credit_pools, p_needed numeric)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_pool.total_credits - p_pool.allocated_credits < p_needed then
+        raise exception using errcode = 'CB004',
+            message = format('Not enough credits in the pool of organization %L: %s available, %s requested. '
+                             'Add credits or take back unused ones first.',
+                             p_pool.org_id, ledger_amount_text(p_pool.total_credits - p_pool.allocated_credits),
+                             ledger_amount_text(p_needed));
+    end if;
+end;
+$$;
+
+
+-- allocate_credits_to_user(p_org_id, p_user_id, p_credits, p_allocated_by):
+-- returns the member's remaining credits after the allocation.
+-- Moves p_credits from the pool's available credits to the member's active
+-- allocation (created if missing). p_allocated_by must be an admin of the
+-- org (null: a trusted job). Locks the pool row, then the allocation.
+-- Raises CB001, CB002, CB003, CB004, CB008, CB011.
+create or replace function allocate_credits_to_user(
+    p_org_id text,
+    p_user_id text,
+    p_credits numeric,
+    p_allocated_by text
+)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_pool credit_pools;
+begin
+    perform ledger_check_credits(p_credits, 'Credits to allocate');
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_authorize(p_allocated_by, p_org_id, 'admin');
+    v_pool := ledger_lock_pool(p_org_id);
+    -- membership is checked under the pool lock: removals take it too
+    perform ledger_require_member(p_org_id, p_user_id);
+    perform ledger_refuse_short_pool(v_pool, p_credits);
+    return ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_allocated_by);
+end;
+$$;
+
+
+-- allocate_credits_to_users(p_org_id, p_user_ids, p_credits, p_allocated_by):
+-- returns the number of members allocated to.
+-- Gives each listed member p_credits, all or nothing. Locks the pool row,
+-- then the allocations in user id order, whatever order the list has.
+-- Raises CB001, CB002, CB003, CB004, CB008, CB009 (empty list or a user
+-- listed twice), CB011.
+create or replace function allocate_credits_to_users(
+    p_org_id text,
+    p_user_ids text[],
+    p_credits numeric,
+    p_allocated_by text
+)
+returns integer
+language plpgsql
+as $$
+declare
+    v_pool credit_pools;
+    v_user_id text;
+    v_count integer;
+begin
+    perform ledger_check_credits(p_credits, 'Credits to allocate to each member');
+    v_count := coalesce(cardinality(p_user_ids), 0);
+    if v_count = 0 then
+        raise exception using errcode = 'CB009', message = 'Choose at least one member to allocate to.';
+    end if;
+    if v_count <> (select count(distinct u) from unnest(p_user_ids) u) then
+        raise exception using errcode = 'CB009', message = 'A member is listed more than once.';
+    end if;
+    perform ledger_check_credits(p_credits * v_count, 'Total credits to allocate');
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_authorize(p_allocated_by, p_org_id, 'admin');
+    v_pool := ledger_lock_pool(p_org_id);
+    for v_user_id in select u from unnest(p_user_ids) u order by u collate "C" loop
+        perform ledger_require_member(p_org_id, v_user_id);
+    end loop;
+    perform ledger_refuse_short_pool(v_pool, p_credits * v_count);
+    for v_user_id in select u from unnest(p_user_ids) u order by u collate "C" loop
+        perform ledger_allocate_locked(p_org_id, v_user_id, p_credits, p_allocated_by);
+    end loop;
+    return v_count;
+end;
+$$;
+
+
+-- reclaim_credits_from_user(p_org_id, p_user_id, p_credits, p_reclaimed_by):
+-- returns the credits taken back.
+-- Moves unused credits from the member's active allocation back to the
+-- pool's available credits; p_credits null takes back everything unused.
+-- Never takes back credits already used. Locks the pool row, then the
+-- allocation. Raises CB001, CB002, CB003, CB005 (fewer unused credits than
+-- asked), CB006 (no active allocation), CB008.
+create or replace function reclaim_credits_from_user(
+    p_org_id text,
+    p_user_id text,
+    p_credits numeric,
+    p_reclaimed_by text
+)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_allocation user_credit_allocations;
+    v_credits numeric;
+begin
+    if p_credits is not null then
+        perform ledger_check_credits(p_credits, 'Credits to take back');
+    end if;
+    perform ledger_require_org(p_org_id);
+    perform ledger_authorize(p_reclaimed_by, p_org_id, 'admin');
+    perform ledger_lock_pool(p_org_id);
+    perform ledger_require_member(p_org_id, p_user_id);
+    select * into v_allocation
+      from user_credit_allocations
+     where org_id = p_org_id and user_id = p_user_id and is_active
+       for update;
+    if not found then
+        raise exception using errcode = 'CB006',
+            message = format('User %L has no active allocation in organization %L: nothing to take back.',
+                             p_user_id, p_org_id);
+    end if;
+    v_credits := coalesce(p_credits, v_allocation.remaining_credits);
+    if v_credits > v_allocation.remaining_credits then
+        raise exception using errcode = 'CB005',
+            message = format('User %L has only %s unused credits: cannot take back %s.',
+                             p_user_id, ledger_amount_text(v_allocation.remaining_credits), ledger_amount_text(v_credits));
+    end if;
+    if v_credits = 0 then
+        return 0;
+    end if;
+
+    update user_credit_allocations
+       set allocated_credits = allocated_credits - v_credits, updated_at = now()
+     where org_id = p_org_id and id = v_allocation.id;
+    update credit_pools
+       set allocated_credits = allocated_credits - v_credits, updated_at = now()
+     where org_id = p_org_id;
+    insert into credit_allocation_events (org_id, allocation_id, user_id, kind, credits, actor_id)
+    values (p_org_id, v_allocation.id, p_user_id, 'reclaim', -v_credits, p_reclaimed_by);
+    perform ledger_audit(p_org_id, p_reclaimed_by, 'credits.reclaimed', 'user', p_user_id,
+                         jsonb_build_object('credits', v_credits, 'allocation_id', v_allocation.id));
+    return v_credits;
+end;
+$$;
+
+
+-- ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id): returns the
+-- unused credits returned to the pool.
+-- Closes an active allocation: unused credits return to the pool's available
+-- credits ('close' event), what it used leaves the pool's total (a
+-- 'usage_settlement' billing history row) and moves to closed_used_credits,
+-- so the pool's used figure is unchanged. The caller holds the pool lock.
+create or replace function ledger_close_allocation(p_org_id text, p_allocation_id text, p_actor_id text)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_allocation user_credit_allocations;
+    v_total numeric;
+begin
+    select * into v_allocation
+      from user_credit_allocations
+     where org_id = p_org_id and id = p_allocation_id and is_active
+       for update;
+    if not found then
+        return 0;
+    end if;
+    update user_credit_allocations
+       set allocated_credits = used_credits, is_active = false, period_end = now(),
+           closed_at = now(), updated_at = now()
+     where org_id = p_org_id and id = p_allocation_id;
+    if v_allocation.remaining_credits > 0 then
+        insert into credit_allocation_events (org_id, allocation_id, user_id, kind, credits, actor_id)
+        values (p_org_id, p_allocation_id, v_allocation.user_id, 'close',
+                -v_allocation.remaining_credits, p_actor_id);
+    end if;
+    update credit_pools
+       set allocated_credits = allocated_credits - v_allocation.allocated_credits,
+           total_credits = total_credits - v_allocation.used_credits,
+           closed_used_credits = closed_used_credits + v_allocation.used_credits,
+           updated_at = now()
+     where org_id = p_org_id
+    returning total_credits into v_total;
+    if v_allocation.used_credits > 0 then
+        insert into org_billing_history
+            (org_id, event_type, credits, description, metadata, total_credits_after, created_by)
+        values (p_org_id, 'usage_settlement', -v_allocation.used_credits,
+                format('%s credits used by %s settled when the allocation closed',
+                       ledger_amount_text(v_allocation.used_credits), v_allocation.user_id),
+                jsonb_build_object('allocation_id', p_allocation_id, 'user_id', v_allocation.user_id),
+                v_total, p_actor_id);
+    end if;
+    perform ledger_audit(p_org_id, p_actor_id, 'allocation.closed', 'user', v_allocation.user_id,
+                         jsonb_build_object('allocation_id', p_allocation_id,
+                                            'used', v_allocation.used_credits,
+                                            'returned', v_allocation.remaining_credits));
+    return v_allocation.remaining_credits;
+end;
+$$;
+
+
+-- ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata):
+-- returns nothing. Raises CB009 unless the service type is a lowercase key
+-- (letters, digits, '_', '.', '-'; at most 64), the service name is 1-200
+-- characters, the request id (optional) 1-200 characters and the metadata a
+-- JSON object of at most 8 kB.
+create or replace function ledger_check_usage(
+    p_service_type text,
+    p_service_name text,
+    p_request_id text,
+    p_metadata jsonb
+)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+    if p_service_type is null or p_service_type !~ '^[a-z][a-z0-9_.-]{0,63}$' then
+        raise exception using errcode = 'CB009',
+            message = format('Service type must be a lowercase key like ''company_enrichment'' '
+                             '(letters, digits, _ . -; at most 64 characters); got %L.',
+                             left(p_service_type, 80));
+    end if;
+    perform ledger_check_text(p_service_name, 'Service name', 200);
+    if p_request_id is not null then
+        perform ledger_check_text(p_request_id, 'Request id', 200);
+    end if;
+    if p_metadata is null or jsonb_typeof(p_metadata) <> 'object' then
+        raise exception using errcode = 'CB009', message = 'Metadata must be a JSON object.';
+    end if;
+    if octet_length(p_metadata::text) > 8192 then
+        raise exception using errcode = 'CB009', message = 'Metadata is too large: at most 8 kB.';
+    end if;
+end;
+$$;
+
+
+-- ledger_replay_deduction(p_first, p_user_id, p_credits, p_service_type,
+-- p_service_name): returns the remaining credits the first call answered.
+-- Raises CB007 when the retry differs from the first call in user, amount or
+-- service.
+create or replace function ledger_replay_deduction(
+    p_first credit_usage_attribution,
+    p_user_id text,
+    p_credits numeric,
+    p_service_type text,
+    p_service_name text
+)
+returns numeric
+language plpgsql
+immutable
+as $$
+begin
+    if p_first.user_id <> p_user_id or p_first.credits_used <> p_credits
+       or p_first.service_type <> p_service_type or p_first.service_name <> p_service_name then
+        raise exception using errcode = 'CB007',
+            message = format('Request id %L was already used for another charge '
+                             '(%s credits to user %L for %s/%s); use a new request id for a new charge.',
+                             p_first.request_id, ledger_amount_text(p_first.credits_used), p_first.user_id,
+                             p_first.service_type, p_first.service_name);
+    end if;
+    return p_first.remaining_after;
+end;
+$$;
+
+
+-- ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises,
+-- saying why a deduction found no allocation able to pay: CB002 (unknown
+-- org or user), CB011 (org not active), CB003 (not a member), CB006
+-- (allocation closed), CB005 (no allocation, or too few credits remaining).
+create or replace function ledger_refuse_deduction(p_org_id text, p_user_id text, p_credits numeric)
+returns void
+language plpgsql
+stable
+as $$
+declare
+    v_remaining numeric;
+begin
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_require_member(p_org_id, p_user_id);
+    select remaining_credits into v_remaining
+      from user_credit_allocations
+     where org_id = p_org_id and user_id = p_user_id and is_active;
+    if not found then
+        if exists (select 1 from user_credit_allocations where org_id = p_org_id and user_id = p_user_id) then
+            raise exception using errcode = 'CB006',
+                message = format('The allocation of user %L in organization %L is closed: '
+                                 'ask an org admin to allocate credits.', p_user_id, p_org_id);
+        end if;
+        raise exception using errcode = 'CB005',
+            message = format('User %L has no credits allocated in organization %L: '
+                             'ask an org admin to allocate credits.', p_user_id, p_org_id);
+    end if;
+    raise exception using errcode = 'CB005',
+        message = format('Insufficient credits: user %L has %s remaining in organization %L, %s needed.',
+                         p_user_id, ledger_amount_text(v_remaining), p_org_id, ledger_amount_text(p_credits));
+end;
+$$;
+
+
+-- deduct_credits(p_org_id, p_user_id, p_credits, p_service_type,
+--                p_service_name, p_request_id, p_metadata): returns the
+-- member's remaining credits after the charge.
+-- Charges the member's active allocation and writes one attribution row, in
+-- one statement each; the pool's used figure follows from the allocation.
+-- A non-null p_request_id makes the call idempotent per organization: the
+-- same request again charges nothing and returns the first answer; the same
+-- request id with another user, amount or service raises CB007.
+-- Locks only the member's allocation row. Raises CB001, CB002, CB003, CB005,
+-- CB006, CB007, CB009, CB011.
+create or replace function deduct_credits(
+    p_org_id text,
+    p_user_id text,
+    p_credits numeric,
+    p_service_type text,
+    p_service_name text,
+    p_request_id text default null,
+    p_metadata jsonb default '{}'
+)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_first credit_usage_attribution;
+    v_allocation_id text;
+    v_remaining numeric;
+begin
+    perform ledger_check_credits(p_credits, 'Credits to deduct');
+    perform ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata);
+
+    if p_request_id is not null then
+        select * into v_first from credit_usage_attribution
+         where org_id = p_org_id and request_id = p_request_id;
+        if found then
+            return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
+        end if;
+    end if;
+
+    -- the WHERE clause is re-checked on the newest row version after a wait,
+    -- so concurrent charges can never overdraw the allocation
+    update user_credit_allocations
+       set used_credits = used_credits + p_credits, updated_at = now()
+     where org_id = p_org_id and user_id = p_user_id and is_active
+       and remaining_credits >= p_credits
+       and exists (select 1 from organizations where id = p_org_id and status = 'active')
+    returning id, remaining_credits into v_allocation_id, v_remaining;
+    if not found then
+        perform ledger_refuse_deduction(p_org_id, p_user_id, p_credits);
+    end if;
+
+    insert into credit_usage_attribution
+        (org_id, user_id, allocation_id, credits_used, service_type, service_name,
+         request_id, metadata, remaining_after)
+    values (p_org_id, p_user_id, v_allocation_id, p_credits, p_service_type, p_service_name,
+            p_request_id, p_metadata, v_remaining)
+    on conflict (org_id, request_id) where request_id is not null do nothing;
+    if not found then
+        -- the same request id committed meanwhile on another allocation: undo
+        -- this charge (the row is still ours) and answer as the first call did
+        update user_credit_allocations
+           set used_credits = used_credits - p_credits
+         where org_id = p_org_id and id = v_allocation_id;
+        select * into v_first from credit_usage_attribution
+         where org_id = p_org_id and request_id = p_request_id;
+        return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
+    end if;
+    return v_remaining;
+end;
+$$;
+
+
+-- has_sufficient_credits(p_org_id, p_user_id, p_credits): true when the
+-- member's active allocation has at least p_credits remaining and the
+-- organization is active. Takes no lock (the answer can be stale by the time
+-- of the charge; deduct_credits decides). Raises CB001, CB002, CB003.
+create or replace function has_sufficient_credits(p_org_id text, p_user_id text, p_credits numeric)
+returns boolean
+language plpgsql
+stable
+as $$
+declare
+    v_remaining numeric;
+begin
+    perform ledger_check_credits(p_credits, 'Credits needed');
+    if ledger_require_org(p_org_id) <> 'active' then
+        return false;
+    end if;
+    select remaining_credits into v_remaining
+      from user_credit_allocations
+     where org_id = p_org_id and user_id = p_user_id and is_active;
+    if not found then
+        perform ledger_require_member(p_org_id, p_user_id);
+        return false;
+    end if;
+    return v_remaining >= p_credits;
+end;
+$$;

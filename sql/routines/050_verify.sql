@@ -1,0 +1,138 @@
+-- The ledger's invariants (DESIGN.md, "The database is the ledger"), as one
+-- query over the whole database. `billing verify` and the tests call it.
+
+
+-- ledger_violations(p_org_id): one row per broken invariant, none when the
+-- ledger is sound. p_org_id null checks every organization. Takes no lock;
+-- run it in one snapshot (it is one statement) so that figures agree.
+create or replace function ledger_violations(p_org_id text default null)
+returns table (invariant text, org_id text, subject text, detail text)
+language sql
+stable
+as $$
+    with pools as (
+        select p.*
+          from credit_pools p
+         where p_org_id is null or p.org_id = p_org_id
+    ),
+    allocations as (
+        select a.*
+          from user_credit_allocations a
+         where p_org_id is null or a.org_id = p_org_id
+    ),
+    allocation_sums as (
+        select a.org_id,
+               sum(a.allocated_credits) filter (where a.is_active) as active_allocated,
+               sum(a.used_credits) as used_all,
+               sum(a.used_credits) filter (where not a.is_active) as used_closed
+          from allocations a
+         group by a.org_id
+    ),
+    attribution_by_allocation as (
+        select c.org_id, c.allocation_id, sum(c.credits_used) as credits, count(*) as rows,
+               count(*) filter (where c.user_id <> a.user_id) as foreign_rows
+          from credit_usage_attribution c
+          left join user_credit_allocations a on a.org_id = c.org_id and a.id = c.allocation_id
+         where p_org_id is null or c.org_id = p_org_id
+         group by c.org_id, c.allocation_id
+    ),
+    attribution_by_org as (
+        select org_id, sum(credits) as credits
+          from attribution_by_allocation
+         group by org_id
+    ),
+    events_by_allocation as (
+        select e.org_id, e.allocation_id, sum(e.credits) as credits
+          from credit_allocation_events e
+         where p_org_id is null or e.org_id = p_org_id
+         group by e.org_id, e.allocation_id
+    ),
+    history_by_org as (
+        select h.org_id, sum(h.credits) as credits
+          from org_billing_history h
+         where p_org_id is null or h.org_id = p_org_id
+         group by h.org_id
+    )
+    -- pool.allocated_credits = sum of its active allocations' allocated_credits
+    select 'pool_allocated_matches_allocations', p.org_id, 'pool',
+           format('pool allocated %s, active allocations hold %s',
+                  p.allocated_credits, coalesce(s.active_allocated, 0))
+      from pools p left join allocation_sums s on s.org_id = p.org_id
+     where p.allocated_credits <> coalesce(s.active_allocated, 0)
+    union all
+    -- 0 <= used <= allocated for every allocation
+    select 'allocation_used_within_allocated', a.org_id, a.id,
+           format('user %s: allocated %s, used %s', a.user_id, a.allocated_credits, a.used_credits)
+      from allocations a
+     where a.used_credits < 0 or a.used_credits > a.allocated_credits
+        or a.used_credits = 'NaN' or a.allocated_credits = 'NaN'
+    union all
+    -- available = total - allocated >= 0
+    select 'pool_available_not_negative', p.org_id, 'pool',
+           format('total %s, allocated %s', p.total_credits, p.allocated_credits)
+      from pools p
+     where p.total_credits - p.allocated_credits < 0 or p.total_credits = 'NaN'
+    union all
+    -- pool used = sum of used over all its allocations (closed ones included)
+    select 'pool_used_matches_allocations', p.org_id, 'pool',
+           format('closed allocations used %s, pool records %s',
+                  coalesce(s.used_closed, 0), p.closed_used_credits)
+      from pools p left join allocation_sums s on s.org_id = p.org_id
+     where p.closed_used_credits <> coalesce(s.used_closed, 0)
+    union all
+    -- ... = the sum of its attribution rows' credits
+    select 'pool_used_matches_attribution', coalesce(s.org_id, t.org_id), 'pool',
+           format('allocations used %s, attribution rows sum to %s',
+                  coalesce(s.used_all, 0), coalesce(t.credits, 0))
+      from allocation_sums s full join attribution_by_org t on t.org_id = s.org_id
+     where coalesce(s.used_all, 0) <> coalesce(t.credits, 0)
+    union all
+    -- each allocation's used_credits = its own attribution rows
+    select 'allocation_used_matches_attribution', a.org_id, a.id,
+           format('user %s: used %s, attribution rows sum to %s',
+                  a.user_id, a.used_credits, coalesce(t.credits, 0))
+      from allocations a
+      left join attribution_by_allocation t on t.org_id = a.org_id and t.allocation_id = a.id
+     where a.used_credits <> coalesce(t.credits, 0)
+    union all
+    -- attribution rows name the allocation's own user
+    select 'attribution_user_matches_allocation', t.org_id, t.allocation_id,
+           format('%s attribution rows name another user than the allocation''s', t.foreign_rows)
+      from attribution_by_allocation t
+     where t.foreign_rows > 0
+    union all
+    -- each allocation's allocated_credits = the sum of its allocation events
+    select 'allocation_matches_events', a.org_id, a.id,
+           format('user %s: allocated %s, events sum to %s',
+                  a.user_id, a.allocated_credits, coalesce(e.credits, 0))
+      from allocations a
+      left join events_by_allocation e on e.org_id = a.org_id and e.allocation_id = a.id
+     where a.allocated_credits <> coalesce(e.credits, 0)
+    union all
+    -- pool total = the sum of its billing history's credit movements
+    select 'pool_total_matches_history', p.org_id, 'pool',
+           format('pool total %s, billing history sums to %s', p.total_credits, coalesce(h.credits, 0))
+      from pools p left join history_by_org h on h.org_id = p.org_id
+     where p.total_credits <> coalesce(h.credits, 0)
+    union all
+    -- credits moved in history belong to an existing pool
+    select 'history_without_pool', h.org_id, 'pool',
+           format('billing history moves %s credits but the organization has no pool', h.credits)
+      from history_by_org h
+     where h.credits <> 0 and not exists (select 1 from credit_pools p where p.org_id = h.org_id)
+    union all
+    -- an active allocation belongs to a current member
+    select 'active_allocation_of_non_member', a.org_id, a.id,
+           format('user %s holds an active allocation but is not a member', a.user_id)
+      from allocations a
+     where a.is_active
+       and not exists (select 1 from organization_members m
+                        where m.org_id = a.org_id and m.user_id = a.user_id)
+    union all
+    -- a closed allocation holds no unused credits (they went back to the pool)
+    select 'closed_allocation_holds_credits', a.org_id, a.id,
+           format('user %s: closed allocation still holds %s unused credits',
+                  a.user_id, a.remaining_credits)
+      from allocations a
+     where not a.is_active and a.remaining_credits <> 0;
+$$;

@@ -1,0 +1,32 @@
+"""Snapshots of the whole ledger, to prove that a refused call changed nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from billing_core.database import fetch
+
+_TABLES = (
+    "organizations",
+    "users",
+    "organization_members",
+    "credit_pools",
+    "user_credit_allocations",
+    "credit_allocation_events",
+    "credit_usage_attribution",
+    "org_billing_history",
+    "organization_subscriptions",
+    "audit_log",
+)
+
+
+def snapshot(db: Engine) -> dict[str, Any]:
+    """Every row of every ledger table, as text, in a stable order."""
+    # table names come from the constant above, never from input
+    statement = " union all ".join(
+        f"select '{table}' as tbl, t::text as row from {table} t" for table in _TABLES
+    )
+    rows = fetch(db, f"select tbl, array_agg(row order by row) from ({statement}) s group by tbl")
+    return {table: rows_ for table, rows_ in rows}
