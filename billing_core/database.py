@@ -132,7 +132,8 @@ def fetch(
         with db.begin() as conn:
             for check, check_params in checks:
                 conn.execute(sa.text(check), dict(check_params))
-            return list(conn.execute(sa.text(statement), dict(params or {})))
+            result = conn.execute(sa.text(statement), dict(params or {}))
+            return list(result) if result.returns_rows else []
     except sa.exc.DBAPIError as exc:
         _raise_domain_error(exc)
         raise

@@ -30,7 +30,7 @@ as $$
     select case
         when p_amount is null then 'nothing'
         when p_amount = 'NaN' or abs(p_amount) < 1e15 then trim_scale(p_amount)::text
-        else to_char(p_amount, 'FM9.99EEEE')
+        else btrim(to_char(p_amount, '9.99EEEE'))
     end;
 $$;
 

@@ -1,0 +1,216 @@
+"""Every refusal raises its domain error, says what was wrong, and changes nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from billing_core import credits, ledger, organizations, reports
+from billing_core.errors import (
+    AllocationInactive,
+    AlreadyExists,
+    InsufficientCredits,
+    InsufficientPoolCredits,
+    InvalidAmount,
+    InvalidInput,
+    NotAMember,
+    NotFound,
+    OrganizationInactive,
+    PermissionDenied,
+    RuleViolation,
+)
+from tests.ledger_state import snapshot
+
+BAD_AMOUNTS = [
+    (0, "greater than 0"),
+    (-5, "greater than 0"),
+    (Decimal("-0.000001"), "greater than 0"),
+    ("NaN", "finite"),
+    (Decimal("NaN"), "not a number"),
+    ("Infinity", "finite"),
+    (Decimal("1e13"), "too large"),
+    ("1e400", "too large"),
+    (Decimal("1.0000001"), "6 decimal places"),
+    ("abc", "not a number"),
+    ("12 credits", "not a number"),
+    ("", "not a number"),
+    (1.5, "exact"),
+]
+
+
+@pytest.fixture
+def ready(db, funded_org):
+    """user-1 holds 1,000 credits of a 10,000 pool; user-2 has no allocation; an outsider exists."""
+    credits.allocate(db, funded_org.admin, funded_org.id, "user-1", 1_000)
+    organizations.create_organization(db, None, "other-org", "Other Org")
+    organizations.create_user(db, None, "outsider", "outsider@example.com")
+    organizations.add_member(db, None, "other-org", "outsider", "admin")
+    return funded_org
+
+
+def refused(db, error: type[Exception], words: str, action) -> str:
+    """Run `action`, expect `error` whose message contains `words`, and prove nothing changed."""
+    before = snapshot(db)
+    with pytest.raises(error) as caught:
+        action()
+    assert words.lower() in str(caught.value).lower(), str(caught.value)
+    assert snapshot(db) == before
+    assert ledger.verify(db) == []
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("amount", "words"), BAD_AMOUNTS)
+def test_bad_amounts_refused_everywhere(db, ready, amount, words):
+    org = ready.id
+    refused(db, InvalidAmount, words, lambda: credits.add_credits(db, ready.admin, org, amount, 1))
+    refused(db, InvalidAmount, words, lambda: credits.allocate(db, ready.admin, org, "user-1", amount))
+    refused(db, InvalidAmount, words, lambda: credits.reclaim(db, ready.admin, org, "user-1", amount))
+    refused(db, InvalidAmount, words, lambda: credits.deduct(db, org, "user-1", amount, "llm", "gpt-4o"))
+    refused(db, InvalidAmount, words, lambda: credits.has_sufficient_credits(db, org, "user-1", amount))
+    refused(db, InvalidAmount, words,
+            lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "user-2"], amount))
+
+
+@pytest.mark.parametrize(("amount", "words"), [(-1, "negative"), ("NaN", "finite"), ("1e11", "too large"),
+                                               (Decimal("0.00001"), "4 decimal places"), ("ten", "not a number")])
+def test_bad_purchase_amounts_refused(db, ready, amount, words):
+    refused(db, InvalidAmount, words, lambda: credits.add_credits(db, ready.admin, ready.id, 100, amount))
+
+
+def test_pool_cannot_overflow(db, ready):
+    for _ in range(9):
+        credits.add_credits(db, None, ready.id, 10**12, 0)
+    refused(db, InvalidAmount, "would exceed", lambda: credits.add_credits(db, None, ready.id, 10**12, 0))
+
+
+def test_unknown_ids_refused(db, ready):
+    org = ready.id
+    refused(db, NotFound, "'no-such-org' does not exist", lambda: credits.add_credits(db, None, "no-such-org", 5, 0))
+    refused(db, NotFound, "does not exist", lambda: credits.allocate(db, ready.admin, "no-such-org", "user-1", 5))
+    refused(db, NotFound, "'ghost' does not exist", lambda: credits.allocate(db, ready.admin, org, "ghost", 5))
+    refused(db, NotFound, "does not exist", lambda: credits.deduct(db, "no-such-org", "user-1", 5, "llm", "m"))
+    refused(db, NotFound, "'ghost' does not exist", lambda: credits.deduct(db, org, "ghost", 5, "llm", "m"))
+    refused(db, NotFound, "does not exist", lambda: credits.has_sufficient_credits(db, "no-such-org", "user-1", 5))
+    refused(db, NotFound, "acting user 'ghost'", lambda: credits.allocate(db, "ghost", org, "user-1", 5))
+
+
+def test_user_of_another_organization_refused(db, ready):
+    org = ready.id
+    refused(db, NotAMember, "not a member", lambda: credits.allocate(db, ready.admin, org, "outsider", 5))
+    refused(db, NotAMember, "not a member", lambda: credits.deduct(db, org, "outsider", 5, "llm", "m"))
+    refused(db, NotAMember, "not a member", lambda: credits.has_sufficient_credits(db, org, "outsider", 5))
+    refused(db, NotAMember, "not a member", lambda: credits.reclaim(db, ready.admin, org, "outsider"))
+    refused(db, NotAMember, "not a member",
+            lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "outsider"], 5))
+    # an admin of another organization has no say here
+    refused(db, PermissionDenied, "not an admin", lambda: credits.allocate(db, "outsider", org, "user-1", 5))
+    refused(db, PermissionDenied, "not an admin", lambda: credits.add_credits(db, "outsider", org, 5, 0))
+
+
+def test_members_cannot_act_as_admins(db, ready):
+    refused(db, PermissionDenied, "not an admin", lambda: credits.allocate(db, "user-1", ready.id, "user-1", 5))
+    refused(db, PermissionDenied, "not an admin", lambda: credits.reclaim(db, "user-2", ready.id, "user-1"))
+    refused(db, PermissionDenied, "not an admin", lambda: reports.pool(db, "user-1", ready.id))
+    refused(db, PermissionDenied, "not an admin", lambda: organizations.members(db, "user-1", ready.id))
+    refused(db, PermissionDenied, "not a system admin", lambda: reports.org_summaries(db, ready.admin))
+    refused(db, PermissionDenied, "not a system admin",
+            lambda: organizations.create_organization(db, ready.admin, "new-org", "New"))
+    refused(db, PermissionDenied, "log in", lambda: reports.pool(db, "", ready.id))
+
+
+def test_short_pool_and_short_allocation_refused(db, ready):
+    org = ready.id
+    message = refused(db, InsufficientPoolCredits, "9000 available, 9001 requested",
+                      lambda: credits.allocate(db, ready.admin, org, "user-2", 9_001))
+    assert "add credits" in message.lower()
+    refused(db, InsufficientPoolCredits, "available",
+            lambda: credits.allocate_to_members(db, ready.admin, org, ["user-2", "user-3"], 4_501))
+    refused(db, InsufficientCredits, "1000 remaining", lambda: credits.deduct(db, org, "user-1", 1_001, "llm", "m"))
+    refused(db, InsufficientCredits, "no credits allocated", lambda: credits.deduct(db, org, "user-2", 1, "llm", "m"))
+    refused(db, InsufficientCredits, "only 1000 unused", lambda: credits.reclaim(db, ready.admin, org, "user-1", 1_001))
+    assert credits.has_sufficient_credits(db, org, "user-1", 1_000) is True
+    assert credits.has_sufficient_credits(db, org, "user-1", Decimal("1000.000001")) is False
+    assert credits.has_sufficient_credits(db, org, "user-2", 1) is False
+
+
+def test_closed_allocation_refused(db, ready):
+    org = ready.id
+    credits.deduct(db, org, "user-1", 100, "llm", "m")
+    assert organizations.remove_member(db, ready.admin, org, "user-1") == 900
+    organizations.add_member(db, ready.admin, org, "user-1")
+    refused(db, AllocationInactive, "closed", lambda: credits.deduct(db, org, "user-1", 1, "llm", "m"))
+    refused(db, AllocationInactive, "no active allocation", lambda: credits.reclaim(db, ready.admin, org, "user-1"))
+    # what was used stays in the pool's used figure after the allocation closed
+    pool = reports.pool(db, ready.admin, org)
+    assert (pool.total_credits, pool.allocated_credits, pool.used_credits, pool.available_credits) == (
+        9_900, 0, 100, 9_900,
+    )
+
+
+def test_suspended_organization_refused(db, ready):
+    from billing_core.database import fetch
+
+    fetch(db, "update organizations set status = 'suspended' where id = :o", {"o": ready.id})
+    refused(db, OrganizationInactive, "suspended", lambda: credits.deduct(db, ready.id, "user-1", 1, "llm", "m"))
+    refused(db, OrganizationInactive, "suspended", lambda: credits.add_credits(db, None, ready.id, 1, 0))
+    refused(db, OrganizationInactive, "suspended", lambda: credits.allocate(db, None, ready.id, "user-1", 1))
+    assert credits.has_sufficient_credits(db, ready.id, "user-1", 1) is False
+
+
+@pytest.mark.parametrize(
+    ("service_type", "service_name", "request_id", "metadata", "words"),
+    [
+        ("", "m", None, None, "service type"),
+        ("LLM Calls", "m", None, None, "lowercase"),
+        ("llm'; drop table users; --", "m", None, None, "service type"),
+        ("llm", "", None, None, "service name is missing"),
+        ("llm", "x" * 201, None, None, "too long"),
+        ("llm", "line\nbreak", None, None, "control characters"),
+        ("llm", "m", "", None, "request id is missing"),
+        ("llm", "m", "r" * 201, None, "too long"),
+        ("llm", "m", None, {"blob": "x" * 9000}, "too large"),
+    ],
+)
+def test_bad_usage_labels_refused(db, ready, service_type, service_name, request_id, metadata, words):
+    refused(db, InvalidInput, words, lambda: credits.deduct(
+        db, ready.id, "user-1", 1, service_type, service_name, request_id=request_id, metadata=metadata))
+
+
+def test_text_with_quotes_html_and_sql_is_just_text(db, ready):
+    name = """O'Brien & "Sons" <script>alert('x')</script>; drop table users; --"""
+    organizations.create_organization(db, None, "quote'org", name)
+    organizations.create_user(db, None, "bobby'tables", "bobby@example.com", name)
+    organizations.add_member(db, None, "quote'org", "bobby'tables", "admin")
+    credits.add_credits(db, None, "quote'org", 100, 1, description=name)
+    credits.allocate(db, "bobby'tables", "quote'org", "bobby'tables", 10)
+    credits.deduct(db, "quote'org", "bobby'tables", 1, "llm", name[:200], request_id=name)
+    mine = reports.my_credits(db, "bobby'tables").iloc[0]
+    assert (mine.org_name, mine.remaining_credits) == (name, 9)
+    assert reports.billing_history(db, "bobby'tables", "quote'org").iloc[0].description == name
+    assert ledger.verify(db) == []
+
+
+def test_bad_ids_and_names_refused(db, ready):
+    refused(db, InvalidInput, "without spaces", lambda: organizations.create_organization(db, None, "has space", "X"))
+    refused(db, InvalidInput, "without spaces", lambda: organizations.create_organization(db, None, "x" * 129, "X"))
+    refused(db, InvalidInput, "name is missing", lambda: organizations.create_organization(db, None, "ok-id", "  "))
+    refused(db, InvalidInput, "not an email", lambda: organizations.create_user(db, None, "u9", "not-an-email"))
+    refused(db, AlreadyExists, "already taken", lambda: organizations.create_organization(db, None, ready.id, "Dup"))
+    refused(db, AlreadyExists, "already used",
+            lambda: organizations.create_user(db, None, "u9", "USER-1@example.com"))
+    refused(db, AlreadyExists, "already a member", lambda: organizations.add_member(db, None, ready.id, "user-1"))
+    refused(db, InvalidInput, "role must be", lambda: organizations.add_member(db, None, ready.id, "outsider", "owner"))
+    refused(db, InvalidInput, "listed more than once",
+            lambda: credits.allocate_to_members(db, ready.admin, ready.id, ["user-1", "user-1"], 1))
+    refused(db, InvalidInput, "at least one member",
+            lambda: credits.allocate_to_members(db, ready.admin, ready.id, [], 1))
+
+
+def test_the_only_admin_stays(db, ready):
+    refused(db, RuleViolation, "only admin", lambda: organizations.remove_member(db, ready.admin, ready.id, ready.admin))
+    refused(db, RuleViolation, "only admin",
+            lambda: organizations.set_member_role(db, ready.admin, ready.id, ready.admin, "member"))
+    organizations.set_member_role(db, ready.admin, ready.id, "user-2", "admin")
+    organizations.set_member_role(db, "user-2", ready.id, ready.admin, "member")
+    assert ledger.verify(db) == []
