@@ -13,7 +13,7 @@ def to_decimal(value: Amount | None, what: str) -> Decimal | None:
     """`value` as a Decimal; None stays None. Raises InvalidAmount for floats and non-numbers."""
     if value is None:
         return None
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(f"{what} must be exact: pass a whole or decimal number as text or Decimal, not {value!r}.")
     if isinstance(value, Decimal):
         return value

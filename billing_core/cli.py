@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BillingError as exc:
         print(f"billing: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except Exception as exc:  # an unexpected fault: one line, traceback on request
+    except Exception as exc:  # noqa: BLE001 -- an unexpected fault: one line, traceback on request
         if os.environ.get("BILLING_DEBUG"):
             traceback.print_exc()
         print(f"billing: unexpected error: {type(exc).__name__}: {exc} (set BILLING_DEBUG=1 for details)", file=sys.stderr)

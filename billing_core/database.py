@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql as pgsql
 import sqlalchemy as sa
+from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
 from billing_core.errors import DatabaseUnavailable, translate
