@@ -8,9 +8,12 @@ is migrated once; each test gets a clone of it, which takes milliseconds.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -50,13 +53,16 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_server() -> Iterator[Server]:
     """The session's PostgreSQL server (DATABASE_URL's, or an embedded one)."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield Server(url)
         return
-    server = database.embedded_server(tmp_path_factory.mktemp("pg") / "data", stop_on_exit=True)
+    # not under pytest's tmp folder: a second pytest run resets it to mode 700,
+    # which would lock out the server's own system user (when run as root)
+    folder = Path(tempfile.mkdtemp(prefix="billing-test-pg-"))
+    server = database.embedded_server(folder / "data", stop_on_exit=True)
     admin_url = server.get_uri("postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         # a throwaway server: durability on disk buys nothing, speed does
@@ -64,6 +70,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         conn.execute("alter system set synchronous_commit = off")
         conn.execute("select pg_reload_conf()")
     yield Server(admin_url)
+    server.cleanup()  # stops the server
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

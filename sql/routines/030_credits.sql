@@ -486,6 +486,15 @@ begin
        and exists (select 1 from organizations where id = p_org_id and status = 'active')
     returning id, remaining_credits into v_allocation_id, v_remaining;
     if not found then
+        if p_request_id is not null then
+            -- a retry that queued behind its own first call finds the balance
+            -- spent by that call: it must get the first answer, not a refusal
+            select * into v_first from credit_usage_attribution
+             where org_id = p_org_id and request_id = p_request_id;
+            if found then
+                return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
+            end if;
+        end if;
         perform ledger_refuse_deduction(p_org_id, p_user_id, p_credits);
     end if;
 
