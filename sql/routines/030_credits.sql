@@ -443,10 +443,10 @@ $$;
 --                p_service_name, p_request_id, p_metadata): returns the
 -- member's remaining credits after the charge.
 -- Charges the member's active allocation and writes one attribution row, in
--- one statement each; the pool's used figure follows from the allocation.
+-- one statement; the pool's used figure follows from the allocation.
 -- A non-null p_request_id makes the call idempotent per organization: the
--- same request again charges nothing and returns the first answer; the same
--- request id with another user, amount or service raises CB007.
+-- same request again charges nothing more and returns the first answer; the
+-- same request id with another user, amount or service raises CB007.
 -- Locks only the member's allocation row. Raises CB001, CB002, CB003, CB005,
 -- CB006, CB007, CB009, CB011.
 create or replace function deduct_credits(
@@ -465,56 +465,73 @@ declare
     v_first credit_usage_attribution;
     v_allocation_id text;
     v_remaining numeric;
+    v_recorded boolean;
 begin
-    perform ledger_check_credits(p_credits, 'Credits to deduct');
-    perform ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata);
+    -- one expression for the common case; the checks that name what is wrong
+    -- (and raise) run only when it fails. This is the hottest path of the ledger.
+    if not coalesce(p_credits > 0 and p_credits <= 1000000000000 and p_credits = round(p_credits, 6)
+                    and p_service_type ~ '^[a-z][a-z0-9_.-]{0,63}$'
+                    and length(p_service_name) <= 200 and btrim(p_service_name) <> ''
+                    and p_service_name !~ '[[:cntrl:]]'
+                    and (p_request_id is null
+                         or (length(p_request_id) <= 200 and btrim(p_request_id) <> ''
+                             and p_request_id !~ '[[:cntrl:]]'))
+                    and jsonb_typeof(p_metadata) = 'object' and octet_length(p_metadata::text) <= 8192,
+                    false) then
+        perform ledger_check_credits(p_credits, 'Credits to deduct');
+        perform ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata);
+    end if;
 
+    -- The charge and its attribution row in one statement. The UPDATE's WHERE
+    -- clause is re-checked on the newest row version after a wait, so
+    -- concurrent charges can never overdraw the allocation.
+    with charged as (
+        update user_credit_allocations
+           set used_credits = used_credits + p_credits, updated_at = now()
+         where org_id = p_org_id and user_id = p_user_id and is_active
+           and remaining_credits >= p_credits
+           and exists (select 1 from organizations where id = p_org_id and status = 'active')
+        returning id, remaining_credits
+    ), recorded as (
+        insert into credit_usage_attribution
+            (org_id, user_id, allocation_id, credits_used, service_type, service_name,
+             request_id, metadata, remaining_after)
+        select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
+               p_request_id, p_metadata, c.remaining_credits
+          from charged c
+        on conflict (org_id, request_id) where request_id is not null do nothing
+        returning 1
+    )
+    select c.id, c.remaining_credits, exists (select 1 from recorded)
+      into v_allocation_id, v_remaining, v_recorded
+      from charged c;
+    if v_recorded then
+        return v_remaining;
+    end if;
+
+    -- Nothing recorded: a retry of a recorded request id (also one that queued
+    -- behind its own first call and found the balance spent), or a refusal.
     if p_request_id is not null then
         select * into v_first from credit_usage_attribution
          where org_id = p_org_id and request_id = p_request_id;
         if found then
+            if v_allocation_id is not null then
+                -- this call charged before meeting the first one's row: take it back
+                update user_credit_allocations
+                   set used_credits = used_credits - p_credits
+                 where org_id = p_org_id and id = v_allocation_id;
+            end if;
             return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
         end if;
     end if;
-
-    -- the WHERE clause is re-checked on the newest row version after a wait,
-    -- so concurrent charges can never overdraw the allocation
-    update user_credit_allocations
-       set used_credits = used_credits + p_credits, updated_at = now()
-     where org_id = p_org_id and user_id = p_user_id and is_active
-       and remaining_credits >= p_credits
-       and exists (select 1 from organizations where id = p_org_id and status = 'active')
-    returning id, remaining_credits into v_allocation_id, v_remaining;
-    if not found then
-        if p_request_id is not null then
-            -- a retry that queued behind its own first call finds the balance
-            -- spent by that call: it must get the first answer, not a refusal
-            select * into v_first from credit_usage_attribution
-             where org_id = p_org_id and request_id = p_request_id;
-            if found then
-                return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
-            end if;
-        end if;
-        perform ledger_refuse_deduction(p_org_id, p_user_id, p_credits);
+    if v_allocation_id is not null then
+        -- unreachable under read committed; refuse rather than keep an unrecorded charge
+        raise exception using errcode = 'XX000',
+            message = format('deduct_credits: the charge for request %L was neither recorded nor replayed.',
+                             p_request_id);
     end if;
-
-    insert into credit_usage_attribution
-        (org_id, user_id, allocation_id, credits_used, service_type, service_name,
-         request_id, metadata, remaining_after)
-    values (p_org_id, p_user_id, v_allocation_id, p_credits, p_service_type, p_service_name,
-            p_request_id, p_metadata, v_remaining)
-    on conflict (org_id, request_id) where request_id is not null do nothing;
-    if not found then
-        -- the same request id committed meanwhile on another allocation: undo
-        -- this charge (the row is still ours) and answer as the first call did
-        update user_credit_allocations
-           set used_credits = used_credits - p_credits
-         where org_id = p_org_id and id = v_allocation_id;
-        select * into v_first from credit_usage_attribution
-         where org_id = p_org_id and request_id = p_request_id;
-        return ledger_replay_deduction(v_first, p_user_id, p_credits, p_service_type, p_service_name);
-    end if;
-    return v_remaining;
+    perform ledger_refuse_deduction(p_org_id, p_user_id, p_credits);
+    return null;  -- not reached: ledger_refuse_deduction always raises
 end;
 $$;
 
