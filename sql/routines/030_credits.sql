@@ -491,6 +491,9 @@ begin
          where org_id = p_org_id and user_id = p_user_id and is_active
            and remaining_credits >= p_credits
            and exists (select 1 from organizations where id = p_org_id and status = 'active')
+           -- a retry of a recorded request touches nothing: it is answered below
+           and not exists (select 1 from credit_usage_attribution
+                            where org_id = p_org_id and request_id = p_request_id)
         returning id, remaining_credits
     ), recorded as (
         insert into credit_usage_attribution
@@ -516,7 +519,8 @@ begin
          where org_id = p_org_id and request_id = p_request_id;
         if found then
             if v_allocation_id is not null then
-                -- this call charged before meeting the first one's row: take it back
+                -- the first call committed while this one waited for the row
+                -- (so the check above could not see it): take this charge back
                 update user_credit_allocations
                    set used_credits = used_credits - p_credits
                  where org_id = p_org_id and id = v_allocation_id;
