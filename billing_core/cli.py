@@ -51,7 +51,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
     report = migrations.migrate(url)
     where = f"embedded PostgreSQL, data in {database.data_dir()}" if database.is_embedded() else "DATABASE_URL"
     print(f"Database ready ({where}).")
-    print(f"  connect with: psql '{make_url(url).render_as_string(hide_password=True)}'")
+    # a DATABASE_URL's password stays off the screen; the embedded server has none
+    shown = make_url(url).render_as_string(hide_password=True) if make_url(url).password else url
+    print(f"  connect with: psql '{shown}'")
     print(f"  migrations: {'applied ' + ', '.join(report.migrations + report.routines) if report.changed else 'up to date'}")
     return 0
 
