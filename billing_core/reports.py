@@ -33,6 +33,12 @@ def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
+def _org_row(rows: list, columns: list[str], org_id: str) -> pd.Series:
+    if not rows:
+        raise NotFound(f"Organization {org_id!r} does not exist.")
+    return _frame(rows, columns).iloc[0]
+
+
 def pool(db: Engine, actor_id: str, org_id: str) -> Pool:
     """The organization's pool (org admins of it, system admins)."""
     rows = fetch(
@@ -73,9 +79,7 @@ def org_summary(db: Engine, actor_id: str, org_id: str) -> pd.Series:
         {"org_id": org_id},
         checks=[access.check(actor_id, org_id, "admin")],
     )
-    if not rows:
-        raise NotFound(f"Organization {org_id!r} does not exist.")
-    return _frame(rows, ORG_SUMMARY_COLUMNS).iloc[0]
+    return _org_row(rows, ORG_SUMMARY_COLUMNS, org_id)
 
 
 MY_CREDITS_COLUMNS = [
@@ -124,9 +128,7 @@ def org_metrics(db: Engine, actor_id: str, org_id: str) -> pd.Series:
         {"org_id": org_id},
         checks=[access.check(actor_id, org_id, "admin")],
     )
-    if not rows:
-        raise NotFound(f"Organization {org_id!r} does not exist.")
-    return _frame(rows, METRICS_COLUMNS).iloc[0]
+    return _org_row(rows, METRICS_COLUMNS, org_id)
 
 
 USAGE_COLUMNS = ["created_at", "user_id", "service_type", "service_name", "credits_used", "request_id", "remaining_after"]

@@ -1,7 +1,11 @@
-"""Snapshots of the whole ledger, to prove that a refused call changed nothing."""
+"""The ledger as tests see it: snapshots (to prove a refused call changed nothing) and `billing verify`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -30,3 +34,16 @@ def snapshot(db: Engine) -> dict[str, Any]:
     )
     rows = fetch(db, f"select tbl, array_agg(row order by row) from ({statement}) s group by tbl")
     return {table: rows_ for table, rows_ in rows}
+
+
+def billing_verify(url: str) -> subprocess.CompletedProcess[str]:
+    """`billing verify` as a separate process against the database at `url`."""
+    exe = Path(sys.executable).with_name("billing")
+    return subprocess.run(
+        [str(exe), "verify"],
+        check=False,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

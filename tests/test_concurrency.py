@@ -17,10 +17,7 @@ storms).
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -29,7 +26,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -47,6 +43,7 @@ from billing_core.errors import (
     NotAMember,
     RequestConflict,
 )
+from tests.ledger_state import billing_verify
 
 ORG = "conc-org"
 ADMIN = "conc-admin"
@@ -174,19 +171,6 @@ def is_deadlock(exc: BaseException) -> bool:
     """True when the exception is (or wraps) PostgreSQL's deadlock error."""
     orig = getattr(exc, "orig", None)
     return isinstance(orig, psycopg.errors.DeadlockDetected) or getattr(orig, "sqlstate", None) == DEADLOCK_DETECTED
-
-
-def billing_verify(url: str) -> subprocess.CompletedProcess[str]:
-    """`billing verify` as a separate process against the database at `url`."""
-    exe = Path(sys.executable).with_name("billing")
-    return subprocess.run(
-        [str(exe), "verify"],
-        check=False,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def assert_ledger_sound(db: Engine, url: str) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +31,7 @@ from sqlalchemy.engine import Engine
 from billing_core import credits, database, ledger, migrations, organizations, reports
 from billing_core.database import fetch
 from billing_core.errors import BillingError, DatabaseUnavailable
+from tests.ledger_state import billing_verify
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
@@ -92,19 +91,6 @@ def restart(server: Any) -> None:
 
 def make_engine(url: str, size: int) -> Engine:
     return sa.create_engine(database.sqlalchemy_url(url), pool_size=size, max_overflow=0, pool_timeout=30)
-
-
-def billing_verify(url: str) -> subprocess.CompletedProcess[str]:
-    """`billing verify` as a separate process against the database at `url`."""
-    exe = Path(sys.executable).with_name("billing")
-    return subprocess.run(
-        [str(exe), "verify"],
-        check=False,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.slow
