@@ -1,0 +1,324 @@
+"""The billing app: login, a server-side session check on every run, the organization choice,
+then only the pages this user's roles allow.
+
+Session state this script sets for the pages (they only read it):
+  actor_id  the logged-in user's id
+  org_id    the organization chosen in the sidebar (default organization first), or None
+A page may also set org_id itself and call st.switch_page (a click through to an
+organization): the sidebar selector follows org_id.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from sqlalchemy.engine import Engine
+from streamlit import config as st_config
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit_authenticator.utilities import LoginError
+
+from billing_core import auth, database, migrations
+from billing_core.errors import BillingError
+
+ROOT = Path(__file__).resolve().parent
+COOKIE_NAME = "org_billing_login"
+COOKIE_EXPIRY_DAYS = 1.0
+SESSION_KEY = "billing_session_id"  # the server-side session (user_sessions.id) of this browser session
+LOGOUT_KEY = "_billing_logout_requested"
+NOTICE_KEY = "_billing_login_notice"
+RESUME_KEY = "_billing_cookie_session"  # the live session a returning login cookie is bound to
+WANTED_KEY = "_billing_wanted_page"  # the URL path a browser session opened with (a link, a reload)
+STARTED_KEY = "_billing_started"
+LOGIN_SLEEP_ENV = "BILLING_LOGIN_SLEEP_SECONDS"  # pause before each login form (slows password guessing)
+
+# (path, title, icon, section, url path); listed only when the file exists and the roles allow it.
+# The URL paths differ from the file names on purpose: while Streamlit still treats the pages/
+# folder as an old-style multipage app (the first run of a process; every AppTest run), a URL
+# that named a file would run that page alone, without this script's login and session check.
+PAGES = [
+    ("pages/my_credits.py", "My credits", ":material/toll:", "Billing", "credits"),
+    ("pages/org_billing.py", "Organization billing", ":material/account_balance:", "Billing", "organization"),
+    ("pages/system_overview.py", "System overview", ":material/monitoring:", "Administration", "overview"),
+    ("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit"),
+    ("pages/account.py", "Account", ":material/person:", "Account", "my-account"),
+]
+
+
+@st.cache_resource(show_spinner="Preparing the database…")
+def _prepared_database(configured_url: str | None) -> str:
+    """The database URL, migrated once per process (and per DATABASE_URL)."""
+    url = database.database_url()
+    migrations.migrate(url)
+    return url
+
+
+@st.cache_resource
+def _cookie_key(url: str, configured_key: str | None) -> str:
+    return auth.cookie_key(database.get_engine(url))
+
+
+def _request_logout(url: str, session_id: str | None) -> None:
+    """Logout button: end the server-side session now; the next run logs the authenticator out."""
+    if session_id:
+        auth.end_session(database.get_engine(url), session_id)
+    st.session_state[LOGOUT_KEY] = True
+
+
+def _sign_out(db: Engine, authenticator: stauth.Authenticate, notice: str | None = None) -> None:
+    """Log this browser session out: clear the login, end its server-side session, delete the cookie.
+
+    A run can be interrupted at any Streamlit element (a component's answer triggers a rerun), so
+    the login is cleared first and the cookie, which renders an element, is deleted last.
+    """
+    state = st.session_state
+    if state.get("authentication_status"):
+        authenticator.authentication_controller.logout()  # session state only: no element
+    state["logout"] = True  # the authenticator's flag: ignore the cookie from now on
+    session_id = state.pop(SESSION_KEY, None)
+    if session_id:
+        auth.end_session(db, session_id)
+    for key in ("actor_id", "org_id", RESUME_KEY):
+        state.pop(key, None)
+    if notice:
+        state[NOTICE_KEY] = notice
+    _delete_cookie(authenticator)
+
+
+def _delete_cookie(authenticator: stauth.Authenticate) -> None:
+    """Delete the login cookie in the browser (an element: once per run, or its key would repeat)."""
+    if not getattr(authenticator, "_billing_cookie_deleted", False):
+        authenticator._billing_cookie_deleted = True
+        authenticator.cookie_controller.delete_cookie()
+
+
+def _session_user(db: Engine, credentials: dict) -> str:
+    """The user id of this browser session's live server-side session; raises BillingError when it is dead."""
+    state = st.session_state
+    user_id = auth.check_session(db, state.get(SESSION_KEY))
+    entry = credentials["usernames"].get((state.get("username") or "").lower())
+    if entry is None or entry["user_id"] != user_id:
+        raise BillingError("Your login does not match your session: please log in again.")
+    return user_id
+
+
+def _check_cookie(db: Engine, authenticator: stauth.Authenticate) -> None:
+    """Before the authenticator logs in from its cookie: that cookie's server-side session must be live.
+
+    A live one is remembered (RESUME_KEY) for the login to adopt; a cookie whose session ended
+    (logout, password change) is refused: the authenticator is told to ignore it, it is deleted,
+    and the login form says why.
+    """
+    state = st.session_state
+    state.pop(RESUME_KEY, None)
+    token = authenticator.cookie_controller.get_cookie()
+    if not token:
+        return
+    try:
+        state[RESUME_KEY] = auth.resume_session(db, auth.cookie_ref(token["username"], token["exp_date"]))
+    except BillingError as exc:
+        state["logout"] = True
+        state[NOTICE_KEY] = str(exc)
+        _delete_cookie(authenticator)
+
+
+def _login_form(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> None:
+    """The login form (or the authenticator's login from its cookie); failed attempts go to the database."""
+    before = copy.deepcopy(credentials)
+    st.title("Organization billing")
+    notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
+    if notice:
+        st.info(notice)
+    try:
+        authenticator.login(
+            location="main",
+            max_login_attempts=auth.MAX_LOGIN_ATTEMPTS,
+            fields={"Form name": "Log in", "Username": "Email", "Password": "Password", "Login": "Log in"},
+            key="login",
+        )
+    except LoginError as exc:
+        if "attempts" in str(exc):
+            st.error(
+                "Too many failed logins for this email: wait 15 minutes and try again, "
+                "or ask a system admin to reset your password."
+            )
+        else:
+            st.error("This login is not valid any more: please log in with your email and password.")
+    auth.save_login_changes(db, before, credentials)
+    if st.session_state.get("authentication_status") is False:
+        st.error("Email or password is incorrect.")
+    elif st.session_state.get("authentication_status"):
+        st.session_state.pop(NOTICE_KEY, None)
+
+
+def _open_session(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> None:
+    """For a login without a server-side session yet: adopt its cookie's live session, or start one.
+
+    Only the authenticator's login sets authentication_status, and a logout clears it before it
+    drops the session id, so a login without a session id is a fresh one (possibly from a run that
+    was interrupted before it got this far).
+    """
+    state = st.session_state
+    entry = credentials["usernames"].get((state.get("username") or "").lower())
+    if entry is None:
+        raise BillingError("This account cannot log in any more: ask a system admin.")
+    resumed = state.pop(RESUME_KEY, None)
+    if resumed:
+        state[SESSION_KEY] = resumed  # _session_user checks that it is this user's
+        return
+    expires = authenticator.cookie_controller.cookie_model.exp_date  # set when this run's form login set a cookie
+    cookie = auth.cookie_ref(state["username"], expires) if expires else None
+    state[SESSION_KEY] = auth.start_session(db, entry["user_id"], cookie)
+
+
+def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> str | None:
+    """The logged-in user's id for this run (its server-side session checked), or None after the login form."""
+    state = st.session_state
+    if state.pop(LOGOUT_KEY, False):
+        _sign_out(db, authenticator)
+    fresh = not state.get("authentication_status")
+    if fresh:
+        _check_cookie(db, authenticator)
+        _login_form(db, authenticator, credentials)
+        if not state.get("authentication_status"):
+            state.pop(RESUME_KEY, None)
+            return None
+    try:
+        if not state.get(SESSION_KEY):
+            _open_session(db, authenticator, credentials)
+        return _session_user(db, credentials)
+    except BillingError as exc:
+        _sign_out(db, authenticator, notice=str(exc))
+        if fresh:
+            st.rerun()  # this run already showed the login form
+        _login_form(db, authenticator, credentials)
+        return None
+
+
+def _pages_for(roles: auth.UserRoles, org_id: str | None) -> dict[str, list]:
+    """The pages this user may open, by section. Default: System overview for system admins, else My credits."""
+    allowed = {
+        "pages/my_credits.py": True,
+        "pages/org_billing.py": org_id is not None and roles.is_admin_of(org_id),
+        "pages/system_overview.py": roles.is_system_admin,
+        "pages/audit_log.py": roles.is_system_admin or (org_id is not None and roles.is_admin_of(org_id)),
+        "pages/account.py": True,
+    }
+    present = [page for page in PAGES if allowed[page[0]] and (ROOT / page[0]).is_file()]
+    preferred = ["pages/system_overview.py"] if roles.is_system_admin else []
+    preferred += ["pages/my_credits.py", "pages/org_billing.py", "pages/account.py"]
+    default = next((path for path in preferred if any(p[0] == path for p in present)), None)
+    sections: dict[str, list] = {}
+    for path, title, icon, section, url_path in present:
+        page = st.Page(path, title=title, icon=icon, url_path=url_path, default=path == default)
+        sections.setdefault(section, []).append(page)
+    return sections
+
+
+def _sidebar(url: str, roles: auth.UserRoles, choices: list[auth.OrgChoice]) -> None:
+    """Who is logged in, the organization selector (writes org_id) and the logout button."""
+    state = st.session_state
+    with st.sidebar:
+        st.markdown("**Logged in as**")
+        st.text(f"{roles.name}\n{roles.email}")
+        st.caption(" · ".join(roles.labels) if roles.labels else "No organization yet")
+        if choices:
+            # no widget key: the widget follows org_id (its index), so a page may set org_id too
+            ids = [choice.org_id for choice in choices]
+            current = state.get("org_id") if state.get("org_id") in ids else ids[0]
+            labels = {c.org_id: f"{c.name} ({c.role})" if c.role else c.name for c in choices}
+            state["org_id"] = st.selectbox(
+                "Organization",
+                ids,
+                index=ids.index(current),
+                format_func=lambda org_id: labels.get(org_id, org_id),
+                help="Every page shows this organization.",
+            )
+        else:
+            state["org_id"] = None
+        st.button("Log out", key="logout_button", on_click=_request_logout, args=(url, state.get(SESSION_KEY)))
+
+
+def _leave_pages_folder_mode() -> None:
+    """Run again, once per process, when Streamlit started this run in its old pages/-folder mode.
+
+    A process's first run sees the pages/ folder and runs this script as one page of an old-style
+    multipage app; its widgets get other ids than in every later run, so a login typed into that
+    run's form would be lost. (AppTest starts every run in that mode, consistently: left alone.)
+    """
+    if PagesManager.uses_pages_directory and not st_config.get_option("global.appTest"):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def _remember_wanted_page() -> None:
+    """On a browser session's first run, remember the page its URL names: that run is often cut short
+    (the cookie component's answer reruns the app) and the rerun no longer carries the URL's page."""
+    state = st.session_state
+    if not state.get(STARTED_KEY):
+        state[STARTED_KEY] = True
+        path = urlsplit(st.context.url or "").path.strip("/").rsplit("/", 1)[-1]
+        if path and path != "login":
+            state[WANTED_KEY] = path
+
+
+def _run_page(pages: dict[str, list]) -> None:
+    """st.navigation with these pages; a page named by the session's first URL opens once, if allowed."""
+    wanted = st.session_state.pop(WANTED_KEY, None)
+    current = st.navigation(pages)
+    by_path = {page.url_path: page for section in pages.values() for page in section}
+    if wanted and wanted != current.url_path and wanted in by_path:
+        st.switch_page(by_path[wanted])
+    current.run()
+
+
+def main() -> None:
+    """One run of the app."""
+    _remember_wanted_page()
+    _leave_pages_folder_mode()
+    st.set_page_config(page_title="Organization billing", page_icon="💳", layout="wide")
+    try:
+        url = _prepared_database(os.environ.get("DATABASE_URL"))
+        db = database.get_engine(url)
+        key = _cookie_key(url, os.environ.get(auth.COOKIE_KEY_ENV))
+    except BillingError as exc:
+        st.error(str(exc))
+        st.stop()
+
+    state = st.session_state
+    known = state.get("username") if state.get("authentication_status") else None
+    credentials = auth.load_credentials(db, known)
+    authenticator = stauth.Authenticate(  # never cached: it holds this browser session's login
+        credentials,
+        COOKIE_NAME,
+        key,
+        COOKIE_EXPIRY_DAYS,
+        auto_hash=False,
+        login_sleep_time=float(os.environ.get(LOGIN_SLEEP_ENV, "0.7")),
+    )
+    user_id = _identify(db, authenticator, credentials)
+    if user_id is None:
+        state.pop("actor_id", None)
+        state.pop("org_id", None)
+        # every page's URL leads to the login form (no "page not found"); the page opens after the login
+        login = [st.Page(_login_help, title="Log in", url_path="login", default=True)]
+        login += [st.Page(_login_help, title="Log in", url_path=page[4]) for page in PAGES]
+        st.navigation(login, position="hidden").run()
+        return
+
+    state["actor_id"] = user_id
+    roles = auth.user_roles(db, user_id)
+    choices = auth.organization_choices(db, roles)
+    _sidebar(url, roles, choices)
+    _run_page(_pages_for(roles, state.get("org_id")))
+
+
+def _login_help() -> None:
+    st.caption("Log in with your email address. Forgot your password? Ask a system admin to reset it.")
+
+
+main()

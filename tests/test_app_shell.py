@@ -1,0 +1,262 @@
+"""The app shell (app.py) under AppTest: login form, server-side session check, logout, navigation per role,
+organization selector, and the account page's password change.
+
+AppTest runs no custom components, so the authenticator's cookie is never read here: a logged-in
+browser session is seeded with what the authenticator puts in session state after a login, plus the
+server-side session id. The real login through the cookie is covered by tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from streamlit.testing.v1 import AppTest
+
+from billing_core import auth, organizations
+from billing_core.database import PROJECT_ROOT, fetch
+
+APP = str(PROJECT_ROOT / "app.py")
+PASSWORD = "open sesame 1"
+PASSWORD_HASH = auth.hash_password(PASSWORD)  # one bcrypt round for the whole module
+
+ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/system_overview.py",
+             "pages/audit_log.py", "pages/account.py"]
+NAVIGATION = {
+    "mia": ["pages/my_credits.py", "pages/account.py"],  # member of acme
+    "oscar": ["pages/my_credits.py", "pages/org_billing.py", "pages/audit_log.py", "pages/account.py"],  # admin
+    "root": ALL_PAGES,  # system admin
+}
+EMAILS = {"mia": "mia@example.com", "oscar": "oscar@example.com", "root": "root@example.com"}
+
+
+def present(pages: list[str]) -> list[str]:
+    """The pages among `pages` whose files exist (test_every_screen_file_exists checks they all do)."""
+    return [page for page in pages if (PROJECT_ROOT / page).is_file()]
+
+
+@pytest.fixture
+def people(db: Engine, db_url: str, monkeypatch) -> Engine:
+    """acme (mia member, oscar admin) and beta (oscar member), root the system admin; all with PASSWORD."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("BILLING_LOGIN_SLEEP_SECONDS", "0")
+    monkeypatch.delenv("BILLING_COOKIE_KEY", raising=False)
+    organizations.create_organization(db, None, "acme", "Acme <script>alert(1)</script>")
+    organizations.create_organization(db, None, "beta", "Beta")
+    for user_id, email in EMAILS.items():
+        organizations.create_user(db, None, user_id, email, user_id.title(), is_system_admin=user_id == "root",
+                                  password_hash=PASSWORD_HASH)
+    organizations.add_member(db, None, "acme", "oscar", "admin")
+    organizations.add_member(db, None, "acme", "mia", "member")
+    organizations.add_member(db, None, "beta", "oscar", "member")
+    return db
+
+
+def anonymous() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=30)
+
+
+def logged_in(db: Engine, user_id: str) -> tuple[AppTest, str]:
+    """An app whose browser session is logged in as `user_id`, with a live server-side session."""
+    session = auth.start_session(db, user_id)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = EMAILS[user_id]
+    at.session_state["name"] = user_id.title()
+    at.session_state["billing_session_id"] = session
+    return at, session
+
+
+def navigation(at: AppTest) -> list[str]:
+    """The page files st.navigation registered in the last run, relative to the project."""
+    paths = [info.get("script_path") for info in at._registered_pages.values()]
+    return sorted(str(Path(p).relative_to(PROJECT_ROOT)) for p in paths if p)
+
+
+def shows_login_form(at: AppTest) -> bool:
+    return [t.label for t in at.text_input] == ["Email", "Password"] and at.button[0].label == "Log in"
+
+
+def text_input(at: AppTest, label: str):
+    return next(t for t in at.text_input if t.label == label)
+
+
+def session_row(db: Engine, session: str) -> tuple:
+    return tuple(fetch(db, "select ended_at is not null, end_reason from user_sessions where id = :id", {"id": session})[0])
+
+
+def test_every_screen_file_exists():
+    missing = [page for page in ALL_PAGES if not (PROJECT_ROOT / page).is_file()]
+    assert missing == [], f"app.py lists these screens but their files are missing: {missing}"
+
+
+def test_anonymous_sees_the_login_form_and_no_page(people):
+    at = anonymous().run()
+    assert not at.exception
+    assert shows_login_form(at)
+    assert navigation(at) == []  # only the hidden login page: no screen is registered
+    assert "actor_id" not in at.session_state and len(at.sidebar) == 0
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/account.py")
+
+
+def test_form_login_counts_failures_then_opens_a_session(people):
+    db = people
+    at = anonymous().run()
+    text_input(at, "Email").input("Mia@Example.com")
+    text_input(at, "Password").input("wrong password")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Email or password is incorrect."]
+    assert fetch(db, "select failed_login_attempts from users where id = 'mia'")[0][0] == 1
+    assert navigation(at) == []
+
+    text_input(at, "Email").input("Mia@Example.com")
+    text_input(at, "Password").input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["actor_id"] == "mia" and at.session_state["org_id"] == "acme"
+    assert navigation(at) == sorted(present(NAVIGATION["mia"]))
+    rows = fetch(db, "select user_id, cookie_ref is not null, ended_at from user_sessions")
+    assert [tuple(r) for r in rows] == [("mia", True, None)]  # bound to the login cookie just issued
+    assert fetch(db, "select failed_login_attempts, last_login_at is not null from users where id = 'mia'")[0] == (0, True)
+
+
+def test_too_many_failed_logins_lock_the_account_for_a_while(people):
+    db = people
+    for _ in range(auth.MAX_LOGIN_ATTEMPTS):
+        auth.record_failed_login(db, "mia@example.com")
+    at = anonymous().run()
+    text_input(at, "Email").input("mia@example.com")
+    text_input(at, "Password").input(PASSWORD)  # even the right password
+    at.button[0].click().run()
+    assert "Too many failed logins" in at.error[0].value
+    assert "actor_id" not in at.session_state
+    assert fetch(db, "select count(*) from user_sessions")[0][0] == 0
+
+
+@pytest.mark.parametrize("user_id", ["mia", "oscar", "root"])
+def test_navigation_lists_exactly_what_the_role_may_see(people, user_id):
+    at, _ = logged_in(people, user_id)
+    at.run()
+    assert not at.exception
+    assert at.session_state["actor_id"] == user_id
+    assert navigation(at) == sorted(present(NAVIGATION[user_id]))
+    for page in present(ALL_PAGES):
+        if page not in NAVIGATION[user_id]:
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(page)  # not listed: not reachable by its URL either
+
+
+def test_organization_selector_drives_org_id_and_the_pages(people):
+    at, _ = logged_in(people, "oscar")
+    at.run()
+    selector = at.sidebar.selectbox[0]
+    assert selector.label == "Organization"
+    assert selector.options == ["Acme <script>alert(1)</script> (admin)", "Beta (member)"]  # default first, as text
+    assert at.session_state["org_id"] == "acme"
+    selector.set_value("beta").run()
+    assert at.session_state["org_id"] == "beta"
+    assert navigation(at) == sorted(present(["pages/my_credits.py", "pages/account.py"]))  # only a member there
+
+    root, _ = logged_in(people, "root")
+    root.run()
+    assert root.sidebar.selectbox[0].options == ["Acme <script>alert(1)</script>", "Beta"]  # any organization
+    # a page that sets org_id (a click through to an organization) moves the selector with it
+    root.session_state["org_id"] = "beta"
+    root.run()
+    assert root.sidebar.selectbox[0].value == "beta" and root.session_state["org_id"] == "beta"
+
+
+@pytest.mark.parametrize("how, notice", [
+    ("logout elsewhere", "You logged out: please log in again."),
+    ("password changed elsewhere", "Your password was changed since you logged in"),
+    ("password reset by an admin", "A system admin reset your password"),
+])
+def test_a_dead_server_side_session_logs_the_browser_out(people, how, notice):
+    db = people
+    at, session = logged_in(db, "oscar")
+    at.run()
+    assert at.session_state["actor_id"] == "oscar"
+    if how == "logout elsewhere":
+        auth.end_session(db, session)
+    elif how == "password changed elsewhere":
+        with db.begin() as conn:  # however the hash changes, sessions started before are dead
+            conn.exec_driver_sql("update users set password_hash = %s where id = 'oscar'", (PASSWORD_HASH[:-1] + "x",))
+    else:
+        auth.reset_password(db, "root", "oscar", "a fresh secret")
+    at.run()
+    assert not at.exception
+    assert shows_login_form(at)
+    assert notice in at.info[0].value
+    assert "actor_id" not in at.session_state and not at.session_state["authentication_status"]
+    assert navigation(at) == []
+
+
+def test_logout_button_ends_the_server_side_session(people):
+    db = people
+    at, session = logged_in(db, "mia")
+    at.run()
+    logout = next(b for b in at.sidebar.button if b.label == "Log out")
+    logout.click().run()
+    assert shows_login_form(at)
+    assert session_row(db, session) == (True, "logout")
+    assert "actor_id" not in at.session_state and navigation(at) == []
+
+
+def test_account_page_changes_the_password_and_ends_other_logins(people):
+    db = people
+    elsewhere = auth.start_session(db, "mia")
+    at, session = logged_in(db, "mia")
+    at.run()
+    at.switch_page("pages/account.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Account"
+    assert "mia@example.com" in [t.value for t in at.text]
+
+    def submit(old: str, new: str, repeat: str) -> None:
+        text_input(at, "Current password").input(old)
+        text_input(at, "New password").input(new)
+        text_input(at, "New password again").input(repeat)
+        next(b for b in at.button if b.label == "Change password").click().run()
+
+    submit("not my password", "brand new pass", "brand new pass")
+    assert at.error[0].value == "Your current password is not correct: nothing was changed."
+    submit(PASSWORD, "short", "short")
+    assert "too short" in at.error[0].value
+    stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
+    assert stored == PASSWORD_HASH and session_row(db, elsewhere) == (False, None)
+
+    submit(PASSWORD, "brand new pass", "brand new pass")
+    assert not at.error
+    assert at.success[0].value == "Password changed. This login stays open; 1 other login ended."
+    assert auth.password_matches("brand new pass", fetch(db, "select password_hash from users where id = 'mia'")[0][0])
+    assert session_row(db, elsewhere) == (True, "password_changed")
+    assert session_row(db, session) == (False, None)
+    at.run()  # this login stays open after its own password change (app.py ran its session check)
+    assert at.session_state["actor_id"] == "mia" and at.title[0].value == "Account"
+    assert [b.label for b in at.sidebar.button] == ["Log out"]
+
+
+def test_system_admin_resets_a_password_from_the_account_page(people):
+    db = people
+    mia_session = auth.start_session(db, "mia")
+    at, _ = logged_in(db, "oscar")
+    at.run()
+    at.switch_page("pages/account.py").run()
+    assert "Reset a user's password" not in [s.value for s in at.subheader]  # org admins cannot
+
+    at, _ = logged_in(db, "root")
+    at.run()
+    at.switch_page("pages/account.py").run()
+    text_input(at, "User's email").input("nobody@example.com")
+    next(b for b in at.button if b.label == "Reset password").click().run()
+    assert at.error[0].value == "No user has the email 'nobody@example.com'."
+    text_input(at, "User's email").input(" MIA@example.com ")
+    next(b for b in at.button if b.label == "Reset password").click().run()
+    assert not at.error
+    assert at.success[0].value.startswith("New password for mia@example.com (1 login(s) ended)")
+    one_time = at.code[0].value
+    stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
+    assert auth.password_matches(one_time, stored)
+    assert session_row(db, mia_session) == (True, "password_reset")
