@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
-from billing_core import credits, database, ledger, migrations, organizations, reports
+from billing_core import credits, database, demo, ledger, migrations, organizations, reports
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
 EXIT_REFUSED = 1
@@ -55,6 +55,43 @@ def _cmd_start(args: argparse.Namespace) -> int:
     shown = make_url(url).render_as_string(hide_password=True) if make_url(url).password else url
     print(f"  connect with: psql '{shown}'")
     print(f"  migrations: {'applied ' + ', '.join(report.migrations + report.routines) if report.changed else 'up to date'}")
+    engine = _engine()
+    if not database.is_embedded():
+        # someone else's database: demo data only on request
+        if not demo.organization_count(engine):
+            print("  no organizations yet; `billing demo` loads the demo data set into this empty database.")
+        return 0
+    if not demo.organization_count(engine):
+        print("Empty database: loading the demo data set...", flush=True)
+        _print_demo_load(demo.load(engine))
+    else:
+        logins = demo.demo_logins(engine)
+        if logins:
+            _print_logins(logins)
+    return 0
+
+
+def _print_logins(logins: list[demo.Login]) -> None:
+    print(f"Demo logins (every demo user's password: {demo.DEMO_PASSWORD}):")
+    for login in logins:
+        print(f"  {login}")
+
+
+def _print_demo_load(report: demo.LoadReport) -> None:
+    print(
+        f"Demo data loaded in {report.seconds:.1f} s: {report.organizations} organizations, {report.users:,} users, "
+        f"{report.memberships:,} memberships, {report.usage_rows:,} metered calls over 90 days, "
+        f"{report.purchases:,} purchases."
+    )
+    _print_logins(report.logins)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    engine = _engine()
+    migrations.migrate(database.database_url())
+    demo.ensure_empty(engine)
+    print("Loading the demo data set...", flush=True)
+    _print_demo_load(demo.load(engine, seed=args.seed))
     return 0
 
 
@@ -178,7 +215,11 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    command(sub, "start", _cmd_start, "start (or reuse) the database, migrate it and say where it is")
+    command(sub, "start", _cmd_start, "start (or reuse) the database, migrate it and say where it is;"
+            " an empty embedded database gets the demo data")
+    p = command(sub, "demo", _cmd_demo, "load the demo data set (organizations, users, 90 days of usage)"
+                " into a database without organizations, and print its logins")
+    p.add_argument("--seed", type=int, default=demo.DEFAULT_SEED, help=argparse.SUPPRESS)
 
     db = sub.add_parser("db", help="database set-up").add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     command(db, "migrate", _cmd_migrate, "apply pending migrations and changed routines")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call
 from billing_core.errors import NotAMember
+from billing_core.moments import aware
 from billing_core.organizations import default_organization
 
 
@@ -29,11 +31,16 @@ def add_credits(
     *,
     description: str | None = None,
     external_ref: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Decimal:
-    """Add purchased (or, at $0, granted) credits to the pool; returns the pool's new total."""
+    """Add purchased (or, at $0, granted) credits to the pool; returns the pool's new total.
+
+    `occurred_at` dates the purchase's history row when it is entered after the fact.
+    """
     return call(
         db,
-        "select add_credits_to_pool(:org_id, :credits, :amount, :actor_id, :description, :external_ref)",
+        "select add_credits_to_pool(:org_id, :credits, :amount, :actor_id, :description, :external_ref,"
+        " cast(:occurred_at as timestamptz))",
         {
             "org_id": org_id,
             "credits": to_decimal(credits, "Credits to add"),
@@ -41,6 +48,7 @@ def add_credits(
             "actor_id": actor_id,
             "description": description,
             "external_ref": external_ref,
+            "occurred_at": aware(occurred_at, "Purchase time"),
         },
     )
 
@@ -91,15 +99,17 @@ def deduct(
     *,
     request_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    occurred_at: datetime | None = None,
 ) -> Decimal:
     """Charge a member's allocation for one metered call; returns what remains.
 
     The same `request_id` again charges nothing more and returns the first answer.
+    `occurred_at` is when the call happened, for a call reported after the fact.
     """
     return call(
         db,
         "select deduct_credits(:org_id, :user_id, :credits, :service_type, :service_name,"
-        " :request_id, cast(:metadata as jsonb))",
+        " :request_id, cast(:metadata as jsonb), cast(:occurred_at as timestamptz))",
         {
             "org_id": org_id,
             "user_id": user_id,
@@ -108,6 +118,7 @@ def deduct(
             "service_name": service_name,
             "request_id": request_id,
             "metadata": json.dumps(dict(metadata or {})),
+            "occurred_at": aware(occurred_at, "Usage time"),
         },
     )
 

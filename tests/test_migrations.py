@@ -27,11 +27,12 @@ SQL = PROJECT_ROOT / "sql"
 TABLES = {
     "organizations", "users", "organization_members", "credit_pools", "user_credit_allocations",
     "credit_allocation_events", "credit_usage_attribution", "org_billing_history",
-    "organization_subscriptions", "audit_log", "schema_migrations",
+    "organization_subscriptions", "audit_log", "schema_migrations", "plans",
+    "user_sessions", "app_settings",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",
-    "org_billing_metrics", "org_billing_summary",
+    "org_billing_metrics", "org_billing_summary", "login_credentials",
 }
 # the functions integrators and billing_core call by name (README, billing_core/*)
 KEY_FUNCTIONS = {
@@ -39,6 +40,7 @@ KEY_FUNCTIONS = {
     "deduct_credits", "has_sufficient_credits", "remove_organization_member", "create_organization",
     "create_user", "add_organization_member", "set_member_role", "set_default_organization",
     "ledger_violations", "ledger_authorize", "ledger_role_in", "ledger_require_org",
+    "create_subscription", "set_subscription_status", "create_organization_with_plan",
 }
 
 

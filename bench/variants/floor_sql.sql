@@ -3,6 +3,10 @@
 -- attribution row as data-modifying CTEs. What the writes themselves cost
 -- with the repository's schema (its indexes): the floor that
 -- no PL/pgSQL refinement can go below.
+-- the repository's deduct_credits takes a trailing p_occurred_at: drop it, or
+-- the 7-argument version below would make every call ambiguous
+drop function if exists deduct_credits(text, text, numeric, text, text, text, jsonb, timestamptz);
+
 create or replace function deduct_credits(
     p_org_id text, p_user_id text, p_credits numeric, p_service_type text, p_service_name text,
     p_request_id text default null, p_metadata jsonb default '{}')

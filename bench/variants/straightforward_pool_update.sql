@@ -3,6 +3,10 @@
 -- an UPDATE of the organization's pool row on every charge, which is what
 -- keeping used_credits stored on the pool costs: every charge of one
 -- organization queues on that row.
+-- the repository's deduct_credits takes a trailing p_occurred_at: drop it, or
+-- the 7-argument version below would make every call ambiguous
+drop function if exists deduct_credits(text, text, numeric, text, text, text, jsonb, timestamptz);
+
 create or replace function deduct_credits(
     p_org_id text,
     p_user_id text,

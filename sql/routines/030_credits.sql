@@ -10,22 +10,75 @@
 -- calls in its own transaction must itself keep the order above.
 
 
+-- ledger_time_text(p_at): a moment as a person reads it in a message:
+-- 'YYYY-MM-DD HH:MM:SS UTC'. Raises nothing.
+create or replace function ledger_time_text(p_at timestamptz)
+returns text
+language sql
+stable
+as $$
+    select case when p_at is null then 'no time'
+                when isfinite(p_at) then to_char(p_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')
+                else p_at::text end;
+$$;
+
+
+-- ledger_check_occurred_at(p_occurred_at, p_what): returns nothing.
+-- For events reported after the fact (a metered service charging its calls
+-- late, a purchase or plan change entered later): null is "now"; otherwise
+-- the time must be neither in the future (more than one minute ahead of the
+-- database clock: an allowance for the caller's clock skew) nor more than 400
+-- days ago. Raises CB009.
+create or replace function ledger_check_occurred_at(p_occurred_at timestamptz, p_what text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_occurred_at is null then
+        return;
+    end if;
+    if p_occurred_at = 'infinity' or p_occurred_at > clock_timestamp() + interval '1 minute' then
+        raise exception using errcode = 'CB009',
+            message = format('%s (%s) is in the future: give the time it happened, '
+                             'at most now (the database clock says %s).',
+                             p_what, ledger_time_text(p_occurred_at), ledger_time_text(clock_timestamp()));
+    end if;
+    if p_occurred_at < now() - interval '400 days' then
+        raise exception using errcode = 'CB009',
+            message = format('%s (%s) is more than 400 days ago: events older than that cannot be recorded.',
+                             p_what, ledger_time_text(p_occurred_at));
+    end if;
+end;
+$$;
+
+
+-- add_credits_to_pool's signature before p_occurred_at was added: create or
+-- replace cannot add a parameter, and two versions would make calls ambiguous.
+drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, text);
+
+
 -- add_credits_to_pool(p_org_id, p_credits, p_purchase_amount, p_actor_id,
---                     p_description, p_external_ref): returns the pool's total
--- credits after the purchase.
+--                     p_description, p_external_ref, p_occurred_at): returns
+-- the pool's total credits after the purchase.
 -- Adds credits to the pool (creating it if missing) and writes a
 -- 'credit_purchase' (or, for $0, 'credit_grant') billing history row.
 -- p_external_ref (a payment id) makes the call idempotent: the same reference
 -- again changes nothing and returns the first answer.
+-- p_occurred_at (default now) dates the history row when the purchase is
+-- entered after the fact; its recorded_at stays the time of the call. The
+-- credits are in the pool from the call on, whatever the date.
 -- Locks the pool row. Raises CB001, CB002, CB011, CB008, CB007 (reference
--- reused with other figures), CB009.
+-- reused with other figures), CB009 (also: p_occurred_at in the future or
+-- more than 400 days ago).
 create or replace function add_credits_to_pool(
     p_org_id text,
     p_credits numeric,
     p_purchase_amount numeric,
     p_actor_id text default null,
     p_description text default null,
-    p_external_ref text default null
+    p_external_ref text default null,
+    p_occurred_at timestamptz default null
 )
 returns numeric
 language plpgsql
@@ -39,6 +92,7 @@ begin
     perform ledger_check_money(p_purchase_amount, 'Purchase amount');
     perform ledger_check_text(p_description, 'Description', 500, false);
     perform ledger_check_text(p_external_ref, 'Payment reference', 200, false);
+    perform ledger_check_occurred_at(p_occurred_at, 'Purchase time');
     perform ledger_require_org(p_org_id, true);
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
 
@@ -70,18 +124,21 @@ begin
     returning total_credits into v_total;
 
     insert into org_billing_history
-        (org_id, event_type, credits, amount, description, total_credits_after, external_ref, created_by)
+        (org_id, event_type, credits, amount, description, total_credits_after, external_ref, created_by,
+         created_at)
     values (p_org_id,
             case when p_purchase_amount > 0 then 'credit_purchase' else 'credit_grant' end,
             p_credits, p_purchase_amount,
             coalesce(nullif(btrim(p_description), ''),
                      format('%s credits %s', p_credits,
                             case when p_purchase_amount > 0 then 'purchased' else 'granted' end)),
-            v_total, p_external_ref, p_actor_id);
+            v_total, p_external_ref, p_actor_id, coalesce(p_occurred_at, now()));
 
     perform ledger_audit(p_org_id, p_actor_id, 'credits.purchased', 'organization', p_org_id,
                          jsonb_build_object('credits', p_credits, 'amount', p_purchase_amount,
-                                            'external_ref', p_external_ref));
+                                            'external_ref', p_external_ref)
+                         || case when p_occurred_at is null then '{}'::jsonb
+                                 else jsonb_build_object('occurred_at', p_occurred_at) end);
     return v_total;
 end;
 $$;
@@ -439,16 +496,26 @@ end;
 $$;
 
 
+-- deduct_credits's signature before p_occurred_at was added (see
+-- add_credits_to_pool above).
+drop function if exists deduct_credits(text, text, numeric, text, text, text, jsonb);
+
+
 -- deduct_credits(p_org_id, p_user_id, p_credits, p_service_type,
---                p_service_name, p_request_id, p_metadata): returns the
--- member's remaining credits after the charge.
+--                p_service_name, p_request_id, p_metadata, p_occurred_at):
+-- returns the member's remaining credits after the charge.
 -- Charges the member's active allocation and writes one attribution row, in
 -- one statement; the pool's used figure follows from the allocation.
 -- A non-null p_request_id makes the call idempotent per organization: the
 -- same request again charges nothing more and returns the first answer; the
 -- same request id with another user, amount or service raises CB007.
+-- p_occurred_at, for a call reported after the fact, is when the call
+-- happened (default now): the attribution row's created_at; its recorded_at
+-- is the time of the charge. The charge always comes out of the member's
+-- current allocation.
 -- Locks only the member's allocation row. Raises CB001, CB002, CB003, CB005,
--- CB006, CB007, CB009, CB011.
+-- CB006, CB007, CB009 (also: p_occurred_at in the future or more than 400
+-- days ago), CB011.
 create or replace function deduct_credits(
     p_org_id text,
     p_user_id text,
@@ -456,7 +523,8 @@ create or replace function deduct_credits(
     p_service_type text,
     p_service_name text,
     p_request_id text default null,
-    p_metadata jsonb default '{}'
+    p_metadata jsonb default '{}',
+    p_occurred_at timestamptz default null
 )
 returns numeric
 language plpgsql
@@ -476,10 +544,14 @@ begin
                     and (p_request_id is null
                          or (length(p_request_id) <= 200 and btrim(p_request_id) <> ''
                              and p_request_id !~ '[[:cntrl:]]'))
-                    and jsonb_typeof(p_metadata) = 'object' and octet_length(p_metadata::text) <= 8192,
+                    and jsonb_typeof(p_metadata) = 'object' and octet_length(p_metadata::text) <= 8192
+                    and (p_occurred_at is null
+                         or (p_occurred_at <= clock_timestamp() + interval '1 minute'
+                             and p_occurred_at >= now() - interval '400 days')),
                     false) then
         perform ledger_check_credits(p_credits, 'Credits to deduct');
         perform ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata);
+        perform ledger_check_occurred_at(p_occurred_at, 'Usage time');
     end if;
 
     -- The charge and its attribution row in one statement. The UPDATE's WHERE
@@ -498,9 +570,9 @@ begin
     ), recorded as (
         insert into credit_usage_attribution
             (org_id, user_id, allocation_id, credits_used, service_type, service_name,
-             request_id, metadata, remaining_after)
+             request_id, metadata, remaining_after, created_at)
         select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
-               p_request_id, p_metadata, c.remaining_credits
+               p_request_id, p_metadata, c.remaining_credits, coalesce(p_occurred_at, now())
           from charged c
         on conflict (org_id, request_id) where request_id is not null do nothing
         returning 1
