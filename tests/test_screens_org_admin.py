@@ -1,0 +1,416 @@
+"""The "Organization billing" page (pages/org_billing.py), its forms and the read models behind it.
+
+Dataset (built through billing_core, figures checked by hand):
+  acme 'Acme Analytics', Platform plan ($50 / month), 10,000 credits bought for $10
+    ada  admin
+    bob  1,000 allocated; used 4 x 50 company_enrichment now, 3 x 10 contact_lookup 2 days ago,
+         10 contact_lookup 40 days ago (outside the window) -> used 240, remaining 760
+    cy   (a name with HTML and quotes) 500 allocated; used 5 x 2 intelligence_cache_lookup and
+         12.5 llm now -> used 22.5, remaining 477.5
+    dee  no allocation
+  Pool: total 10,000, allocated 1,500, used 262.5, available 8,500.
+  30 days: 252.5 credits in 13 requests by 2 users; by service 200 / 30 / 10 / 12.5.
+  other: a second organization with its own admin, olga.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import streamlit as st
+from ledger_state import snapshot
+from screen_testing import (
+    chart_titled,
+    dataframe,
+    errors,
+    metric_values,
+    no_html_allowed,
+    open_page,
+    plain,
+    trace_values,
+)
+
+import screen_kit
+from billing_core import auth, credits, ledger, organizations, reports, subscriptions, usage
+from billing_core.database import fetch
+from billing_core.errors import InvalidInput, PermissionDenied
+
+CY_NAME = 'Cy <img src=x onerror=alert(1)> "Quote" [link](javascript:alert(1))'
+
+
+@pytest.fixture
+def acme(db, db_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True)
+    for org_id, name, admin, admin_name in (("acme", "Acme Analytics", "ada", "Ada Admin"),
+                                            ("other", "Other Org", "olga", "Olga Other")):
+        organizations.create_organization(db, None, org_id, name)
+        organizations.create_user(db, None, admin, f"{admin}@example.com", admin_name)
+        organizations.add_member(db, None, org_id, admin, "admin")
+    subscriptions.create_subscription(db, "root", "acme", "platform")
+    for user_id, name in (("bob", "Bob Builder"), ("cy", CY_NAME), ("dee", "Dee Dee")):
+        organizations.create_user(db, None, user_id, f"{user_id}@example.com", name)
+        organizations.add_member(db, "ada", "acme", user_id)
+    organizations.create_user(db, None, "eve", "Eve@Example.com", "Eve Outside")
+
+    credits.add_credits(db, "ada", "acme", 10_000, 10)
+    credits.allocate(db, "ada", "acme", "bob", 1_000)
+    credits.allocate(db, "ada", "acme", "cy", 500)
+    now = datetime.now(UTC)
+    for _ in range(4):
+        credits.deduct(db, "acme", "bob", 50, "company_enrichment", "enrich")
+    for _ in range(3):
+        credits.deduct(db, "acme", "bob", 10, "contact_lookup", "lookup", occurred_at=now - timedelta(days=2))
+    credits.deduct(db, "acme", "bob", 10, "contact_lookup", "lookup", occurred_at=now - timedelta(days=40))
+    for _ in range(5):
+        credits.deduct(db, "acme", "cy", 2, "intelligence_cache_lookup", "cache")
+    credits.deduct(db, "acme", "cy", "12.5", "llm", "gpt-4o")
+    st.cache_data.clear()
+    return db
+
+
+def allocation_of(db, user_id: str) -> tuple[Decimal, Decimal]:
+    """(allocated, remaining) of a member of acme, read as its admin."""
+    row = usage.allocations(db, "ada", "acme").set_index("user_id").loc[user_id]
+    return row.allocated_credits, row.remaining_credits
+
+
+def submit(at, form: str, fields: dict, *, confirm: bool = True):
+    """Fill a form's fields (by key), send it, and confirm when the page asks to."""
+    for key, value in fields.items():
+        widget = at.selectbox(key=key) if key.endswith(("_user", "_role")) else at.text_input(key=key)
+        widget.set_value(value)
+    at.button(key=f"{form}_submit").click().run()
+    assert not at.exception
+    confirm_buttons = [b for b in at.button if b.key == f"{form}_confirm"]
+    if confirm and confirm_buttons:
+        confirm_buttons[0].click().run()
+        assert not at.exception
+    return at
+
+
+# ---------------------------------------------------------------- read models
+
+
+def test_org_read_models_hold_the_known_figures(acme):
+    overview = usage.org_overview(acme, "ada", "acme")
+    assert (overview.org_name, overview.member_count) == ("Acme Analytics", 4)
+    assert (overview.total_credits, overview.allocated_credits, overview.used_credits, overview.available_credits) == (
+        10_000, 1_500, Decimal("262.5"), 8_500,
+    )
+    assert overview.monthly_refresh_amount == 0
+    assert (overview.plan, overview.plan_name, overview.subscription_status) == ("platform", "Platform", "active")
+    assert (overview.price_amount, overview.billing_cycle) == (50, "monthly")
+
+    members = usage.allocations(acme, "ada", "acme").set_index("user_id")
+    assert list(members.index) == ["bob", "cy", "ada", "dee"]  # most used first
+    assert members.loc["bob", ["allocated_credits", "used_credits", "remaining_credits"]].tolist() == [1000, 240, 760]
+    assert members.loc["bob", "usage_percent"] == 24
+    assert members.loc["dee", "allocated_credits"] == 0
+    assert members.loc["cy", "display_name"] == CY_NAME
+
+    by_service = usage.usage_by_service(acme, "ada", "acme").set_index("service_type").credits_used.to_dict()
+    assert by_service == {"company_enrichment": 200, "contact_lookup": 30, "llm": Decimal("12.5"),
+                          "intelligence_cache_lookup": 10}
+    by_user = usage.usage_by_user(acme, "ada", "acme")
+    assert by_user[["user_id", "credits_used", "requests"]].values.tolist() == [["bob", 230, 7], ["cy", Decimal("22.5"), 6]]
+
+    daily = usage.usage_over_time(acme, "ada", "acme")
+    assert len(daily) == 31  # 30 days back to today, days without usage as 0
+    assert daily.credits_used.sum() == Decimal("252.5") and daily.requests.sum() == 13
+    today = datetime.now(UTC).date()
+    assert daily.set_index("day").loc[today - timedelta(days=2), "credits_used"] == 30
+
+    history = usage.billing_timeline(acme, "ada", "acme")
+    assert "credit_purchase" in set(history.event_type)
+    purchase = history[history.event_type == "credit_purchase"].iloc[0]
+    assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Ada Admin")
+
+
+@pytest.mark.parametrize("reader", ["org_overview", "allocations", "usage_by_service", "usage_by_user",
+                                    "usage_over_time", "billing_timeline"])
+def test_org_read_models_refuse_members_and_other_admins(acme, reader):
+    read = getattr(usage, reader)
+    for outsider in ("bob", "olga"):
+        with pytest.raises(PermissionDenied):
+            read(acme, outsider, "acme")
+    read(acme, "root", "acme")  # a system admin reads every organization
+
+
+# ---------------------------------------------------------------- the page, read only
+
+
+def test_org_billing_shows_the_organization(acme):
+    at = open_page("org_billing", "ada", "acme")
+    assert not at.exception
+    assert metric_values(at, "Plan") == ["Platform"]
+    assert metric_values(at, "Status") == ["active"]
+    assert metric_values(at, "Price per month") == ["$50.00"]
+    assert metric_values(at, "Total credits") == ["10,000"]
+    assert metric_values(at, "Allocated") == ["1,500"]
+    assert metric_values(at, "Used") == ["262.5"]
+    assert metric_values(at, "Available") == ["8,500"]
+    assert metric_values(at, "Monthly refresh") == ["0"]
+    assert metric_values(at, "Credits used (30 days)") == ["252.5"]
+    assert metric_values(at, "Requests (30 days)") == ["13"]
+    assert metric_values(at, "Active users (30 days)") == ["2"]
+
+    [pool] = chart_titled(at, "Pool")["data"]
+    assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
+    assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
+    pie = chart_titled(at, "Credits by service")["data"][0]
+    assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {
+        "company_enrichment": 200, "contact_lookup": 30, "llm": 12.5, "intelligence_cache_lookup": 10,
+    }
+    by_user = chart_titled(at, "Credits by user")["data"][0]
+    assert trace_values(by_user, "x") == [230, 22.5]
+    assert [row[0] for row in by_user["customdata"]] == ["Bob Builder", "Cy &lt;img src=x onerror=alert(1)&gt; \"Quote\" [link](javascript:alert(1))"]
+    line = chart_titled(at, "Credits per day")["data"][0]
+    assert len(trace_values(line, "y")) == 31 and sum(trace_values(line, "y")) == 252.5
+    timeline = chart_titled(at, "Billing history")
+    assert "credit_purchase" in {trace["name"] for trace in timeline["data"]}
+
+    table = dataframe(at, "display_name", "usage_percent").set_index("email")
+    assert table.loc["bob@example.com", "remaining_credits"] == 760
+    assert table.loc["cy@example.com", "remaining_credits"] == Decimal("477.5")
+    history = dataframe(at, "event_type", "total_credits_after")
+    assert history[history.event_type == "credit_purchase"].credits.tolist() == [10_000]
+
+
+def test_a_system_admin_sees_the_same_page(acme):
+    at = open_page("org_billing", "root", "acme")
+    assert not at.exception and not at.error
+    assert metric_values(at, "Available") == ["8,500"]
+    assert len(dataframe(at, "display_name", "usage_percent")) == 4
+
+
+@pytest.mark.parametrize("actor_id", ["bob", "olga"])
+def test_members_and_other_admins_are_refused(acme, actor_id):
+    at = open_page("org_billing", actor_id, "acme")
+    assert not at.exception
+    assert errors(at) == [f"User '{actor_id}' is not an admin of organization 'acme'."]
+    assert not at.metric and not at.dataframe and not at.get("plotly_chart") and not at.button
+
+
+def test_the_page_needs_a_login_and_an_organization(acme):
+    at = open_page("org_billing", None, "acme")
+    assert [w.value for w in at.warning] == ["Please log in."] and not at.metric
+    at = open_page("org_billing", "ada", None)
+    assert "Choose an organization" in at.info[0].value and not at.metric
+    at = open_page("org_billing", "root", "no-such-org")
+    assert errors(at) == ["Organization 'no-such-org' does not exist."] and not at.metric
+
+
+def test_search_filters_the_allocations_by_name_or_email(acme):
+    at = open_page("org_billing", "ada", "acme")
+    at.text_input(key="allocation_search").input("BUILDER").run()
+    assert dataframe(at, "display_name", "usage_percent").email.tolist() == ["bob@example.com"]
+    at.text_input(key="allocation_search").input("dee@").run()
+    assert dataframe(at, "display_name", "usage_percent").display_name.tolist() == ["Dee Dee"]
+    at.text_input(key="allocation_search").input("<img").run()
+    assert dataframe(at, "display_name", "usage_percent").display_name.tolist() == [CY_NAME]
+
+
+# ---------------------------------------------------------------- credit forms
+
+
+def test_allocating_through_the_form_changes_the_database_and_the_table(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "allocate", {"allocate_user": "cy", "allocate_credits": "250"}, confirm=False)
+    assert "Allocate 250 credits to" in plain(at.warning[0].value)  # asks first, changes nothing yet
+    assert allocation_of(acme, "cy") == (500, Decimal("477.5"))
+    at.button(key="allocate_confirm").click().run()
+    assert not at.exception
+    assert allocation_of(acme, "cy") == (750, Decimal("727.5"))
+    assert dataframe(at, "display_name", "usage_percent").set_index("email").loc["cy@example.com", "allocated_credits"] == 750
+    assert metric_values(at, "Available") == ["8,250"]
+    assert any("now has 727.5 credits remaining" in plain(s.value) for s in at.success)
+
+
+def test_taking_back_and_adding_credits_through_the_forms(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "reclaim", {"reclaim_user": "bob", "reclaim_credits": "100"})
+    assert allocation_of(acme, "bob") == (900, 660)
+    assert any("Took back 100 credits" in plain(s.value) for s in at.success)
+    submit(at, "reclaim", {"reclaim_user": "cy", "reclaim_credits": ""})  # empty: all unused
+    assert allocation_of(acme, "cy") == (Decimal("22.5"), 0)
+    assert metric_values(at, "Available") == ["9,077.5"]
+
+    submit(at, "add", {"add_credits": "5,000", "add_paid": "5", "add_reference": "INV-7"})
+    assert reports.pool(acme, "ada", "acme").total_credits == 15_000
+    assert metric_values(at, "Total credits") == ["15,000"]
+    history = dataframe(at, "event_type", "total_credits_after")
+    assert history.iloc[0][["credits", "amount", "total_credits_after"]].tolist() == [5000, 5, 15000]
+    assert ledger.verify(acme) == []
+
+
+def test_cancelling_a_confirmation_changes_nothing(acme):
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    submit(at, "allocate", {"allocate_user": "bob", "allocate_credits": "10"}, confirm=False)
+    at.button(key="allocate_cancel").click().run()
+    assert snapshot(acme) == before
+    assert [plain(i.value) for i in at.info] == ["Cancelled: nothing changed."]
+    assert not [b for b in at.button if b.key == "allocate_confirm"]
+
+
+BAD_INPUT = [
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "0"}, "Credits to allocate must be greater than 0 (got 0)."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "-5"}, "Credits to allocate must be greater than 0 (got -5)."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "8500.5"},
+     ("Not enough credits in the pool of organization 'acme': 8500 available, 8500.5 requested. "
+      "Add credits or take back unused ones first.")),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "ten"}, "Credits to allocate is not a number (got 'ten')."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": ""}, "Credits to allocate is not a number (got '')."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "0.0000001"},
+     "Credits to allocate has more than 6 decimal places (got 0.0000001)."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "761"},
+     "User 'bob' has only 760 unused credits: cannot take back 761."),
+    ("reclaim", {"reclaim_user": "dee", "reclaim_credits": ""},
+     "User 'dee' has no active allocation in organization 'acme': nothing to take back."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "-1"}, "Credits to take back must be greater than 0 (got -1)."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "1,5"},
+     ("Credits to take back has a comma out of place (got '1,5'): use a dot for decimals, "
+      "commas only between groups of three digits.")),
+    ("add", {"add_credits": "0", "add_paid": "1"}, "Credits to add must be greater than 0 (got 0)."),
+    ("add", {"add_credits": "100", "add_paid": "-1"}, "Purchase amount cannot be negative (got -1)."),
+    ("add", {"add_credits": "lots", "add_paid": "1"}, "Credits to add is not a number (got 'lots')."),
+    ("add", {"add_credits": "100", "add_paid": ""}, "Amount paid is not a number (got '')."),
+]
+
+
+@pytest.mark.parametrize("form", ["allocate", "reclaim", "add"])
+def test_bad_form_input_shows_the_refusal_and_changes_nothing(acme, form):
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    for case_form, fields, message in BAD_INPUT:
+        if case_form != form:
+            continue
+        submit(at, form, fields)
+        assert errors(at) == [message], fields
+        assert snapshot(acme) == before, fields
+        assert metric_values(at, "Available") == ["8,500"]
+
+
+def test_a_form_sent_after_the_role_was_lost_is_refused(acme):
+    at = open_page("org_billing", "ada", "acme")
+    organizations.add_member(acme, None, "acme", "olga", "admin")
+    organizations.set_member_role(acme, "olga", "acme", "ada", "member")
+    before = snapshot(acme)
+    submit(at, "allocate", {"allocate_user": "bob", "allocate_credits": "5"})
+    assert "User 'ada' is not an admin of organization 'acme'." in errors(at)
+    assert snapshot(acme) == before
+
+
+# ---------------------------------------------------------------- members
+
+
+def members_table(at):
+    return dataframe(at, "display_name", "joined_at").set_index("email")
+
+
+def test_adding_an_existing_user_by_email(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "member_add", {"member_add_email": "  EVE@example.COM ", "member_add_role": "member"})
+    assert any("Added" in plain(s.value) for s in at.success)
+    assert members_table(at).loc["eve@example.com", "role"] == "member"
+    assert usage.org_overview(acme, "ada", "acme").member_count == 5
+
+    before = snapshot(acme)
+    submit(at, "member_add", {"member_add_email": "eve@example.com"})
+    assert errors(at) == ["User 'eve' is already a member of organization 'acme'."]
+    submit(at, "member_add", {"member_add_email": "nobody@example.com"})
+    assert errors(at) == ["No user has the email 'nobody@example.com': invite them as a new user instead."]
+    assert snapshot(acme) == before
+
+
+def test_inviting_a_new_user_shows_the_one_time_password_once(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "member_invite", {"member_invite_email": "Newbie@Example.com", "member_invite_name": "New <b>Bie</b>",
+                                 "member_invite_role": "admin"})
+    [code] = at.code
+    password = code.value
+    assert len(password) >= 12
+    [(stored_hash, display_name)] = fetch(
+        acme, "select password_hash, display_name from users where id = 'newbie@example.com'")
+    assert auth.password_matches(password, stored_hash) and password not in stored_hash
+    assert display_name == "New <b>Bie</b>"
+    assert members_table(at).loc["newbie@example.com", ["display_name", "role"]].tolist() == ["New <b>Bie</b>", "admin"]
+    assert [a["action"] for a in audit(acme, "newbie@example.com")] == ["user.created", "member.invited", "member.added"]
+
+    at.run()  # the next run no longer shows it
+    assert not at.code
+
+    before = snapshot(acme)
+    submit(at, "member_invite", {"member_invite_email": "newbie@example.com"})
+    assert errors(at) == ["Email 'newbie@example.com' is already used by another user."]
+    submit(at, "member_invite", {"member_invite_email": "not an email"})
+    assert errors(at) == ["Email 'not an email' is not an email address (expected name@example.com)."]
+    assert not at.code
+    assert snapshot(acme) == before
+
+
+def audit(db, user_id):
+    rows = fetch(db, "select action, actor_id from audit_log where target_id = :u order by id", {"u": user_id})
+    return [{"action": action, "actor_id": actor} for action, actor in rows]
+
+
+def test_changing_a_role_and_removing_a_member(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "member_role", {"member_role_user": "dee", "member_role_role": "admin"})
+    assert members_table(at).loc["dee@example.com", "role"] == "admin"
+
+    submit(at, "member_remove", {"member_remove_user": "bob"})
+    assert any("760 unused credits returned to the pool" in plain(s.value) for s in at.success)
+    assert "bob@example.com" not in members_table(at).index
+    assert metric_values(at, "Available") == ["9,260"]
+    assert metric_values(at, "Used") == ["262.5"]  # what bob used stays in history
+    by_user = usage.usage_by_user(acme, "ada", "acme").set_index("user_id")
+    assert not by_user.loc["bob", "is_member"] and by_user.loc["cy", "is_member"]  # bob's usage stays, as a former member
+    assert ledger.verify(acme) == []
+
+
+def test_the_only_admin_cannot_be_demoted_or_removed(acme):
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    submit(at, "member_role", {"member_role_user": "ada", "member_role_role": "member"})
+    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    submit(at, "member_remove", {"member_remove_user": "ada"})
+    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    assert snapshot(acme) == before
+
+
+def test_member_functions_check_the_role_in_the_database(acme):
+    before = snapshot(acme)
+    with pytest.raises(PermissionDenied):
+        organizations.add_member_by_email(acme, "bob", "acme", "eve@example.com")
+    with pytest.raises(PermissionDenied):
+        organizations.add_member_by_email(acme, "olga", "acme", "eve@example.com")
+    with pytest.raises(PermissionDenied):
+        organizations.invite_member(acme, "bob", "acme", "x@example.com")
+    with pytest.raises(InvalidInput, match="bcrypt password hash"):
+        fetch(acme, "select invite_organization_member('acme', 'x', 'x@example.com', null, 'member', 'secret', 'ada')")
+    assert snapshot(acme) == before
+    # an org admin invites into their own organization only
+    with pytest.raises(PermissionDenied):
+        organizations.invite_member(acme, "olga", "acme", "x@example.com")
+    organizations.invite_member(acme, "olga", "other", "x@example.com")
+    assert organizations.get_user(acme, "x@example.com") is not None
+
+
+# ---------------------------------------------------------------- text stays text
+
+
+def test_names_with_html_and_markup_render_as_text(acme):
+    at = open_page("org_billing", "ada", "acme")
+    assert no_html_allowed(at)
+    assert CY_NAME in set(dataframe(at, "display_name", "usage_percent").display_name)
+    by_user = chart_titled(at, "Credits by user")
+    assert by_user["data"][0]["customdata"][1][0].startswith("Cy &lt;img src=x onerror=alert(1)&gt;")
+    assert by_user["layout"]["yaxis"]["ticktext"][1] == "Cy &lt;img src=x onerror=alert…"
+    submit(at, "allocate", {"allocate_user": "cy", "allocate_credits": "1"}, confirm=False)
+    question = at.warning[0].value
+    assert screen_kit.md_text(CY_NAME) in question and CY_NAME in plain(question)
+    assert at.selectbox(key="allocate_user").format_func("cy") == f"{CY_NAME} (cy@example.com)"
