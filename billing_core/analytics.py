@@ -1,0 +1,189 @@
+"""Revenue and usage across every organization: the system overview's read models.
+
+System admins only: each read runs `ledger_authorize(actor, null,
+'system_admin')` in its own transaction before the query. The figures come
+from the functions in sql/routines/080_analytics.sql (MRR from the
+subscriptions paying at a moment, usage from credit_usage_attribution); see
+that file for the exact rules. `as_of` (default: now) is the moment described.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.database import fetch
+from billing_core.errors import InvalidInput
+
+SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "none")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A figure now and 30 days earlier (or over the previous 30 days)."""
+
+    value: Decimal
+    previous: Decimal
+
+    @property
+    def change(self) -> Decimal:
+        """value - previous."""
+        return self.value - self.previous
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        """The change in percent of `previous`, 2 decimals; None when previous is 0."""
+        if self.previous == 0:
+            return None
+        return round(100 * self.change / self.previous, 2)
+
+
+@dataclass(frozen=True)
+class SystemOverview:
+    """The system overview's headline figures at `as_of`."""
+
+    as_of: datetime
+    mrr: Metric
+    arr: Metric
+    active_subscriptions: Metric  # paying (active or past due) subscriptions: those counted in MRR
+    credits_used_30d: Metric  # last 30 days against the 30 days before
+    requests_30d: int
+    organizations: int
+    past_due_subscriptions: int
+
+
+def _checks(actor_id: str) -> list:
+    return [access.check(actor_id, None, "system_admin")]
+
+
+def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def overview(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> SystemOverview:
+    """MRR, ARR, paying subscriptions and 30-day credits, each with its earlier value (system admins)."""
+    row = fetch(
+        db,
+        "select as_of, mrr, mrr_30d_ago, arr, arr_30d_ago, paying_subscriptions, paying_subscriptions_30d_ago,"
+        " credits_used_30d, credits_used_prev_30d, requests_30d, organizations, past_due_subscriptions"
+        " from system_overview(coalesce(cast(:as_of as timestamptz), now()))",
+        {"as_of": as_of},
+        checks=_checks(actor_id),
+    )[0]
+    return SystemOverview(
+        as_of=row.as_of,
+        mrr=Metric(row.mrr, row.mrr_30d_ago),
+        arr=Metric(row.arr, row.arr_30d_ago),
+        active_subscriptions=Metric(Decimal(row.paying_subscriptions), Decimal(row.paying_subscriptions_30d_ago)),
+        credits_used_30d=Metric(row.credits_used_30d, row.credits_used_prev_30d),
+        requests_30d=int(row.requests_30d),
+        organizations=int(row.organizations),
+        past_due_subscriptions=int(row.past_due_subscriptions),
+    )
+
+
+PLAN_MIX_COLUMNS = ["plan", "plan_name", "subscriptions", "mrr", "mrr_share_percent"]
+
+
+def plan_mix(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.DataFrame:
+    """Paying subscriptions per plan: count, MRR and share of MRR in percent, largest first (system admins)."""
+    rows = fetch(
+        db,
+        "select plan, plan_name, subscriptions, mrr, mrr_share_percent"
+        " from system_plan_mix(coalesce(cast(:as_of as timestamptz), now()))",
+        {"as_of": as_of},
+        checks=_checks(actor_id),
+    )
+    return _frame(rows, PLAN_MIX_COLUMNS)
+
+
+ORGANIZATION_COLUMNS = [
+    "org_id", "org_name", "org_status", "plan", "plan_name", "subscription_status", "billing_cycle", "price_amount",
+    "mrr", "subscription_created_at", "status_changed_at", "member_count", "total_credits", "allocated_credits",
+    "used_credits", "available_credits", "allocated_percent", "credits_used_30d", "credits_used_prev_30d",
+    "usage_change_percent", "requests_30d", "last_usage_at", "created_at",
+]
+
+SORT_KEYS = {
+    "mrr": (["mrr", "org_name", "org_id"], [False, True, True]),
+    "credits_used_30d": (["credits_used_30d", "org_name", "org_id"], [False, True, True]),
+    "org_name": (["org_name", "org_id"], [True, True]),
+    "member_count": (["member_count", "org_name", "org_id"], [False, True, True]),
+    "available_credits": (["available_credits", "org_name", "org_id"], [False, True, True]),
+    "created_at": (["created_at", "org_id"], [False, True]),
+}
+
+
+def organizations(
+    db: Engine,
+    actor_id: str,
+    *,
+    plans: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+    sort_by: str = "mrr",
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
+    """Every organization with plan, subscription status, MRR, members, pool and 30-day usage (system admins).
+
+    `plans` / `statuses` (subscription status, 'none' for never subscribed)
+    keep only the listed values; None or empty keeps all. `sort_by` is one of
+    SORT_KEYS (largest first, names alphabetically).
+    """
+    if sort_by not in SORT_KEYS:
+        raise InvalidInput(f"Cannot sort organizations by {sort_by!r}: choose one of {', '.join(SORT_KEYS)}.")
+    unknown = sorted(set(statuses or ()) - set(SUBSCRIPTION_STATUSES))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown subscription status {unknown[0]!r}: choose among {', '.join(SUBSCRIPTION_STATUSES)}."
+        )
+    rows = fetch(
+        db,
+        "select org_id, org_name, org_status, plan, plan_name, subscription_status, billing_cycle, price_amount, mrr,"
+        " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
+        " used_credits, available_credits, allocated_percent, credits_used_30d, credits_used_prev_30d,"
+        " usage_change_percent, requests_30d, last_usage_at, created_at"
+        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))"
+        " where (cardinality(cast(:plans as text[])) = 0 or plan = any(cast(:plans as text[])))"
+        "   and (cardinality(cast(:statuses as text[])) = 0 or subscription_status = any(cast(:statuses as text[])))",
+        {"as_of": as_of, "plans": list(plans or ()), "statuses": list(statuses or ())},
+        checks=_checks(actor_id),
+    )
+    frame = _frame(rows, ORGANIZATION_COLUMNS)
+    columns, ascending = SORT_KEYS[sort_by]
+    return frame.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
+
+
+TOP_ORGANIZATION_COLUMNS = ["org_id", "org_name", "plan_name", "credits_used_30d", "requests_30d", "credits_used_prev_30d"]
+
+
+def top_organizations(db: Engine, actor_id: str, limit: int = 10, *, as_of: datetime | None = None) -> pd.DataFrame:
+    """The organizations that used the most credits in the last 30 days, largest first (system admins)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput(f"The number of organizations to show must be between 1 and 1000 (got {limit}).")
+    rows = fetch(
+        db,
+        "select org_id, org_name, plan_name, credits_used_30d, requests_30d, credits_used_prev_30d"
+        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))"
+        " where credits_used_30d > 0 order by credits_used_30d desc, org_name, org_id limit :limit",
+        {"as_of": as_of, "limit": limit},
+        checks=_checks(actor_id),
+    )
+    return _frame(rows, TOP_ORGANIZATION_COLUMNS)
+
+
+PAST_DUE_COLUMNS = [
+    "org_id", "org_name", "plan", "plan_name", "billing_cycle", "price_amount", "mrr", "status_changed_at",
+    "member_count", "available_credits", "credits_used_30d", "last_usage_at",
+]
+
+
+def past_due_organizations(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.DataFrame:
+    """Organizations whose subscription is past due, largest MRR first (system admins)."""
+    frame = organizations(db, actor_id, statuses=["past_due"], as_of=as_of)
+    return frame[PAST_DUE_COLUMNS].reset_index(drop=True)

@@ -1,0 +1,291 @@
+"""System overview (system admins): revenue, subscriptions, usage, every organization, past-due quick actions."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+
+import screen_kit as kit
+from billing_core import analytics, auth, subscriptions
+from billing_core.errors import BillingError
+
+st.title("System overview")
+
+actor_id = kit.require_actor()
+db = kit.engine()
+
+try:
+    overview = kit.read(db, analytics.overview, actor_id)
+except BillingError as exc:
+    kit.refuse(exc)  # org admins and members: "... is not a system admin.", nothing else renders
+
+STATUS_WORDS = {
+    "trialing": "trialing",
+    "active": "active",
+    "past_due": "past due",
+    "canceled": "canceled",
+    "none": "never subscribed",
+}
+
+
+def _signed(value: Decimal, formatted: str) -> str:
+    """A change as text with its sign first ("-$19.00"), so that st.metric colours it."""
+    return f"-{formatted}" if value < 0 else formatted
+
+
+def _change_text(metric: analytics.Metric, fmt) -> str:
+    text = _signed(metric.change, fmt(abs(metric.change)))
+    percent = metric.change_percent
+    if percent is not None:
+        text += f" ({'-' if percent < 0 else '+'}{kit.fmt_percent(abs(percent))})"
+    return text
+
+
+def _card(label: str, metric: analytics.Metric, kind: str, fmt, earlier: str) -> None:
+    kit.metric_card(
+        label, metric.value, kind, delta=_change_text(metric, fmt), delta_kind="text",
+        help=f"{earlier}: {fmt(metric.previous)}",
+    )
+
+
+def _display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Decimals as numbers the grid can format (display only)."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if shown[column].map(lambda v: isinstance(v, Decimal)).any():
+            shown[column] = pd.to_numeric(shown[column].map(lambda v: None if v is None else float(v)))
+    return shown
+
+
+# ------------------------------------------------------------ headline figures
+st.caption(f"Figures as of {overview.as_of:%Y-%m-%d %H:%M} UTC; changes against 30 days earlier.")
+cards = st.columns(4)
+with cards[0]:
+    _card("MRR", overview.mrr, "money", kit.fmt_money, "30 days ago")
+with cards[1]:
+    _card("ARR", overview.arr, "money", kit.fmt_money, "30 days ago")
+with cards[2]:
+    _card("Active subscriptions", overview.active_subscriptions, "count", kit.fmt_count, "30 days ago")
+with cards[3]:
+    _card("Credits used (30 days)", overview.credits_used_30d, "credits", kit.card_credits, "Previous 30 days")
+st.caption(
+    f"Active subscriptions are the paying ones (active or past due), the ones MRR counts; "
+    f"{overview.past_due_subscriptions} past due. {overview.organizations} organizations; "
+    f"{overview.requests_30d:,} charged requests in the last 30 days."
+)
+
+# ------------------------------------------------------------ plan mix
+st.subheader("Plan mix")
+mix = kit.read(db, analytics.plan_mix, actor_id)
+if mix.empty:
+    st.caption("No paying subscription yet.")
+else:
+    left, right = st.columns(2)
+    with left:
+        kit.show_chart(
+            kit.bar_chart(
+                mix, "plan_name", "subscriptions", title="Paying subscriptions per plan",
+                labels={"plan_name": "Plan", "subscriptions": "Subscriptions"},
+            ),
+            key="plan_mix_count",
+        )
+    with right:
+        kit.show_chart(
+            kit.bar_chart(
+                mix, "plan_name", "mrr", title="MRR per plan", labels={"plan_name": "Plan", "mrr": "MRR ($)"},
+            ),
+            key="plan_mix_mrr",
+        )
+    kit.table(
+        mix,
+        {
+            "plan_name": kit.text_column("Plan"),
+            "subscriptions": kit.count_column("Paying subscriptions"),
+            "mrr": kit.money_column("MRR"),
+            "mrr_share_percent": kit.percent_column("Share of MRR"),
+        },
+        key="plan_mix_table",
+    )
+    kit.csv_download(mix, "plan_mix.csv", "Download plan mix (CSV)", key="plan_mix_csv")
+
+# ------------------------------------------------------------ top organizations
+st.subheader("Top organizations by credits used (30 days)")
+top = kit.read(db, analytics.top_organizations, actor_id, 10)
+if top.empty:
+    st.caption("No usage in the last 30 days.")
+else:
+    kit.show_chart(
+        kit.bar_chart(
+            top, "org_name", "credits_used_30d", key="org_id", horizontal=True, hover=["plan_name", "requests_30d"],
+            title="Credits used in the last 30 days",
+            labels={"org_name": "Organization", "credits_used_30d": "Credits (30 days)",
+                    "plan_name": "Plan", "requests_30d": "Requests"},
+        ),
+        key="top_organizations",
+        height=max(240, 40 * len(top) + 80),
+    )
+
+# ------------------------------------------------------------ all organizations
+st.subheader("All organizations")
+catalogue = kit.read(db, subscriptions.plans)
+plan_names = {plan.code: plan.name for plan in catalogue}
+plan_prices = {plan.code: plan.monthly_price for plan in catalogue}
+filters = st.columns([2, 2, 1])
+with filters[0]:
+    chosen_plans = st.multiselect(
+        "Plan", list(plan_names), format_func=lambda code: plan_names.get(code, code), key="orgs_plan",
+        placeholder="All plans",
+    )
+with filters[1]:
+    chosen_statuses = st.multiselect(
+        "Subscription status", list(analytics.SUBSCRIPTION_STATUSES), format_func=STATUS_WORDS.get,
+        key="orgs_status", placeholder="All statuses",
+    )
+with filters[2]:
+    sort_by = st.selectbox(
+        "Sort by", list(analytics.SORT_KEYS), key="orgs_sort",
+        format_func={"mrr": "MRR", "credits_used_30d": "Credits used (30 days)", "org_name": "Name",
+                     "member_count": "Members", "available_credits": "Available credits",
+                     "created_at": "Newest"}.get,
+    )
+orgs = kit.read(
+    db, analytics.organizations, actor_id, plans=tuple(chosen_plans), statuses=tuple(chosen_statuses), sort_by=sort_by
+)
+ORG_COLUMNS = {
+    "org_name": kit.text_column("Organization"),
+    "org_id": kit.text_column("Id"),
+    "plan_name": kit.text_column("Plan"),
+    "subscription_status": kit.text_column("Status"),
+    "billing_cycle": kit.text_column("Billing"),
+    "mrr": kit.money_column("MRR"),
+    "member_count": kit.count_column("Members"),
+    "total_credits": kit.credits_column("Pool total"),
+    "allocated_credits": kit.credits_column("Allocated"),
+    "used_credits": kit.credits_column("Used"),
+    "available_credits": kit.credits_column("Available"),
+    "allocated_percent": kit.percent_column("Allocated %"),
+    "credits_used_30d": kit.credits_column("Used (30 days)"),
+    "usage_change_percent": kit.percent_column("Change vs previous 30 days"),
+    "last_usage_at": kit.datetime_column("Last usage"),
+    "org_status": kit.text_column("Organization status"),
+}
+if orgs.empty:
+    st.caption("No organization matches these filters." if chosen_plans or chosen_statuses else "No organization yet.")
+else:
+    st.caption(f"{len(orgs)} organizations. Click a row to open its billing page.")
+    shown = orgs.assign(subscription_status=orgs.subscription_status.map(lambda s: STATUS_WORDS.get(s, s)))
+    event = st.dataframe(
+        _display(shown[list(ORG_COLUMNS)]),
+        column_config=ORG_COLUMNS,
+        column_order=list(ORG_COLUMNS),
+        hide_index=True,
+        key="system_orgs",
+        on_select="rerun",
+        selection_mode="single-row",
+    )
+    kit.csv_download(orgs, "organizations.csv", "Download organizations (CSV)", key="orgs_csv")
+    picked = event.selection.rows if event is not None else []
+    if picked:
+        st.session_state["org_id"] = str(orgs.iloc[picked[0]].org_id)
+        st.switch_page("pages/org_billing.py")
+
+# ------------------------------------------------------------ past due
+st.subheader("Past-due organizations")
+due = kit.read(db, analytics.past_due_organizations, actor_id)
+kit.confirmation("past_due")
+if due.empty:
+    st.caption("No subscription is past due.")
+else:
+    kit.table(
+        due,
+        {
+            "org_name": kit.text_column("Organization"),
+            "org_id": kit.text_column("Id"),
+            "plan_name": kit.text_column("Plan"),
+            "mrr": kit.money_column("MRR"),
+            "status_changed_at": kit.datetime_column("Past due since"),
+            "available_credits": kit.credits_column("Available credits"),
+            "credits_used_30d": kit.credits_column("Used (30 days)"),
+            "last_usage_at": kit.datetime_column("Last usage"),
+        },
+        key="past_due_table",
+    )
+    kit.csv_download(due, "past_due_organizations.csv", "Download past-due organizations (CSV)", key="past_due_csv")
+    for row in due.itertuples():
+        with st.container(border=True):
+            name_col, active_col, cancel_col = st.columns([3, 1, 1])
+            name_col.markdown(f"**{kit.md_text(row.org_name)}** · {kit.md_text(row.org_id)} · "
+                              f"{kit.md_text(row.plan_name)} · {kit.fmt_money(row.mrr)}/month")
+            active_col.button(
+                "Mark active", key=f"past_due_activate_{row.org_id}",
+                on_click=kit.write,
+                args=("past_due", subscriptions.set_subscription_status, db, actor_id, row.org_id, "active"),
+                kwargs={"success": f"{row.org_name}: subscription active again."},
+            )
+
+            def _cancel(org_id: str = row.org_id) -> None:
+                subscriptions.set_subscription_status(db, actor_id, org_id, "canceled")
+
+            cancel_col.button(
+                "Cancel subscription", key=f"past_due_cancel_{row.org_id}",
+                on_click=kit.ask_confirmation,
+                args=(
+                    "past_due",
+                    (f"Cancel the {row.plan_name} subscription of {row.org_name} ({row.org_id})? "
+                     "It stops counting in MRR; the organization can subscribe again later."),
+                    _cancel,
+                    f"{row.org_name}: subscription canceled.",
+                ),
+            )
+
+# ------------------------------------------------------------ create an organization
+st.subheader("Create an organization")
+notice = st.session_state.pop("_new_org_notice", None)
+if notice:
+    st.success(kit.md_text(
+        f"Organization {notice['name']} ({notice['org_id']}) created on the {notice['plan']} plan, "
+        f"with {notice['email']} as its first admin. Their one-time password is below: it is shown only "
+        "this once, pass it on now."
+    ))
+    st.code(notice["password"], language=None)
+
+with st.form("create_org", clear_on_submit=False):
+    new_name = st.text_input("Organization name", max_chars=200)
+    new_org_id = st.text_input("Organization id", max_chars=128, help="1-128 characters, no spaces: acme-inc")
+    plan_codes = list(plan_names)
+    new_plan = st.selectbox(
+        "Plan", plan_codes, format_func=lambda code: f"{plan_names[code]} ({kit.fmt_money(plan_prices[code])} a month)",
+        index=plan_codes.index("platform") if "platform" in plan_codes else 0,
+    )
+    new_cycle = st.radio("Billing", list(subscriptions.BILLING_CYCLES), horizontal=True)
+    left, right = st.columns(2)
+    admin_email = left.text_input("First admin's email", max_chars=254)
+    admin_name = right.text_input("First admin's name", max_chars=200)
+    admin_user_id = st.text_input(
+        "First admin's user id (optional)", max_chars=128, help="Defaults to the email address."
+    )
+    submitted = st.form_submit_button("Create organization", type="primary")
+
+if submitted:
+    user_id = admin_user_id.strip() or admin_email.strip().lower()
+    if not user_id:
+        kit.show_error("Give the first admin's email.")
+    else:
+        password = secrets.token_urlsafe(12)
+        try:
+            subscriptions.open_organization(
+                db, actor_id, new_org_id.strip(), new_name, new_plan, user_id, admin_email.strip(),
+                admin_name.strip() or None, auth.hash_password(password), billing_cycle=new_cycle,
+            )
+        except BillingError as exc:
+            kit.show_error(exc)
+        else:
+            kit.clear_cached_reads()
+            st.session_state["_new_org_notice"] = {
+                "name": new_name.strip(), "org_id": new_org_id.strip(), "plan": plan_names[new_plan],
+                "email": admin_email.strip(), "password": password,
+            }
+            st.rerun()

@@ -1,0 +1,401 @@
+"""The system overview and audit log screens, run with AppTest against the hand-computed dataset.
+
+tests/system_dataset.py describes the dataset and the figures it must give.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
+
+from billing_core import audit, auth, organizations
+from billing_core.database import fetch
+from tests import system_dataset as data
+from tests.ledger_state import snapshot
+from tests.screen_testing import ROOT, chart_titled, errors, metrics, no_html_allowed, open_page, plain
+
+
+@pytest.fixture
+def ds(db, db_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return data.build(db)
+
+
+_media_stores: list[MemoryMediaFileStorage] = []
+
+
+class _RecordingStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage, kept after the run so that downloads can be read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _media_stores.append(self)
+
+
+@pytest.fixture(autouse=True)
+def _keep_downloads(monkeypatch):
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", _RecordingStorage)
+    yield
+    _media_stores.clear()
+
+
+def _table(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table on the page that has this column."""
+    found = [frame.value for frame in at.dataframe if column in frame.value.columns]
+    assert len(found) == 1, f"{len(found)} tables with column {column!r}"
+    return found[0]
+
+
+def _numbers(values) -> list:
+    """A Plotly data array (a list, or numpy's base64 form Plotly 6 sends)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def _bars(spec: dict, horizontal: bool = False) -> list[tuple[str, float]]:
+    """(category as Plotly gets it, value) per bar: the name in the hover data, else the axis position."""
+    bars = []
+    for trace in spec["data"]:
+        at, values = (trace["y"], trace["x"]) if horizontal else (trace["x"], trace["y"])
+        names = [row[0] for row in trace["customdata"]] if trace.get("customdata") else _numbers(at)
+        bars += list(zip(names, _numbers(values), strict=True))
+    return bars
+
+
+def _download(at: AppTest, label: str) -> pd.DataFrame:
+    """The CSV behind the download button with this label, as a DataFrame of text."""
+    button = next(b for b in at.download_button if b.label == label)
+    file_id = Path(button.proto.url).stem
+    content = _media_stores[-1].get_file(file_id).content
+    return pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
+
+
+def _nothing_shown(at: AppTest) -> bool:
+    return not (at.metric or at.dataframe or at.get("plotly_chart") or at.button or at.download_button)
+
+
+# ------------------------------------------------------------ system overview
+
+
+def test_overview_shows_the_datasets_figures(ds):
+    at = open_page("system_overview", ds.sysadmin)
+    assert not at.exception and not errors(at)
+
+    assert metrics(at) == [
+        ("MRR", "$278.00"), ("ARR", "$3,336.00"), ("Active subscriptions", "6"), ("Credits used (30 days)", "620"),
+    ]
+    assert [m.proto.delta for m in at.metric] == [
+        "-$19.00 (-6.4%)", "-$228.00 (-6.4%)", "+1 (+20.0%)", "+414 (+201.0%)",
+    ]
+    assert [m.proto.help for m in at.metric] == [
+        "30 days ago: $297.00", "30 days ago: $3,564.00", "30 days ago: 5", "Previous 30 days: 206",
+    ]
+
+    assert _bars(chart_titled(at, "Paying subscriptions per plan")) == [
+        ("Platform", 2), ("Hybrid", 1), ("BYOK", 2), ("Starter", 1)]
+    assert _bars(chart_titled(at, "MRR per plan")) == [("Platform", 100), ("Hybrid", 99), ("BYOK", 60), ("Starter", 19)]
+    mix = _table(at, "mrr_share_percent")
+    assert mix.mrr_share_percent.tolist() == [35.97, 35.61, 21.58, 6.83]
+
+    # names HTML-escaped for Plotly, which renders some tags
+    assert _bars(chart_titled(at, "Credits used in the last 30 days"), horizontal=True) == [
+        ("Alpha Corp", 500), ("Beta &amp; Sons", 120)]
+
+    orgs = _table(at, "member_count")
+    assert len(orgs) == len(data.ORG_NAMES)
+    assert orgs.org_name.tolist()[:3] == ["Beta & Sons", "<script>alert(1)</script>", "Alpha Corp"]
+    assert orgs.mrr.sum() == 278
+    alpha = orgs.set_index("org_name").loc["Alpha Corp"]
+    assert (alpha.member_count, alpha.total_credits, alpha.available_credits, alpha.credits_used_30d) == (
+        2, 10_000, 8_500, 500)
+    assert alpha.usage_change_percent == 150
+    assert set(orgs.subscription_status) == {"active", "past due", "canceled", "never subscribed"}
+
+    due = _table(at, "status_changed_at")
+    assert due.org_name.tolist() == ["Delta <b>bold</b>"] and due.mrr.tolist() == [19]
+    row = next(m.value for m in at.markdown if "Delta" in m.value)
+    assert "<b>" not in row and plain(row).startswith("**Delta <b>bold</b>** · delta · Starter")
+    assert no_html_allowed(at)
+    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription", "Create organization"]
+
+    exported = _download(at, "Download organizations (CSV)")
+    assert sorted(exported.org_id) == sorted(data.ORG_NAMES)
+    assert exported.set_index("org_id").loc["beta", "mrr"] == "99.0000"
+    assert _download(at, "Download past-due organizations (CSV)").org_id.tolist() == ["delta"]
+    assert _download(at, "Download plan mix (CSV)").plan.tolist() == ["platform", "hybrid", "byok", "starter"]
+
+
+def test_overview_of_a_system_without_organizations(db, db_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True)
+    at = open_page("system_overview", "root")
+    assert not at.exception and not errors(at)
+    assert metrics(at) == [
+        ("MRR", "$0.00"), ("ARR", "$0.00"), ("Active subscriptions", "0"), ("Credits used (30 days)", "0"),
+    ]
+    captions = [plain(c.value) for c in at.caption]
+    assert {"No paying subscription yet.", "No usage in the last 30 days.", "No organization yet.",
+            "No subscription is past due."} <= set(captions)
+    assert not at.dataframe and not at.get("plotly_chart")
+    assert [b.label for b in at.button] == ["Create organization"]
+
+
+@pytest.mark.parametrize("who, org", [("alpha_admin", "alpha"), ("alpha_member", "alpha"), ("beta_admin", "beta")])
+def test_overview_refuses_everyone_but_system_admins(ds, who, org):
+    actor = getattr(ds, who)
+    at = open_page("system_overview", actor, org)
+    assert not at.exception
+    assert errors(at) == [f"User '{actor}' is not a system admin."]
+    assert _nothing_shown(at)
+
+
+def test_pages_ask_for_a_login_first(ds):
+    for page in ("system_overview", "audit_log"):
+        at = open_page(page, None)
+        assert not at.exception
+        assert [w.value for w in at.warning] == ["Please log in."]
+        assert _nothing_shown(at)
+
+
+def test_organization_filters_and_sorting(ds):
+    at = open_page("system_overview", ds.sysadmin)
+    at.multiselect(key="orgs_plan").set_value(["platform"]).run()
+    assert sorted(_table(at, "member_count").org_id) == ["alpha", "iota", "zeta"]
+
+    at.multiselect(key="orgs_status").set_value(["canceled"]).run()
+    assert _table(at, "member_count").org_id.tolist() == ["zeta"]
+
+    at.multiselect(key="orgs_plan").set_value([]).run()
+    at.multiselect(key="orgs_status").set_value(["none", "past_due"]).run()
+    shown = _table(at, "member_count")
+    assert sorted(shown.org_id) == ["delta", "theta"]
+    assert set(shown.subscription_status) == {"past due", "never subscribed"}
+
+    at.multiselect(key="orgs_status").set_value([]).run()
+    at.selectbox(key="orgs_sort").set_value("org_name").run()
+    assert _table(at, "member_count").org_name.tolist() == sorted(data.ORG_NAMES.values())
+    at.selectbox(key="orgs_sort").set_value("credits_used_30d").run()
+    assert _table(at, "member_count").org_id.tolist()[:2] == ["alpha", "beta"]
+
+    at.multiselect(key="orgs_plan").set_value(["hybrid"]).run()
+    at.multiselect(key="orgs_status").set_value(["canceled"]).run()
+    assert "member_count" not in [c for frame in at.dataframe for c in frame.value.columns]
+    assert "No organization matches these filters." in [c.value for c in at.caption]
+    assert not at.exception
+
+
+def test_clicking_an_organization_opens_its_billing_page(ds, tmp_path):
+    # the app's entry registers the pages with st.navigation; this stand-in does the same with the real files
+    (tmp_path / "pages").symlink_to(ROOT / "pages")
+    entry = tmp_path / "entry.py"
+    entry.write_text(
+        "import streamlit as st\n"
+        "st.navigation([st.Page('pages/system_overview.py', default=True), st.Page('pages/org_billing.py')]).run()\n"
+    )
+    at = AppTest.from_file(str(entry), default_timeout=60)
+    at.session_state["actor_id"] = ds.sysadmin
+    at.session_state["org_id"] = None
+    at.run()
+    orgs = _table(at, "member_count")
+    row = orgs.org_id.tolist().index("gamma")
+    at.session_state["system_orgs"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert at.session_state["org_id"] == "gamma"
+    assert [t.value for t in at.title] == ["Organization billing"]
+    assert plain(at.subheader[0].value) == data.ORG_NAMES["gamma"]
+    assert not errors(at)
+
+
+def test_past_due_cancel_asks_first_then_cancels(ds, db):
+    at = open_page("system_overview", ds.sysadmin)
+    at.button(key="past_due_cancel_delta").click().run()
+    question = plain(at.warning[0].value)
+    assert question.startswith("Cancel the Starter subscription of Delta <b>bold</b> (delta)?")
+    assert _status(db, "delta") == "past_due"
+
+    at.button(key="past_due_cancel").click().run()  # "Cancel" the question
+    assert "Cancelled: nothing changed." in [plain(i.value) for i in at.info]
+    assert _status(db, "delta") == "past_due"
+
+    at.button(key="past_due_cancel_delta").click().run()
+    at.button(key="past_due_confirm").click().run()
+    assert not at.exception and not errors(at)
+    assert _status(db, "delta") == "canceled"
+    assert [plain(s.value) for s in at.success] == ["Delta <b>bold</b>: subscription canceled."]
+    assert metrics(at)[0] == ("MRR", "$259.00")  # 278 - 19: the page shows the change at once
+    assert "No subscription is past due." in [c.value for c in at.caption]
+
+
+def test_past_due_mark_active(ds, db):
+    at = open_page("system_overview", ds.sysadmin)
+    at.button(key="past_due_activate_delta").click().run()
+    assert not at.exception and not errors(at)
+    assert _status(db, "delta") == "active"
+    assert [plain(s.value) for s in at.success] == ["Delta <b>bold</b>: subscription active again."]
+    assert metrics(at)[0] == ("MRR", "$278.00")  # past due counted in MRR already
+    assert "No subscription is past due." in [c.value for c in at.caption]
+    actions = audit.entries(db, ds.sysadmin, "delta", actions=["subscription.status_changed"]).entries
+    assert actions.details.iloc[0] == '{"to": "active", "from": "past_due", "plan": "starter"}'
+
+
+def _status(db, org_id: str) -> str:
+    return fetch(
+        db,
+        "select status from organization_subscriptions where org_id = :org_id order by created_at desc limit 1",
+        {"org_id": org_id},
+    )[0][0]
+
+
+def _fill_create_form(at: AppTest, **fields: str) -> AppTest:
+    values = {
+        "Organization name": "", "Organization id": "", "First admin's email": "", "First admin's name": "",
+        "First admin's user id (optional)": "",
+    } | {key.replace("_", " "): value for key, value in fields.items()}
+    for widget in at.text_input:
+        if widget.label in values:
+            widget.set_value(values[widget.label])
+    return at
+
+
+def test_create_organization_form_opens_it_and_shows_the_password_once(ds, db):
+    at = open_page("system_overview", ds.sysadmin)
+    name = 'Acme "Quotes" <b>Inc</b>'
+    for widget in at.text_input:
+        widget.set_value({
+            "Organization name": name, "Organization id": "acme", "First admin's email": "Boss@Acme.io",
+            "First admin's name": "Bo <i>Boss</i>",
+        }.get(widget.label, ""))
+    at.selectbox[-1].set_value("hybrid")
+    at.radio[0].set_value("yearly")
+    at.button(key="FormSubmitter:create_org-Create organization").click().run()
+    assert not at.exception and not errors(at)
+
+    notice = [plain(s.value) for s in at.success]
+    assert notice == [
+        (f"Organization {name} (acme) created on the Hybrid plan, with Boss@Acme.io as its first admin. "
+         "Their one-time password is below: it is shown only this once, pass it on now.")
+    ]
+    password = at.code[0].value
+    assert len(password) == 16
+    user = fetch(db, "select id, email, display_name, password_hash from users where id = 'boss@acme.io'")[0]
+    assert (user.email, user.display_name) == ("boss@acme.io", "Bo <i>Boss</i>")
+    assert auth.password_matches(password, user.password_hash)
+    assert fetch(db, "select role from organization_members where org_id = 'acme'")[0][0] == "admin"
+    sub = fetch(db, "select plan, status, billing_cycle, price_amount from organization_subscriptions"
+                    " where org_id = 'acme'")[0]
+    assert tuple(sub) == ("hybrid", "active", "yearly", 1188)
+    # the new figures show at once
+    assert metrics(at)[0] == ("MRR", "$377.00")
+    assert name in _table(at, "member_count").org_name.tolist()
+
+    at.run()
+    assert not at.code and not at.success  # shown once only
+
+
+def test_create_organization_bad_input_changes_nothing(ds, db):
+    at = open_page("system_overview", ds.sysadmin)
+    cases = [
+        ({"Organization_id": "new-org", "First_admin's_email": "new@example.com"}, "Organization name is missing."),
+        ({"Organization_name": "New", "Organization_id": "new org", "First_admin's_email": "new@example.com"},
+         "Organization id must be 1 to 128 characters without spaces (got 'new org')."),
+        ({"Organization_name": "New", "Organization_id": "alpha", "First_admin's_email": "new@example.com"},
+         "Organization id 'alpha' is already taken."),
+        ({"Organization_name": "New", "Organization_id": "new-org", "First_admin's_email": "not-an-email"},
+         "Email 'not-an-email' is not an email address (expected name@example.com)."),
+        ({"Organization_name": "New", "Organization_id": "new-org", "First_admin's_email": "ALPHA-admin@example.com",
+          "First_admin's_user_id_(optional)": "someone-new"},
+         "Email 'ALPHA-admin@example.com' is already used by another user."),
+        ({"Organization_name": "New", "Organization_id": "new-org"}, "Give the first admin's email."),
+        ({"Organization_name": "<script>alert(1)</script>", "Organization_id": "new-org",
+          "First_admin's_email": "new@example.com", "First_admin's_user_id_(optional)": ds.alpha_admin},
+         f"User id '{ds.alpha_admin}' is already taken."),
+    ]
+    before = snapshot(db)
+    for fields, message in cases:
+        _fill_create_form(at, **fields)
+        at.button(key="FormSubmitter:create_org-Create organization").click().run()
+        assert not at.exception
+        assert errors(at) == [message], fields
+        assert not at.code
+    assert snapshot(db) == before
+    assert no_html_allowed(at)
+
+
+# ------------------------------------------------------------ audit log
+
+
+def test_audit_log_for_a_system_admin_with_filters(ds, db):
+    at = open_page("audit_log", ds.sysadmin)
+    assert not at.exception and not errors(at)
+    everything = audit.entries(db, ds.sysadmin)
+    table = _table(at, "action")
+    assert len(table) == everything.total > 30
+    assert f"{everything.total} matching entries, newest first." in [c.value for c in at.caption]
+
+    at.selectbox(key="audit_org").set_value("alpha").run()
+    table = _table(at, "action")
+    assert set(table.org_id) == {"alpha"} and len(table) == 7
+
+    at.selectbox(key="audit_actor").set_value(ds.alpha_admin).run()
+    table = _table(at, "action")
+    assert len(table) == 4 and set(table.actor_name) == {"Alice <i>Admin</i>"}
+
+    at.multiselect(key="audit_actions").set_value(["allocation.created"]).run()
+    assert _table(at, "action").target_id.tolist() == [ds.alpha_admin, ds.alpha_member]
+
+    today = fetch(db, "select (now() at time zone 'utc')::date")[0][0]
+    at.date_input(key="audit_dates").set_value((today, today)).run()
+    assert len(_table(at, "action")) == 2
+    at.date_input(key="audit_dates").set_value((today.replace(year=today.year - 1),
+                                                today.replace(year=today.year - 1))).run()
+    assert "No audit entry matches these filters." in [plain(c.value) for c in at.caption]
+    assert not at.exception and not errors(at)
+
+
+def test_audit_log_for_an_org_admin_shows_only_their_organization(ds):
+    at = open_page("audit_log", ds.alpha_admin, "alpha")
+    assert not at.exception and not errors(at)
+    assert "audit_org" not in [s.key for s in at.selectbox]
+    table = _table(at, "action")
+    assert set(table.org_id) == {"alpha"} and len(table) == 7
+    assert {"Root Admin", "Alice <i>Admin</i>"} == set(table.actor_name)
+    assert _download(at, "Download these entries (CSV)").org_id.tolist() == ["alpha"] * 7
+    assert no_html_allowed(at)
+
+    at.multiselect(key="audit_actions").set_value(["credits.purchased"]).run()
+    assert _table(at, "action").action.tolist() == ["credits.purchased"]
+
+
+@pytest.mark.parametrize(
+    "who, org, message",
+    [
+        ("alpha_admin", "beta", "User 'alpha-admin' is not an admin of organization 'beta'."),
+        ("alpha_member", "alpha", "User 'alpha-member' is not an admin of organization 'alpha'."),
+        ("alpha_admin", None, "You belong to no organization: there is no audit log to show."),
+    ],
+)
+def test_audit_log_refuses_what_the_user_may_not_see(ds, who, org, message):
+    at = open_page("audit_log", getattr(ds, who), org)
+    assert not at.exception
+    assert errors(at) == [message]
+    assert _nothing_shown(at)
+
+
+def test_a_user_in_no_organization_and_an_unknown_user(ds, db):
+    organizations.create_user(db, None, "loner", "loner@example.com")
+    for page in ("system_overview", "audit_log"):
+        at = open_page(page, "loner")
+        assert errors(at) and _nothing_shown(at)
+        at = open_page(page, "ghost", "alpha")
+        assert errors(at) == ["Acting user 'ghost' does not exist."]
+        assert _nothing_shown(at)
