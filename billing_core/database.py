@@ -28,6 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+_embedded_urls: dict[Path, str] = {}
 
 
 def data_dir() -> Path:
@@ -79,9 +80,17 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
+    folder = data_dir()
+    with _engines_lock:
+        known = _embedded_urls.get(folder)
+    if known:
+        return known  # started and checked once per process: pages ask on every run
     server = embedded_server()
     ensure_database(server.get_uri("postgres"), DATABASE_NAME)
-    return server.get_uri(DATABASE_NAME)
+    url = server.get_uri(DATABASE_NAME)
+    with _engines_lock:
+        _embedded_urls[folder] = url
+    return url
 
 
 def sqlalchemy_url(url: str) -> str:
