@@ -377,7 +377,7 @@ def _plan_people(rng: random.Random, orgs: list[Org], n_people: int) -> tuple[li
     return people, rows
 
 
-def _call(rng: random.Random, org: Org, at: datetime) -> tuple[Decimal, str, str, dict[str, Any]]:
+def _call(rng: random.Random, org: Org) -> tuple[Decimal, str, str, dict[str, Any]]:
     service = _weighted(rng, list(org.mix.items()))
     if service != "llm":
         name, credits = FIXED_SERVICES[service]
@@ -431,7 +431,7 @@ def _plan_usage(
                     continue
                 if at >= datetime.combine(anchor, dtime(), UTC):
                     continue  # usage ends yesterday (UTC)
-                credits, service_type, service_name, metadata = _call(rng, org, at)
+                credits, service_type, service_name, metadata = _call(rng, org)
                 usage.append(Usage(at, org_id, user_id, credits, service_type, service_name, metadata))
     usage.sort(key=lambda u: (u.org_id, u.user_id, u.at))
     return usage
