@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from billing_core import auth, database, organizations
+from billing_core import auth, credits, database, organizations
 from billing_core.database import PROJECT_ROOT, fetch
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,6 +53,7 @@ def app_db(pg_server, template_database) -> Iterator[str]:
         email = f"{user_id}@example.com"
         organizations.create_user(db, None, user_id, email, user_id.title(), password_hash=auth.hash_password(PASSWORDS[email]))
         organizations.add_member(db, None, "acme", user_id, role)
+    credits.add_credits(db, None, "acme", 10_000, 10)
     yield url
     database.dispose_engine(url)
     pg_server.drop_database(name)
@@ -230,3 +231,30 @@ def test_a_copied_cookie_is_refused_after_logout_and_after_a_password_change(app
     assert live_sessions(app_db, "mia") == 1  # only the login the password was changed from
     assert page.get_by_text("Your password was changed").is_visible()  # the reason stays on screen
     shot(page, "logged-out-by-password-change")
+
+
+def test_org_admin_allocates_through_the_form_and_sees_the_page_change(app_url, app_db, context):
+    page = open_app(context, app_url)
+    log_in(page, "ada@example.com")
+    page.get_by_role("link", name="Organization billing").click()
+    page.get_by_text("Available").first.wait_for()
+    settle(page)
+    assert page.get_by_text("10,000").first.is_visible()
+    shot(page, "org-billing-before-allocation")
+
+    page.get_by_role("tab", name="Allocations").click()
+    page.get_by_role("textbox", name="Credits to allocate").fill("250")
+    page.get_by_role("button", name="Allocate credits").click()
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_text("9,750").first.wait_for()  # the pool's available figure, on the same run
+    settle(page)
+    shot(page, "org-billing-after-allocation")
+    allocated = fetch(database.get_engine(app_db),
+                      "select allocated_credits from user_credit_allocations where org_id = 'acme' and is_active")
+    assert [row[0] for row in allocated] == [250]
+
+    for name in ("My credits", "Audit log", "Account"):
+        page.get_by_role("link", name=name).click()
+        page.get_by_role("heading", name=name).first.wait_for()
+        settle(page)
+        shot(page, f"org-admin-{name.lower().replace(' ', '-')}")
