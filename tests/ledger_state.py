@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 
+from billing_core import ledger
 from billing_core.database import fetch
 
 _TABLES = (
@@ -47,3 +49,14 @@ def billing_verify(url: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def refused(db, error: type[Exception], words: str, action) -> str:
+    """Run `action`, expect `error` whose message contains `words`, and prove nothing changed."""
+    before = snapshot(db)
+    with pytest.raises(error) as caught:
+        action()
+    assert words.lower() in str(caught.value).lower(), str(caught.value)
+    assert snapshot(db) == before
+    assert ledger.verify(db) == []
+    return str(caught.value)

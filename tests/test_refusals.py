@@ -20,7 +20,7 @@ from billing_core.errors import (
     PermissionDenied,
     RuleViolation,
 )
-from tests.ledger_state import snapshot
+from tests.ledger_state import refused
 
 BAD_AMOUNTS = [
     (0, "greater than 0"),
@@ -47,17 +47,6 @@ def ready(db, funded_org):
     organizations.create_user(db, None, "outsider", "outsider@example.com")
     organizations.add_member(db, None, "other-org", "outsider", "admin")
     return funded_org
-
-
-def refused(db, error: type[Exception], words: str, action) -> str:
-    """Run `action`, expect `error` whose message contains `words`, and prove nothing changed."""
-    before = snapshot(db)
-    with pytest.raises(error) as caught:
-        action()
-    assert words.lower() in str(caught.value).lower(), str(caught.value)
-    assert snapshot(db) == before
-    assert ledger.verify(db) == []
-    return str(caught.value)
 
 
 @pytest.mark.parametrize(("amount", "words"), BAD_AMOUNTS)

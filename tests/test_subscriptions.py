@@ -12,7 +12,7 @@ import pytest
 from billing_core import access, auth, credits, database, ledger, organizations, reports, subscriptions
 from billing_core.database import fetch
 from billing_core.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
-from tests.ledger_state import snapshot
+from tests.ledger_state import refused, snapshot
 
 ROOT = "root"
 HASH = auth.hash_password("one-time secret")  # hashed once for the module: bcrypt is slow on purpose
@@ -24,17 +24,6 @@ def ready(db, org):
     organizations.create_user(db, None, ROOT, "root@example.com", "Root", is_system_admin=True)
     organizations.create_organization(db, None, "other-org", "Other Org")
     return org
-
-
-def refused(db, error: type[Exception], words: str, action) -> str:
-    """Run `action`, expect `error` whose message contains `words`, and prove nothing changed."""
-    before = snapshot(db)
-    with pytest.raises(error) as caught:
-        action()
-    assert words.lower() in str(caught.value).lower(), str(caught.value)
-    assert snapshot(db) == before
-    assert ledger.verify(db) == []
-    return str(caught.value)
 
 
 def history(db, org_id: str) -> list[tuple]:
