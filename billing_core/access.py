@@ -28,6 +28,11 @@ def check(actor_id: str, org_id: str | None, required: Role) -> tuple[str, dict[
     )
 
 
+def org_checks(actor_id: str, org_id: str, required: Role) -> list[tuple[str, dict[str, Any]]]:
+    """Checks for a read of one organization: it exists (NotFound), then the actor has the role."""
+    return [("select ledger_require_org(:org_id)", {"org_id": org_id}), check(actor_id, org_id, required)]
+
+
 def role_in(db: Engine, actor_id: str, org_id: str | None) -> str | None:
     """The actor's role in the organization: 'system_admin', 'admin', 'member' or None."""
     return call(db, "select ledger_role_in(:actor_id, :org_id)", {"actor_id": actor_id, "org_id": org_id})

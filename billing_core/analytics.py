@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch
+from billing_core.database import fetch, frame
 from billing_core.errors import InvalidInput
 
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "none")
@@ -62,9 +62,6 @@ def _checks(actor_id: str) -> list:
     return [access.check(actor_id, None, "system_admin")]
 
 
-def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
-
 
 def overview(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> SystemOverview:
     """MRR, ARR, paying subscriptions and 30-day credits, each with its earlier value (system admins)."""
@@ -100,7 +97,7 @@ def plan_mix(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.
         {"as_of": as_of},
         checks=_checks(actor_id),
     )
-    return _frame(rows, PLAN_MIX_COLUMNS)
+    return frame(rows, PLAN_MIX_COLUMNS)
 
 
 ORGANIZATION_COLUMNS = [
@@ -154,9 +151,9 @@ def organizations(
         {"as_of": as_of, "plans": list(plans or ()), "statuses": list(statuses or ())},
         checks=_checks(actor_id),
     )
-    frame = _frame(rows, ORGANIZATION_COLUMNS)
+    table = frame(rows, ORGANIZATION_COLUMNS)
     columns, ascending = SORT_KEYS[sort_by]
-    return frame.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
+    return table.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
 
 
 TOP_ORGANIZATION_COLUMNS = ["org_id", "org_name", "plan_name", "credits_used_30d", "requests_30d", "credits_used_prev_30d"]
@@ -174,7 +171,7 @@ def top_organizations(db: Engine, actor_id: str, limit: int = 10, *, as_of: date
         {"as_of": as_of, "limit": limit},
         checks=_checks(actor_id),
     )
-    return _frame(rows, TOP_ORGANIZATION_COLUMNS)
+    return frame(rows, TOP_ORGANIZATION_COLUMNS)
 
 
 PAST_DUE_COLUMNS = [

@@ -165,13 +165,14 @@ def load_credentials(db: Engine, email: str | None = None) -> dict[str, Any]:
     """The credentials dict streamlit-authenticator takes, keyed by email: every user with a password
     (or only `email`'s entry). Each entry: user_id, email, name, password (the bcrypt hash),
     failed_login_attempts (those still counting), roles, logged_in."""
-    statement = "select user_id, email, name, password_hash, failed_login_attempts, roles from login_credentials"
-    params: dict[str, Any] = {}
-    if email is not None:
-        statement += " where lower(email) = lower(:email)"
-        params["email"] = email
+    rows = fetch(
+        db,
+        "select user_id, email, name, password_hash, failed_login_attempts, roles from login_credentials"
+        " where cast(:email as text) is null or lower(email) = lower(:email)",
+        {"email": email},
+    )
     usernames = {}
-    for user_id, user_email, name, password_hash, failed, roles in fetch(db, statement, params):
+    for user_id, user_email, name, password_hash, failed, roles in rows:
         usernames[user_email.lower()] = {
             "user_id": user_id,
             "email": user_email,

@@ -16,12 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
-from billing_core.errors import DatabaseUnavailable, translate
+from billing_core.errors import BillingError, DatabaseUnavailable, translate
 
 DATABASE_NAME = "billing"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -118,16 +119,22 @@ def dispose_engine(url: str) -> None:
         engine.dispose()
 
 
+def _message(exc: sa.exc.DBAPIError) -> str:
+    diag = getattr(exc.orig, "diag", None)
+    return (diag.message_primary if diag is not None else None) or str(exc.orig)
+
+
+def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
+    """The domain exception a database error stands for, or None when it is not a refusal."""
+    return translate(getattr(exc.orig, "sqlstate", None), _message(exc))
+
+
 def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)
-    diag = getattr(orig, "diag", None)
-    message = (diag.message_primary if diag is not None else None) or str(orig)
-    domain = translate(sqlstate, message)
+    domain = domain_error(exc)
     if domain is not None:
         raise domain from None
-    if isinstance(exc, sa.exc.OperationalError) and sqlstate is None:
-        raise DatabaseUnavailable(f"The database is unreachable: {message}") from exc
+    if isinstance(exc, sa.exc.OperationalError) and getattr(exc.orig, "sqlstate", None) is None:
+        raise DatabaseUnavailable(f"The database is unreachable: {_message(exc)}") from exc
 
 
 def fetch(
@@ -151,6 +158,11 @@ def fetch(
     except sa.exc.DBAPIError as exc:
         _raise_domain_error(exc)
         raise
+
+
+def frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of a read as a DataFrame with these column names."""
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
 
 
 def call(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -36,8 +36,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from billing_core import auth
-from billing_core.errors import BillingError, translate
+from billing_core import auth, database
+from billing_core.errors import BillingError
 
 DEMO_PASSWORD = "billing-demo"
 DEFAULT_SEED = 20240601
@@ -554,19 +554,15 @@ def _run(conn: Connection, statement: str, params: dict[str, Any] | None = None)
         result = conn.execute(sa.text(statement), params or {})
         return list(result) if result.returns_rows else []
     except sa.exc.DBAPIError as exc:
-        orig = exc.orig
-        diag = getattr(orig, "diag", None)
-        message = (diag.message_primary if diag is not None else None) or str(orig)
-        domain = translate(getattr(orig, "sqlstate", None), message)
+        domain = database.domain_error(exc)
         if domain is not None:
-            raise type(domain)(f"Loading the demo failed, nothing was written: {message}") from None
+            raise type(domain)(f"Loading the demo failed, nothing was written: {domain}") from None
         raise
 
 
 def organization_count(db: Engine) -> int:
     """How many organizations the database holds."""
-    with db.connect() as conn:
-        return conn.execute(sa.text("select count(*) from organizations")).scalar_one()
+    return database.call(db, "select count(*) from organizations")
 
 
 def ensure_empty(db: Engine) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch
+from billing_core.database import fetch, frame
 from billing_core.errors import NotFound
 
 
@@ -29,14 +29,11 @@ class Pool:
     monthly_refresh_amount: Decimal
 
 
-def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
-
 
 def _org_row(rows: list, columns: list[str], org_id: str) -> pd.Series:
     if not rows:
         raise NotFound(f"Organization {org_id!r} does not exist.")
-    return _frame(rows, columns).iloc[0]
+    return frame(rows, columns).iloc[0]
 
 
 def pool(db: Engine, actor_id: str, org_id: str) -> Pool:
@@ -46,7 +43,7 @@ def pool(db: Engine, actor_id: str, org_id: str) -> Pool:
         "select org_id, total_credits, allocated_credits, used_credits, available_credits,"
         " monthly_refresh_amount from organization_credit_pools where org_id = :org_id",
         {"org_id": org_id},
-        checks=[("select ledger_require_org(:org_id)", {"org_id": org_id}), access.check(actor_id, org_id, "admin")],
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
     if not rows:
         return Pool(org_id, Decimal(0), Decimal(0), Decimal(0), Decimal(0), Decimal(0))
@@ -68,7 +65,7 @@ def org_summaries(db: Engine, actor_id: str) -> pd.DataFrame:
         "select org_id, org_name, org_status, plan, subscription_status, price_amount, billing_cycle, total_credits, allocated_credits, used_credits, available_credits, monthly_refresh_amount, member_count, admin_count, active_allocations, credits_used_30d, requests_30d, last_usage_at, created_at from org_billing_summary order by org_name, org_id",
         checks=[access.check(actor_id, None, "system_admin")],
     )
-    return _frame(rows, ORG_SUMMARY_COLUMNS)
+    return frame(rows, ORG_SUMMARY_COLUMNS)
 
 
 def org_summary(db: Engine, actor_id: str, org_id: str) -> pd.Series:
@@ -96,7 +93,7 @@ def my_credits(db: Engine, actor_id: str) -> pd.DataFrame:
         " order by is_default desc, org_name, org_id",
         {"actor_id": actor_id},
     )
-    return _frame(rows, MY_CREDITS_COLUMNS)
+    return frame(rows, MY_CREDITS_COLUMNS)
 
 
 TOP_USERS_COLUMNS = ["user_id", "email", "display_name", "credits_used_30d", "requests_30d", "usage_rank"]
@@ -111,7 +108,7 @@ def top_users(db: Engine, actor_id: str, org_id: str, limit: int = 10) -> pd.Dat
         {"org_id": org_id, "limit": limit},
         checks=[access.check(actor_id, org_id, "admin")],
     )
-    return _frame(rows, TOP_USERS_COLUMNS)
+    return frame(rows, TOP_USERS_COLUMNS)
 
 
 METRICS_COLUMNS = [
@@ -145,7 +142,7 @@ def recent_usage(db: Engine, actor_id: str, org_id: str, *, user_id: str | None 
         {"org_id": org_id, "user_id": user_id, "limit": limit},
         checks=[access.check(actor_id, org_id, "member" if own else "admin")],
     )
-    return _frame(rows, USAGE_COLUMNS)
+    return frame(rows, USAGE_COLUMNS)
 
 
 def billing_history(db: Engine, actor_id: str, org_id: str, limit: int = 200) -> pd.DataFrame:
@@ -158,4 +155,4 @@ def billing_history(db: Engine, actor_id: str, org_id: str, limit: int = 200) ->
         {"org_id": org_id, "limit": limit},
         checks=[access.check(actor_id, org_id, "admin")],
     )
-    return _frame(rows, columns)
+    return frame(rows, columns)

@@ -18,14 +18,11 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch
+from billing_core.database import fetch, frame
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
 WINDOW_DAYS = 30
 
-
-def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
 def _days(days: int) -> int:
@@ -41,15 +38,11 @@ def _self_check(actor_id: str) -> tuple[str, dict[str, Any]]:
     return ("select ledger_require_user(:actor_id, 'Acting user')", {"actor_id": actor_id})
 
 
-def _org_checks(actor_id: str, org_id: str, required: access.Role) -> list[tuple[str, dict[str, Any]]]:
-    return [("select ledger_require_org(:org_id)", {"org_id": org_id}), access.check(actor_id, org_id, required)]
-
-
 def _member_scope(actor_id: str, org_id: str | None) -> list[tuple[str, dict[str, Any]]]:
     """Checks for a member's own reads: all their organizations, or one they may read."""
     if org_id is None:
         return [_self_check(actor_id)]
-    return _org_checks(actor_id, org_id, "member")
+    return access.org_checks(actor_id, org_id, "member")
 
 
 # ---------------------------------------------------------------- member
@@ -124,7 +117,7 @@ def my_daily_usage(db: Engine, actor_id: str, org_id: str | None = None, days: i
         {"actor_id": actor_id, "org_id": org_id, "days": _days(days)},
         checks=_member_scope(actor_id, org_id),
     )
-    return _frame(rows, MY_DAILY_COLUMNS)
+    return frame(rows, MY_DAILY_COLUMNS)
 
 
 MY_CHARGES_COLUMNS = [
@@ -154,7 +147,7 @@ def my_recent_charges(db: Engine, actor_id: str, org_id: str | None = None, limi
         {"actor_id": actor_id, "org_id": org_id, "limit": limit},
         checks=_member_scope(actor_id, org_id),
     )
-    return _frame(rows, MY_CHARGES_COLUMNS)
+    return frame(rows, MY_CHARGES_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -237,7 +230,7 @@ def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
         "  left join plans pl on pl.code = s.plan"
         " where o.id = :org_id",
         {"org_id": org_id},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
     if not rows:
         raise NotFound(f"Organization {org_id!r} does not exist.")
@@ -261,9 +254,9 @@ def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
         " where v.org_id = :org_id"
         " order by v.used_credits desc, v.display_name, v.user_id",
         {"org_id": org_id},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return _frame(rows, ALLOCATION_COLUMNS)
+    return frame(rows, ALLOCATION_COLUMNS)
 
 
 SERVICE_COLUMNS = ["service_type", "credits_used", "requests"]
@@ -278,9 +271,9 @@ def usage_by_service(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_
         " where org_id = :org_id and created_at >= now() - make_interval(days => :days)"
         " group by service_type order by 2 desc, 1",
         {"org_id": org_id, "days": _days(days)},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return _frame(rows, SERVICE_COLUMNS)
+    return frame(rows, SERVICE_COLUMNS)
 
 
 USER_USAGE_COLUMNS = ["user_id", "display_name", "email", "is_member", "credits_used", "requests"]
@@ -300,9 +293,9 @@ def usage_by_user(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAY
         "  left join organization_members m on m.org_id = :org_id and m.user_id = t.user_id"
         " order by t.credits_used desc, t.user_id",
         {"org_id": org_id, "days": _days(days)},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return _frame(rows, USER_USAGE_COLUMNS)
+    return frame(rows, USER_USAGE_COLUMNS)
 
 
 DAILY_COLUMNS = ["day", "credits_used", "requests"]
@@ -323,9 +316,9 @@ def usage_over_time(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_D
         "              group by 1) u on u.day = d.day"
         " order by d.day",
         {"org_id": org_id, "days": _days(days)},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return _frame(rows, DAILY_COLUMNS)
+    return frame(rows, DAILY_COLUMNS)
 
 
 HISTORY_COLUMNS = [
@@ -347,6 +340,6 @@ def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -
         " where h.org_id = :org_id"
         " order by h.created_at desc, h.id desc limit :limit",
         {"org_id": org_id, "limit": limit},
-        checks=_org_checks(actor_id, org_id, "admin"),
+        checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return _frame(rows, HISTORY_COLUMNS)
+    return frame(rows, HISTORY_COLUMNS)
