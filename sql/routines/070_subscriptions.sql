@@ -313,3 +313,21 @@ begin
     return create_subscription(p_org_id, p_plan, p_actor_id, p_billing_cycle, p_started_at);
 end;
 $$;
+
+
+-- org_included_credits(p_org_id, p_at): the credits the plan of the
+-- organization's live subscription at p_at includes each billing period (0
+-- when it has none). Locks nothing; raises nothing.
+create or replace function org_included_credits(p_org_id text, p_at timestamptz default now())
+returns numeric
+language sql
+stable
+as $$
+    select coalesce((select pl.included_credits
+                       from organization_subscriptions s
+                       join plans pl on pl.code = s.plan
+                      where s.org_id = p_org_id
+                        and s.status in ('trialing', 'active', 'past_due')
+                        and s.created_at <= p_at
+                      limit 1), 0);
+$$;
