@@ -42,6 +42,10 @@ class AuditChoices:
     actors: pd.DataFrame  # actor_id, actor_name
 
 
+# who an entry with no acting user was written by: a trusted job or the operator's CLI
+OPERATOR = "operator (no user: CLI or scheduled job)"
+
+
 def _scope_check(actor_id: str, org_id: str | None) -> tuple:
     # no organization: the whole log, system admins only; else that org's admins (and system admins)
     return access.check(actor_id, org_id, "admin" if org_id is not None else "system_admin")
@@ -83,7 +87,8 @@ def entries(
         raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
     rows = fetch(
         db,
-        "select a.created_at, a.org_id, o.name, a.actor_id, coalesce(u.display_name, u.email),"
+        "select a.created_at, a.org_id, o.name, a.actor_id,"
+        " case when a.actor_id is null then :operator else coalesce(u.display_name, u.email, a.actor_id) end,"
         " a.action, a.target_type, a.target_id, a.details::text, a.id, count(*) over ()"
         " from audit_log a"
         " left join organizations o on o.id = a.org_id"
@@ -96,6 +101,7 @@ def entries(
         " order by a.created_at desc, a.id desc limit :limit",
         {
             "org_id": org_id,
+            "operator": OPERATOR,
             "by_actor": by_actor,
             "actions": list(actions or ()),
             "start": start,

@@ -362,6 +362,16 @@ def test_audit_log_for_a_system_admin_with_filters(ds, db):
     assert not at.exception and not errors(at)
 
 
+def test_audit_log_names_the_operator_for_actions_without_a_user(ds, db):
+    organizations.create_user(db, None, "cron-made", "cron-made@example.com", "Made By Cron")
+    at = open_page("audit_log", ds.sysadmin)
+    table = _table(at, "action")
+    by_operator = table[table.actor_id.isna()]
+    assert len(by_operator) >= 1
+    assert set(by_operator.actor_name) == {audit.OPERATOR}
+    assert "None" not in set(table.actor_name.astype(str))
+
+
 def test_audit_log_for_an_org_admin_shows_only_their_organization(ds):
     at = open_page("audit_log", ds.alpha_admin, "alpha")
     assert not at.exception and not errors(at)
