@@ -593,10 +593,10 @@ def load(
         if _run(conn, "select count(*) from organizations")[0][0]:
             raise DatabaseNotEmpty("The database already has organizations: another load got there first.")
         _write(conn, data)
-    with db.connect() as conn:
-        # fresh statistics for the screens' first queries (not data: outside the transaction)
-        conn.execute(sa.text("analyze credit_usage_attribution, org_billing_history, user_credit_allocations"))
-        conn.commit()
+    with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # fresh statistics and visibility map for the screens' first queries: without the vacuum,
+        # index-only scans over the new usage rows visit the heap until autovacuum comes by
+        conn.execute(sa.text("vacuum (analyze) credit_usage_attribution, org_billing_history, user_credit_allocations"))
     return LoadReport(
         organizations=len(data.orgs),
         users=len(data.people) + 1,  # and the system admin
