@@ -135,12 +135,14 @@ def preview_change(db: Engine, actor_id: str | None, org_id: str, plan: str, *, 
     return _plan_change(db, "preview_subscription_change", actor_id, org_id, plan, at)
 
 
-def schedule_change(db: Engine, actor_id: str | None, org_id: str, plan: str) -> datetime:
+def schedule_change(
+    db: Engine, actor_id: str | None, org_id: str, plan: str, *, occurred_at: datetime | None = None
+) -> datetime:
     """Schedule a plan change for the end of the current period; returns when it applies."""
     return call(
         db,
-        "select schedule_subscription_change(:org_id, :plan, :actor_id)",
-        {"org_id": org_id, "plan": plan, "actor_id": actor_id},
+        "select schedule_subscription_change(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
+        {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(occurred_at, "Schedule time")},
     )
 
 
@@ -161,9 +163,13 @@ def cancel(
     )
 
 
-def reactivate(db: Engine, actor_id: str | None, org_id: str) -> None:
+def reactivate(db: Engine, actor_id: str | None, org_id: str, *, occurred_at: datetime | None = None) -> None:
     """Undo a pending cancel at period end or a scheduled plan change."""
-    call(db, "select reactivate_subscription(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
+    call(
+        db,
+        "select reactivate_subscription(:org_id, :actor_id, cast(:at as timestamptz))",
+        {"org_id": org_id, "actor_id": actor_id, "at": aware(occurred_at, "Reactivation time")},
+    )
 
 
 def renew(db: Engine, actor_id: str | None, org_id: str, *, until: datetime | None = None) -> int:

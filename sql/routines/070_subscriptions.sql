@@ -58,6 +58,10 @@ drop function if exists ledger_subscription_event(organization_subscriptions, te
 
 drop function if exists create_subscription(text, text, text, text, timestamptz);
 
+drop function if exists schedule_subscription_change(text, text, text);
+
+drop function if exists reactivate_subscription(text, text);
+
 
 -- organization_subscriptions_defaults(): trigger function (before insert):
 -- fills what an integrator's plain INSERT leaves out: plan_version (the
@@ -748,11 +752,13 @@ end;
 $$;
 
 
--- schedule_subscription_change(p_org_id, p_plan, p_actor_id): returns when
+-- schedule_subscription_change(p_org_id, p_plan, p_actor_id, p_occurred_at):
+-- returns when
 -- the change applies: the current period's end. Sets the live
 -- subscription's scheduled plan (replacing an earlier schedule);
 -- renew_subscription applies it at that boundary, at the version in force
--- then. Undo it with reactivate_subscription.
+-- then. Undo it with reactivate_subscription. p_occurred_at (default now)
+-- dates a schedule entered after the fact.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row, then the subscription. Raises CB002, CB008,
@@ -761,18 +767,21 @@ $$;
 create or replace function schedule_subscription_change(
     p_org_id text,
     p_plan text,
-    p_actor_id text default null
+    p_actor_id text default null,
+    p_occurred_at timestamptz default null
 )
 returns timestamptz
 language plpgsql
 as $$
 declare
     v_plan plans;
+    v_at timestamptz := coalesce(p_occurred_at, now());
     v_before organization_subscriptions;
     v_s organization_subscriptions;
 begin
     v_plan := ledger_require_open_plan(p_plan);
-    v_before := subscription_lock_live(p_org_id, p_actor_id, now());
+    perform ledger_check_occurred_at(p_occurred_at, 'Schedule time');
+    v_before := subscription_lock_live(p_org_id, p_actor_id, v_at);
     if v_before.cancel_at_period_end then
         raise exception using errcode = 'CB012',
             message = format('The subscription ends at %s: reactivate it before scheduling a plan change.',
@@ -790,14 +799,14 @@ begin
                              ledger_time_text(v_before.current_period_end));
     end if;
     update organization_subscriptions s
-       set scheduled_plan = p_plan, scheduled_by = p_actor_id, scheduled_at = now(), updated_at = now()
+       set scheduled_plan = p_plan, scheduled_by = p_actor_id, scheduled_at = v_at, updated_at = now()
      where s.org_id = p_org_id and s.id = v_before.id
     returning * into v_s;
     perform ledger_subscription_event(
         v_s, v_before, 'subscription_change_scheduled',
         format('Change from %s to %s scheduled for %s', (select name from plans where code = v_s.plan),
                v_plan.name, ledger_time_text(v_s.current_period_end)),
-        p_actor_id, now(), 0, null,
+        p_actor_id, v_at, 0, null,
         jsonb_build_object('scheduled_plan', p_plan, 'applies_at', v_s.current_period_end,
                            'replaced_scheduled_plan', v_before.scheduled_plan));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.change_scheduled', 'subscription', v_s.id,
@@ -891,24 +900,31 @@ end;
 $$;
 
 
--- reactivate_subscription(p_org_id, p_actor_id): returns nothing. Undoes
+-- reactivate_subscription(p_org_id, p_actor_id, p_occurred_at): returns
+-- nothing. Undoes
 -- what the live subscription was set to do at its period end: a cancel, or a
 -- scheduled plan change. (A canceled organization subscribes again with
--- create_subscription.)
+-- create_subscription.) p_occurred_at (default now) dates it after the fact.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row, then the subscription. Raises CB002 (no live
 -- subscription), CB008, CB012 (nothing to undo), CB013.
-create or replace function reactivate_subscription(p_org_id text, p_actor_id text default null)
+create or replace function reactivate_subscription(
+    p_org_id text,
+    p_actor_id text default null,
+    p_occurred_at timestamptz default null
+)
 returns void
 language plpgsql
 as $$
 declare
+    v_at timestamptz := coalesce(p_occurred_at, now());
     v_before organization_subscriptions;
     v_s organization_subscriptions;
     v_name text;
 begin
-    v_before := subscription_lock_live(p_org_id, p_actor_id, now(), false);
+    perform ledger_check_occurred_at(p_occurred_at, 'Reactivation time');
+    v_before := subscription_lock_live(p_org_id, p_actor_id, v_at, false);
     v_name := (select name from plans where code = v_before.plan);
     if not v_before.cancel_at_period_end and v_before.scheduled_plan is null then
         raise exception using errcode = 'CB012',
@@ -926,7 +942,7 @@ begin
              then format('Subscription to %s continues: the cancel at period end is undone', v_name)
              else format('Subscription stays on %s: the change to %s is undone', v_name,
                          (select name from plans where code = v_before.scheduled_plan)) end,
-        p_actor_id, now(), 0, null,
+        p_actor_id, v_at, 0, null,
         jsonb_build_object('undone', case when v_before.cancel_at_period_end then 'cancel' else 'scheduled_change' end,
                            'undone_scheduled_plan', v_before.scheduled_plan));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.reactivated', 'subscription', v_s.id,
