@@ -86,6 +86,12 @@ class RuleViolation(BillingError):
     sqlstate = "CB012"
 
 
+class RateLimited(BillingError):
+    """Too many changes in a window (an org admin's subscription changes); the message says when to retry."""
+
+    sqlstate = "CB013"
+
+
 class DatabaseUnavailable(BillingError):
     """The database could not be reached or set up."""
 
@@ -109,6 +115,7 @@ _BY_SQLSTATE: dict[str, type[BillingError]] = {
         AlreadyExists,
         OrganizationInactive,
         RuleViolation,
+        RateLimited,
     )
 }
 

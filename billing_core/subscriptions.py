@@ -1,10 +1,11 @@
-"""Subscriptions: the plan catalogue, subscribing an organization, status changes.
+"""Subscriptions: subscribing an organization and its lifecycle (plan changes, cancels, renewals).
 
 Each change is one call of a stored function (sql/routines/070_subscriptions.sql),
-which checks that the acting user is a system admin and writes the billing
-history and audit rows. A subscription or status change entered after the fact
-takes the time it happened (`started_at`, `occurred_at`: timezone-aware,
-neither in the future nor more than 400 days ago).
+which checks the acting user's role (system admins any organization, org
+admins their own, at most 5 changes an hour: RateLimited), applies what was due
+first, and writes the billing history and audit rows. A change entered after
+the fact takes the time it happened (`started_at`, `occurred_at`:
+timezone-aware, neither in the future nor more than 400 days ago).
 """
 
 from __future__ import annotations
@@ -47,9 +48,33 @@ BILLING_CYCLES = ("monthly", "yearly")
 
 
 def plans(db: Engine) -> list[Plan]:
-    """The plan catalogue from the database, cheapest first."""
-    rows = fetch(db, "select code, name, monthly_price, pricing_mode from plans order by sort_order, code")
+    """The plans one may subscribe to now, at the version in force, in catalogue order."""
+    rows = fetch(
+        db,
+        "select code, name, monthly_price, pricing_mode from plan_catalogue(now()) where retired_at is null",
+    )
     return [Plan(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """A plan change and its proration over the rest of the current period.
+
+    amount = charge - credit is what the billing history records: positive is
+    owed by the organization, negative owed to it.
+    """
+
+    subscription_id: str
+    plan: str
+    plan_version: int
+    price_amount: Decimal
+    period_start: datetime
+    period_end: datetime
+    seconds_left: Decimal
+    seconds_full: Decimal
+    credit: Decimal
+    charge: Decimal
+    amount: Decimal
 
 
 def create_subscription(
@@ -60,18 +85,99 @@ def create_subscription(
     *,
     billing_cycle: str = "monthly",
     started_at: datetime | None = None,
+    trial: bool | None = None,
 ) -> str:
-    """Subscribe an organization to a plan (system admins); returns the subscription id."""
+    """Subscribe an organization to a plan (system admins, its org admins); returns the subscription id.
+
+    `trial` None: the plan's trial for an organization's first subscription
+    starting now; True/False: with or without it whatever the start.
+    """
     return call(
         db,
-        "select create_subscription(:org_id, :plan, :actor_id, :cycle, cast(:started_at as timestamptz))",
+        "select create_subscription(:org_id, :plan, :actor_id, :cycle, cast(:started_at as timestamptz),"
+        " cast(:trial as boolean))",
         {
             "org_id": org_id,
             "plan": plan,
             "actor_id": actor_id,
             "cycle": billing_cycle,
             "started_at": aware(started_at, "Subscription start"),
+            "trial": trial,
         },
+    )
+
+
+_CHANGE_COLUMNS = (
+    "subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left, seconds_full,"
+    " proration_credit, proration_charge, amount"
+)
+
+
+def _plan_change(db: Engine, function: str, actor_id: str | None, org_id: str, plan: str, at: datetime | None) -> PlanChange:
+    # `function` is one of two constant names below, never input
+    [row] = fetch(
+        db,
+        f"select {_CHANGE_COLUMNS} from {function}(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
+        {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(at, "Change time")},
+    )
+    return PlanChange(*row)
+
+
+def change_plan(
+    db: Engine, actor_id: str | None, org_id: str, plan: str, *, occurred_at: datetime | None = None
+) -> PlanChange:
+    """Move the organization's subscription to another plan now, prorating the current period."""
+    return _plan_change(db, "change_subscription_plan", actor_id, org_id, plan, occurred_at)
+
+
+def preview_change(db: Engine, actor_id: str | None, org_id: str, plan: str, *, at: datetime | None = None) -> PlanChange:
+    """The plan change and proration `change_plan` would record now (or at `at`), writing nothing."""
+    return _plan_change(db, "preview_subscription_change", actor_id, org_id, plan, at)
+
+
+def schedule_change(
+    db: Engine, actor_id: str | None, org_id: str, plan: str, *, occurred_at: datetime | None = None
+) -> datetime:
+    """Schedule a plan change for the end of the current period; returns when it applies."""
+    return call(
+        db,
+        "select schedule_subscription_change(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
+        {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(occurred_at, "Schedule time")},
+    )
+
+
+def cancel(
+    db: Engine,
+    actor_id: str | None,
+    org_id: str,
+    *,
+    at_period_end: bool = True,
+    occurred_at: datetime | None = None,
+) -> Decimal:
+    """Cancel the subscription at its period end (default) or now; returns the amount recorded (minus the credit)."""
+    return call(
+        db,
+        "select cancel_subscription(:org_id, :actor_id, :at_period_end, cast(:at as timestamptz))",
+        {"org_id": org_id, "actor_id": actor_id, "at_period_end": at_period_end,
+         "at": aware(occurred_at, "Cancel time")},
+    )
+
+
+def reactivate(db: Engine, actor_id: str | None, org_id: str, *, occurred_at: datetime | None = None) -> None:
+    """Undo a pending cancel at period end or a scheduled plan change."""
+    call(
+        db,
+        "select reactivate_subscription(:org_id, :actor_id, cast(:at as timestamptz))",
+        {"org_id": org_id, "actor_id": actor_id, "at": aware(occurred_at, "Reactivation time")},
+    )
+
+
+def renew(db: Engine, actor_id: str | None, org_id: str, *, until: datetime | None = None) -> int:
+    """Apply everything due up to `until` (default now), catching up missed periods; returns history rows written."""
+    return call(
+        db,
+        "select renew_subscription(:org_id, cast(:until as timestamptz), :actor_id)",
+        {"org_id": org_id, "until": aware(until, "Renew up to"), "actor_id": actor_id},
     )
 
 
@@ -83,7 +189,7 @@ def set_subscription_status(
     *,
     occurred_at: datetime | None = None,
 ) -> None:
-    """Move the organization's live subscription to 'active', 'past_due' or 'canceled' (system admins)."""
+    """Move the organization's live subscription to 'active', 'past_due' or 'canceled' (system admins; no credit)."""
     call(
         db,
         "select set_subscription_status(:org_id, :status, :actor_id, cast(:occurred_at as timestamptz))",

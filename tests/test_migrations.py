@@ -27,7 +27,7 @@ SQL = PROJECT_ROOT / "sql"
 TABLES = {
     "organizations", "users", "organization_members", "credit_pools", "user_credit_allocations",
     "credit_allocation_events", "credit_usage_attribution", "org_billing_history",
-    "organization_subscriptions", "audit_log", "schema_migrations", "plans",
+    "organization_subscriptions", "audit_log", "schema_migrations", "plans", "plan_versions",
     "user_sessions", "app_settings",
 }
 VIEWS = {

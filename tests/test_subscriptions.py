@@ -73,7 +73,7 @@ def test_plan_catalogue_is_the_documented_one(db):
 
 
 def test_create_subscription_writes_row_history_and_audit(db, ready):
-    sub_id = subscriptions.create_subscription(db, ROOT, ready.id, "platform")
+    sub_id = subscriptions.create_subscription(db, ROOT, ready.id, "platform", trial=False)
     [row] = subscription_rows(db, ready.id)
     assert row.id == sub_id
     assert (row.plan, row.status, row.price_amount, row.billing_cycle, row.created_by) == (
@@ -84,8 +84,9 @@ def test_create_subscription_writes_row_history_and_audit(db, ready):
     [event] = history(db, ready.id)
     assert event[:3] == ("subscription_created", 0, 0)
     assert event[3] == {
-        "subscription_id": sub_id, "plan": "platform", "billing_cycle": "monthly", "price_amount": 50,
-        "monthly_amount": 50, "status": "active", "previous_status": None, "mrr_after": 50,
+        "subscription_id": sub_id, "plan": "platform", "plan_version": 1, "billing_cycle": "monthly",
+        "price_amount": 50, "monthly_amount": 50, "status": "active", "previous_status": None, "mrr_after": 50,
+        "previous_plan": None, "previous_plan_version": None, "previous_price_amount": None, "previous_mrr": None,
     }
     assert event[4] == ROOT
     [entry] = audit(db, ready.id)
@@ -98,7 +99,9 @@ def test_yearly_subscription_costs_twelve_months(db, ready):
     subscriptions.create_subscription(db, ROOT, ready.id, "hybrid", billing_cycle="yearly")
     [row] = subscription_rows(db, ready.id)
     assert (row.price_amount, row.billing_cycle) == (Decimal(1188), "yearly")
-    assert row.current_period_end - row.current_period_start >= timedelta(days=365)
+    # the first period runs to the twelfth calendar boundary after the one it starts in
+    assert row.current_period_start == row.created_at
+    assert timedelta(days=364) < row.current_period_end - row.current_period_start <= timedelta(days=366)
     [event] = history(db, ready.id)
     assert (event[3]["monthly_amount"], event[3]["mrr_after"]) == (99, 99)
 
@@ -158,7 +161,7 @@ def test_concurrent_subscriptions_of_one_org_one_wins_the_other_is_told_why(db, 
 
 
 def test_status_changes_leave_history_and_audit(db, ready):
-    sub_id = subscriptions.create_subscription(db, ROOT, ready.id, "platform")
+    sub_id = subscriptions.create_subscription(db, ROOT, ready.id, "platform", trial=False)
     subscriptions.set_subscription_status(db, ROOT, ready.id, "past_due")
     subscriptions.set_subscription_status(db, ROOT, ready.id, "active")
     subscriptions.set_subscription_status(db, ROOT, ready.id, "past_due")
@@ -217,9 +220,8 @@ def test_backdated_subscription_and_status_changes(db, ready):
     [row] = subscription_rows(db, ready.id)
     assert row.created_at == started == row.status_changed_at
     assert row.recorded_at >= now - timedelta(seconds=5)
-    # the current period is counted in whole months from the start
-    assert row.current_period_start <= db_now(db) < row.current_period_end
-    assert row.current_period_start - started >= timedelta(days=89)
+    # its first period is the calendar period it started in (renewals bring it forward)
+    assert row.current_period_start == started < row.current_period_end <= started + timedelta(days=31)
     subscriptions.set_subscription_status(db, ROOT, ready.id, "past_due", occurred_at=now - timedelta(days=20))
     # before the last change: refused
     refused(db, InvalidInput, "before the subscription's last change",
@@ -262,9 +264,7 @@ def test_times_without_timezone_are_refused(db, ready):
 
 
 @pytest.mark.parametrize("actor", ["admin-1", "user-1"])
-def test_only_system_admins_change_subscriptions(db, ready, actor):
-    refused(db, PermissionDenied, "not a system admin",
-            lambda: subscriptions.create_subscription(db, actor, ready.id, "platform"))
+def test_only_system_admins_set_status_or_open_organizations(db, ready, actor):
     subscriptions.create_subscription(db, ROOT, ready.id, "platform")
     refused(db, PermissionDenied, "not a system admin",
             lambda: subscriptions.set_subscription_status(db, actor, ready.id, "canceled"))

@@ -16,6 +16,9 @@
 --   CB011 organization inactive  suspended or closed organization
 --   CB012 rule violated          an action that would break a business rule
 --                                (removing the last admin, say)
+--   CB013 rate limited           too many changes in a window (an org admin's
+--                                subscription changes: 5 an hour); the
+--                                message says when to try again
 -- Every refusal is raised before anything is written, or rolls back what the
 -- call wrote, so a refused call changes nothing.
 
