@@ -13,11 +13,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
-from billing_core import credits, database, demo, ledger, migrations, organizations, reports
+from billing_core import credits, database, demo, ledger, migrations, organizations, periods, reports
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
 EXIT_REFUSED = 1
@@ -205,6 +206,44 @@ def _cmd_pool_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(text: str) -> datetime:
+    """An ISO date and time for --now; one without a zone is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date and time (like 2026-03-01T00:00Z): {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _print_run(run: periods.Run) -> None:
+    finished = run.finished_at.isoformat(timespec="seconds") if run.finished_at else "not finished"
+    print(
+        f"Period run {run.id} as of {run.run_as_of.isoformat(timespec='seconds')}: started"
+        f" {run.started_at.isoformat(timespec='seconds')}, {finished}; {run.orgs_processed} organizations processed,"
+        f" {run.periods_closed} periods closed, {run.lots_expired} lots expired, {run.holds_released} holds released,"
+        f" {run.orgs_failed} failed."
+    )
+    for error in run.errors:
+        print(f"  {error.get('org_id')}: {_escape_controls(str(error.get('error')))}", file=sys.stderr)
+
+
+def _cmd_periods_run(args: argparse.Namespace) -> int:
+    if args.now and args.now > datetime.now(timezone.utc) + timedelta(minutes=1):
+        raise BillingError(f"--now {args.now.isoformat()} is in the future: that would grant periods early.")
+    run = periods.run(_engine(), args.now)
+    _print_run(run)
+    return EXIT_REFUSED if run.orgs_failed else 0
+
+
+def _cmd_periods_last(args: argparse.Namespace) -> int:
+    run = periods.last_run(_engine())
+    if run is None:
+        print("The period job has never run.")
+        return 0
+    _print_run(run)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="billing", description="Organization billing: credit pools, allocations, usage.")
     parser.add_argument("--as", dest="actor", metavar="USER", help="act as this user (role checked)")
@@ -275,6 +314,12 @@ def _parser() -> argparse.ArgumentParser:
     pool = sub.add_parser("pool", help="pools").add_subparsers(dest="pool_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(pool, "show", _cmd_pool_show, "show an organization's pool (needs --as USER)")
     p.add_argument("org_id")
+
+    per = sub.add_parser("periods", help="billing periods: the period job").add_subparsers(dest="periods_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = command(per, "run", _cmd_periods_run, "do all due period work for every organization (boundaries, grants,"
+                " allocation resets, lot expiry, alerts); safe to repeat: put it in cron")
+    p.add_argument("--now", type=_moment, help="run as of this ISO moment, not later than now (default: now)")
+    command(per, "last", _cmd_periods_last, "say when the period job last ran and what it did")
     return parser
 
 

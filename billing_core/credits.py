@@ -32,15 +32,17 @@ def add_credits(
     description: str | None = None,
     external_ref: str | None = None,
     occurred_at: datetime | None = None,
+    expires_at: datetime | None = None,
 ) -> Decimal:
     """Add purchased (or, at $0, granted) credits to the pool; returns the pool's new total.
 
-    `occurred_at` dates the purchase's history row when it is entered after the fact.
+    `occurred_at` dates the purchase's history row when it is entered after the fact;
+    `expires_at` is when these credits expire (None: never).
     """
     return call(
         db,
         "select add_credits_to_pool(:org_id, :credits, :amount, :actor_id, :description, :external_ref,"
-        " cast(:occurred_at as timestamptz))",
+        " cast(:occurred_at as timestamptz), cast(:expires_at as timestamptz))",
         {
             "org_id": org_id,
             "credits": to_decimal(credits, "Credits to add"),
@@ -49,6 +51,7 @@ def add_credits(
             "description": description,
             "external_ref": external_ref,
             "occurred_at": aware(occurred_at, "Purchase time"),
+            "expires_at": aware(expires_at, "Expiry"),
         },
     )
 

@@ -53,14 +53,18 @@ end;
 $$;
 
 
--- add_credits_to_pool's signature before p_occurred_at was added: create or
--- replace cannot add a parameter, and two versions would make calls ambiguous.
+-- add_credits_to_pool's signatures before p_occurred_at and p_expires_at were
+-- added: create or replace cannot add a parameter, and two versions would make
+-- calls ambiguous.
 drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, text);
+
+drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, text, timestamptz);
 
 
 -- add_credits_to_pool(p_org_id, p_credits, p_purchase_amount, p_actor_id,
---                     p_description, p_external_ref, p_occurred_at): returns
--- the pool's total credits after the purchase.
+--                     p_description, p_external_ref, p_occurred_at,
+--                     p_expires_at): returns the pool's total credits after
+-- the purchase.
 -- Adds credits to the pool (creating it if missing) and writes a
 -- 'credit_purchase' (or, for $0, 'credit_grant') billing history row.
 -- p_external_ref (a payment id) makes the call idempotent: the same reference
@@ -68,9 +72,12 @@ drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, 
 -- p_occurred_at (default now) dates the history row when the purchase is
 -- entered after the fact; its recorded_at stays the time of the call. The
 -- credits are in the pool from the call on, whatever the date.
+-- p_expires_at (default never) is when the credits expire: their lot's
+-- unconsumed remainder then leaves the pool (092_lots.sql). Re-evaluates the
+-- pool's low-balance alert (094_alerts.sql).
 -- Locks the pool row. Raises CB001, CB002, CB011, CB008, CB007 (reference
 -- reused with other figures), CB009 (also: p_occurred_at in the future or
--- more than 400 days ago).
+-- more than 400 days ago, p_expires_at not in the future).
 create or replace function add_credits_to_pool(
     p_org_id text,
     p_credits numeric,
@@ -78,7 +85,8 @@ create or replace function add_credits_to_pool(
     p_actor_id text default null,
     p_description text default null,
     p_external_ref text default null,
-    p_occurred_at timestamptz default null
+    p_occurred_at timestamptz default null,
+    p_expires_at timestamptz default null
 )
 returns numeric
 language plpgsql
@@ -93,6 +101,11 @@ begin
     perform ledger_check_text(p_description, 'Description', 500, false);
     perform ledger_check_text(p_external_ref, 'Payment reference', 200, false);
     perform ledger_check_occurred_at(p_occurred_at, 'Purchase time');
+    if p_expires_at <= now() or p_expires_at = 'infinity' then
+        raise exception using errcode = 'CB009',
+            message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
+                             ledger_time_text(p_expires_at));
+    end if;
     perform ledger_require_org(p_org_id, true);
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
 
@@ -102,7 +115,8 @@ begin
         select * into v_first from org_billing_history
          where org_id = p_org_id and external_ref = p_external_ref;
         if found then
-            if v_first.credits <> p_credits or v_first.amount <> p_purchase_amount then
+            if v_first.credits <> p_credits or v_first.amount <> p_purchase_amount
+               or v_first.credits_expire_at is distinct from p_expires_at then
                 raise exception using errcode = 'CB007',
                     message = format('Payment reference %L was already recorded for %s credits ($%s); '
                                      'use a new reference for a new purchase.',
@@ -125,20 +139,23 @@ begin
 
     insert into org_billing_history
         (org_id, event_type, credits, amount, description, total_credits_after, external_ref, created_by,
-         created_at)
+         created_at, credits_expire_at)
     values (p_org_id,
             case when p_purchase_amount > 0 then 'credit_purchase' else 'credit_grant' end,
             p_credits, p_purchase_amount,
             coalesce(nullif(btrim(p_description), ''),
                      format('%s credits %s', p_credits,
                             case when p_purchase_amount > 0 then 'purchased' else 'granted' end)),
-            v_total, p_external_ref, p_actor_id, coalesce(p_occurred_at, now()));
+            v_total, p_external_ref, p_actor_id, coalesce(p_occurred_at, now()), p_expires_at);
 
     perform ledger_audit(p_org_id, p_actor_id, 'credits.purchased', 'organization', p_org_id,
                          jsonb_build_object('credits', p_credits, 'amount', p_purchase_amount,
                                             'external_ref', p_external_ref)
                          || case when p_occurred_at is null then '{}'::jsonb
-                                 else jsonb_build_object('occurred_at', p_occurred_at) end);
+                                 else jsonb_build_object('occurred_at', p_occurred_at) end
+                         || case when p_expires_at is null then '{}'::jsonb
+                                 else jsonb_build_object('expires_at', p_expires_at) end);
+    perform ledger_evaluate_pool_alert(p_org_id);
     return v_total;
 end;
 $$;
@@ -342,13 +359,24 @@ end;
 $$;
 
 
--- ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id): returns the
--- unused credits returned to the pool.
+-- ledger_close_allocation's signature before p_closed_at was added.
+drop function if exists ledger_close_allocation(text, text, text);
+
+
+-- ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id,
+-- p_closed_at): returns the unused credits returned to the pool.
 -- Closes an active allocation: unused credits return to the pool's available
 -- credits ('close' event), what it used leaves the pool's total (a
 -- 'usage_settlement' billing history row) and moves to closed_used_credits,
--- so the pool's used figure is unchanged. The caller holds the pool lock.
-create or replace function ledger_close_allocation(p_org_id text, p_allocation_id text, p_actor_id text)
+-- so the pool's used figure is unchanged. p_closed_at (default now: the
+-- period job passes the boundary) is the allocation's period_end and the
+-- settlement row's date. The caller holds the pool lock.
+create or replace function ledger_close_allocation(
+    p_org_id text,
+    p_allocation_id text,
+    p_actor_id text,
+    p_closed_at timestamptz default null
+)
 returns numeric
 language plpgsql
 as $$
@@ -364,7 +392,7 @@ begin
         return 0;
     end if;
     update user_credit_allocations
-       set allocated_credits = used_credits, is_active = false, period_end = now(),
+       set allocated_credits = used_credits, is_active = false, period_end = coalesce(p_closed_at, now()),
            closed_at = now(), updated_at = now()
      where org_id = p_org_id and id = p_allocation_id;
     if v_allocation.remaining_credits > 0 then
@@ -381,12 +409,12 @@ begin
     returning total_credits into v_total;
     if v_allocation.used_credits > 0 then
         insert into org_billing_history
-            (org_id, event_type, credits, description, metadata, total_credits_after, created_by)
+            (org_id, event_type, credits, description, metadata, total_credits_after, created_by, created_at)
         values (p_org_id, 'usage_settlement', -v_allocation.used_credits,
                 format('%s credits used by %s settled when the allocation closed',
                        ledger_amount_text(v_allocation.used_credits), v_allocation.user_id),
                 jsonb_build_object('allocation_id', p_allocation_id, 'user_id', v_allocation.user_id),
-                v_total, p_actor_id);
+                v_total, p_actor_id, coalesce(p_closed_at, now()));
     end if;
     perform ledger_audit(p_org_id, p_actor_id, 'allocation.closed', 'user', v_allocation.user_id,
                          jsonb_build_object('allocation_id', p_allocation_id,
@@ -513,6 +541,8 @@ drop function if exists deduct_credits(text, text, numeric, text, text, text, js
 -- happened (default now): the attribution row's created_at; its recorded_at
 -- is the time of the charge. The charge always comes out of the member's
 -- current allocation.
+-- The charge that takes the allocation from under 90% used to 90% or more
+-- also opens its low-balance alert (094_alerts.sql; once per allocation).
 -- Locks only the member's allocation row. Raises CB001, CB002, CB003, CB005,
 -- CB006, CB007, CB009 (also: p_occurred_at in the future or more than 400
 -- days ago), CB011.
@@ -532,6 +562,7 @@ as $$
 declare
     v_first credit_usage_attribution;
     v_allocation_id text;
+    v_allocated numeric;
     v_remaining numeric;
     v_recorded boolean;
 begin
@@ -566,7 +597,7 @@ begin
            -- a retry of a recorded request touches nothing: it is answered below
            and not exists (select 1 from credit_usage_attribution
                             where org_id = p_org_id and request_id = p_request_id)
-        returning id, remaining_credits
+        returning id, allocated_credits, remaining_credits
     ), recorded as (
         insert into credit_usage_attribution
             (org_id, user_id, allocation_id, credits_used, service_type, service_name,
@@ -577,10 +608,15 @@ begin
         on conflict (org_id, request_id) where request_id is not null do nothing
         returning 1
     )
-    select c.id, c.remaining_credits, exists (select 1 from recorded)
-      into v_allocation_id, v_remaining, v_recorded
+    select c.id, c.allocated_credits, c.remaining_credits, exists (select 1 from recorded)
+      into v_allocation_id, v_allocated, v_remaining, v_recorded
       from charged c;
     if v_recorded then
+        -- crossing 90% used: rare, one extra insert
+        if v_remaining * 10 <= v_allocated and (v_remaining + p_credits) * 10 > v_allocated then
+            perform ledger_raise_allocation_alert(p_org_id, v_allocation_id, p_user_id, v_allocated,
+                                                  v_allocated - v_remaining);
+        end if;
         return v_remaining;
     end if;
 

@@ -48,10 +48,28 @@ as $$
          group by e.org_id, e.allocation_id
     ),
     history_by_org as (
-        select h.org_id, sum(h.credits) as credits
+        select h.org_id, sum(h.credits) as credits,
+               sum(-h.credits) filter (where h.event_type = 'credit_expiry') as expired
           from org_billing_history h
          where p_org_id is null or h.org_id = p_org_id
          group by h.org_id
+    ),
+    lots as (
+        select l.*
+          from credit_lots l
+         where p_org_id is null or l.org_id = p_org_id
+    ),
+    lots_by_org as (
+        select l.org_id, sum(l.credits - l.expired_credits) as held, sum(l.consumed_credits) as consumed,
+               sum(l.expired_credits) as expired
+          from lots l
+         group by l.org_id
+    ),
+    settled_usage as (
+        select p.org_id, coalesce(sum(c.credits_used), 0) as credits
+          from pools p
+          left join credit_usage_attribution c on c.org_id = p.org_id and c.id <= p.lots_settled_id
+         group by p.org_id
     )
     -- pool.allocated_credits = sum of its active allocations' allocated_credits
     select 'pool_allocated_matches_allocations', p.org_id, 'pool',
@@ -134,5 +152,43 @@ as $$
            format('user %s: closed allocation still holds %s unused credits',
                   a.user_id, a.remaining_credits)
       from allocations a
-     where not a.is_active and a.remaining_credits <> 0;
+     where not a.is_active and a.remaining_credits <> 0
+    union all
+    -- credit lots (092_lots.sql): what entered the pool minus what expired
+    -- = what it holds plus what closed allocations used
+    select 'lots_match_pool', p.org_id, 'pool',
+           format('lots hold %s (granted - expired), pool total + closed used is %s',
+                  coalesce(l.held, 0), p.total_credits + p.closed_used_credits)
+      from pools p left join lots_by_org l on l.org_id = p.org_id
+     where p.total_credits + p.closed_used_credits <> coalesce(l.held, 0)
+    union all
+    -- each lot: consumed and expired within its amount
+    select 'lot_within_amount', l.org_id, 'lot ' || l.id,
+           format('granted %s, consumed %s, expired %s', l.credits, l.consumed_credits, l.expired_credits)
+      from lots l
+     where l.consumed_credits < 0 or l.expired_credits < 0
+        or l.consumed_credits + l.expired_credits > l.credits
+    union all
+    -- usage settled against lots = the lots' consumption = the attribution up to the watermark
+    select 'lots_settled_match_usage', p.org_id, 'pool',
+           format('settled %s, lots consumed %s, attribution up to row %s sums to %s',
+                  p.lots_settled_credits, coalesce(l.consumed, 0), p.lots_settled_id, u.credits)
+      from pools p
+      left join lots_by_org l on l.org_id = p.org_id
+      join settled_usage u on u.org_id = p.org_id
+     where p.lots_settled_credits <> coalesce(l.consumed, 0) or p.lots_settled_credits <> u.credits
+    union all
+    -- every history row that brought credits in has its lot, of the same credits
+    select 'history_credits_without_lot', h.org_id, 'history ' || h.id,
+           format('%s brought %s credits; its lot holds %s', h.event_type, h.credits, l.credits)
+      from org_billing_history h
+      left join credit_lots l on l.org_id = h.org_id and l.history_id = h.id
+     where (p_org_id is null or h.org_id = p_org_id) and h.credits > 0
+       and l.credits is distinct from h.credits
+    union all
+    -- what lots expired = the 'credit_expiry' history rows
+    select 'lots_expired_match_history', coalesce(l.org_id, h.org_id), 'pool',
+           format('lots expired %s, credit_expiry rows sum to %s', coalesce(l.expired, 0), coalesce(h.expired, 0))
+      from lots_by_org l full join history_by_org h on h.org_id = l.org_id
+     where coalesce(l.expired, 0) <> coalesce(h.expired, 0);
 $$;

@@ -1,0 +1,152 @@
+-- Low-balance alerts (table credit_alerts, migration 0008).
+--
+-- 'allocation_90': raised by deduct_credits in the charge that takes a
+-- member's allocation from under 90% used to 90% or more; once per
+-- allocation (a unique index), with the audit event 'allocation.exhausted'.
+-- The period job resolves it when the allocation closes.
+-- 'pool_low': the pool's unspent credits (total - used) below the
+-- organization's low_balance_threshold. Deductions do not evaluate it (they
+-- must not read pool-wide figures); it is evaluated where that is cheap: by
+-- the period job for every organization at every run, by purchases
+-- (add_credits_to_pool) and when the threshold changes. At most one is
+-- unresolved per organization; it resolves itself once unspent credits are
+-- back at or above the threshold.
+
+
+-- ledger_raise_allocation_alert(p_org_id, p_allocation_id, p_user_id,
+-- p_allocated, p_used): returns nothing. Opens the allocation's 90% alert
+-- and writes the 'allocation.exhausted' audit row, unless the allocation
+-- already had one. Locks nothing.
+create or replace function ledger_raise_allocation_alert(
+    p_org_id text,
+    p_allocation_id text,
+    p_user_id text,
+    p_allocated numeric,
+    p_used numeric
+)
+returns void
+language plpgsql
+as $$
+begin
+    insert into credit_alerts (org_id, kind, user_id, allocation_id, threshold, observed, message)
+    values (p_org_id, 'allocation_90', p_user_id, p_allocation_id, round(p_allocated * 0.9, 6), p_used,
+            format('%s has used %s of %s allocated credits (%s%%): ask an org admin for more before they run out.',
+                   p_user_id, ledger_amount_text(p_used), ledger_amount_text(p_allocated),
+                   trim_scale(round(100 * p_used / p_allocated, 1))))
+    on conflict (org_id, allocation_id) where kind = 'allocation_90' do nothing;
+    if found then
+        perform ledger_audit(p_org_id, null, 'allocation.exhausted', 'user', p_user_id,
+                             jsonb_build_object('allocation_id', p_allocation_id, 'allocated', p_allocated,
+                                                'used', p_used));
+    end if;
+end;
+$$;
+
+
+-- ledger_evaluate_pool_alert(p_org_id): returns nothing. Opens a 'pool_low'
+-- alert when the pool's unspent credits are below its threshold and none is
+-- unresolved; resolves the unresolved one when they are not (or the
+-- threshold was cleared). Reads the pool and its active allocations; the
+-- caller holds the pool lock.
+create or replace function ledger_evaluate_pool_alert(p_org_id text)
+returns void
+language plpgsql
+as $$
+declare
+    v_threshold numeric;
+    v_unspent numeric;
+begin
+    select p.low_balance_threshold, p.total_credits - coalesce(sum(a.used_credits), 0)
+      into v_threshold, v_unspent
+      from credit_pools p
+      left join user_credit_allocations a on a.org_id = p.org_id and a.is_active
+     where p.org_id = p_org_id
+     group by p.org_id;
+    if v_threshold is not null and v_unspent < v_threshold then
+        insert into credit_alerts (org_id, kind, threshold, observed, message)
+        values (p_org_id, 'pool_low', v_threshold, v_unspent,
+                format('The pool of %s has %s unspent credits, below its low-balance threshold of %s: add credits.',
+                       p_org_id, ledger_amount_text(v_unspent), ledger_amount_text(v_threshold)))
+        on conflict (org_id) where kind = 'pool_low' and status <> 'resolved' do nothing;
+    else
+        update credit_alerts
+           set status = 'resolved', resolved_at = now(), observed = v_unspent
+         where org_id = p_org_id and kind = 'pool_low' and status <> 'resolved';
+    end if;
+end;
+$$;
+
+
+-- ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id): returns the
+-- alert, locked. p_actor_id must be an admin of the organization, or the
+-- member the alert is about (null: trusted). Raises CB002 (unknown
+-- organization or alert), CB008.
+create or replace function ledger_alert_for_update(p_org_id text, p_alert_id bigint, p_actor_id text)
+returns credit_alerts
+language plpgsql
+as $$
+declare
+    v_alert credit_alerts;
+begin
+    perform ledger_require_org(p_org_id);
+    select * into v_alert from credit_alerts where org_id = p_org_id and id = p_alert_id for update;
+    if not found then
+        raise exception using errcode = 'CB002',
+            message = format('Organization %L has no alert %s.', p_org_id, coalesce(p_alert_id::text, '(none given)'));
+    end if;
+    if p_actor_id is distinct from v_alert.user_id then
+        perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    end if;
+    return v_alert;
+end;
+$$;
+
+
+-- acknowledge_credit_alert(p_org_id, p_alert_id, p_actor_id): returns
+-- nothing. Marks an open alert as seen (it stays listed until resolved);
+-- an acknowledged or resolved one is left as it is. p_actor_id: an admin of
+-- the organization or the member the alert is about (null: trusted). Locks
+-- the alert. Raises CB002, CB008.
+create or replace function acknowledge_credit_alert(p_org_id text, p_alert_id bigint, p_actor_id text default null)
+returns void
+language plpgsql
+as $$
+declare
+    v_alert credit_alerts;
+begin
+    v_alert := ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id);
+    if v_alert.status <> 'open' then
+        return;
+    end if;
+    update credit_alerts
+       set status = 'acknowledged', acknowledged_at = now(), acknowledged_by = p_actor_id
+     where org_id = p_org_id and id = p_alert_id;
+    perform ledger_audit(p_org_id, p_actor_id, 'alert.acknowledged', 'alert', p_alert_id::text,
+                         jsonb_build_object('kind', v_alert.kind));
+end;
+$$;
+
+
+-- resolve_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing.
+-- Closes an alert (a resolved one is left as it is). A pool alert resolved
+-- while the pool is still low opens again at the next evaluation.
+-- p_actor_id: an admin of the organization or the member the alert is about
+-- (null: trusted). Locks the alert. Raises CB002, CB008.
+create or replace function resolve_credit_alert(p_org_id text, p_alert_id bigint, p_actor_id text default null)
+returns void
+language plpgsql
+as $$
+declare
+    v_alert credit_alerts;
+begin
+    v_alert := ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id);
+    if v_alert.status = 'resolved' then
+        return;
+    end if;
+    update credit_alerts
+       set status = 'resolved', resolved_at = now(), resolved_by = p_actor_id
+     where org_id = p_org_id and id = p_alert_id;
+    perform ledger_audit(p_org_id, p_actor_id, 'alert.resolved', 'alert', p_alert_id::text,
+                         jsonb_build_object('kind', v_alert.kind));
+end;
+$$;
