@@ -86,6 +86,12 @@ class RuleViolation(BillingError):
     sqlstate = "CB012"
 
 
+class HoldNotOpen(BillingError):
+    """The credit hold expired, or was already settled or released."""
+
+    sqlstate = "CB014"
+
+
 class DatabaseUnavailable(BillingError):
     """The database could not be reached or set up."""
 
@@ -109,6 +115,7 @@ _BY_SQLSTATE: dict[str, type[BillingError]] = {
         AlreadyExists,
         OrganizationInactive,
         RuleViolation,
+        HoldNotOpen,
     )
 }
 

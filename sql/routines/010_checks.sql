@@ -16,6 +16,7 @@
 --   CB011 organization inactive  suspended or closed organization
 --   CB012 rule violated          an action that would break a business rule
 --                                (removing the last admin, say)
+--   CB014 hold not open          a credit hold that expired, was settled or released
 -- Every refusal is raised before anything is written, or rolls back what the
 -- call wrote, so a refused call changes nothing.
 
