@@ -620,8 +620,8 @@ begin
                                                           format('%s credits added to the individual balance',
                                                                  ledger_amount_text(p_credits))),
                                 p_external_ref => p_external_ref);
-    return query select v_org, allocate_credits_to_user(v_org, p_user_id, p_credits, p_actor_id)
-                                - (select a.held_credits from user_credit_allocations a
-                                    where a.org_id = v_org and a.user_id = p_user_id and a.is_active);
+    perform allocate_credits_to_user(v_org, p_user_id, p_credits, p_actor_id);
+    return query select v_org, a.remaining_credits - a.held_credits from user_credit_allocations a
+                  where a.org_id = v_org and a.user_id = p_user_id and a.is_active;
 end;
 $$;
