@@ -90,6 +90,10 @@ class RateLimited(BillingError):
     """Too many changes in a window (an org admin's subscription changes); the message says when to retry."""
 
     sqlstate = "CB013"
+class HoldNotOpen(BillingError):
+    """The credit hold expired, or was already settled or released."""
+
+    sqlstate = "CB014"
 
 
 class DatabaseUnavailable(BillingError):
@@ -116,6 +120,7 @@ _BY_SQLSTATE: dict[str, type[BillingError]] = {
         OrganizationInactive,
         RuleViolation,
         RateLimited,
+        HoldNotOpen,
     )
 }
 

@@ -19,6 +19,7 @@
 --   CB013 rate limited           too many changes in a window (an org admin's
 --                                subscription changes: 5 an hour); the
 --                                message says when to try again
+--   CB014 hold not open          a credit hold that expired, was settled or released
 -- Every refusal is raised before anything is written, or rolls back what the
 -- call wrote, so a refused call changes nothing.
 

@@ -69,8 +69,9 @@ $$;
 
 -- add_organization_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
 -- Adds an existing user to the organization; the user's first organization
--- becomes their default. p_actor_id, when given, must be an admin of the org.
--- Raises CB002, CB009 (unknown role), CB010 (already a member), CB008.
+-- becomes their default (their personal balance does not count). p_actor_id,
+-- when given, must be an admin of the org. Raises CB002, CB009 (unknown
+-- role), CB010 (already a member), CB008, CB012 (a personal organization).
 create or replace function add_organization_member(
     p_org_id text,
     p_user_id text,
@@ -88,9 +89,15 @@ begin
             message = format('Role must be ''admin'' or ''member'' (got %L).', p_role);
     end if;
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    if exists (select 1 from organizations where id = p_org_id and kind = 'personal') then
+        raise exception using errcode = 'CB012',
+            message = format('Organization %L is a personal balance: it has no members besides its owner.', p_org_id);
+    end if;
+    -- a personal balance (organizations.kind 'personal') never counts as the first organization
     insert into organization_members (org_id, user_id, role, is_default)
     values (p_org_id, p_user_id, p_role,
-            not exists (select 1 from organization_members where user_id = p_user_id))
+            not exists (select 1 from organization_members m join organizations o on o.id = m.org_id
+                         where m.user_id = p_user_id and o.kind = 'organization'))
     on conflict (org_id, user_id) do nothing;
     if not found then
         raise exception using errcode = 'CB010',

@@ -302,8 +302,8 @@ $$;
 -- returns the credits taken back.
 -- Moves unused credits from the member's active allocation back to the
 -- pool's available credits; p_credits null takes back everything unused.
--- Never takes back credits already used. Locks the pool row, then the
--- allocation. Raises CB001, CB002, CB003, CB005 (fewer unused credits than
+-- Never takes back credits already used or held for a call in progress.
+-- Locks the pool row, then the allocation. Raises CB001, CB002, CB003, CB005 (fewer unused credits than
 -- asked), CB006 (no active allocation), CB008.
 create or replace function reclaim_credits_from_user(
     p_org_id text,
@@ -334,11 +334,15 @@ begin
             message = format('User %L has no active allocation in organization %L: nothing to take back.',
                              p_user_id, p_org_id);
     end if;
-    v_credits := coalesce(p_credits, v_allocation.remaining_credits);
-    if v_credits > v_allocation.remaining_credits then
+    v_credits := coalesce(p_credits, v_allocation.remaining_credits - v_allocation.held_credits);
+    if v_credits > v_allocation.remaining_credits - v_allocation.held_credits then
         raise exception using errcode = 'CB005',
-            message = format('User %L has only %s unused credits: cannot take back %s.',
-                             p_user_id, ledger_amount_text(v_allocation.remaining_credits), ledger_amount_text(v_credits));
+            message = format('User %L has only %s unused credits%s: cannot take back %s.',
+                             p_user_id, ledger_amount_text(v_allocation.remaining_credits - v_allocation.held_credits),
+                             case when v_allocation.held_credits > 0
+                                  then format(' (%s more are held for calls in progress)',
+                                              ledger_amount_text(v_allocation.held_credits)) else '' end,
+                             ledger_amount_text(v_credits));
     end if;
     if v_credits = 0 then
         return 0;
@@ -368,9 +372,11 @@ drop function if exists ledger_close_allocation(text, text, text);
 -- Closes an active allocation: unused credits return to the pool's available
 -- credits ('close' event), what it used leaves the pool's total (a
 -- 'usage_settlement' billing history row) and moves to closed_used_credits,
--- so the pool's used figure is unchanged. p_closed_at (default now: the
--- period job passes the boundary) is the allocation's period_end and the
--- settlement row's date. The caller holds the pool lock.
+-- so the pool's used figure is unchanged. Its open credit holds are released
+-- (status 'released', reason 'allocation_closed'): their credits return with
+-- the unused ones. p_closed_at (default now: the period job passes the
+-- boundary) is the allocation's period_end and the settlement row's date.
+-- The caller holds the pool lock; locks the allocation, then its holds.
 create or replace function ledger_close_allocation(
     p_org_id text,
     p_allocation_id text,
@@ -391,8 +397,14 @@ begin
     if not found then
         return 0;
     end if;
+    if v_allocation.held_credits > 0 then
+        update credit_holds
+           set status = 'released', close_reason = 'allocation_closed', closed_at = now()
+         where org_id = p_org_id and allocation_id = p_allocation_id and status = 'open';
+    end if;
     update user_credit_allocations
-       set allocated_credits = used_credits, is_active = false, period_end = coalesce(p_closed_at, now()),
+       set allocated_credits = used_credits, held_credits = 0, is_active = false,
+           period_end = coalesce(p_closed_at, now()),
            closed_at = now(), updated_at = now()
      where org_id = p_org_id and id = p_allocation_id;
     if v_allocation.remaining_credits > 0 then
@@ -501,10 +513,11 @@ stable
 as $$
 declare
     v_remaining numeric;
+    v_held numeric;
 begin
     perform ledger_require_org(p_org_id, true);
     perform ledger_require_member(p_org_id, p_user_id);
-    select remaining_credits into v_remaining
+    select remaining_credits - held_credits, held_credits into v_remaining, v_held
       from user_credit_allocations
      where org_id = p_org_id and user_id = p_user_id and is_active;
     if not found then
@@ -518,8 +531,11 @@ begin
                              'ask an org admin to allocate credits.', p_user_id, p_org_id);
     end if;
     raise exception using errcode = 'CB005',
-        message = format('Insufficient credits: user %L has %s remaining in organization %L, %s needed.',
-                         p_user_id, ledger_amount_text(v_remaining), p_org_id, ledger_amount_text(p_credits));
+        message = format('Insufficient credits: user %L has %s remaining in organization %L%s, %s needed.',
+                         p_user_id, ledger_amount_text(v_remaining), p_org_id,
+                         case when v_held > 0 then format(' (%s more held for calls in progress)',
+                                                          ledger_amount_text(v_held)) else '' end,
+                         ledger_amount_text(p_credits));
 end;
 $$;
 
@@ -531,7 +547,8 @@ drop function if exists deduct_credits(text, text, numeric, text, text, text, js
 
 -- deduct_credits(p_org_id, p_user_id, p_credits, p_service_type,
 --                p_service_name, p_request_id, p_metadata, p_occurred_at):
--- returns the member's remaining credits after the charge.
+-- returns the member's remaining credits after the charge (net of credits
+-- held for calls in progress, which a charge cannot spend).
 -- Charges the member's active allocation and writes one attribution row, in
 -- one statement; the pool's used figure follows from the allocation.
 -- A non-null p_request_id makes the call idempotent per organization: the
@@ -563,6 +580,7 @@ declare
     v_first credit_usage_attribution;
     v_allocation_id text;
     v_allocated numeric;
+    v_used numeric;
     v_remaining numeric;
     v_recorded boolean;
 begin
@@ -592,12 +610,12 @@ begin
         update user_credit_allocations
            set used_credits = used_credits + p_credits, updated_at = now()
          where org_id = p_org_id and user_id = p_user_id and is_active
-           and remaining_credits >= p_credits
+           and remaining_credits - held_credits >= p_credits
            and exists (select 1 from organizations where id = p_org_id and status = 'active')
            -- a retry of a recorded request touches nothing: it is answered below
            and not exists (select 1 from credit_usage_attribution
                             where org_id = p_org_id and request_id = p_request_id)
-        returning id, allocated_credits, remaining_credits
+        returning id, allocated_credits, used_credits, remaining_credits - held_credits as remaining_credits
     ), recorded as (
         insert into credit_usage_attribution
             (org_id, user_id, allocation_id, credits_used, service_type, service_name,
@@ -608,14 +626,13 @@ begin
         on conflict (org_id, request_id) where request_id is not null do nothing
         returning 1
     )
-    select c.id, c.allocated_credits, c.remaining_credits, exists (select 1 from recorded)
-      into v_allocation_id, v_allocated, v_remaining, v_recorded
+    select c.id, c.allocated_credits, c.used_credits, c.remaining_credits, exists (select 1 from recorded)
+      into v_allocation_id, v_allocated, v_used, v_remaining, v_recorded
       from charged c;
     if v_recorded then
         -- crossing 90% used: rare, one extra insert
-        if v_remaining * 10 <= v_allocated and (v_remaining + p_credits) * 10 > v_allocated then
-            perform ledger_raise_allocation_alert(p_org_id, v_allocation_id, p_user_id, v_allocated,
-                                                  v_allocated - v_remaining);
+        if v_used * 10 >= v_allocated * 9 and (v_used - p_credits) * 10 < v_allocated * 9 then
+            perform ledger_raise_allocation_alert(p_org_id, v_allocation_id, p_user_id, v_allocated, v_used);
         end if;
         return v_remaining;
     end if;
@@ -649,8 +666,8 @@ $$;
 
 
 -- has_sufficient_credits(p_org_id, p_user_id, p_credits): true when the
--- member's active allocation has at least p_credits remaining and the
--- organization is active. Takes no lock (the answer can be stale by the time
+-- member's active allocation has at least p_credits remaining, net of held
+-- credits, and the organization is active. Takes no lock (the answer can be stale by the time
 -- of the charge; deduct_credits decides). Raises CB001, CB002, CB003.
 create or replace function has_sufficient_credits(p_org_id text, p_user_id text, p_credits numeric)
 returns boolean
@@ -664,7 +681,7 @@ begin
     if ledger_require_org(p_org_id) <> 'active' then
         return false;
     end if;
-    select remaining_credits into v_remaining
+    select remaining_credits - held_credits into v_remaining
       from user_credit_allocations
      where org_id = p_org_id and user_id = p_user_id and is_active;
     if not found then

@@ -45,12 +45,15 @@ select m.user_id,
        a.id as allocation_id,
        coalesce(a.allocated_credits, 0) as allocated_credits,
        coalesce(a.used_credits, 0) as used_credits,
-       coalesce(a.remaining_credits, 0) as remaining_credits,
+       -- what the member can spend: credits held for calls in progress are not
+       coalesce(a.remaining_credits - a.held_credits, 0) as remaining_credits,
        case when coalesce(a.allocated_credits, 0) > 0
             then round(100 * a.used_credits / a.allocated_credits, 2)
             else 0 end as usage_percent,
        a.period_start,
-       a.period_end
+       a.period_end,
+       coalesce(a.held_credits, 0) as held_credits,
+       o.kind as org_kind
   from organization_members m
   join users u on u.id = m.user_id
   join organizations o on o.id = m.org_id
@@ -110,6 +113,7 @@ select o.id as org_id,
 
 
 -- One row per organization: its pool, plan, members and recent usage.
+-- Personal balances (organizations.kind 'personal') are not listed.
 create view org_billing_summary as
 select o.id as org_id,
        o.name as org_name,
@@ -136,4 +140,5 @@ select o.id as org_id,
   left join organization_credit_pools p on p.org_id = o.id
   left join organization_subscriptions s
          on s.org_id = o.id and s.status in ('trialing', 'active', 'past_due')
-  join org_billing_metrics mt on mt.org_id = o.id;
+  join org_billing_metrics mt on mt.org_id = o.id
+ where o.kind = 'organization';

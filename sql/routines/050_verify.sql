@@ -47,6 +47,12 @@ as $$
          where p_org_id is null or e.org_id = p_org_id
          group by e.org_id, e.allocation_id
     ),
+    open_holds_by_allocation as (
+        select h.org_id, h.allocation_id, sum(h.credits) as credits
+          from credit_holds h
+         where h.status = 'open' and (p_org_id is null or h.org_id = p_org_id)
+         group by h.org_id, h.allocation_id
+    ),
     history_by_org as (
         select h.org_id, sum(h.credits) as credits,
                sum(-h.credits) filter (where h.event_type = 'credit_expiry') as expired
@@ -190,5 +196,47 @@ as $$
     select 'lots_expired_match_history', coalesce(l.org_id, h.org_id), 'pool',
            format('lots expired %s, credit_expiry rows sum to %s', coalesce(l.expired, 0), coalesce(h.expired, 0))
       from lots_by_org l full join history_by_org h on h.org_id = l.org_id
-     where coalesce(l.expired, 0) <> coalesce(h.expired, 0);
+     where coalesce(l.expired, 0) <> coalesce(h.expired, 0)
+    union all
+    -- used + held <= allocated: held credits are never spendable twice
+    select 'allocation_held_within_allocated', a.org_id, a.id,
+           format('user %s: allocated %s, used %s, held %s',
+                  a.user_id, a.allocated_credits, a.used_credits, a.held_credits)
+      from allocations a
+     where a.held_credits < 0 or a.used_credits + a.held_credits > a.allocated_credits
+    union all
+    -- each allocation's held_credits = the credits of its open holds
+    select 'allocation_held_matches_holds', a.org_id, a.id,
+           format('user %s: held %s, open holds sum to %s', a.user_id, a.held_credits, coalesce(h.credits, 0))
+      from allocations a
+      left join open_holds_by_allocation h on h.org_id = a.org_id and h.allocation_id = a.id
+     where a.held_credits <> coalesce(h.credits, 0)
+    union all
+    -- an open hold sits on an active allocation of its own user
+    select 'open_hold_on_closed_allocation', h.org_id, h.request_id,
+           format('open hold of %s credits on allocation %s, which is closed or another user''s',
+                  h.credits, h.allocation_id)
+      from credit_holds h
+      join user_credit_allocations a on a.org_id = h.org_id and a.id = h.allocation_id
+     where h.status = 'open' and (not a.is_active or a.user_id <> h.user_id)
+       and (p_org_id is null or h.org_id = p_org_id)
+    union all
+    -- a settled hold charged exactly once: one attribution row with its request id and figure
+    select 'settled_hold_matches_attribution', h.org_id, h.request_id,
+           format('hold settled for %s credits, attribution row holds %s',
+                  h.settled_credits, coalesce(c.credits_used::text, 'nothing'))
+      from credit_holds h
+      left join credit_usage_attribution c on c.org_id = h.org_id and c.request_id = h.request_id
+     where h.status = 'settled' and (p_org_id is null or h.org_id = p_org_id)
+       and coalesce(c.credits_used, 0) <> h.settled_credits
+    union all
+    -- a personal balance has its owner as its only member, an admin
+    select 'personal_organization_members', o.id, 'members',
+           format('personal balance of %s has members %s', o.personal_user_id,
+                  coalesce((select string_agg(m.user_id || ':' || m.role, ', ' order by m.user_id)
+                              from organization_members m where m.org_id = o.id), 'none'))
+      from organizations o
+     where o.kind = 'personal' and (p_org_id is null or o.id = p_org_id)
+       and (select array_agg(m.user_id || ':' || m.role) from organization_members m where m.org_id = o.id)
+           is distinct from array[o.personal_user_id || ':admin'];
 $$;
