@@ -202,7 +202,7 @@ def running_low(db: Engine, actor_id: str, days: int = 30, *, as_of: datetime | 
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         raise InvalidInput(f"The runway threshold is 1 to 3650 days (got {days!r}).")
     table = organizations(db, actor_id, sort_by="runway_days", as_of=as_of)
-    low = table[table.runway_days.map(lambda v: v is not None and not pd.isna(v) and v <= days)]
+    low = table.loc[[v is not None and not pd.isna(v) and v <= days for v in table.runway_days]]
     return low[RUNNING_LOW_COLUMNS].reset_index(drop=True)
 
 
@@ -215,10 +215,13 @@ def _month(value: date | None, what: str) -> date | None:
     return value.date() if isinstance(value, datetime) else value
 
 
-def _month_params(first_month: date | None, last_month: date | None, as_of: datetime | None) -> dict:
+def _month_params(first_month: date | None, last_month: date | None, months: int, as_of: datetime | None) -> dict:
+    if isinstance(months, bool) or not isinstance(months, int):
+        raise InvalidInput(f"The number of months must be a whole number (got {months!r}).")
     return {
         "first": _month(first_month, "The first month"),
         "last": _month(last_month, "The last month"),
+        "months": months,
         "as_of": aware(as_of, "The moment described"),
     }
 
@@ -236,21 +239,25 @@ def mrr_months(
     *,
     first_month: date | None = None,
     last_month: date | None = None,
+    months: int = 12,
     as_of: datetime | None = None,
 ) -> pd.DataFrame:
     """MRR movements and logo churn per calendar month (UTC), oldest first; default the last 12 (system admins).
 
     Each month: MRR at its start and end, ARR at its end, new, reactivation,
     expansion, contraction, churned and net new MRR, paying organizations and
-    the logo churn rate in percent. Months are given as any day in them.
+    the logo churn rate in percent. Months are given as any day in them;
+    without `first_month`, `months` months end with `last_month` (default:
+    the current one).
     """
     rows = fetch(
         db,
         "select month, month_start, mrr_start, new_mrr, reactivation_mrr, expansion_mrr, contraction_mrr,"
         " churned_mrr, net_new_mrr, mrr_end, arr_end, paying_orgs_start, paying_orgs_end, new_orgs,"
         " reactivated_orgs, churned_orgs, logo_churn_percent"
-        " from system_mrr_months(cast(:first as date), cast(:last as date), coalesce(cast(:as_of as timestamptz), now()))",
-        _month_params(first_month, last_month, as_of),
+        " from system_mrr_months(cast(:first as date), cast(:last as date),"
+        " coalesce(cast(:as_of as timestamptz), now()), :months)",
+        _month_params(first_month, last_month, months, as_of),
         checks=_checks(actor_id),
     )
     return frame(rows, MRR_MONTH_COLUMNS)
@@ -269,19 +276,58 @@ def credit_months(
     *,
     first_month: date | None = None,
     last_month: date | None = None,
+    months: int = 12,
     as_of: datetime | None = None,
 ) -> pd.DataFrame:
     """Credits sold (and revenue), granted, consumed and expired per calendar month (UTC), oldest first.
 
-    For every organization (system admins) or one (`org_id`: its admins too).
+    For every organization (system admins) or one (`org_id`: its admins too);
+    the range as for `mrr_months`.
     """
     checks = _checks(actor_id) if org_id is None else access.org_checks(actor_id, org_id, "admin")
     rows = fetch(
         db,
         "select month, month_start, credits_sold, revenue, credits_granted, credits_consumed, requests, credits_expired"
         " from analytics_credit_months(cast(:first as date), cast(:last as date),"
-        " coalesce(cast(:as_of as timestamptz), now()), cast(:org_id as text))",
-        {**_month_params(first_month, last_month, as_of), "org_id": org_id},
+        " coalesce(cast(:as_of as timestamptz), now()), cast(:org_id as text), :months)",
+        {**_month_params(first_month, last_month, months, as_of), "org_id": org_id},
         checks=checks,
     )
     return frame(rows, CREDIT_MONTH_COLUMNS)
+
+
+MOVEMENTS = {  # column of mrr_months -> (label, sign in the chart)
+    "new_mrr": ("New", 1),
+    "reactivation_mrr": ("Reactivation", 1),
+    "expansion_mrr": ("Expansion", 1),
+    "contraction_mrr": ("Contraction", -1),
+    "churned_mrr": ("Churned", -1),
+}
+
+
+def movement_bars(months: pd.DataFrame) -> pd.DataFrame:
+    """`mrr_months` as chart bars: month ('YYYY-MM'), movement, signed MRR (contraction and churn below 0)."""
+    rows = [
+        (f"{row['month']:%Y-%m}", label, sign * row[column])
+        for _, row in months.iterrows()
+        for column, (label, sign) in MOVEMENTS.items()
+    ]
+    return pd.DataFrame(rows, columns=["month", "movement", "mrr"])
+
+
+CREDIT_KINDS = {
+    "credits_sold": "Sold",
+    "credits_granted": "Granted",
+    "credits_consumed": "Consumed",
+    "credits_expired": "Expired",
+}
+
+
+def credit_bars(months: pd.DataFrame) -> pd.DataFrame:
+    """`credit_months` as chart bars: month ('YYYY-MM'), kind (sold, granted, consumed, expired), credits."""
+    rows = [
+        (f"{row['month']:%Y-%m}", label, row[column])
+        for _, row in months.iterrows()
+        for column, label in CREDIT_KINDS.items()
+    ]
+    return pd.DataFrame(rows, columns=["month", "kind", "credits"])

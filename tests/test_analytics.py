@@ -107,6 +107,11 @@ def test_an_empty_system_reports_zeros(db):
     assert analytics.organizations(db, "root").empty
     assert analytics.top_organizations(db, "root").empty
     assert analytics.past_due_organizations(db, "root").empty
+    assert analytics.running_low(db, "root").empty
+    assert list(analytics.running_low(db, "root").columns) == analytics.RUNNING_LOW_COLUMNS
+    months = analytics.mrr_months(db, "root")
+    assert len(months) == 12 and set(months.mrr_end) == {0} and set(months.logo_churn_percent) == {None}
+    assert set(analytics.credit_months(db, "root").credits_consumed) == {0}
 
 
 def test_plan_mix_counts_and_mrr_per_plan(db, ds):
@@ -435,3 +440,23 @@ def test_an_org_admin_reads_their_own_burn_rate_and_runway(db, months):
 
 def billing_verify_clean(db) -> bool:
     return ledger.verify(db) == []
+
+
+def test_months_counted_back_and_chart_rows(db, months):
+    table = analytics.mrr_months(db, months.sysadmin, months=3)
+    assert list(table.month) == [data.month_start(k).date() for k in (2, 1, 0)]
+    table = analytics.mrr_months(db, months.sysadmin, months=2, last_month=data.month_start(5).date())
+    assert list(table.month) == [data.month_start(k).date() for k in (6, 5)]
+    for bad in (0, 121):
+        with pytest.raises(InvalidInput, match="1 to 120 months"):
+            analytics.credit_months(db, months.sysadmin, months=bad)
+    with pytest.raises(InvalidInput, match="whole number"):
+        analytics.mrr_months(db, months.sysadmin, months="12")
+
+    bars = analytics.movement_bars(analytics.mrr_months(db, months.sysadmin, months=2))
+    label = f"{data.month_start(1):%Y-%m}"
+    assert bars[bars.month == label].set_index("movement").mrr.to_dict() == {
+        "New": 50, "Reactivation": 0, "Expansion": 0, "Contraction": 0, "Churned": -69}
+    credit = analytics.credit_bars(analytics.credit_months(db, months.sysadmin, months=2))
+    assert credit[credit.month == label].set_index("kind").credits.to_dict() == {
+        "Sold": 7_000, "Granted": 0, "Consumed": 0, "Expired": 500}

@@ -58,11 +58,17 @@
 
 drop function if exists org_runway(text, timestamptz);
 
+drop function if exists analytics_credit_months(date, date, timestamptz, text, integer);
+
 drop function if exists analytics_credit_months(date, date, timestamptz, text);
+
+drop function if exists system_mrr_months(date, date, timestamptz, integer);
 
 drop function if exists system_mrr_months(date, date, timestamptz);
 
 drop function if exists analytics_mrr_events(timestamptz);
+
+drop function if exists analytics_month_range(date, date, timestamptz, integer);
 
 drop function if exists analytics_month_range(date, date, timestamptz);
 
@@ -364,12 +370,18 @@ as $$
 $$;
 
 
--- analytics_month_range(p_first_month, p_last_month, p_as_of): one row per
--- calendar month (UTC) from p_first_month's to p_last_month's (any day of
--- each; defaults: the 12 months ending with p_as_of's), with its start and
--- the start of the next month. Raises CB009 when a bound is after p_as_of's
--- month, when the first is after the last, or for more than 120 months.
-create function analytics_month_range(p_first_month date, p_last_month date, p_as_of timestamptz)
+-- analytics_month_range(p_first_month, p_last_month, p_as_of, p_months): one
+-- row per calendar month (UTC) from p_first_month's to p_last_month's (any
+-- day of each; defaults: p_as_of's month last, and p_months months in all),
+-- with its start and the start of the next month. Raises CB009 when a bound
+-- is after p_as_of's month, when the first is after the last, or for more
+-- than 120 months (or p_months outside 1-120).
+create function analytics_month_range(
+    p_first_month date,
+    p_last_month date,
+    p_as_of timestamptz,
+    p_months integer default 12
+)
 returns table (month date, month_start timestamptz, month_end timestamptz)
 language plpgsql
 stable
@@ -377,8 +389,13 @@ as $$
 declare
     v_current date := date_trunc('month', p_as_of at time zone 'UTC')::date;
     v_last date := coalesce(date_trunc('month', p_last_month)::date, v_current);
-    v_first date := coalesce(date_trunc('month', p_first_month)::date, v_last - interval '11 months');
+    v_first date;
 begin
+    if p_first_month is null and (p_months is null or p_months not between 1 and 120) then
+        raise exception using errcode = 'CB009',
+            message = format('Show 1 to 120 months (got %s).', coalesce(p_months::text, 'nothing'));
+    end if;
+    v_first := coalesce(date_trunc('month', p_first_month)::date, v_last - make_interval(months => p_months - 1));
     if p_as_of is null or not isfinite(p_as_of) then
         raise exception using errcode = 'CB009',
             message = format('The moment described must be a date and time (got %s).', coalesce(p_as_of::text, 'nothing'));
@@ -453,8 +470,8 @@ as $$
 $$;
 
 
--- system_mrr_months(p_first_month, p_last_month, p_as_of): one row per
--- calendar month of the range (see analytics_month_range; default the 12
+-- system_mrr_months(p_first_month, p_last_month, p_as_of, p_months): one row
+-- per calendar month of the range (see analytics_month_range; default the 12
 -- months up to p_as_of's), oldest first: MRR at its start and end, ARR at its
 -- end (12 x MRR), the MRR moved by new, reactivated, expanding, contracting
 -- and churned organizations (each positive) and net new MRR; paying
@@ -465,7 +482,8 @@ $$;
 create function system_mrr_months(
     p_first_month date default null,
     p_last_month date default null,
-    p_as_of timestamptz default now()
+    p_as_of timestamptz default now(),
+    p_months integer default 12
 )
 returns table (
     month date,
@@ -490,7 +508,7 @@ language sql
 stable
 as $$
     with months as (
-        select * from analytics_month_range(p_first_month, p_last_month, p_as_of)
+        select * from analytics_month_range(p_first_month, p_last_month, p_as_of, p_months)
     ),
     events as (
         select e.*, e.mrr_after - e.mrr_before as delta
@@ -558,8 +576,9 @@ as $$
 $$;
 
 
--- analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id):
--- one row per calendar month of the range (see analytics_month_range),
+-- analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id,
+-- p_months): one row per calendar month of the range (see
+-- analytics_month_range),
 -- oldest first, for one organization or (p_org_id null) all of them: credits
 -- sold and the revenue from them, credits granted, credits consumed and the
 -- requests that consumed them, credits expired. Rules: top of this file.
@@ -570,7 +589,8 @@ create function analytics_credit_months(
     p_first_month date default null,
     p_last_month date default null,
     p_as_of timestamptz default now(),
-    p_org_id text default null
+    p_org_id text default null,
+    p_months integer default 12
 )
 returns table (
     month date,
@@ -586,7 +606,7 @@ language sql
 stable
 as $$
     with months as (
-        select * from analytics_month_range(p_first_month, p_last_month, p_as_of)
+        select * from analytics_month_range(p_first_month, p_last_month, p_as_of, p_months)
     ),
     bounds as (
         -- to the end of the last month, or just past p_as_of in the current one
