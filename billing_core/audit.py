@@ -87,31 +87,14 @@ def entries(
         raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
     rows = fetch(
         db,
-        "select a.created_at, a.org_id, o.name, a.actor_id,"
-        " case when a.actor_id is null then :operator else coalesce(u.display_name, u.email, a.actor_id) end,"
-        " a.action, a.target_type, a.target_id, a.details::text, a.id, count(*) over ()"
-        " from audit_log a"
-        " left join organizations o on o.id = a.org_id"
-        " left join users u on u.id = a.actor_id"
-        " where (cast(:org_id as text) is null or a.org_id = :org_id)"
-        "   and (cast(:by_actor as text) is null or a.actor_id = :by_actor)"
-        "   and (cardinality(cast(:actions as text[])) = 0 or a.action = any(cast(:actions as text[])))"
-        "   and (cast(:start as timestamptz) is null or a.created_at >= :start)"
-        "   and (cast(:end as timestamptz) is null or a.created_at < :end)"
-        " order by a.created_at desc, a.id desc limit :limit",
-        {
-            "org_id": org_id,
-            "operator": OPERATOR,
-            "by_actor": by_actor,
-            "actions": list(actions or ()),
-            "start": start,
-            "end": end,
-            "limit": limit,
-        },
+        "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit)",
+        {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
+         "limit": limit},
         checks=[_scope_check(actor_id, org_id)],
     )
     total = int(rows[0][-1]) if rows else 0
     frame = pd.DataFrame([tuple(r)[:-1] for r in rows], columns=ENTRY_COLUMNS)
+    frame["actor_name"] = frame["actor_name"].where(frame["actor_id"].notna(), OPERATOR)
     return AuditPage(frame, total)
 
 
@@ -121,16 +104,13 @@ def choices(db: Engine, actor_id: str, org_id: str | None = None) -> AuditChoice
     params = {"org_id": org_id}
     actions = fetch(
         db,
-        "select distinct action from audit_log where cast(:org_id as text) is null or org_id = :org_id order by action",
+        "select * from audit_actions(:org_id)",
         params,
         checks=check,
     )
     actors = fetch(
         db,
-        "select a.actor_id, coalesce(u.display_name, u.email, a.actor_id)"
-        " from (select distinct actor_id from audit_log"
-        "        where actor_id is not null and (cast(:org_id as text) is null or org_id = :org_id)) a"
-        " left join users u on u.id = a.actor_id order by 2, 1",
+        "select * from audit_actors(:org_id)",
         params,
         checks=check,
     )

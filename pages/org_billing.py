@@ -6,6 +6,7 @@ checks the role again in billing_core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -44,12 +45,44 @@ def member_label(user_id: str | None) -> str:
     return labels.get(user_id, str(user_id))
 
 
-def entered(key: str, what: str, *, optional: bool = False) -> Any:
-    """The amount typed in the field `key`, parsed by billing_core (None when optional and empty)."""
+class Refused(Exception):
+    """A form's input was refused; the reason is already kept for its flash."""
+
+
+def entered(form: str, key: str, what: str, *, optional: bool = False) -> Any:
+    """The amount typed in the field `key`, parsed by billing_core (None when optional and empty).
+
+    A refusal is kept for `form`'s flash and raised as Refused.
+    """
     text = (st.session_state.get(key) or "").strip()
     if optional and not text:
         return None
-    return to_decimal(text, what)
+    try:
+        return to_decimal(text, what)
+    except BillingError as exc:
+        kit.flash(form, "error", str(exc))
+        raise Refused from exc
+
+
+def chosen_member(form: str, key: str, missing: str) -> str:
+    """The member picked in the field `key`; when none is, `missing` is kept for `form` and Refused raised."""
+    user_id = st.session_state.get(key)
+    if user_id is None:
+        kit.flash(form, "error", missing)
+        raise Refused
+    return user_id
+
+
+def refusing(handler: Callable[[], None]) -> Callable[[], None]:
+    """A form handler that stops quietly at Refused (its message is already kept)."""
+
+    def run() -> None:
+        try:
+            handler()
+        except Refused:
+            pass
+
+    return run
 
 
 # ------------------------------------------------------------ header and subscription
@@ -114,14 +147,11 @@ with chart_col:
     )
 
 
+@refusing
 def ask_add_credits() -> None:
     """The "Add credits" form was sent: check the figures, then ask for confirmation."""
-    try:
-        amount = entered("add_credits", "Credits to add")
-        paid = entered("add_paid", "Amount paid")
-    except BillingError as exc:
-        kit.flash("add", "error", str(exc))
-        return
+    amount = entered("add", "add_credits", "Credits to add")
+    paid = entered("add", "add_paid", "Amount paid")
     reference = (st.session_state.get("add_reference") or "").strip() or None
     kit.ask_confirmation(
         "add",
@@ -148,17 +178,11 @@ allocations_tab, usage_tab, history_tab, members_tab = st.tabs(
 )
 
 
+@refusing
 def ask_allocate() -> None:
     """The "Allocate credits" form was sent: check the figure, then ask for confirmation."""
-    user_id = st.session_state.get("allocate_user")
-    try:
-        amount = entered("allocate_credits", "Credits to allocate")
-    except BillingError as exc:
-        kit.flash("allocate", "error", str(exc))
-        return
-    if user_id is None:
-        kit.flash("allocate", "error", "Choose a member to allocate to.")
-        return
+    amount = entered("allocate", "allocate_credits", "Credits to allocate")
+    user_id = chosen_member("allocate", "allocate_user", "Choose a member to allocate to.")
     name = member_label(user_id)
     kit.ask_confirmation(
         "allocate",
@@ -168,17 +192,11 @@ def ask_allocate() -> None:
     )
 
 
+@refusing
 def ask_reclaim() -> None:
     """The "Take back credits" form was sent: check the figure, then ask for confirmation."""
-    user_id = st.session_state.get("reclaim_user")
-    try:
-        amount = entered("reclaim_credits", "Credits to take back", optional=True)
-    except BillingError as exc:
-        kit.flash("reclaim", "error", str(exc))
-        return
-    if user_id is None:
-        kit.flash("reclaim", "error", "Choose a member to take credits back from.")
-        return
+    amount = entered("reclaim", "reclaim_credits", "Credits to take back", optional=True)
+    user_id = chosen_member("reclaim", "reclaim_user", "Choose a member to take credits back from.")
     name = member_label(user_id)
     what = "all unused credits" if amount is None else f"{kit.fmt_credits(amount)} unused credits"
     kit.ask_confirmation(
@@ -320,13 +338,11 @@ def invite_new() -> None:
     )
 
 
+@refusing
 def ask_role_change() -> None:
     """The "Change role" form was sent: ask for confirmation."""
-    user_id = st.session_state.get("member_role_user")
+    user_id = chosen_member("member_role", "member_role_user", "Choose a member.")
     role = st.session_state.get("member_role_role", "member")
-    if user_id is None:
-        kit.flash("member_role", "error", "Choose a member.")
-        return
     name = member_label(user_id)
     kit.ask_confirmation(
         "member_role",
@@ -336,12 +352,10 @@ def ask_role_change() -> None:
     )
 
 
+@refusing
 def ask_remove() -> None:
     """The "Remove a member" form was sent: ask for confirmation."""
-    user_id = st.session_state.get("member_remove_user")
-    if user_id is None:
-        kit.flash("member_remove", "error", "Choose a member.")
-        return
+    user_id = chosen_member("member_remove", "member_remove_user", "Choose a member.")
     name = member_label(user_id)
     kit.ask_confirmation(
         "member_remove",

@@ -1,0 +1,294 @@
+-- Read models of the member, org admin and audit screens.
+--
+-- Each function reads; none locks or writes. None checks roles: billing_core
+-- runs the role check (ledger_authorize) in the same transaction before
+-- calling them. Usage windows are the last p_days days up to now; days are
+-- UTC calendar days. Raise nothing (unknown ids give no rows).
+
+
+-- member_cards(p_user_id, p_days): one row per organization of the user,
+-- default first: their allocation, the live subscription's plan and their
+-- usage over the window.
+create or replace function member_cards(p_user_id text, p_days integer)
+returns table (
+    org_id text, org_name text, org_status text, role text, is_default boolean,
+    plan text, plan_name text, subscription_status text,
+    allocated_credits numeric, used_credits numeric, remaining_credits numeric, usage_percent numeric,
+    next_reset timestamptz, credits_used_window numeric, requests_window bigint
+)
+language sql
+stable
+as $$
+    select m.org_id, m.org_name, m.org_status, m.role, m.is_default, s.plan, pl.name, s.status,
+           m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent, m.period_end,
+           coalesce(w.credits, 0), coalesce(w.requests, 0)
+      from user_multi_org_credits m
+      left join organization_subscriptions s
+             on s.org_id = m.org_id and s.status in ('trialing', 'active', 'past_due')
+      left join plans pl on pl.code = s.plan
+      left join lateral (
+            select sum(c.credits_used) as credits, count(*) as requests
+              from credit_usage_attribution c
+             where c.org_id = m.org_id and c.user_id = m.user_id
+               and c.created_at >= now() - make_interval(days => p_days)
+           ) w on true
+     where m.user_id = p_user_id
+     order by m.is_default desc, m.org_name, m.org_id;
+$$;
+
+
+-- member_daily_usage(p_user_id, p_org_id, p_days): the user's credits and
+-- requests per UTC day and service, in one organization (p_org_id) or all of
+-- theirs (null).
+create or replace function member_daily_usage(p_user_id text, p_org_id text, p_days integer)
+returns table (day date, service_type text, credits_used numeric, requests bigint)
+language sql
+stable
+as $$
+    select (c.created_at at time zone 'UTC')::date, c.service_type, sum(c.credits_used), count(*)
+      from organization_members m
+      join credit_usage_attribution c
+        on c.org_id = m.org_id and c.user_id = m.user_id
+       and c.created_at >= now() - make_interval(days => p_days)
+     where m.user_id = p_user_id and (p_org_id is null or m.org_id = p_org_id)
+     group by 1, 2
+     order by 1, 2;
+$$;
+
+
+-- member_recent_charges(p_user_id, p_org_id, p_limit): the user's newest
+-- p_limit charges, in one organization (p_org_id) or all of theirs (null).
+create or replace function member_recent_charges(p_user_id text, p_org_id text, p_limit integer)
+returns table (
+    created_at timestamptz, org_id text, org_name text, service_type text, service_name text,
+    credits_used numeric, remaining_after numeric
+)
+language sql
+stable
+as $$
+    select c.created_at, m.org_id, o.name, c.service_type, c.service_name, c.credits_used, c.remaining_after
+      from organization_members m
+      join organizations o on o.id = m.org_id
+     cross join lateral (
+            select a.id, a.created_at, a.service_type, a.service_name, a.credits_used, a.remaining_after
+              from credit_usage_attribution a
+             where a.org_id = m.org_id and a.user_id = m.user_id
+             order by a.created_at desc
+             limit p_limit
+           ) c
+     where m.user_id = p_user_id and (p_org_id is null or m.org_id = p_org_id)
+     order by c.created_at desc, c.id desc
+     limit p_limit;
+$$;
+
+
+-- member_usage_totals(p_user_id, p_org_id, p_days): the user's credits,
+-- requests and distinct services over the window (one organization or all).
+create or replace function member_usage_totals(p_user_id text, p_org_id text, p_days integer)
+returns table (credits_used numeric, requests bigint, services bigint)
+language sql
+stable
+as $$
+    select coalesce(sum(c.credits_used), 0), count(*), count(distinct c.service_type)
+      from organization_members m
+      join credit_usage_attribution c
+        on c.org_id = m.org_id and c.user_id = m.user_id
+       and c.created_at >= now() - make_interval(days => p_days)
+     where m.user_id = p_user_id and (p_org_id is null or m.org_id = p_org_id);
+$$;
+
+
+-- org_overview(p_org_id): the organization's header: pool figures, member
+-- count and its subscription (the live one, else the latest).
+create or replace function org_overview(p_org_id text)
+returns table (
+    org_id text, org_name text, org_status text, member_count bigint,
+    total_credits numeric, allocated_credits numeric, used_credits numeric, available_credits numeric,
+    monthly_refresh_amount numeric, plan text, plan_name text, subscription_status text,
+    price_amount numeric, currency text, billing_cycle text, current_period_start timestamptz,
+    current_period_end timestamptz, trial_ends_at timestamptz, cancel_at_period_end boolean,
+    canceled_at timestamptz
+)
+language sql
+stable
+as $$
+    select o.id, o.name, o.status,
+           (select count(*) from organization_members m where m.org_id = o.id),
+           coalesce(p.total_credits, 0), coalesce(p.allocated_credits, 0), coalesce(p.used_credits, 0),
+           coalesce(p.available_credits, 0), coalesce(p.monthly_refresh_amount, 0),
+           s.plan, pl.name, s.status, s.price_amount, s.currency, s.billing_cycle, s.current_period_start,
+           s.current_period_end, s.trial_ends_at, s.cancel_at_period_end, s.canceled_at
+      from organizations o
+      left join organization_credit_pools p on p.org_id = o.id
+      left join lateral (
+            select *
+              from organization_subscriptions x
+             where x.org_id = o.id
+             order by (x.status in ('trialing', 'active', 'past_due')) desc, x.created_at desc, x.id
+             limit 1
+           ) s on true
+      left join plans pl on pl.code = s.plan
+     where o.id = p_org_id;
+$$;
+
+
+-- org_allocations(p_org_id): every member with their role and current
+-- allocation, most used first.
+create or replace function org_allocations(p_org_id text)
+returns table (
+    user_id text, display_name text, email text, role text, allocated_credits numeric, used_credits numeric,
+    remaining_credits numeric, usage_percent numeric, period_start timestamptz, joined_at timestamptz
+)
+language sql
+stable
+as $$
+    select v.user_id, v.display_name, v.email, v.role, v.allocated_credits, v.used_credits,
+           v.remaining_credits, v.usage_percent, v.period_start, m.joined_at
+      from user_multi_org_credits v
+      join organization_members m on m.org_id = v.org_id and m.user_id = v.user_id
+     where v.org_id = p_org_id
+     order by v.used_credits desc, v.display_name, v.user_id;
+$$;
+
+
+-- org_usage_by_service(p_org_id, p_days): credits and requests per service
+-- type over the window, largest first.
+create or replace function org_usage_by_service(p_org_id text, p_days integer)
+returns table (service_type text, credits_used numeric, requests bigint)
+language sql
+stable
+as $$
+    select c.service_type, sum(c.credits_used), count(*)
+      from credit_usage_attribution c
+     where c.org_id = p_org_id and c.created_at >= now() - make_interval(days => p_days)
+     group by c.service_type
+     order by 2 desc, 1;
+$$;
+
+
+-- org_usage_by_user(p_org_id, p_days): credits and requests per user over
+-- the window, largest first; former members too (is_member false).
+create or replace function org_usage_by_user(p_org_id text, p_days integer)
+returns table (
+    user_id text, display_name text, email text, is_member boolean, credits_used numeric, requests bigint
+)
+language sql
+stable
+as $$
+    select t.user_id, coalesce(u.display_name, u.email, t.user_id), u.email, (m.user_id is not null),
+           t.credits_used, t.requests
+      from (select c.user_id, sum(c.credits_used) as credits_used, count(*) as requests
+              from credit_usage_attribution c
+             where c.org_id = p_org_id and c.created_at >= now() - make_interval(days => p_days)
+             group by c.user_id) t
+      left join users u on u.id = t.user_id
+      left join organization_members m on m.org_id = p_org_id and m.user_id = t.user_id
+     order by t.credits_used desc, t.user_id;
+$$;
+
+
+-- org_usage_by_day(p_org_id, p_days): credits and requests per UTC day over
+-- the window, days without usage as 0.
+create or replace function org_usage_by_day(p_org_id text, p_days integer)
+returns table (day date, credits_used numeric, requests bigint)
+language sql
+stable
+as $$
+    select d.day, coalesce(u.credits_used, 0), coalesce(u.requests, 0)
+      from (select g::date as day
+              from generate_series(((now() - make_interval(days => p_days)) at time zone 'UTC')::date,
+                                   (now() at time zone 'UTC')::date, interval '1 day') g) d
+      left join (select (c.created_at at time zone 'UTC')::date as day,
+                        sum(c.credits_used) as credits_used, count(*) as requests
+                   from credit_usage_attribution c
+                  where c.org_id = p_org_id and c.created_at >= now() - make_interval(days => p_days)
+                  group by 1) u on u.day = d.day
+     order by d.day;
+$$;
+
+
+-- org_billing_timeline(p_org_id, p_limit): the organization's newest
+-- p_limit billing history rows, with who recorded them.
+create or replace function org_billing_timeline(p_org_id text, p_limit integer)
+returns table (
+    created_at timestamptz, event_type text, credits numeric, amount numeric, currency text,
+    description text, total_credits_after numeric, created_by text, created_by_name text
+)
+language sql
+stable
+as $$
+    select h.created_at, h.event_type, h.credits, h.amount, h.currency, h.description,
+           h.total_credits_after, h.created_by, coalesce(u.display_name, u.email)
+      from org_billing_history h
+      left join users u on u.id = h.created_by
+     where h.org_id = p_org_id
+     order by h.created_at desc, h.id desc
+     limit p_limit;
+$$;
+
+
+-- audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit):
+-- audit entries newest first, filtered: one organization's (p_org_id) or all
+-- (null); one acting user's; the listed actions (empty: all); written in
+-- [p_start, p_end) (null: open). actor_name is null for entries written
+-- without a user (a job or the CLI). matching counts all filtered entries,
+-- not only the p_limit returned.
+create or replace function audit_entries(
+    p_org_id text,
+    p_by_actor text,
+    p_actions text[],
+    p_start timestamptz,
+    p_end timestamptz,
+    p_limit integer
+)
+returns table (
+    created_at timestamptz, org_id text, org_name text, actor_id text, actor_name text, action text,
+    target_type text, target_id text, details text, id bigint, matching bigint
+)
+language sql
+stable
+as $$
+    select a.created_at, a.org_id, o.name, a.actor_id,
+           case when a.actor_id is not null then coalesce(u.display_name, u.email, a.actor_id) end,
+           a.action, a.target_type, a.target_id, a.details::text, a.id, count(*) over ()
+      from audit_log a
+      left join organizations o on o.id = a.org_id
+      left join users u on u.id = a.actor_id
+     where (p_org_id is null or a.org_id = p_org_id)
+       and (p_by_actor is null or a.actor_id = p_by_actor)
+       and (cardinality(p_actions) = 0 or a.action = any (p_actions))
+       and (p_start is null or a.created_at >= p_start)
+       and (p_end is null or a.created_at < p_end)
+     order by a.created_at desc, a.id desc
+     limit p_limit;
+$$;
+
+
+-- audit_actions(p_org_id): the actions present in the log of one
+-- organization (or all, null), in name order.
+create or replace function audit_actions(p_org_id text)
+returns table (action text)
+language sql
+stable
+as $$
+    select distinct a.action
+      from audit_log a
+     where p_org_id is null or a.org_id = p_org_id
+     order by 1;
+$$;
+
+
+-- audit_actors(p_org_id): the users present as actors in the log of one
+-- organization (or all, null), with their names, in name order.
+create or replace function audit_actors(p_org_id text)
+returns table (actor_id text, actor_name text)
+language sql
+stable
+as $$
+    select a.actor_id, coalesce(u.display_name, u.email, a.actor_id)
+      from (select distinct l.actor_id
+              from audit_log l
+             where l.actor_id is not null and (p_org_id is null or l.org_id = p_org_id)) a
+      left join users u on u.id = a.actor_id
+     order by 2, 1;
+$$;
