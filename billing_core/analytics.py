@@ -1,17 +1,19 @@
 """Revenue and usage across every organization: the system overview's read models.
 
-System admins only: each read runs `ledger_authorize(actor, null,
-'system_admin')` in its own transaction before the query. The figures come
-from the functions in sql/routines/080_analytics.sql (MRR from the
-subscriptions paying at a moment, usage from credit_usage_attribution); see
-that file for the exact rules. `as_of` (default: now) is the moment described.
+System admins only (one organization's credit months: its admins too): each
+read runs `ledger_authorize` in its own transaction before the query. The
+figures come from the functions in sql/routines/080_analytics.sql (headline
+MRR from the subscriptions paying at a moment; month-by-month MRR movements
+from subscription history rows' mrr_after; credits from billing history and
+credit_usage_attribution); see that file for the exact rules. `as_of`
+(default: now) is the moment described.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
@@ -20,6 +22,7 @@ from sqlalchemy.engine import Engine
 from billing_core import access
 from billing_core.database import fetch, frame
 from billing_core.errors import InvalidInput
+from billing_core.moments import aware
 
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "none")
 
@@ -60,7 +63,6 @@ class SystemOverview:
 
 def _checks(actor_id: str) -> list:
     return [access.check(actor_id, None, "system_admin")]
-
 
 
 def overview(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> SystemOverview:
@@ -104,7 +106,8 @@ ORGANIZATION_COLUMNS = [
     "org_id", "org_name", "org_status", "plan", "plan_name", "subscription_status", "billing_cycle", "price_amount",
     "mrr", "subscription_created_at", "status_changed_at", "member_count", "total_credits", "allocated_credits",
     "used_credits", "available_credits", "allocated_percent", "credits_used_30d", "credits_used_prev_30d",
-    "usage_change_percent", "requests_30d", "last_usage_at", "created_at",
+    "usage_change_percent", "requests_30d", "last_usage_at", "created_at", "remaining_credits", "burn_per_day",
+    "runway_days",
 ]
 
 SORT_KEYS = {
@@ -114,6 +117,7 @@ SORT_KEYS = {
     "member_count": (["member_count", "org_name", "org_id"], [False, True, True]),
     "available_credits": (["available_credits", "org_name", "org_id"], [False, True, True]),
     "created_at": (["created_at", "org_id"], [False, True]),
+    "runway_days": (["runway_days", "org_name", "org_id"], [True, True, True]),  # shortest first, none last
 }
 
 
@@ -130,7 +134,8 @@ def organizations(
 
     `plans` / `statuses` (subscription status, 'none' for never subscribed)
     keep only the listed values; None or empty keeps all. `sort_by` is one of
-    SORT_KEYS (largest first, names alphabetically).
+    SORT_KEYS (largest first, names alphabetically; runway: shortest first,
+    organizations that used nothing last).
     """
     if sort_by not in SORT_KEYS:
         raise InvalidInput(f"Cannot sort organizations by {sort_by!r}: choose one of {', '.join(SORT_KEYS)}.")
@@ -144,7 +149,7 @@ def organizations(
         "select org_id, org_name, org_status, plan, plan_name, subscription_status, billing_cycle, price_amount, mrr,"
         " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
         " used_credits, available_credits, allocated_percent, credits_used_30d, credits_used_prev_30d,"
-        " usage_change_percent, requests_30d, last_usage_at, created_at"
+        " usage_change_percent, requests_30d, last_usage_at, created_at, remaining_credits, burn_per_day, runway_days"
         " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))"
         " where (cardinality(cast(:plans as text[])) = 0 or plan = any(cast(:plans as text[])))"
         "   and (cardinality(cast(:statuses as text[])) = 0 or subscription_status = any(cast(:statuses as text[])))",
@@ -184,3 +189,145 @@ def past_due_organizations(db: Engine, actor_id: str, *, as_of: datetime | None 
     """Organizations whose subscription is past due, largest MRR first (system admins)."""
     frame = organizations(db, actor_id, statuses=["past_due"], as_of=as_of)
     return frame[PAST_DUE_COLUMNS].reset_index(drop=True)
+
+
+RUNNING_LOW_COLUMNS = [
+    "org_id", "org_name", "plan_name", "subscription_status", "remaining_credits", "credits_used_30d",
+    "burn_per_day", "runway_days",
+]
+
+
+def running_low(db: Engine, actor_id: str, days: int = 30, *, as_of: datetime | None = None) -> pd.DataFrame:
+    """Organizations whose credits last at most `days` days at their 30-day burn rate, shortest first (system admins)."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        raise InvalidInput(f"The runway threshold is 1 to 3650 days (got {days!r}).")
+    table = organizations(db, actor_id, sort_by="runway_days", as_of=as_of)
+    low = table.loc[[v is not None and not pd.isna(v) and v <= days for v in table.runway_days]]
+    return low[RUNNING_LOW_COLUMNS].reset_index(drop=True)
+
+
+def _month(value: date | None, what: str) -> date | None:
+    """A month given as any day of it (None: the default)."""
+    if value is None:
+        return None
+    if not isinstance(value, date):
+        raise InvalidInput(f"{what} must be a date (any day of the month), not {type(value).__name__}.")
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _month_params(first_month: date | None, last_month: date | None, months: int, as_of: datetime | None) -> dict:
+    if isinstance(months, bool) or not isinstance(months, int):
+        raise InvalidInput(f"The number of months must be a whole number (got {months!r}).")
+    return {
+        "first": _month(first_month, "The first month"),
+        "last": _month(last_month, "The last month"),
+        "months": months,
+        "as_of": aware(as_of, "The moment described"),
+    }
+
+
+MRR_MONTH_COLUMNS = [
+    "month", "month_start", "mrr_start", "new_mrr", "reactivation_mrr", "expansion_mrr", "contraction_mrr",
+    "churned_mrr", "net_new_mrr", "mrr_end", "arr_end", "paying_orgs_start", "paying_orgs_end", "new_orgs",
+    "reactivated_orgs", "churned_orgs", "logo_churn_percent",
+]
+
+
+def mrr_months(
+    db: Engine,
+    actor_id: str,
+    *,
+    first_month: date | None = None,
+    last_month: date | None = None,
+    months: int = 12,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
+    """MRR movements and logo churn per calendar month (UTC), oldest first; default the last 12 (system admins).
+
+    Each month: MRR at its start and end, ARR at its end, new, reactivation,
+    expansion, contraction, churned and net new MRR, paying organizations and
+    the logo churn rate in percent. Months are given as any day in them;
+    without `first_month`, `months` months end with `last_month` (default:
+    the current one).
+    """
+    rows = fetch(
+        db,
+        "select month, month_start, mrr_start, new_mrr, reactivation_mrr, expansion_mrr, contraction_mrr,"
+        " churned_mrr, net_new_mrr, mrr_end, arr_end, paying_orgs_start, paying_orgs_end, new_orgs,"
+        " reactivated_orgs, churned_orgs, logo_churn_percent"
+        " from system_mrr_months(cast(:first as date), cast(:last as date),"
+        " coalesce(cast(:as_of as timestamptz), now()), :months)",
+        _month_params(first_month, last_month, months, as_of),
+        checks=_checks(actor_id),
+    )
+    return frame(rows, MRR_MONTH_COLUMNS)
+
+
+CREDIT_MONTH_COLUMNS = [
+    "month", "month_start", "credits_sold", "revenue", "credits_granted", "credits_consumed", "requests",
+    "credits_expired",
+]
+
+
+def credit_months(
+    db: Engine,
+    actor_id: str,
+    org_id: str | None = None,
+    *,
+    first_month: date | None = None,
+    last_month: date | None = None,
+    months: int = 12,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
+    """Credits sold (and revenue), granted, consumed and expired per calendar month (UTC), oldest first.
+
+    For every organization (system admins) or one (`org_id`: its admins too);
+    the range as for `mrr_months`.
+    """
+    checks = _checks(actor_id) if org_id is None else access.org_checks(actor_id, org_id, "admin")
+    rows = fetch(
+        db,
+        "select month, month_start, credits_sold, revenue, credits_granted, credits_consumed, requests, credits_expired"
+        " from analytics_credit_months(cast(:first as date), cast(:last as date),"
+        " coalesce(cast(:as_of as timestamptz), now()), cast(:org_id as text), :months)",
+        {**_month_params(first_month, last_month, months, as_of), "org_id": org_id},
+        checks=checks,
+    )
+    return frame(rows, CREDIT_MONTH_COLUMNS)
+
+
+MOVEMENTS = {  # column of mrr_months -> (label, sign in the chart)
+    "new_mrr": ("New", 1),
+    "reactivation_mrr": ("Reactivation", 1),
+    "expansion_mrr": ("Expansion", 1),
+    "contraction_mrr": ("Contraction", -1),
+    "churned_mrr": ("Churned", -1),
+}
+
+
+def movement_bars(months: pd.DataFrame) -> pd.DataFrame:
+    """`mrr_months` as chart bars: month ('YYYY-MM'), movement, signed MRR (contraction and churn below 0)."""
+    rows = [
+        (f"{row['month']:%Y-%m}", label, sign * row[column])
+        for _, row in months.iterrows()
+        for column, (label, sign) in MOVEMENTS.items()
+    ]
+    return pd.DataFrame(rows, columns=["month", "movement", "mrr"])
+
+
+CREDIT_KINDS = {
+    "credits_sold": "Sold",
+    "credits_granted": "Granted",
+    "credits_consumed": "Consumed",
+    "credits_expired": "Expired",
+}
+
+
+def credit_bars(months: pd.DataFrame) -> pd.DataFrame:
+    """`credit_months` as chart bars: month ('YYYY-MM'), kind (sold, granted, consumed, expired), credits."""
+    rows = [
+        (f"{row['month']:%Y-%m}", label, row[column])
+        for _, row in months.iterrows()
+        for column, label in CREDIT_KINDS.items()
+    ]
+    return pd.DataFrame(rows, columns=["month", "kind", "credits"])

@@ -20,9 +20,9 @@ from sqlalchemy.engine import Engine
 from billing_core import access
 from billing_core.database import fetch, frame
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
+from billing_core.moments import aware
 
 WINDOW_DAYS = 30
-
 
 
 def _days(days: int) -> int:
@@ -264,3 +264,27 @@ def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -
         "select * from org_billing_timeline(:org_id, :limit)",
         HISTORY_COLUMNS, limit=limit,
     )
+
+
+@dataclass(frozen=True)
+class Runway:
+    """How long an organization's credits last: what is left, its 30-day burn rate, the days that gives."""
+
+    org_id: str
+    remaining_credits: Decimal
+    credits_used_30d: Decimal
+    burn_per_day: Decimal
+    runway_days: Decimal | None  # None: nothing used in the last 30 days
+    runs_out_at: datetime | None  # None as well past 100 years
+
+
+def runway(db: Engine, actor_id: str, org_id: str, *, as_of: datetime | None = None) -> Runway:
+    """The organization's remaining credits, burn rate per day over the last 30 days and runway (org admins)."""
+    rows = fetch(
+        db,
+        "select org_id, remaining_credits, credits_used_30d, burn_per_day, runway_days, runs_out_at"
+        "  from org_runway(:org_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"org_id": org_id, "as_of": aware(as_of, "The moment described")},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    return Runway(*rows[0])

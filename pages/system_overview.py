@@ -60,6 +60,11 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _by_month(frame: pd.DataFrame) -> pd.DataFrame:
+    """Months as 'YYYY-MM' labels (display only)."""
+    return frame.assign(month=frame.month.map(lambda m: f"{m:%Y-%m}"))
+
+
 # ------------------------------------------------------------ headline figures
 st.caption(f"Figures as of {overview.as_of:%Y-%m-%d %H:%M} UTC; changes against 30 days earlier.")
 cards = st.columns(4)
@@ -111,6 +116,83 @@ else:
     )
     kit.csv_download(mix, "plan_mix.csv", "Download plan mix (CSV)", key="plan_mix_csv")
 
+# ------------------------------------------------------------ month by month
+st.subheader("MRR movements")
+month_count = st.selectbox("Months shown", [6, 12, 24], index=1, key="analytics_months")
+mrr_months = kit.read(db, analytics.mrr_months, actor_id, months=month_count)
+if mrr_months[["mrr_start", *analytics.MOVEMENTS]].eq(0).all().all():
+    st.caption("No subscription paid in these months.")
+else:
+    left, right = st.columns(2)
+    with left:
+        kit.show_chart(
+            kit.bar_chart(
+                analytics.movement_bars(mrr_months), "month", "mrr", color="movement", barmode="relative",
+                title="MRR movements per month", labels={"month": "Month", "mrr": "MRR ($)", "movement": "Movement"},
+            ),
+            key="mrr_movements",
+        )
+    with right:
+        kit.show_chart(
+            kit.line_chart(
+                _by_month(mrr_months), "month", "mrr_end",
+                title="MRR at month end", labels={"month": "Month", "mrr_end": "MRR ($)"},
+            ),
+            key="mrr_line",
+        )
+    st.caption(
+        "Calendar months (UTC); the current month runs to now. Plan changes count as expansion or contraction, "
+        "an organization paying again after a cancellation as reactivation; past due still counts in MRR. "
+        "Logo churn: organizations paying at the month's start that stopped during it, in percent of those paying "
+        "at its start."
+    )
+    kit.table(
+        _by_month(mrr_months),
+        {
+            "month": kit.text_column("Month"),
+            "mrr_end": kit.money_column("MRR at month end"),
+            "new_mrr": kit.money_column("New"),
+            "reactivation_mrr": kit.money_column("Reactivation"),
+            "expansion_mrr": kit.money_column("Expansion"),
+            "contraction_mrr": kit.money_column("Contraction"),
+            "churned_mrr": kit.money_column("Churned"),
+            "net_new_mrr": kit.money_column("Net new MRR"),
+            "paying_orgs_start": kit.count_column("Paying at start"),
+            "churned_orgs": kit.count_column("Churned organizations"),
+            "logo_churn_percent": kit.percent_column("Logo churn"),
+            "arr_end": kit.money_column("ARR at month end"),
+        },
+        key="mrr_months_table",
+    )
+    kit.csv_download(mrr_months, "mrr_months.csv", "Download MRR movements (CSV)", key="mrr_months_csv")
+
+st.subheader("Credits per month")
+credit_months = kit.read(db, analytics.credit_months, actor_id, months=month_count)
+if credit_months[list(analytics.CREDIT_KINDS)].eq(0).all().all():
+    st.caption("No credits sold, granted, consumed or expired in these months.")
+else:
+    kit.show_chart(
+        kit.bar_chart(
+            analytics.credit_bars(credit_months), "month", "credits", color="kind", barmode="group",
+            title="Credits sold, granted, consumed and expired",
+            labels={"month": "Month", "credits": "Credits", "kind": "Credits"},
+        ),
+        key="credit_months",
+    )
+    kit.table(
+        _by_month(credit_months),
+        {
+            "month": kit.text_column("Month"),
+            "credits_sold": kit.credits_column("Sold"),
+            "revenue": kit.money_column("Revenue from credits"),
+            "credits_granted": kit.credits_column("Granted (free)"),
+            "credits_consumed": kit.credits_column("Consumed"),
+            "credits_expired": kit.credits_column("Expired (breakage)"),
+        },
+        key="credit_months_table",
+    )
+    kit.csv_download(credit_months, "credit_months.csv", "Download credits per month (CSV)", key="credit_months_csv")
+
 # ------------------------------------------------------------ top organizations
 st.subheader("Top organizations by credits used (30 days)")
 top = kit.read(db, analytics.top_organizations, actor_id, 10)
@@ -127,6 +209,23 @@ else:
         key="top_organizations",
         height=max(240, 40 * len(top) + 80),
     )
+
+# ------------------------------------------------------------ running low
+st.subheader("Running low on credits")
+low = kit.read(db, analytics.running_low, actor_id, 30)
+kit.table(
+    low,
+    {
+        "org_name": kit.text_column("Organization"),
+        "org_id": kit.text_column("Id"),
+        "plan_name": kit.text_column("Plan"),
+        "remaining_credits": kit.credits_column("Credits left"),
+        "burn_per_day": kit.credits_column("Burn per day (30 days)"),
+        "runway_days": kit.count_column("Runway (days)"),
+    },
+    key="running_low_table",
+    empty="No organization runs out of credits within 30 days at its current burn rate.",
+)
 
 # ------------------------------------------------------------ all organizations
 st.subheader("All organizations")
@@ -149,7 +248,7 @@ with filters[2]:
         "Sort by", list(analytics.SORT_KEYS), key="orgs_sort",
         format_func={"mrr": "MRR", "credits_used_30d": "Credits used (30 days)", "org_name": "Name",
                      "member_count": "Members", "available_credits": "Available credits",
-                     "created_at": "Newest"}.get,
+                     "created_at": "Newest", "runway_days": "Runway (shortest first)"}.get,
     )
 orgs = kit.read(
     db, analytics.organizations, actor_id, plans=tuple(chosen_plans), statuses=tuple(chosen_statuses), sort_by=sort_by
@@ -169,6 +268,9 @@ ORG_COLUMNS = {
     "allocated_percent": kit.percent_column("Allocated %"),
     "credits_used_30d": kit.credits_column("Used (30 days)"),
     "usage_change_percent": kit.percent_column("Change vs previous 30 days"),
+    "remaining_credits": kit.credits_column("Credits left"),
+    "burn_per_day": kit.credits_column("Burn per day"),
+    "runway_days": kit.count_column("Runway (days)", help="Credits left / burn per day; empty: nothing used in 30 days"),
     "last_usage_at": kit.datetime_column("Last usage"),
     "org_status": kit.text_column("Organization status"),
 }

@@ -1,4 +1,7 @@
-"""A small, hand-computable dataset for the system overview and the audit log.
+"""Small, hand-computable datasets for the system overview and the audit log.
+
+`build` (below) serves the headline figures and tables; `build_months` (at
+the end) the month-by-month analytics.
 
 Everything goes through the public functions; subscriptions, status changes
 and usage in the past use their `started_at` / `occurred_at` parameters.
@@ -30,6 +33,7 @@ from decimal import Decimal
 from sqlalchemy.engine import Engine
 
 from billing_core import credits, organizations, subscriptions
+from billing_core.database import fetch
 
 SYSADMIN = "root-admin"
 
@@ -130,4 +134,226 @@ def build(db: Engine) -> Dataset:
     credits.add_credits(db, ds.beta_admin, "gamma", 100, 0)
     credits.allocate(db, ds.beta_admin, "gamma", ds.beta_admin, 50)
     _charge(db, "gamma", ds.beta_admin, 3, 2, "intelligence_cache_lookup", days_ago=45)
+    return ds
+
+
+# ====================================================================== month by month
+# A second dataset, for the month-by-month analytics (MRR movements, logo
+# churn, credits per month, burn and runway). Dates are calendar days of the
+# months before the current one (UTC), so every figure below is the same
+# whichever day the tests run; usage "now" falls in the current month and in
+# the last 30 days.
+#
+# Subscription events ("M-k d": day d of the month k months ago, 12:00 UTC):
+#   iris    starter yearly $228 (19/mo)  M-11 d10 new; canceled M-1 d5
+#   birch   enterprise $99               M-10 d5 new; downgraded to starter $19 M-5 d10; canceled M-3 d20
+#   anvil   platform $50                 M-10 d10 new; upgraded to hybrid $99 M-6 d15
+#   cobalt  byok $30                     M-9 d1 00:00 new (the month's first moment); canceled M-7 d10;
+#           platform $50                 M-4 d10 (reactivation: it paid before)
+#   dune    starter $19                  M-8 d10 new; past due M-6 d20; active M-5 d1; past due M-2 d5
+#                                        (past due still counts in MRR: no movement)
+#   ember   hybrid yearly $1188 (99/mo)  M-7 d10 new
+#   fjord   platform trial (0)           M-4 d10; converted to platform $50 M-3 d10 (new, not a reactivation)
+#   grove   platform trial (0)           M-2 d10; trial ended without paying M-1 d10 (no movement at all)
+#   heath   platform $50                 M-1 d10 new; canceled M-1 d25 (new and churned in one month)
+#   jade    never subscribed
+#
+# Month by month (offset k = months before the current one), computed by hand:
+#   k   MRR start  new  react  exp  contr  churn  net  MRR end  paying start  churned orgs  logo churn %
+#   11      0       19                                19     19       0             0          none
+#   10     19      149                               149    168       1             0          0
+#    9    168       30                                30    198       3             0          0
+#    8    198       19                                19    217       4             0          0
+#    7    217       99                        30      69    286       5             1 cobalt  20.00
+#    6    286                    49                   49    335       5             0          0
+#    5    335                          80            -80    255       5             0          0
+#    4    255              50                         50    305       5             0          0
+#    3    305       50                        19      31    336       6             1 birch   16.67
+#    2    336                                          0    336       6             0          0
+#    1    336       50                        69     -19    317       6             1 iris    16.67
+#    0    317                                          0    317       5             0          0
+# (month 1: heath's 50 is new and churned, iris's 19 churned; heath was not paying at the month's start.)
+# Paying at the end: anvil 99, cobalt 50, dune 19 (past due), ember 99, fjord 50 = 317.
+#
+# Credits:
+#   anvil  bought 10,000 for $10 M-3 d12; granted 1,000 ($0) M-2 d12; bought 5,000 for $5 M-1 d12;
+#          500 expired M-1 d28; used 20 x 50 M-2 d15 and 15 x 40 now
+#   ember  bought 2,000 for $3 M-1 d3; used 30 x 50 now
+#   jade   granted 100 ($0) M-2 d12
+#   per month (system): M-3 sold 10,000 ($10); M-2 granted 1,100, consumed 1,000 (20 requests);
+#   M-1 sold 7,000 ($8), expired 500; M0 consumed 2,100 (45 requests)
+# Burn and runway now (remaining = pool total - what open allocations used):
+#   anvil  remaining 16,000 - 500 - 1,600 = 13,900; 600 used in 30 days: 20 a day, 695 days
+#   ember  remaining 2,000 - 1,500 = 500; 1,500 used: 50 a day, 10 days (running low)
+#   jade   remaining 100, nothing used: no runway
+
+MONTH_ORGS = ("anvil", "birch", "cobalt", "dune", "ember", "fjord", "grove", "heath", "iris", "jade")
+
+# offset k -> (mrr_start, new, reactivation, expansion, contraction, churned, net, mrr_end,
+#              paying_start, paying_end, new_orgs, reactivated_orgs, churned_orgs, logo churn %)
+MRR_MONTHS = {
+    11: (0, 19, 0, 0, 0, 0, 19, 19, 0, 1, 1, 0, 0, None),
+    10: (19, 149, 0, 0, 0, 0, 149, 168, 1, 3, 2, 0, 0, Decimal("0.00")),
+    9: (168, 30, 0, 0, 0, 0, 30, 198, 3, 4, 1, 0, 0, Decimal("0.00")),
+    8: (198, 19, 0, 0, 0, 0, 19, 217, 4, 5, 1, 0, 0, Decimal("0.00")),
+    7: (217, 99, 0, 0, 0, 30, 69, 286, 5, 5, 1, 0, 1, Decimal("20.00")),
+    6: (286, 0, 0, 49, 0, 0, 49, 335, 5, 5, 0, 0, 0, Decimal("0.00")),
+    5: (335, 0, 0, 0, 80, 0, -80, 255, 5, 5, 0, 0, 0, Decimal("0.00")),
+    4: (255, 0, 50, 0, 0, 0, 50, 305, 5, 6, 0, 1, 0, Decimal("0.00")),
+    3: (305, 50, 0, 0, 0, 19, 31, 336, 6, 6, 1, 0, 1, Decimal("16.67")),
+    2: (336, 0, 0, 0, 0, 0, 0, 336, 6, 6, 0, 0, 0, Decimal("0.00")),
+    1: (336, 50, 0, 0, 0, 69, -19, 317, 6, 5, 1, 0, 1, Decimal("16.67")),
+    0: (317, 0, 0, 0, 0, 0, 0, 317, 5, 5, 0, 0, 0, Decimal("0.00")),
+}
+
+# offset k -> (credits_sold, revenue, credits_granted, credits_consumed, requests, credits_expired); others 0
+CREDIT_MONTHS = {
+    3: (10_000, 10, 0, 0, 0, 0),
+    2: (0, 0, 1_100, 1_000, 20, 0),
+    1: (7_000, 8, 0, 0, 0, 500),
+    0: (0, 0, 0, 2_100, 45, 0),
+}
+ANVIL_CREDIT_MONTHS = {
+    3: (10_000, 10, 0, 0, 0, 0),
+    2: (0, 0, 1_000, 1_000, 20, 0),
+    1: (5_000, 5, 0, 0, 0, 500),
+    0: (0, 0, 0, 600, 15, 0),
+}
+# org -> (remaining credits, credits used in 30 days, burn per day, runway days)
+RUNWAY = {
+    "anvil": (13_900, 600, 20, Decimal("695.0")),
+    "ember": (500, 1_500, 50, Decimal("10.0")),
+    "jade": (100, 0, 0, None),
+}
+
+
+@dataclass(frozen=True)
+class MonthsDataset:
+    """Ids of the month-by-month dataset's people."""
+
+    sysadmin: str = SYSADMIN
+    anvil_admin: str = "anvil-admin"
+    anvil_member: str = "anvil-member"
+    ember_admin: str = "ember-admin"
+    jade_admin: str = "jade-admin"
+
+
+def month_start(months_ago: int, now: datetime | None = None) -> datetime:
+    """The first moment (UTC) of the calendar month `months_ago` months before the current one."""
+    now = now or datetime.now(UTC)
+    index = now.year * 12 + now.month - 1 - months_ago
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def _on(months_ago: int, day: int, hour: int = 12) -> datetime:
+    return month_start(months_ago).replace(day=day, hour=hour)
+
+
+# ---- STAND-INS: no stored function writes these rows yet -------------------------------------------
+# Plan changes and trials (the plan lifecycle, migration 0007) and credit expiry (periods and lots,
+# migration 0008) land later. Until then these two helpers write the rows those functions will write,
+# per the contracts the analytics read: a subscription history row through ledger_subscription_event
+# (metadata mrr_after etc.), and a 'credit_expiry' history row with negative credits that also leaves
+# the pool's total (so that `billing verify` stays clean). Replace them with the real calls then.
+
+
+def _stand_in_subscription_event(
+    db: Engine, org_id: str, plan: str, cycle: str, status: str, previous_status: str | None, event_type: str,
+    at: datetime,
+) -> None:
+    fetch(
+        db,
+        "select ledger_subscription_event("
+        "  jsonb_populate_record(null::organization_subscriptions, jsonb_build_object("
+        "    'org_id', cast(:org_id as text),"
+        "    'id', coalesce((select id from organization_subscriptions where org_id = cast(:org_id as text)"
+        "                     and status in ('trialing', 'active', 'past_due')), 'stand-in-' || cast(:org_id as text)),"
+        "    'plan', cast(:plan as text), 'billing_cycle', cast(:cycle as text), 'status', cast(:status as text),"
+        "    'price_amount', (select monthly_price * case when cast(:cycle as text) = 'yearly' then 12 else 1 end"
+        "                       from plans where code = cast(:plan as text)))),"
+        "  cast(:event_type as text), cast(:previous_status as text), cast(:description as text),"
+        "  cast(:actor_id as text), cast(:at as timestamptz))",
+        {"org_id": org_id, "plan": plan, "cycle": cycle, "status": status, "previous_status": previous_status,
+         "event_type": event_type, "description": f"{event_type} ({plan}, {status})", "actor_id": SYSADMIN,
+         "at": at},
+    )
+
+
+def _stand_in_expiry(db: Engine, org_id: str, credits_expired: int, at: datetime) -> None:
+    fetch(
+        db,
+        "with pool as ("
+        "  update credit_pools set total_credits = total_credits - :credits, updated_at = now()"
+        "   where org_id = :org_id returning total_credits)"
+        " insert into org_billing_history (org_id, event_type, credits, description, total_credits_after, created_at)"
+        " select :org_id, 'credit_expiry', -cast(:credits as numeric), :description, total_credits,"
+        " cast(:at as timestamptz) from pool",
+        {"org_id": org_id, "credits": credits_expired, "description": f"{credits_expired} credits expired", "at": at},
+    )
+# ---- end of stand-ins ---------------------------------------------------------------------------------
+
+
+def build_months(db: Engine) -> MonthsDataset:
+    """Create the month-by-month dataset described above."""
+    ds = MonthsDataset()
+    organizations.create_user(db, None, ds.sysadmin, "root@example.com", "Root Admin", is_system_admin=True)
+    for org_id in MONTH_ORGS:
+        organizations.create_organization(db, ds.sysadmin, org_id, org_id.title())
+    for user_id, org_id, role in (
+        (ds.anvil_admin, "anvil", "admin"), (ds.anvil_member, "anvil", "member"),
+        (ds.ember_admin, "ember", "admin"), (ds.jade_admin, "jade", "admin"),
+    ):
+        organizations.create_user(db, ds.sysadmin, user_id, f"{user_id}@example.com", user_id.title())
+        organizations.add_member(db, ds.sysadmin, org_id, user_id, role)
+
+    def subscribe(org_id: str, plan: str, cycle: str, at: datetime) -> None:
+        subscriptions.create_subscription(db, ds.sysadmin, org_id, plan, billing_cycle=cycle, started_at=at)
+
+    def status(org_id: str, new_status: str, at: datetime) -> None:
+        subscriptions.set_subscription_status(db, ds.sysadmin, org_id, new_status, occurred_at=at)
+
+    subscribe("iris", "starter", "yearly", _on(11, 10))
+    status("iris", "canceled", _on(1, 5))
+    subscribe("birch", "enterprise", "monthly", _on(10, 5))
+    _stand_in_subscription_event(db, "birch", "starter", "monthly", "active", "active", "subscription_plan_changed",
+                                 _on(5, 10))
+    status("birch", "canceled", _on(3, 20))
+    subscribe("anvil", "platform", "monthly", _on(10, 10))
+    _stand_in_subscription_event(db, "anvil", "hybrid", "monthly", "active", "active", "subscription_plan_changed",
+                                 _on(6, 15))
+    subscribe("cobalt", "byok", "monthly", _on(9, 1, hour=0))
+    status("cobalt", "canceled", _on(7, 10))
+    subscribe("cobalt", "platform", "monthly", _on(4, 10))
+    subscribe("dune", "starter", "monthly", _on(8, 10))
+    status("dune", "past_due", _on(6, 20))
+    status("dune", "active", _on(5, 1))
+    status("dune", "past_due", _on(2, 5))
+    subscribe("ember", "hybrid", "yearly", _on(7, 10))
+    _stand_in_subscription_event(db, "fjord", "platform", "monthly", "trialing", None, "subscription_created",
+                                 _on(4, 10))
+    subscribe("fjord", "platform", "monthly", _on(3, 10))
+    _stand_in_subscription_event(db, "grove", "platform", "monthly", "trialing", None, "subscription_created",
+                                 _on(2, 10))
+    _stand_in_subscription_event(db, "grove", "platform", "monthly", "canceled", "trialing",
+                                 "subscription_canceled", _on(1, 10))
+    subscribe("heath", "platform", "monthly", _on(1, 10))
+    status("heath", "canceled", _on(1, 25))
+
+    credits.add_credits(db, ds.anvil_admin, "anvil", 10_000, 10, occurred_at=_on(3, 12))
+    credits.add_credits(db, ds.sysadmin, "anvil", 1_000, 0, occurred_at=_on(2, 12))
+    credits.add_credits(db, ds.anvil_admin, "anvil", 5_000, 5, occurred_at=_on(1, 12))
+    credits.allocate(db, ds.anvil_admin, "anvil", ds.anvil_member, 3_000)
+    for _ in range(20):
+        credits.deduct(db, "anvil", ds.anvil_member, 50, "company_enrichment", "company-enrichment",
+                       occurred_at=_on(2, 15))
+    for _ in range(15):
+        credits.deduct(db, "anvil", ds.anvil_member, 40, "llm", "gpt-4o")
+    _stand_in_expiry(db, "anvil", 500, _on(1, 28))
+
+    credits.add_credits(db, ds.ember_admin, "ember", 2_000, 3, occurred_at=_on(1, 3))
+    credits.allocate(db, ds.ember_admin, "ember", ds.ember_admin, 1_900)
+    for _ in range(30):
+        credits.deduct(db, "ember", ds.ember_admin, 50, "company_enrichment", "company-enrichment")
+
+    credits.add_credits(db, ds.sysadmin, "jade", 100, 0, occurred_at=_on(2, 12))
     return ds

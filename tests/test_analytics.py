@@ -12,7 +12,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from billing_core import analytics, audit, organizations
+from billing_core import analytics, audit, credits, ledger, organizations, usage
 from billing_core.database import fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 from tests import system_dataset as data
@@ -107,6 +107,11 @@ def test_an_empty_system_reports_zeros(db):
     assert analytics.organizations(db, "root").empty
     assert analytics.top_organizations(db, "root").empty
     assert analytics.past_due_organizations(db, "root").empty
+    assert analytics.running_low(db, "root").empty
+    assert list(analytics.running_low(db, "root").columns) == analytics.RUNNING_LOW_COLUMNS
+    months = analytics.mrr_months(db, "root")
+    assert len(months) == 12 and set(months.mrr_end) == {0} and set(months.logo_churn_percent) == {None}
+    assert set(analytics.credit_months(db, "root").credits_consumed) == {0}
 
 
 def test_plan_mix_counts_and_mrr_per_plan(db, ds):
@@ -251,3 +256,207 @@ def test_audit_log_refuses_other_organizations_and_members(db, ds):
         audit.choices(db, ds.beta_admin)
     with pytest.raises(PermissionDenied):
         audit.entries(db, "", "alpha")
+
+
+# ====================================================================== month by month
+
+
+@pytest.fixture
+def months(db):
+    return data.build_months(db)
+
+
+def _by_offset(table: pd.DataFrame, columns: list[str]) -> dict[int, tuple]:
+    """Rows keyed by how many months before the current one they are."""
+    current = data.month_start(0).date()
+    keyed = {}
+    for row in table.itertuples():
+        offset = (current.year - row.month.year) * 12 + current.month - row.month.month
+        keyed[offset] = tuple(getattr(row, c) for c in columns)
+    return keyed
+
+
+MRR_FIGURES = [
+    "mrr_start", "new_mrr", "reactivation_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "net_new_mrr",
+    "mrr_end", "paying_orgs_start", "paying_orgs_end", "new_orgs", "reactivated_orgs", "churned_orgs",
+    "logo_churn_percent",
+]
+CREDIT_FIGURES = ["credits_sold", "revenue", "credits_granted", "credits_consumed", "requests", "credits_expired"]
+
+
+def test_mrr_movements_and_logo_churn_match_the_hand_computed_months(db, months):
+    table = analytics.mrr_months(db, months.sysadmin)
+    assert len(table) == 12  # the default: the 12 months up to the current one
+    assert list(table.month) == [data.month_start(k).date() for k in range(11, -1, -1)]
+    assert list(table.month_start) == [data.month_start(k) for k in range(11, -1, -1)]
+    got = _by_offset(table, MRR_FIGURES)
+    for offset, expected in data.MRR_MONTHS.items():
+        assert got[offset] == expected, f"{offset} months ago"
+    assert list(table.arr_end) == [12 * data.MRR_MONTHS[k][7] for k in range(11, -1, -1)]
+    assert billing_verify_clean(db)
+
+
+def test_mrr_months_add_up(db, months):
+    table = analytics.mrr_months(db, months.sysadmin)
+    for row in table.itertuples():
+        assert row.net_new_mrr == (row.new_mrr + row.reactivation_mrr + row.expansion_mrr - row.contraction_mrr
+                                   - row.churned_mrr)
+        assert row.mrr_end == row.mrr_start + row.net_new_mrr
+    assert list(table.mrr_start[1:]) == list(table.mrr_end[:-1])
+    assert list(table.paying_orgs_start[1:]) == list(table.paying_orgs_end[:-1])
+
+
+def test_mrr_months_agree_with_the_headline_mrr(db):
+    """The first dataset goes through the subscription functions only: history and subscriptions agree."""
+    ds = data.build(db)
+    table = analytics.mrr_months(db, ds.sysadmin)
+    assert table.mrr_end.iloc[-1] == data.MRR_NOW == analytics.overview(db, ds.sysadmin).mrr.value
+    assert sum(table.new_mrr) + sum(table.reactivation_mrr) - sum(table.churned_mrr) + table.mrr_start.iloc[0] \
+        == data.MRR_NOW
+
+
+def test_mrr_months_for_a_chosen_range_and_moment(db, months):
+    first, last = data.month_start(7).date(), data.month_start(5).date().replace(day=17)  # any day of the month
+    table = analytics.mrr_months(db, months.sysadmin, first_month=first, last_month=last)
+    assert list(table.month) == [data.month_start(k).date() for k in (7, 6, 5)]
+    assert _by_offset(table, MRR_FIGURES) == {k: data.MRR_MONTHS[k] for k in (7, 6, 5)}
+
+    # as of M-1 day 20: heath's cancel (day 25) has not happened; the month runs to that moment
+    as_of = data.month_start(1).replace(day=20)
+    table = analytics.mrr_months(db, months.sysadmin, as_of=as_of)
+    assert table.month.iloc[-1] == data.month_start(1).date() and len(table) == 12
+    last_month = table.iloc[-1]
+    assert (last_month.new_mrr, last_month.churned_mrr, last_month.mrr_end) == (50, 19, 336 + 50 - 19)
+    assert last_month.churned_orgs == 1 and last_month.paying_orgs_end == 6
+
+    # a month with nothing in it, long ago: zeros, no churn rate
+    early = analytics.mrr_months(db, months.sysadmin, first_month=data.month_start(13).date(),
+                                 last_month=data.month_start(12).date())
+    assert list(early.mrr_end) == [0, 0] and list(early.logo_churn_percent) == [None, None]
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"first_month": "2024-01-01"}, "must be a date"),
+        ({"last_month": 202401}, "must be a date"),
+        ({"first_month": data.month_start(2).date(), "last_month": data.month_start(4).date()}, "is after the last"),
+        ({"last_month": data.month_start(-1).date()}, "months to report end with the current one"),
+        ({"first_month": data.month_start(-2).date()}, "months to report end with the current one"),
+        ({"first_month": data.month_start(120).date()}, "At most 120 months"),
+    ],
+)
+def test_month_ranges_that_make_no_sense_are_refused(db, months, kwargs, words):
+    with pytest.raises(InvalidInput, match=words):
+        analytics.mrr_months(db, months.sysadmin, **kwargs)
+    with pytest.raises(InvalidInput, match=words):
+        analytics.credit_months(db, months.sysadmin, **kwargs)
+
+
+def test_credits_sold_granted_consumed_and_expired_per_month(db, months):
+    table = analytics.credit_months(db, months.sysadmin)
+    assert len(table) == 12
+    got = _by_offset(table, CREDIT_FIGURES)
+    for offset in range(12):
+        assert got[offset] == data.CREDIT_MONTHS.get(offset, (0, 0, 0, 0, 0, 0)), f"{offset} months ago"
+
+    anvil = _by_offset(analytics.credit_months(db, months.anvil_admin, "anvil"), CREDIT_FIGURES)
+    for offset in range(12):
+        assert anvil[offset] == data.ANVIL_CREDIT_MONTHS.get(offset, (0, 0, 0, 0, 0, 0)), f"{offset} months ago"
+    # what the pool holds is what came in minus what left (consumption of open allocations stays in the total)
+    assert sum(v[0] + v[2] - v[5] for v in data.ANVIL_CREDIT_MONTHS.values()) == 15_500 == fetch(
+        db, "select total_credits from credit_pools where org_id = 'anvil'")[0][0]
+
+    # as of M-2 day 13: the grant (day 12) is in, the usage (day 15) not yet
+    as_of = data.month_start(2).replace(day=13)
+    early = analytics.credit_months(db, months.sysadmin, first_month=data.month_start(3).date(), as_of=as_of)
+    assert _by_offset(early, CREDIT_FIGURES) == {3: (10_000, 10, 0, 0, 0, 0), 2: (0, 0, 1_100, 0, 0, 0)}
+
+
+def test_credit_months_of_one_organization_for_its_admins_only(db, months):
+    assert analytics.credit_months(db, months.sysadmin, "jade").credits_granted.sum() == 100
+    assert analytics.credit_months(db, months.jade_admin, "jade").credits_granted.sum() == 100
+    with pytest.raises(PermissionDenied, match="not an admin of organization 'anvil'"):
+        analytics.credit_months(db, months.ember_admin, "anvil")
+    with pytest.raises(PermissionDenied, match="not an admin of organization 'anvil'"):
+        analytics.credit_months(db, months.anvil_member, "anvil")
+    with pytest.raises(PermissionDenied, match="not a system admin"):
+        analytics.credit_months(db, months.anvil_admin)
+    with pytest.raises(NotFound, match="'nowhere' does not exist"):
+        analytics.credit_months(db, months.sysadmin, "nowhere")
+    with pytest.raises(PermissionDenied, match="not a system admin"):
+        analytics.mrr_months(db, months.anvil_admin)
+
+
+def test_burn_rate_and_runway_in_the_organizations_table(db, months):
+    table = analytics.organizations(db, months.sysadmin, sort_by="runway_days")
+    assert list(table.org_id[:2]) == ["ember", "anvil"]  # shortest runway first, then those using nothing
+    rows = table.set_index("org_id")
+    for org_id, (remaining, used, burn, runway) in data.RUNWAY.items():
+        row = rows.loc[org_id]
+        assert (row.remaining_credits, row.credits_used_30d, row.burn_per_day) == (remaining, used, burn), org_id
+        assert row.runway_days == runway if runway is not None else pd.isna(row.runway_days), org_id
+    assert rows.loc["iris", "remaining_credits"] == 0 and pd.isna(rows.loc["iris", "runway_days"])
+
+    low = analytics.running_low(db, months.sysadmin)
+    assert list(low.org_id) == ["ember"]
+    assert (low.remaining_credits[0], low.burn_per_day[0], low.runway_days[0]) == (500, 50, 10)
+    assert list(analytics.running_low(db, months.sysadmin, days=695).org_id) == ["ember", "anvil"]
+    assert list(analytics.running_low(db, months.sysadmin, days=9).org_id) == []
+    with pytest.raises(InvalidInput, match="1 to 3650 days"):
+        analytics.running_low(db, months.sysadmin, days=0)
+
+    # 31 days on, nothing was used in the last 30: no burn, no runway
+    now = fetch(db, "select now()")[0][0]
+    later = analytics.organizations(db, months.sysadmin, as_of=now + timedelta(days=31)).set_index("org_id")
+    assert later.loc["ember", "burn_per_day"] == 0 and pd.isna(later.loc["ember", "runway_days"])
+
+
+def test_an_org_admin_reads_their_own_burn_rate_and_runway(db, months):
+    now = fetch(db, "select now()")[0][0]
+    ember = usage.runway(db, months.ember_admin, "ember", as_of=now)
+    assert (ember.org_id, ember.remaining_credits, ember.credits_used_30d, ember.burn_per_day,
+            ember.runway_days) == ("ember", 500, 1_500, 50, 10)
+    assert ember.runs_out_at == now + timedelta(days=10)
+    anvil = usage.runway(db, months.sysadmin, "anvil")
+    assert (anvil.burn_per_day, anvil.runway_days) == (20, Decimal("695.0"))
+    jade = usage.runway(db, months.jade_admin, "jade")
+    assert (jade.remaining_credits, jade.burn_per_day, jade.runway_days, jade.runs_out_at) == (100, 0, None, None)
+
+    # a burn that does not divide evenly: 1,500 credits over 30 days with 1,000.5 left
+    credits.add_credits(db, months.ember_admin, "ember", Decimal("500.5"), 1)
+    ember = usage.runway(db, months.ember_admin, "ember", as_of=now)
+    assert ember.runway_days == round(Decimal("1000.5") / 50, 1) == Decimal("20.0")
+
+    with pytest.raises(PermissionDenied, match="not an admin of organization 'ember'"):
+        usage.runway(db, months.anvil_admin, "ember")
+    with pytest.raises(PermissionDenied):
+        usage.runway(db, months.anvil_member, "anvil")
+    with pytest.raises(NotFound):
+        usage.runway(db, months.sysadmin, "nowhere")
+    with pytest.raises(InvalidInput, match="timezone"):
+        usage.runway(db, months.sysadmin, "anvil", as_of=now.replace(tzinfo=None))
+
+
+def billing_verify_clean(db) -> bool:
+    return ledger.verify(db) == []
+
+
+def test_months_counted_back_and_chart_rows(db, months):
+    table = analytics.mrr_months(db, months.sysadmin, months=3)
+    assert list(table.month) == [data.month_start(k).date() for k in (2, 1, 0)]
+    table = analytics.mrr_months(db, months.sysadmin, months=2, last_month=data.month_start(5).date())
+    assert list(table.month) == [data.month_start(k).date() for k in (6, 5)]
+    for bad in (0, 121):
+        with pytest.raises(InvalidInput, match="1 to 120 months"):
+            analytics.credit_months(db, months.sysadmin, months=bad)
+    with pytest.raises(InvalidInput, match="whole number"):
+        analytics.mrr_months(db, months.sysadmin, months="12")
+
+    bars = analytics.movement_bars(analytics.mrr_months(db, months.sysadmin, months=2))
+    label = f"{data.month_start(1):%Y-%m}"
+    assert bars[bars.month == label].set_index("movement").mrr.to_dict() == {
+        "New": 50, "Reactivation": 0, "Expansion": 0, "Contraction": 0, "Churned": -69}
+    credit = analytics.credit_bars(analytics.credit_months(db, months.sysadmin, months=2))
+    assert credit[credit.month == label].set_index("kind").credits.to_dict() == {
+        "Sold": 7_000, "Granted": 0, "Consumed": 0, "Expired": 500}

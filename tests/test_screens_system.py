@@ -409,3 +409,79 @@ def test_a_user_in_no_organization_and_an_unknown_user(ds, db):
         at = open_page(page, "ghost", "alpha")
         assert errors(at) == ["Acting user 'ghost' does not exist."]
         assert _nothing_shown(at)
+
+
+# ------------------------------------------------------------ month by month, burn and runway
+
+
+@pytest.fixture
+def months(db, db_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return data.build_months(db)
+
+
+def _series(spec: dict) -> dict[str, dict[str, float]]:
+    """Per trace name: category label (hover data, else x) -> value."""
+    series = {}
+    for trace in spec["data"]:
+        labels = [row[0] for row in trace["customdata"]] if trace.get("customdata") else list(trace["x"])
+        series[trace.get("name")] = dict(zip(labels, _numbers(trace["y"]), strict=True))
+    return series
+
+
+def _label(months_ago: int) -> str:
+    return f"{data.month_start(months_ago):%Y-%m}"
+
+
+def test_overview_shows_mrr_movements_churn_and_credits_per_month(months):
+    at = open_page("system_overview", months.sysadmin)
+    assert not at.exception and not errors(at)
+
+    bars = _series(chart_titled(at, "MRR movements per month"))
+    assert set(bars) == {"New", "Reactivation", "Expansion", "Contraction", "Churned"}
+    for k, figures in data.MRR_MONTHS.items():
+        new, reactivation, expansion, contraction, churned = figures[1:6]
+        assert (bars["New"][_label(k)], bars["Reactivation"][_label(k)], bars["Expansion"][_label(k)],
+                bars["Contraction"][_label(k)], bars["Churned"][_label(k)]) == (
+            new, reactivation, expansion, -contraction, -churned), k
+    line = _series(chart_titled(at, "MRR at month end"))[None]
+    assert line == {_label(k): data.MRR_MONTHS[k][7] for k in range(11, -1, -1)}
+
+    table = _table(at, "logo_churn_percent")
+    assert table.month.tolist() == [_label(k) for k in range(11, -1, -1)]
+    assert table.logo_churn_percent.fillna(-1).tolist() == [
+        -1 if data.MRR_MONTHS[k][13] is None else float(data.MRR_MONTHS[k][13]) for k in range(11, -1, -1)]
+    assert table.net_new_mrr.tolist() == [data.MRR_MONTHS[k][6] for k in range(11, -1, -1)]
+    assert table.arr_end.tolist()[-1] == 12 * 317
+    assert _download(at, "Download MRR movements (CSV)").churned_orgs.tolist() == [
+        str(data.MRR_MONTHS[k][12]) for k in range(11, -1, -1)]
+
+    credit = _series(chart_titled(at, "Credits sold, granted, consumed and expired"))
+    assert {kind: credit[kind][_label(1)] for kind in credit} == {
+        "Sold": 7_000, "Granted": 0, "Consumed": 0, "Expired": 500}
+    assert {kind: credit[kind][_label(0)] for kind in credit} == {
+        "Sold": 0, "Granted": 0, "Consumed": 2_100, "Expired": 0}
+    revenue = _table(at, "revenue").set_index("month").revenue
+    assert (revenue[_label(3)], revenue[_label(1)]) == (10, 8)
+
+    at.selectbox(key="analytics_months").set_value(6).run()
+    assert not at.exception
+    assert _table(at, "logo_churn_percent").month.tolist() == [_label(k) for k in range(5, -1, -1)]
+    assert _table(at, "revenue").month.tolist() == [_label(k) for k in range(5, -1, -1)]
+
+
+def test_overview_shows_burn_rate_runway_and_who_runs_low(months):
+    at = open_page("system_overview", months.sysadmin)
+    # the running-low table (the organizations table has these columns and member_count too)
+    low = next(frame.value for frame in at.dataframe
+               if "burn_per_day" in frame.value.columns and "member_count" not in frame.value.columns)
+    assert low.org_name.tolist() == ["Ember"]
+    assert (low.remaining_credits[0], low.burn_per_day[0], low.runway_days[0]) == (500, 50, 10)
+
+    at.selectbox(key="orgs_sort").set_value("runway_days").run()
+    orgs = _table(at, "member_count")
+    assert orgs.org_id.tolist()[:2] == ["ember", "anvil"]
+    anvil = orgs.set_index("org_id").loc["anvil"]
+    assert (anvil.remaining_credits, anvil.burn_per_day, anvil.runway_days) == (13_900, 20, 695)
+    assert pd.isna(orgs.set_index("org_id").loc["jade", "runway_days"])
+    assert not at.exception and not errors(at)
