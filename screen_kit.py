@@ -20,6 +20,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from billing_core import database
+from billing_core.amounts import to_decimal
 from billing_core.errors import BillingError
 
 READ_TTL_SECONDS = 30
@@ -139,6 +140,49 @@ def confirmation(key: str) -> None:
             left.button("Confirm", key=f"{key}_confirm", type="primary", on_click=_confirm, args=(key,))
             right.button("Cancel", key=f"{key}_cancel", on_click=_cancel, args=(key,))
     show_flash(key)
+
+
+# ---------------------------------------------------------------- form input
+
+
+class Refused(Exception):
+    """A form's input was refused; the reason is already kept for its flash."""
+
+
+def entered(form: str, key: str, what: str, *, optional: bool = False) -> Any:
+    """The amount typed in the field `key`, parsed by billing_core (None when optional and empty).
+
+    A refusal is kept for `form`'s flash and raised as Refused.
+    """
+    text = (st.session_state.get(key) or "").strip()
+    if optional and not text:
+        return None
+    try:
+        return to_decimal(text, what)
+    except BillingError as exc:
+        flash(form, "error", str(exc))
+        raise Refused from exc
+
+
+def chosen_member(form: str, key: str, missing: str) -> str:
+    """The member picked in the field `key`; when none is, `missing` is kept for `form` and Refused raised."""
+    user_id = st.session_state.get(key)
+    if user_id is None:
+        flash(form, "error", missing)
+        raise Refused
+    return user_id
+
+
+def refusing(handler: Callable[[], None]) -> Callable[[], None]:
+    """A form handler that stops quietly at Refused (its message is already kept)."""
+
+    def run() -> None:
+        try:
+            handler()
+        except Refused:
+            pass
+
+    return run
 
 
 # ---------------------------------------------------------------- errors and text

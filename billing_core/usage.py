@@ -178,11 +178,18 @@ class OrgOverview:
     trial_ends_at: datetime | None
     cancel_at_period_end: bool | None
     canceled_at: datetime | None
+    scheduled_plan: str | None
+    scheduled_plan_name: str | None
 
     @property
     def has_subscription(self) -> bool:
         """True when the organization has (or had) a subscription."""
         return self.plan is not None
+
+    @property
+    def is_live(self) -> bool:
+        """True while the subscription is trialing, active or past due (not canceled)."""
+        return self.subscription_status in ("trialing", "active", "past_due")
 
 
 def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
@@ -200,7 +207,7 @@ def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
 
 ALLOCATION_COLUMNS = [
     "user_id", "display_name", "email", "role", "allocated_credits", "used_credits", "remaining_credits",
-    "usage_percent", "period_start", "joined_at",
+    "usage_percent", "period_start", "joined_at", "standing_credits",
 ]
 
 

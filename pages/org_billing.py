@@ -6,15 +6,11 @@ checks the role again in billing_core.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import credits, organizations, usage
-from billing_core.amounts import to_decimal
+from billing_core import alerts, credits, organizations, periods, subscriptions, usage
 from billing_core.errors import BillingError
 
 st.title("Organization billing")
@@ -33,10 +29,15 @@ try:
     by_user = kit.read(db, usage.usage_by_user, actor_id, org_id)
     over_time = kit.read(db, usage.usage_over_time, actor_id, org_id)
     history = kit.read(db, usage.billing_timeline, actor_id, org_id)
+    catalogue = kit.read(db, subscriptions.plans)
+    runway = kit.read(db, usage.runway, actor_id, org_id)
+    open_alerts = kit.read(db, alerts.org_alerts, actor_id, org_id)
+    lots = kit.read(db, periods.lots, actor_id, org_id)
 except BillingError as exc:
     kit.refuse(exc)
 
 org_name = overview.org_name
+plan_label = {plan.code: f"{plan.name} ({kit.fmt_money(plan.monthly_price)}/month)" for plan in catalogue}
 labels = {row.user_id: f"{row.display_name} ({row.email})" for row in members.itertuples()}
 
 
@@ -45,55 +46,81 @@ def member_label(user_id: str | None) -> str:
     return labels.get(user_id, str(user_id))
 
 
-class Refused(Exception):
-    """A form's input was refused; the reason is already kept for its flash."""
-
-
-def entered(form: str, key: str, what: str, *, optional: bool = False) -> Any:
-    """The amount typed in the field `key`, parsed by billing_core (None when optional and empty).
-
-    A refusal is kept for `form`'s flash and raised as Refused.
-    """
-    text = (st.session_state.get(key) or "").strip()
-    if optional and not text:
-        return None
-    try:
-        return to_decimal(text, what)
-    except BillingError as exc:
-        kit.flash(form, "error", str(exc))
-        raise Refused from exc
-
-
-def chosen_member(form: str, key: str, missing: str) -> str:
-    """The member picked in the field `key`; when none is, `missing` is kept for `form` and Refused raised."""
-    user_id = st.session_state.get(key)
-    if user_id is None:
-        kit.flash(form, "error", missing)
-        raise Refused
-    return user_id
-
-
-def refusing(handler: Callable[[], None]) -> Callable[[], None]:
-    """A form handler that stops quietly at Refused (its message is already kept)."""
-
-    def run() -> None:
-        try:
-            handler()
-        except Refused:
-            pass
-
-    return run
-
-
 # ------------------------------------------------------------ header and subscription
 st.subheader(kit.md_text(org_name))
 st.caption(kit.md_text(f"Organization {org_id} · {overview.org_status} · {overview.member_count} members"))
 
+for alert in open_alerts.head(5).itertuples():
+    message_col, resolve_col = st.columns([5, 1])
+    with message_col:
+        st.warning(kit.md_text(alert.message))
+    with resolve_col:
+        st.button("Resolve", key=f"resolve_alert_{alert.id}", on_click=kit.write,
+                  args=("alerts", alerts.resolve, db, actor_id, org_id, int(alert.id)),
+                  kwargs={"success": "Alert resolved."})
+if len(open_alerts) > 5:
+    st.caption(f"{len(open_alerts) - 5} more open alerts.")
+kit.show_flash("alerts")
+
+plan_names = {plan.code: plan.name for plan in catalogue}
+
+
+def ask_plan_change() -> None:
+    """The "Change plan" form was sent: show what it records (proration now, or the date), then ask."""
+    plan = st.session_state.get("plan_change_plan")
+    name = plan_names.get(plan, plan)
+    if st.session_state.get("plan_change_when") == "now":
+        try:
+            preview = subscriptions.preview_change(db, actor_id, org_id, plan)
+        except BillingError as exc:
+            kit.flash("plan_change", "error", str(exc))
+            return
+        owed = "owed by the organization" if preview.amount >= 0 else "owed to the organization"
+        kit.ask_confirmation(
+            "plan_change",
+            f"Move {org_name} to {name} now? For the rest of this period "
+            f"({preview.seconds_left / preview.seconds_full:.1%} of it) the billing history records a credit of "
+            f"{kit.fmt_money(preview.credit)} for the current plan and a charge of {kit.fmt_money(preview.charge)} "
+            f"for {name}: {kit.fmt_money(abs(preview.amount))} {owed}.",
+            lambda: subscriptions.change_plan(db, actor_id, org_id, plan),
+            success=lambda change: f"Now on {name}: {kit.fmt_money(change.amount)} recorded in the billing history.",
+        )
+    else:
+        kit.ask_confirmation(
+            "plan_change",
+            f"Move {org_name} to {name} when the current period ends?",
+            lambda: subscriptions.schedule_change(db, actor_id, org_id, plan),
+            success=lambda at: f"Scheduled: {name} from {at:%Y-%m-%d %H:%M %Z}.",
+        )
+
+
+def ask_cancel() -> None:
+    """The "Cancel subscription" form was sent: ask for confirmation."""
+    at_end = st.session_state.get("cancel_when") != "now"
+    kit.ask_confirmation(
+        "cancel",
+        f"Cancel the subscription of {org_name} "
+        + ("when the current period ends? It stays usable until then." if at_end
+           else "now? The unused part of this period is credited in the billing history."),
+        lambda: subscriptions.cancel(db, actor_id, org_id, at_period_end=at_end),
+        success="Canceled at the end of the period." if at_end else "Canceled.",
+    )
+
+
+def ask_subscribe() -> None:
+    """The "Subscribe" form was sent: ask for confirmation."""
+    plan = st.session_state.get("subscribe_plan")
+    kit.ask_confirmation(
+        "subscribe",
+        f"Subscribe {org_name} to {plan_names.get(plan, plan)}?",
+        lambda: subscriptions.create_subscription(db, actor_id, org_id, plan),
+        success=f"Subscribed to {plan_names.get(plan, plan)}.",
+    )
+
+
 with st.container(border=True):
     st.markdown("**Subscription**")
-    if not overview.has_subscription:
-        st.caption("No subscription yet: a system admin can subscribe this organization to a plan.")
-    else:
+    if overview.has_subscription:
         cycle = "year" if overview.billing_cycle == "yearly" else "month"
         plan_col, status_col, price_col, period_col = st.columns(4)
         with plan_col:
@@ -109,10 +136,48 @@ with st.container(border=True):
             st.warning("The last invoice is unpaid: the subscription is past due.")
         if overview.cancel_at_period_end:
             st.info("The subscription ends with the current period.")
+        if overview.scheduled_plan:
+            st.info(kit.md_text(f"Moves to {overview.scheduled_plan_name} when the current period ends."))
         if overview.subscription_status == "trialing" and overview.trial_ends_at:
             st.info(f"Trial until {overview.trial_ends_at:%Y-%m-%d}.")
         if overview.subscription_status == "canceled" and overview.canceled_at:
             st.caption(f"Canceled on {overview.canceled_at:%Y-%m-%d}.")
+    else:
+        st.caption("No subscription yet.")
+
+    if overview.is_live:
+        change_col, cancel_col = st.columns(2)
+        with change_col:
+            with st.form("plan_change_form"):
+                st.markdown("**Change plan**")
+                others = [code for code in plan_names if code != overview.plan]
+                st.selectbox("New plan", others, format_func=lambda code: plan_label[code], key="plan_change_plan")
+                st.radio("When", ["now", "period_end"], horizontal=True, key="plan_change_when",
+                         format_func={"now": "Now (prorated)", "period_end": "At the period end"}.get)
+                st.form_submit_button("Change plan", key="plan_change_submit", on_click=ask_plan_change)
+            kit.confirmation("plan_change")
+        with cancel_col:
+            with st.form("cancel_form"):
+                st.markdown("**Cancel subscription**")
+                st.radio("When", ["period_end", "now"], horizontal=True, key="cancel_when",
+                         format_func={"now": "Now", "period_end": "At the period end"}.get)
+                st.form_submit_button("Cancel subscription", key="cancel_submit", on_click=ask_cancel)
+            kit.confirmation("cancel")
+            if overview.cancel_at_period_end or overview.scheduled_plan:
+                st.button(
+                    "Keep the subscription as it is" if overview.cancel_at_period_end else "Drop the scheduled change",
+                    key="reactivate",
+                    on_click=kit.write,
+                    args=("reactivate", subscriptions.reactivate, db, actor_id, org_id),
+                    kwargs={"success": "The subscription continues unchanged."},
+                )
+            kit.show_flash("reactivate")
+    else:
+        with st.form("subscribe_form"):
+            st.markdown("**Subscribe**")
+            st.selectbox("Plan", list(plan_names), format_func=lambda code: plan_label[code], key="subscribe_plan")
+            st.form_submit_button("Subscribe", key="subscribe_submit", on_click=ask_subscribe)
+        kit.confirmation("subscribe")
 
 # ------------------------------------------------------------ pool
 st.subheader("Credit pool")
@@ -129,6 +194,32 @@ for column, (label, value) in zip(
 ):
     with column:
         kit.metric_card(label, value)
+
+burn_col, runway_col, runs_out_col = st.columns(3)
+with burn_col:
+    kit.metric_card("Burn per day (30 days)", runway.burn_per_day)
+with runway_col:
+    kit.metric_card("Runway", None if runway.runway_days is None else f"{runway.runway_days:,.0f} days", "text",
+                    help="Days the remaining credits last at the last 30 days' burn; none without usage.")
+with runs_out_col:
+    kit.metric_card("Runs out on", f"{runway.runs_out_at:%Y-%m-%d}" if runway.runs_out_at else None, "text")
+
+with st.expander(f"Credit lots ({len(lots)}): earliest expiring are spent first"):
+    kit.table(
+        lots,
+        {
+            "source": kit.text_column("Source"),
+            "credits": kit.credits_column("Granted"),
+            "granted_at": kit.datetime_column("Granted on"),
+            "expires_at": kit.datetime_column("Expires"),
+            "consumed_credits": kit.credits_column("Consumed"),
+            "expired_credits": kit.credits_column("Expired"),
+            "remaining_credits": kit.credits_column("Remaining"),
+        },
+        key="lots_table",
+        empty="No credits granted yet.",
+    )
+    st.caption("Consumption is settled against lots by the period job; usage since its last run is not settled yet.")
 
 chart_col, form_col = st.columns([3, 2])
 with chart_col:
@@ -147,11 +238,11 @@ with chart_col:
     )
 
 
-@refusing
+@kit.refusing
 def ask_add_credits() -> None:
     """The "Add credits" form was sent: check the figures, then ask for confirmation."""
-    amount = entered("add", "add_credits", "Credits to add")
-    paid = entered("add", "add_paid", "Amount paid")
+    amount = kit.entered("add", "add_credits", "Credits to add")
+    paid = kit.entered("add", "add_paid", "Amount paid")
     reference = (st.session_state.get("add_reference") or "").strip() or None
     kit.ask_confirmation(
         "add",
@@ -178,11 +269,11 @@ allocations_tab, usage_tab, history_tab, members_tab = st.tabs(
 )
 
 
-@refusing
+@kit.refusing
 def ask_allocate() -> None:
     """The "Allocate credits" form was sent: check the figure, then ask for confirmation."""
-    amount = entered("allocate", "allocate_credits", "Credits to allocate")
-    user_id = chosen_member("allocate", "allocate_user", "Choose a member to allocate to.")
+    amount = kit.entered("allocate", "allocate_credits", "Credits to allocate")
+    user_id = kit.chosen_member("allocate", "allocate_user", "Choose a member to allocate to.")
     name = member_label(user_id)
     kit.ask_confirmation(
         "allocate",
@@ -192,11 +283,11 @@ def ask_allocate() -> None:
     )
 
 
-@refusing
+@kit.refusing
 def ask_reclaim() -> None:
     """The "Take back credits" form was sent: check the figure, then ask for confirmation."""
-    amount = entered("reclaim", "reclaim_credits", "Credits to take back", optional=True)
-    user_id = chosen_member("reclaim", "reclaim_user", "Choose a member to take credits back from.")
+    amount = kit.entered("reclaim", "reclaim_credits", "Credits to take back", optional=True)
+    user_id = kit.chosen_member("reclaim", "reclaim_user", "Choose a member to take credits back from.")
     name = member_label(user_id)
     what = "all unused credits" if amount is None else f"{kit.fmt_credits(amount)} unused credits"
     kit.ask_confirmation(
@@ -338,10 +429,10 @@ def invite_new() -> None:
     )
 
 
-@refusing
+@kit.refusing
 def ask_role_change() -> None:
     """The "Change role" form was sent: ask for confirmation."""
-    user_id = chosen_member("member_role", "member_role_user", "Choose a member.")
+    user_id = kit.chosen_member("member_role", "member_role_user", "Choose a member.")
     role = st.session_state.get("member_role_role", "member")
     name = member_label(user_id)
     kit.ask_confirmation(
@@ -352,10 +443,10 @@ def ask_role_change() -> None:
     )
 
 
-@refusing
+@kit.refusing
 def ask_remove() -> None:
     """The "Remove a member" form was sent: ask for confirmation."""
-    user_id = chosen_member("member_remove", "member_remove_user", "Choose a member.")
+    user_id = kit.chosen_member("member_remove", "member_remove_user", "Choose a member.")
     name = member_label(user_id)
     kit.ask_confirmation(
         "member_remove",

@@ -99,7 +99,10 @@ $$;
 
 
 -- org_overview(p_org_id): the organization's header: pool figures, member
--- count and its subscription (the live one, else the latest).
+-- count and its subscription (the live one, else the latest), with a plan
+-- change scheduled for its period end (scheduled_plan null: none).
+drop function if exists org_overview(text);
+
 create or replace function org_overview(p_org_id text)
 returns table (
     org_id text, org_name text, org_status text, member_count bigint,
@@ -107,7 +110,7 @@ returns table (
     monthly_refresh_amount numeric, plan text, plan_name text, subscription_status text,
     price_amount numeric, currency text, billing_cycle text, current_period_start timestamptz,
     current_period_end timestamptz, trial_ends_at timestamptz, cancel_at_period_end boolean,
-    canceled_at timestamptz
+    canceled_at timestamptz, scheduled_plan text, scheduled_plan_name text
 )
 language sql
 stable
@@ -117,7 +120,8 @@ as $$
            coalesce(p.total_credits, 0), coalesce(p.allocated_credits, 0), coalesce(p.used_credits, 0),
            coalesce(p.available_credits, 0), coalesce(p.monthly_refresh_amount, 0),
            s.plan, pl.name, s.status, s.price_amount, s.currency, s.billing_cycle, s.current_period_start,
-           s.current_period_end, s.trial_ends_at, s.cancel_at_period_end, s.canceled_at
+           s.current_period_end, s.trial_ends_at, s.cancel_at_period_end, s.canceled_at,
+           s.scheduled_plan, sp.name
       from organizations o
       left join organization_credit_pools p on p.org_id = o.id
       left join lateral (
@@ -128,22 +132,27 @@ as $$
              limit 1
            ) s on true
       left join plans pl on pl.code = s.plan
+      left join plans sp on sp.code = s.scheduled_plan
      where o.id = p_org_id;
 $$;
 
 
--- org_allocations(p_org_id): every member with their role and current
--- allocation, most used first.
+-- org_allocations(p_org_id): every member with their role, current
+-- allocation and standing amount (what their allocation reopens at each
+-- period; null: what they had in the closing period), most used first.
+drop function if exists org_allocations(text);
+
 create or replace function org_allocations(p_org_id text)
 returns table (
     user_id text, display_name text, email text, role text, allocated_credits numeric, used_credits numeric,
-    remaining_credits numeric, usage_percent numeric, period_start timestamptz, joined_at timestamptz
+    remaining_credits numeric, usage_percent numeric, period_start timestamptz, joined_at timestamptz,
+    standing_credits numeric
 )
 language sql
 stable
 as $$
     select v.user_id, v.display_name, v.email, v.role, v.allocated_credits, v.used_credits,
-           v.remaining_credits, v.usage_percent, v.period_start, m.joined_at
+           v.remaining_credits, v.usage_percent, v.period_start, m.joined_at, m.standing_credits
       from user_multi_org_credits v
       join organization_members m on m.org_id = v.org_id and m.user_id = v.user_id
      where v.org_id = p_org_id
