@@ -13,12 +13,23 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
-from billing_core import credits, database, demo, ledger, migrations, organizations, periods, reports
+from billing_core import (
+    charging,
+    credits,
+    database,
+    demo,
+    ledger,
+    migrations,
+    organizations,
+    periods,
+    pricing,
+    reports,
+)
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
 EXIT_REFUSED = 1
@@ -212,7 +223,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date and time (like 2026-03-01T00:00Z): {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _print_run(run: periods.Run) -> None:
@@ -228,7 +239,7 @@ def _print_run(run: periods.Run) -> None:
 
 
 def _cmd_periods_run(args: argparse.Namespace) -> int:
-    if args.now and args.now > datetime.now(timezone.utc) + timedelta(minutes=1):
+    if args.now and args.now > datetime.now(UTC) + timedelta(minutes=1):
         raise BillingError(f"--now {args.now.isoformat()} is in the future: that would grant periods early.")
     run = periods.run(_engine(), args.now)
     _print_run(run)
@@ -241,6 +252,22 @@ def _cmd_periods_last(args: argparse.Namespace) -> int:
         print("The period job has never run.")
         return 0
     _print_run(run)
+    return 0
+
+
+def _cmd_price(args: argparse.Namespace) -> int:
+    usage = pricing.Usage(args.service_type, args.service_name, args.input, args.output, args.images, args.requests, args.byok)
+    quote = pricing.price_usage(_engine(), args.org, usage)
+    print(f"{_fmt(quote.credits)} credits (${_fmt(quote.dollars)}) by {quote.explanation['method']}:")
+    for key in ("plan", "pricing_mode", "provider_cost_usd", "markup", "platform_fee_credits", "credits_per_call",
+                "unrounded_credits", "rounding"):
+        if key in quote.explanation:
+            print(f"  {key:<22} {quote.explanation[key]}")
+    return 0
+
+
+def _cmd_holds_expire(args: argparse.Namespace) -> int:
+    print(f"Released {charging.release_expired_holds(_engine())} expired credit hold(s).")
     return 0
 
 
@@ -310,6 +337,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service-type", required=True)
     p.add_argument("--service-name", required=True)
     p.add_argument("--request-id", help="idempotency key: a retry with the same id charges once")
+
+    p = command(sub, "price", _cmd_price, "price one metered event (credits, dollars and the arithmetic)")
+    p.add_argument("service_type")
+    p.add_argument("service_name", help="the model, for model calls")
+    p.add_argument("--input", default="0", help="input tokens")
+    p.add_argument("--output", default="0", help="output tokens")
+    p.add_argument("--images", default="0")
+    p.add_argument("--requests", default="1")
+    p.add_argument("--byok", action="store_true", help="the customer's own provider key")
+    p.add_argument("--org", help="price for this organization (its plan and overrides)")
+
+    holds = sub.add_parser("holds", help="credit holds").add_subparsers(dest="holds_command", metavar="ACTION", required=True, parser_class=_Parser)
+    command(holds, "expire", _cmd_holds_expire, "release every credit hold past its lifetime (run it from cron)")
 
     pool = sub.add_parser("pool", help="pools").add_subparsers(dest="pool_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(pool, "show", _cmd_pool_show, "show an organization's pool (needs --as USER)")

@@ -28,7 +28,8 @@ TABLES = {
     "organizations", "users", "organization_members", "credit_pools", "user_credit_allocations",
     "credit_allocation_events", "credit_usage_attribution", "org_billing_history",
     "organization_subscriptions", "audit_log", "schema_migrations", "plans", "plan_versions",
-    "user_sessions", "app_settings",
+    "user_sessions", "app_settings", "model_prices", "service_prices", "platform_pricing_rules",
+    "org_pricing_overrides", "credit_packages", "credit_holds",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",

@@ -286,3 +286,22 @@ def test_buying_a_package_adds_credits_and_bonus_for_its_price(db, org, sysadmin
     refused_all(db, PermissionDenied, "not a system admin",
                 lambda: pricing.save_package(db, org.admin, "x", "X", 10, 0, 1))
     assert credits.add_credits(db, org.admin, org.id, 1, 0) == D("107501")
+
+
+def test_cli_prices_an_event_and_refuses_bad_counts(db, db_url):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def billing(*args):
+        exe = Path(sys.executable).with_name("billing")
+        return subprocess.run([str(exe), *args], env={**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": os.getcwd()},
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    done = billing("price", "llm", "gpt-4o", "--input", "1000", "--output", "500")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("11.25 credits ($0.01125)")
+    bad = billing("price", "llm", "gpt-4o", "--input", "-1")
+    assert (bad.returncode, bad.stderr.strip()) == (1, "billing: refused: Input tokens must be between 0 and 1,000,000,000 (got -1).")
+    assert billing("holds", "expire").stdout.strip() == "Released 0 expired credit hold(s)."

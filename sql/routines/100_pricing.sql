@@ -20,9 +20,17 @@
 -- a new row (never changes a past one) and an audit_log row.
 
 
--- pricing_check_rate(p_value, p_what): returns nothing. Raises CB001 unless
--- p_value is a dollar rate >= 0, at most 1,000,000 and with at most 8 decimals.
-create or replace function pricing_check_rate(p_value numeric, p_what text)
+-- pricing_check_figure(p_value, p_what, p_max, p_scale, p_unit): returns
+-- nothing. Raises CB001 unless p_value is a number >= 0 (0: free), at most
+-- p_max, with at most p_scale decimals. p_unit ('dollars' or 'credits')
+-- words the message.
+create or replace function pricing_check_figure(
+    p_value numeric,
+    p_what text,
+    p_max numeric,
+    p_scale integer,
+    p_unit text
+)
 returns void
 language plpgsql
 immutable
@@ -30,21 +38,34 @@ as $$
 begin
     if p_value is null or p_value = 'NaN' then
         raise exception using errcode = 'CB001',
-            message = format('%s is missing or not a number: give a dollar amount (0 for none).', p_what);
+            message = format('%s is missing or not a number: give an amount in %s (0 for none).', p_what, p_unit);
     end if;
     if p_value < 0 then
         raise exception using errcode = 'CB001',
             message = format('%s cannot be negative (got %s).', p_what, ledger_amount_text(p_value));
     end if;
-    if p_value > 1000000 then
+    if p_value > p_max then
         raise exception using errcode = 'CB001',
-            message = format('%s is too large: at most $1,000,000 (got %s).', p_what, ledger_amount_text(p_value));
+            message = format('%s is too large: at most %s %s (got %s).', p_what,
+                             to_char(p_max, 'FM999,999,999,999'), p_unit, ledger_amount_text(p_value));
     end if;
-    if p_value <> round(p_value, 8) then
+    if p_value <> round(p_value, p_scale) then
         raise exception using errcode = 'CB001',
-            message = format('%s has more than 8 decimal places (got %s).', p_what, ledger_amount_text(p_value));
+            message = format('%s has more than %s decimal places (got %s).', p_what, p_scale,
+                             ledger_amount_text(p_value));
     end if;
 end;
+$$;
+
+
+-- pricing_check_rate(p_value, p_what): returns nothing. Raises CB001 unless
+-- p_value is a dollar rate >= 0, at most 1,000,000 and with at most 8 decimals.
+create or replace function pricing_check_rate(p_value numeric, p_what text)
+returns void
+language sql
+immutable
+as $$
+    select pricing_check_figure(p_value, p_what, 1000000, 8, 'dollars');
 $$;
 
 
@@ -78,27 +99,10 @@ $$;
 -- 1,000,000,000, with at most 6 decimals.
 create or replace function pricing_check_credit_price(p_value numeric, p_what text)
 returns void
-language plpgsql
+language sql
 immutable
 as $$
-begin
-    if p_value is null or p_value = 'NaN' then
-        raise exception using errcode = 'CB001',
-            message = format('%s is missing or not a number: give a number of credits (0 for free).', p_what);
-    end if;
-    if p_value < 0 then
-        raise exception using errcode = 'CB001',
-            message = format('%s cannot be negative (got %s).', p_what, ledger_amount_text(p_value));
-    end if;
-    if p_value > 1000000000 then
-        raise exception using errcode = 'CB001',
-            message = format('%s is too large: at most 1,000,000,000 credits (got %s).', p_what, ledger_amount_text(p_value));
-    end if;
-    if p_value <> round(p_value, 6) then
-        raise exception using errcode = 'CB001',
-            message = format('%s has more than 6 decimal places (got %s).', p_what, ledger_amount_text(p_value));
-    end if;
-end;
+    select pricing_check_figure(p_value, p_what, 1000000000, 6, 'credits');
 $$;
 
 
