@@ -151,7 +151,7 @@ def organization_choices(db: Engine, roles: UserRoles) -> list[OrgChoice]:
         own = {m.org_id for m in roles.memberships}
         rows = fetch(
             db,
-            "select id, name from organizations order by lower(name), id",
+            "select id, name from organizations where kind = 'organization' order by lower(name), id",
             checks=[access.check(roles.user_id, None, "system_admin")],
         )
         choices += [OrgChoice(org_id, name, None) for org_id, name in rows if org_id not in own]

@@ -147,11 +147,13 @@ def get_user(db: Engine, user_id: str) -> User | None:
 
 
 def default_organization(db: Engine, user_id: str) -> str | None:
-    """The organization a user spends from when none is named: the default, else the first joined."""
+    """The organization a user spends from when none is named: the default, else the first joined, else their
+    individual balance (None: none of these)."""
     return call(
         db,
-        "select org_id from organization_members where user_id = :user_id"
-        " order by is_default desc, joined_at, org_id limit 1",
+        "select m.org_id from organization_members m join organizations o on o.id = m.org_id"
+        " where m.user_id = :user_id order by (o.kind = 'organization') desc, m.is_default desc, m.joined_at, m.org_id"
+        " limit 1",
         {"user_id": user_id},
     )
 
@@ -176,10 +178,10 @@ def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
 
 
 def organizations(db: Engine, actor_id: str) -> pd.DataFrame:
-    """Every organization with its status (system admins)."""
+    """Every organization with its status (system admins); individual balances are not organizations."""
     rows = fetch(
         db,
-        "select id, name, status, created_at from organizations order by name, id",
+        "select id, name, status, created_at from organizations where kind = 'organization' order by name, id",
         checks=[access.check(actor_id, None, "system_admin")],
     )
     return pd.DataFrame(rows, columns=["org_id", "name", "status", "created_at"])
