@@ -429,8 +429,9 @@ $$;
 -- metadata mrr_after) dated at or before p_as_of, with the organization's MRR
 -- before it (the previous row's mrr_after, 0 for the first), after it, and
 -- the movement it is: 'new', 'reactivation', 'expansion', 'contraction',
--- 'churn', or null when MRR did not change. Rows of one organization are
--- ordered by date, then by id. Raises nothing, locks nothing.
+-- 'churn', or null when MRR did not change. "Previous" orders an
+-- organization's rows by date, then by id (rows entered after the fact take
+-- their place by date). Raises nothing, locks nothing.
 create function analytics_mrr_events(p_as_of timestamptz)
 returns table (
     org_id text,
