@@ -28,7 +28,7 @@ TABLES = {
     "organizations", "users", "organization_members", "credit_pools", "user_credit_allocations",
     "credit_allocation_events", "credit_usage_attribution", "org_billing_history",
     "organization_subscriptions", "audit_log", "schema_migrations", "plans",
-    "user_sessions", "app_settings",
+    "user_sessions", "app_settings", "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",
