@@ -25,6 +25,9 @@ _TABLES = (
     "org_billing_history",
     "organization_subscriptions",
     "audit_log",
+    "credit_lots",
+    "billing_periods",
+    "credit_alerts",
 )
 
 

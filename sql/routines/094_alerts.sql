@@ -102,12 +102,18 @@ end;
 $$;
 
 
--- acknowledge_credit_alert(p_org_id, p_alert_id, p_actor_id): returns
--- nothing. Marks an open alert as seen (it stays listed until resolved);
--- an acknowledged or resolved one is left as it is. p_actor_id: an admin of
--- the organization or the member the alert is about (null: trusted). Locks
--- the alert. Raises CB002, CB008.
-create or replace function acknowledge_credit_alert(p_org_id text, p_alert_id bigint, p_actor_id text default null)
+-- ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, p_status):
+-- returns nothing. Moves an alert to 'acknowledged' (only from 'open') or
+-- 'resolved' (from either), noting who and when, with an audit row; an alert
+-- already there or past it is left as it is. p_actor_id: an admin of the
+-- organization or the member the alert is about (null: trusted). Locks the
+-- alert. Raises CB002, CB008.
+create or replace function ledger_change_alert_status(
+    p_org_id text,
+    p_alert_id bigint,
+    p_actor_id text,
+    p_status text
+)
 returns void
 language plpgsql
 as $$
@@ -115,38 +121,41 @@ declare
     v_alert credit_alerts;
 begin
     v_alert := ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id);
-    if v_alert.status <> 'open' then
+    if v_alert.status = 'resolved' or v_alert.status = p_status then
         return;
     end if;
     update credit_alerts
-       set status = 'acknowledged', acknowledged_at = now(), acknowledged_by = p_actor_id
+       set status = p_status,
+           acknowledged_at = case when p_status = 'acknowledged' then now() else acknowledged_at end,
+           acknowledged_by = case when p_status = 'acknowledged' then p_actor_id else acknowledged_by end,
+           resolved_at = case when p_status = 'resolved' then now() else resolved_at end,
+           resolved_by = case when p_status = 'resolved' then p_actor_id else resolved_by end
      where org_id = p_org_id and id = p_alert_id;
-    perform ledger_audit(p_org_id, p_actor_id, 'alert.acknowledged', 'alert', p_alert_id::text,
-                         jsonb_build_object('kind', v_alert.kind));
+    perform ledger_audit(p_org_id, p_actor_id, 'alert.' || p_status, 'alert', p_alert_id::text,
+                         jsonb_build_object('kind', v_alert.kind, 'from', v_alert.status));
 end;
 $$;
 
 
+-- acknowledge_credit_alert(p_org_id, p_alert_id, p_actor_id): returns
+-- nothing. Marks an open alert as seen (it stays listed until resolved).
+-- See ledger_change_alert_status for who may and what it locks. Raises CB002,
+-- CB008.
+create or replace function acknowledge_credit_alert(p_org_id text, p_alert_id bigint, p_actor_id text default null)
+returns void
+language sql
+as $$
+    select ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, 'acknowledged');
+$$;
+
+
 -- resolve_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing.
--- Closes an alert (a resolved one is left as it is). A pool alert resolved
--- while the pool is still low opens again at the next evaluation.
--- p_actor_id: an admin of the organization or the member the alert is about
--- (null: trusted). Locks the alert. Raises CB002, CB008.
+-- Closes an alert. A pool alert resolved while the pool is still low opens
+-- again at the next evaluation. See ledger_change_alert_status for who may
+-- and what it locks. Raises CB002, CB008.
 create or replace function resolve_credit_alert(p_org_id text, p_alert_id bigint, p_actor_id text default null)
 returns void
-language plpgsql
+language sql
 as $$
-declare
-    v_alert credit_alerts;
-begin
-    v_alert := ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id);
-    if v_alert.status = 'resolved' then
-        return;
-    end if;
-    update credit_alerts
-       set status = 'resolved', resolved_at = now(), resolved_by = p_actor_id
-     where org_id = p_org_id and id = p_alert_id;
-    perform ledger_audit(p_org_id, p_actor_id, 'alert.resolved', 'alert', p_alert_id::text,
-                         jsonb_build_object('kind', v_alert.kind));
-end;
+    select ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, 'resolved');
 $$;
