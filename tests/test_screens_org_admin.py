@@ -49,7 +49,7 @@ def acme(db, db_url, monkeypatch):
         organizations.create_organization(db, None, org_id, name)
         organizations.create_user(db, None, admin, f"{admin}@example.com", admin_name)
         organizations.add_member(db, None, org_id, admin, "admin")
-    subscriptions.create_subscription(db, "root", "acme", "platform")
+    subscriptions.create_subscription(db, "root", "acme", "platform", trial=False)  # paying now
     for user_id, name in (("bob", "Bob Builder"), ("cy", CY_NAME), ("dee", "Dee Dee")):
         organizations.create_user(db, None, user_id, f"{user_id}@example.com", name)
         organizations.add_member(db, "ada", "acme", user_id)

@@ -320,6 +320,79 @@ end;
 $$;
 
 
+-- subscription_end_at(p_s, p_at, p_why, p_audit): returns the subscription
+-- canceled at p_at (by the renewal: a pending cancel reached its date), with
+-- its history row saying p_why and an audit row carrying p_audit. The caller
+-- holds the locks. Raises nothing.
+create or replace function subscription_end_at(
+    p_s organization_subscriptions,
+    p_at timestamptz,
+    p_why text,
+    p_audit jsonb
+)
+returns organization_subscriptions
+language plpgsql
+as $$
+declare
+    v_s organization_subscriptions;
+begin
+    update organization_subscriptions
+       set status = 'canceled', canceled_at = p_at, status_changed_at = p_at,
+           cancel_at_period_end = false, updated_at = now()
+     where org_id = p_s.org_id and id = p_s.id
+    returning * into v_s;
+    perform ledger_subscription_event(v_s, p_s, 'subscription_canceled',
+        format('Subscription to %s ended %s, as asked', (select name from plans where code = v_s.plan), p_why),
+        null, p_at);
+    perform ledger_audit(v_s.org_id, null, 'subscription.canceled', 'subscription', v_s.id,
+                         jsonb_build_object('plan', v_s.plan, 'occurred_at', p_at) || p_audit);
+    return v_s;
+end;
+$$;
+
+
+-- subscription_trial_end_at(p_s, p_at): returns the trialing subscription
+-- made active at p_at, with its history and audit rows (no invoice: the
+-- caller writes it). The caller holds the locks. Raises nothing.
+create or replace function subscription_trial_end_at(p_s organization_subscriptions, p_at timestamptz)
+returns organization_subscriptions
+language plpgsql
+as $$
+declare
+    v_s organization_subscriptions;
+begin
+    update organization_subscriptions
+       set status = 'active', status_changed_at = p_at, updated_at = now()
+     where org_id = p_s.org_id and id = p_s.id
+    returning * into v_s;
+    perform ledger_subscription_event(v_s, p_s, 'subscription_trial_ended',
+        format('Trial of %s ended: the subscription is active', (select name from plans where code = v_s.plan)),
+        null, p_at);
+    perform ledger_audit(v_s.org_id, null, 'subscription.trial_ended', 'subscription', v_s.id,
+                         jsonb_build_object('plan', v_s.plan, 'occurred_at', p_at));
+    return v_s;
+end;
+$$;
+
+
+-- subscription_proration_metadata(p_s, p_p): the 'proration' metadata of a
+-- change or cancel row: the period, and p_p's seconds, credit and charge
+-- (a subscription_proration row). Raises nothing.
+create or replace function subscription_proration_metadata(p_s organization_subscriptions, p_p record)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return jsonb_build_object('proration', jsonb_build_object(
+        'period_start', p_s.current_period_start, 'period_end', p_s.current_period_end,
+        'full_period_start', p_s.current_period_full_start,
+        'seconds_left', p_p.seconds_left, 'seconds_full', p_p.seconds_full,
+        'credit', p_p.credit, 'charge', p_p.charge));
+end;
+$$;
+
+
 -- subscription_advance(p_org_id, p_until): returns how many history rows it
 -- wrote. Applies to the organization's live subscription everything due up
 -- to p_until, in time order (see the top of this file): trial end, then at
@@ -356,25 +429,10 @@ begin
             -- the trial ends inside the current period
             v_at := v_s.trial_ends_at;
             if v_s.cancel_at_period_end then
-                update organization_subscriptions
-                   set status = 'canceled', canceled_at = v_at, status_changed_at = v_at,
-                       cancel_at_period_end = false, updated_at = now()
-                 where org_id = p_org_id and id = v_s.id
-                returning * into v_s;
-                perform ledger_subscription_event(v_s, v_before, 'subscription_canceled',
-                    format('Subscription to %s ended with its trial, as asked', v_plan_name), null, v_at);
-                perform ledger_audit(p_org_id, null, 'subscription.canceled', 'subscription', v_s.id,
-                                     jsonb_build_object('plan', v_s.plan, 'at_trial_end', true, 'occurred_at', v_at));
+                perform subscription_end_at(v_s, v_at, 'with its trial', '{"at_trial_end": true}');
                 return v_rows + 1;
             end if;
-            update organization_subscriptions
-               set status = 'active', status_changed_at = v_at, updated_at = now()
-             where org_id = p_org_id and id = v_s.id
-            returning * into v_s;
-            perform ledger_subscription_event(v_s, v_before, 'subscription_trial_ended',
-                format('Trial of %s ended: the subscription is active', v_plan_name), null, v_at);
-            perform ledger_audit(p_org_id, null, 'subscription.trial_ended', 'subscription', v_s.id,
-                                 jsonb_build_object('plan', v_s.plan, 'occurred_at', v_at));
+            v_s := subscription_trial_end_at(v_s, v_at);
             perform subscription_invoice(v_s, v_at);
             v_rows := v_rows + 2;
             continue;
@@ -384,15 +442,7 @@ begin
         -- the boundary at the end of the current period
         v_at := v_s.current_period_end;
         if v_s.cancel_at_period_end then
-            update organization_subscriptions
-               set status = 'canceled', canceled_at = v_at, status_changed_at = v_at,
-                   cancel_at_period_end = false, updated_at = now()
-             where org_id = p_org_id and id = v_s.id
-            returning * into v_s;
-            perform ledger_subscription_event(v_s, v_before, 'subscription_canceled',
-                format('Subscription to %s ended at its period end, as asked', v_plan_name), null, v_at);
-            perform ledger_audit(p_org_id, null, 'subscription.canceled', 'subscription', v_s.id,
-                                 jsonb_build_object('plan', v_s.plan, 'at_period_end', true, 'occurred_at', v_at));
+            perform subscription_end_at(v_s, v_at, 'at its period end', '{"at_period_end": true}');
             return v_rows + 1;
         end if;
         if v_s.scheduled_plan is not null then
@@ -431,15 +481,7 @@ begin
             end if;
         end if;
         if v_s.status = 'trialing' and v_s.trial_ends_at <= v_at then
-            v_before := v_s;
-            update organization_subscriptions
-               set status = 'active', status_changed_at = v_at, updated_at = now()
-             where org_id = p_org_id and id = v_s.id
-            returning * into v_s;
-            perform ledger_subscription_event(v_s, v_before, 'subscription_trial_ended',
-                format('Trial of %s ended: the subscription is active', v_plan_name), null, v_at);
-            perform ledger_audit(p_org_id, null, 'subscription.trial_ended', 'subscription', v_s.id,
-                                 jsonb_build_object('plan', v_s.plan, 'occurred_at', v_at));
+            v_s := subscription_trial_end_at(v_s, v_at);
             v_rows := v_rows + 1;
         end if;
         select p.full_start, p.period_end into v_full_start, v_end
@@ -695,11 +737,7 @@ begin
                     when v_p.net < 0 then format('$%s credited for the rest of the period', -v_p.net)
                     else 'nothing to prorate' end),
         p_actor_id, v_at, v_p.net, null,
-        jsonb_build_object('proration', jsonb_build_object(
-            'period_start', v_s.current_period_start, 'period_end', v_s.current_period_end,
-            'full_period_start', v_s.current_period_full_start,
-            'seconds_left', v_p.seconds_left, 'seconds_full', v_p.seconds_full,
-            'credit', v_p.credit, 'charge', v_p.charge)));
+        subscription_proration_metadata(v_s, v_p));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.plan_changed', 'subscription', v_s.id,
                          jsonb_build_object('from', v_before.plan, 'to', p_plan, 'plan_version', v_version,
                                             'amount', v_p.net)
@@ -886,11 +924,7 @@ begin
                case when v_p.credit > 0 then format(': $%s credited for the rest of the period', v_p.credit)
                     else '' end),
         p_actor_id, v_at, v_p.net, null,
-        jsonb_build_object('proration', jsonb_build_object(
-            'period_start', v_s.current_period_start, 'period_end', v_s.current_period_end,
-            'full_period_start', v_s.current_period_full_start,
-            'seconds_left', v_p.seconds_left, 'seconds_full', v_p.seconds_full,
-            'credit', v_p.credit, 'charge', v_p.charge)));
+        subscription_proration_metadata(v_s, v_p));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.canceled', 'subscription', v_s.id,
                          jsonb_build_object('plan', v_s.plan, 'credit', v_p.credit)
                          || case when p_occurred_at is null then '{}'::jsonb
