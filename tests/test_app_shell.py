@@ -21,11 +21,12 @@ APP = str(PROJECT_ROOT / "app.py")
 PASSWORD = "open sesame 1"
 PASSWORD_HASH = auth.hash_password(PASSWORD)  # one bcrypt round for the whole module
 
-ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/system_overview.py",
-             "pages/audit_log.py", "pages/account.py"]
+ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/billing_settings.py", "pages/system_overview.py",
+             "pages/pricing.py", "pages/audit_log.py", "pages/account.py"]
 NAVIGATION = {
     "mia": ["pages/my_credits.py", "pages/account.py"],  # member of acme
-    "oscar": ["pages/my_credits.py", "pages/org_billing.py", "pages/audit_log.py", "pages/account.py"],  # admin
+    "oscar": ["pages/my_credits.py", "pages/org_billing.py", "pages/billing_settings.py", "pages/audit_log.py",
+              "pages/account.py"],  # admin
     "root": ALL_PAGES,  # system admin
 }
 EMAILS = {"mia": "mia@example.com", "oscar": "oscar@example.com", "root": "root@example.com"}

@@ -183,9 +183,16 @@ def ledger_figures(db, org_id: str) -> dict[str, list]:
                        " case when standing_credits is not null then period_start end, period_end,"
                        " standing_credits from user_credit_allocations where org_id = :o"
                        " order by user_id, period_start",
+        # credit events in the order they happened (a late run renews the subscription first, so ids differ)
         "history": "select event_type, credits, credits_expire_at, metadata - 'lot_id' - 'subscription_id' - 'allocation_id',"
-                   " case when event_type in ('credit_grant', 'usage_settlement', 'credit_expiry') then created_at end"
-                   " from org_billing_history where org_id = :o order by id",
+                   " created_at from org_billing_history"
+                   " where org_id = :o and event_type in ('credit_grant', 'usage_settlement', 'credit_expiry')"
+                   " order by created_at, event_type, credits",
+        # the subscription's periods and their invoices (its first period started when the test set it up)
+        "invoices": "select metadata ->> 'period_end', amount from org_billing_history"
+                    " where org_id = :o and event_type = 'invoice' and created_at > (select min(created_at)"
+                    "  from org_billing_history where org_id = :o and event_type = 'invoice')"
+                    " order by created_at",
         "lots": "select source, credits, expires_at, consumed_credits, expired_credits from credit_lots"
                 " where org_id = :o order by expires_at nulls last, source, credits",
         "periods": "select period_start, period_end, is_baseline, refresh_credits, included_credits,"
@@ -336,3 +343,38 @@ def test_cli_runs_the_job_and_says_when_it_last_ran(db, db_url, org, monkeypatch
     with pytest.raises(SystemExit) as caught:
         cli.main(["periods", "run", "--now", "yesterday"])
     assert caught.value.code == 2
+
+
+def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
+    from billing_core import charging
+
+    # an organization whose next boundary is three days away (holds live at most 7 days)
+    soon = datetime.now(timezone.utc) + timedelta(days=3)
+    organizations.create_organization(db, None, "flight", "flight")
+    backdate(db, "flight", datetime.now(timezone.utc), min(soon.day, 28), "UTC")
+    organizations.add_member(db, None, "flight", org.admin, "admin")
+    organizations.add_member(db, None, "flight", "user-1")
+    credits.add_credits(db, None, "flight", 1000, 1)
+    periods.set_policy(db, None, "flight", "rollover", 25)
+    credits.allocate(db, None, "flight", "user-1", 100)
+    credits.deduct(db, "flight", "user-1", 40, "llm", "gpt")
+    boundary = periods.current_period(db, org.admin, "flight").period_end
+    assert boundary - datetime.now(timezone.utc) < timedelta(days=6)
+    ttl = int((boundary - datetime.now(timezone.utc)).total_seconds()) + 7200
+    charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt", org_id="flight", ttl_seconds=ttl)
+
+    periods.run(db, boundary + HOUR)
+
+    [row] = fetch(db, "select a.allocated_credits, a.used_credits, a.held_credits, h.status"
+                      "  from credit_holds h join user_credit_allocations a"
+                      "    on a.org_id = h.org_id and a.id = h.allocation_id"
+                      " where h.org_id = 'flight' and h.request_id = 'call-across'")
+    # standing 100 + rollover min(100 - 40 used - 50 held, 25) + the 50 held = 160; the hold moved along, open
+    assert tuple(row) == (Decimal(160), Decimal(0), Decimal(50), "open")
+    assert ledger.verify(db) == []
+    end = charging.settle(db, "flight", "call-across", 30)
+    assert end.credits == 30
+    [row] = fetch(db, "select allocated_credits, used_credits, held_credits from user_credit_allocations"
+                      " where org_id = 'flight' and user_id = 'user-1' and is_active")
+    assert tuple(row) == (Decimal(160), Decimal(30), Decimal(0))
+    assert ledger.verify(db) == []

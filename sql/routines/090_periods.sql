@@ -362,9 +362,10 @@ $$;
 -- ledger_open_period(p_run_id, p_org_id, p_start, p_end): returns nothing.
 -- Performs the boundary at p_start for the period [p_start, p_end) as the
 -- top of this file describes, and records it in billing_periods (its primary
--- key makes a second attempt fail rather than grant twice). The caller holds
--- the organization's locks and has settled the lots. Locks allocations in
--- user id order, then lots.
+-- key makes a second attempt fail rather than grant twice). Open credit
+-- holds (calls in flight) move to the member's new allocation, on top of its
+-- standing amount and rollover (held credits never roll over as unused). The caller holds the organization's locks and has settled the
+-- lots. Locks allocations in user id order, then their holds, then lots.
 create or replace function ledger_open_period(
     p_run_id bigint,
     p_org_id text,
@@ -386,6 +387,7 @@ declare
     v_amount numeric;
     v_funded numeric;
     v_reopen numeric;
+    v_held numeric;
     v_allocation_id text;
     v_closed integer := 0;
     v_opened integer := 0;
@@ -395,7 +397,8 @@ begin
 
     -- what each member reopens at, read before their allocations close
     select coalesce(jsonb_agg(jsonb_build_object('user_id', m.user_id, 'standing', x.standing,
-                                                 'rollover', x.rollover)
+                                                 'rollover', x.rollover, 'allocation_id', a.id,
+                                                 'held', coalesce(a.held_credits, 0))
                               order by m.user_id collate "C"), '[]')
       into v_plan
       from organization_members m
@@ -409,7 +412,8 @@ begin
             select coalesce(m.standing_credits,
                             greatest(coalesce(a.standing_credits, 0) + coalesce(ev.moved, 0), 0)) as standing,
                    case when v_pool.allocation_policy = 'rollover'
-                        then least(coalesce(a.remaining_credits, 0), v_pool.rollover_cap) else 0 end as rollover
+                        then least(coalesce(a.remaining_credits - a.held_credits, 0), v_pool.rollover_cap)
+                        else 0 end as rollover
            ) x
      where m.org_id = p_org_id and (a.id is not null or m.standing_credits is not null);
 
@@ -432,15 +436,19 @@ begin
     perform ledger_grant_period_credits(p_org_id, v_refresh, 'monthly_refresh', p_start, p_end);
     perform ledger_grant_period_credits(p_org_id, v_included, 'plan_included', p_start, p_end);
 
-    select coalesce(sum((e ->> 'standing')::numeric + (e ->> 'rollover')::numeric), 0) into v_requested
+    select coalesce(sum((e ->> 'standing')::numeric + (e ->> 'rollover')::numeric + (e ->> 'held')::numeric), 0)
+      into v_requested
       from jsonb_array_elements(v_plan) e;
     select total_credits - allocated_credits into v_available from credit_pools where org_id = p_org_id;
 
     for v_member in select e from jsonb_array_elements(v_plan) e loop
-        v_amount := (v_member ->> 'standing')::numeric + (v_member ->> 'rollover')::numeric;
+        -- a call in flight keeps its hold across the boundary, on top of what the member gets
+        v_held := (v_member ->> 'held')::numeric;
+        v_amount := (v_member ->> 'standing')::numeric + (v_member ->> 'rollover')::numeric + v_held;
         continue when v_amount <= 0;
         v_funded := case when v_requested <= v_available then v_amount
                          else trunc(v_amount * v_available / v_requested, 6) end;
+        v_funded := greatest(v_funded, v_held);  -- a short pool still carries the hold whole
         v_reopen := least(v_funded, (v_member ->> 'standing')::numeric);
         insert into user_credit_allocations
             (org_id, user_id, allocated_credits, period_start, standing_credits)
@@ -453,6 +461,15 @@ begin
         if v_funded > v_reopen then
             insert into credit_allocation_events (org_id, allocation_id, user_id, kind, credits)
             values (p_org_id, v_allocation_id, v_member ->> 'user_id', 'rollover', v_funded - v_reopen);
+        end if;
+        if v_held > 0 then
+            -- the holds ledger_close_allocation released above move to the new allocation, still open
+            update credit_holds
+               set status = 'open', close_reason = null, closed_at = null, allocation_id = v_allocation_id
+             where org_id = p_org_id and allocation_id = v_member ->> 'allocation_id'
+               and status = 'released' and close_reason = 'allocation_closed';
+            update user_credit_allocations set held_credits = v_held
+             where org_id = p_org_id and id = v_allocation_id;
         end if;
         perform ledger_audit(p_org_id, null, 'allocation.reopened', 'user', v_member ->> 'user_id',
                              jsonb_build_object('allocation_id', v_allocation_id, 'credits', v_funded,
@@ -481,7 +498,7 @@ $$;
 
 -- billing_periods_process_org(p_run_id, p_org_id, p_now): returns
 -- (periods_closed, lots_expired). Does the organization's due work up to
--- p_now: settles its lots, then, in time order, every lot expiring at or
+-- p_now: renews its subscription (subscription_advance), settles its lots, then, in time order, every lot expiring at or
 -- before p_now and every period boundary at or before p_now (a boundary
 -- before lots expiring at the same moment), then evaluates its low-balance
 -- alert, and adds its figures to run p_run_id. Safe to repeat: a second call
@@ -501,6 +518,10 @@ begin
     perform ledger_lock_org_periods(p_org_id);
     periods_closed := 0;
     lots_expired := 0;
+    -- the subscription first (renew_subscription's work, under the org row lock taken above): its renewals
+    -- up to p_now date the plan versions whose included credits are granted
+    perform plan_catalogue_refresh();
+    perform subscription_advance(p_org_id, p_now);
     perform ledger_settle_lots(p_org_id);
     loop
         v_period := ledger_current_period(p_org_id);
@@ -532,8 +553,9 @@ $$;
 
 -- run_billing_periods(p_now, p_run_id): a procedure (CALL it outside a
 -- transaction block); sets p_run_id to the run's id.
--- Does all due period work for every organization that is not closed, up to
--- p_now (default now), one organization per transaction (committed one by
+-- Releases the credit holds expired by p_now, then does all due period work
+-- for every organization that is not closed, up to p_now (default now), one
+-- organization per transaction (committed one by
 -- one, in id order), and records the run in billing_period_runs (started,
 -- finished, organizations processed, periods closed, lots expired). An
 -- organization whose work fails is rolled back alone and named in the run's
@@ -548,6 +570,8 @@ declare
     v_error text;
 begin
     insert into billing_period_runs (run_as_of) values (v_now) returning id into p_run_id;
+    commit;
+    update billing_period_runs set holds_released = release_expired_holds(v_now) where id = p_run_id;
     commit;
     for v_org_id in select id from organizations where status <> 'closed' order by id collate "C" loop
         begin
