@@ -16,14 +16,15 @@ COLUMNS = (
     "id", "kind", "status", "user_id", "allocation_id", "threshold", "observed", "message", "created_at",
     "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by",
 )
-_SELECT = "select id, " + ", ".join(COLUMNS[1:]) + " from credit_alerts"
 
 
 def org_alerts(db: Engine, actor_id: str, org_id: str, *, include_resolved: bool = False) -> pd.DataFrame:
     """The organization's alerts, newest first; unresolved ones only unless asked (org admins)."""
     rows = fetch(
         db,
-        _SELECT + " where org_id = :org_id and (:all or status <> 'resolved') order by created_at desc, id desc",
+        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
+        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
+        " where org_id = :org_id and (:all or status <> 'resolved') order by created_at desc, id desc",
         {"org_id": org_id, "all": include_resolved},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
@@ -34,8 +35,9 @@ def my_alerts(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The acting member's own unresolved alerts in the organization, newest first."""
     rows = fetch(
         db,
-        _SELECT + " where org_id = :org_id and user_id = :actor_id and status <> 'resolved'"
-        " order by created_at desc, id desc",
+        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
+        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
+        " where org_id = :org_id and user_id = :actor_id and status <> 'resolved' order by created_at desc, id desc",
         {"org_id": org_id, "actor_id": actor_id},
         checks=access.org_checks(actor_id, org_id, "member"),
     )

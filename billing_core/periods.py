@@ -111,23 +111,21 @@ def run(db: Engine, now: datetime | None = None) -> Run:
         if domain is not None:
             raise domain from None
         raise
-    return _runs(db, "where id = :id", {"id": run_id})[0]
+    return Run(*fetch(db, _RUNS["by_id"], {"id": run_id})[0])
+
+
+_RUNS = {
+    "by_id": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
+             " holds_released, orgs_failed, errors from billing_period_runs where id = :id",
+    "latest": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
+              " holds_released, orgs_failed, errors from billing_period_runs order by id desc limit 1",
+}
 
 
 def last_run(db: Engine) -> Run | None:
     """The latest run of the period job (finished or not), or None if it never ran."""
-    runs = _runs(db, "order by id desc limit 1", {})
+    runs = [Run(*row) for row in fetch(db, _RUNS["latest"])]
     return runs[0] if runs else None
-
-
-def _runs(db: Engine, tail: str, params: dict) -> list[Run]:
-    rows = fetch(
-        db,
-        "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
-        " holds_released, orgs_failed, errors from billing_period_runs " + tail,  # tail: a constant of this module
-        params,
-    )
-    return [Run(*row) for row in rows]
 
 
 def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
@@ -151,8 +149,9 @@ def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The periods the job opened for the organization, newest first (org admins)."""
     rows = fetch(
         db,
-        "select " + ", ".join(PERIOD_COLUMNS) + " from billing_periods where org_id = :org_id"
-        " order by period_start desc",
+        "select period_start, period_end, is_baseline, refresh_credits, included_credits, allocations_closed,"
+        " allocations_opened, credits_requested, credits_allocated, recorded_at from billing_periods"
+        " where org_id = :org_id order by period_start desc",
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )

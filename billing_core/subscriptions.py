@@ -107,18 +107,20 @@ def create_subscription(
     )
 
 
-_CHANGE_COLUMNS = (
-    "subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left, seconds_full,"
-    " proration_credit, proration_charge, amount"
-)
+# one statement per stored function: the change itself, and its preview (made and rolled back)
+_PLAN_CHANGE = {
+    "change": "select subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left,"
+              " seconds_full, proration_credit, proration_charge, amount"
+              " from change_subscription_plan(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
+    "preview": "select subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left,"
+               " seconds_full, proration_credit, proration_charge, amount"
+               " from preview_subscription_change(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
+}
 
 
-def _plan_change(db: Engine, function: str, actor_id: str | None, org_id: str, plan: str, at: datetime | None) -> PlanChange:
-    # `function` is one of two constant names below, never input
+def _plan_change(db: Engine, kind: str, actor_id: str | None, org_id: str, plan: str, at: datetime | None) -> PlanChange:
     [row] = fetch(
-        db,
-        f"select {_CHANGE_COLUMNS} from {function}(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
-        {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(at, "Change time")},
+        db, _PLAN_CHANGE[kind], {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(at, "Change time")}
     )
     return PlanChange(*row)
 
@@ -127,12 +129,12 @@ def change_plan(
     db: Engine, actor_id: str | None, org_id: str, plan: str, *, occurred_at: datetime | None = None
 ) -> PlanChange:
     """Move the organization's subscription to another plan now, prorating the current period."""
-    return _plan_change(db, "change_subscription_plan", actor_id, org_id, plan, occurred_at)
+    return _plan_change(db, "change", actor_id, org_id, plan, occurred_at)
 
 
 def preview_change(db: Engine, actor_id: str | None, org_id: str, plan: str, *, at: datetime | None = None) -> PlanChange:
     """The plan change and proration `change_plan` would record now (or at `at`), writing nothing."""
-    return _plan_change(db, "preview_subscription_change", actor_id, org_id, plan, at)
+    return _plan_change(db, "preview", actor_id, org_id, plan, at)
 
 
 def schedule_change(

@@ -114,11 +114,13 @@ $$;
 -- billing_current_period(p_org_id, p_actor_id): the organization's current
 -- period as the period job keeps it (start, end, next_end), the one after
 -- it ending at next_end. p_actor_id must be a member of the organization
--- (null: trusted). Raises CB002, CB008. Inserts the baseline period when the
--- job has not seen the organization yet; locks nothing else.
+-- (null: trusted). Before the job has seen the organization, its baseline
+-- period (the one containing its creation). Raises CB002, CB008. Writes and
+-- locks nothing.
 create or replace function billing_current_period(p_org_id text, p_actor_id text default null)
 returns table (period_start timestamptz, period_end timestamptz, next_period_end timestamptz)
 language plpgsql
+stable
 as $$
 declare
     v_period billing_periods;
@@ -126,12 +128,16 @@ begin
     perform ledger_require_org(p_org_id);
     perform ledger_authorize(p_actor_id, p_org_id, 'member');
     select * into v_period from billing_periods b where b.org_id = p_org_id order by b.period_start desc limit 1;
-    if not found then
-        v_period := ledger_current_period(p_org_id);
+    if found then
+        period_start := v_period.period_start;
+        period_end := v_period.period_end;
+    else
+        -- the job has not seen the organization yet: its baseline period, computed, not recorded (a read writes nothing)
+        select b.period_start, b.period_end into period_start, period_end
+          from organizations o cross join lateral org_billing_period(o.id, o.created_at) b
+         where o.id = p_org_id;
     end if;
-    period_start := v_period.period_start;
-    period_end := v_period.period_end;
-    select n.period_end into next_period_end from billing_next_period(p_org_id, v_period.period_end) n;
+    select n.period_end into next_period_end from billing_next_period(p_org_id, period_end) n;
     return next;
 end;
 $$;
