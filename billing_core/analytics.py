@@ -137,6 +137,22 @@ def organizations(
     SORT_KEYS (largest first, names alphabetically; runway: shortest first,
     organizations that used nothing last).
     """
+    check_selection(statuses, sort_by)
+    rows = fetch(
+        db,
+        "select org_id, org_name, org_status, plan, plan_name, subscription_status, billing_cycle, price_amount, mrr,"
+        " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
+        " used_credits, available_credits, allocated_percent, credits_used_30d, credits_used_prev_30d,"
+        " usage_change_percent, requests_30d, last_usage_at, created_at, remaining_credits, burn_per_day, runway_days"
+        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))",
+        {"as_of": as_of},
+        checks=_checks(actor_id),
+    )
+    return select_organizations(frame(rows, ORGANIZATION_COLUMNS), plans=plans, statuses=statuses, sort_by=sort_by)
+
+
+def check_selection(statuses: Sequence[str] | None, sort_by: str) -> None:
+    """Refuse an unknown sort key or subscription status."""
     if sort_by not in SORT_KEYS:
         raise InvalidInput(f"Cannot sort organizations by {sort_by!r}: choose one of {', '.join(SORT_KEYS)}.")
     unknown = sorted(set(statuses or ()) - set(SUBSCRIPTION_STATUSES))
@@ -144,21 +160,21 @@ def organizations(
         raise InvalidInput(
             f"Unknown subscription status {unknown[0]!r}: choose among {', '.join(SUBSCRIPTION_STATUSES)}."
         )
-    rows = fetch(
-        db,
-        "select org_id, org_name, org_status, plan, plan_name, subscription_status, billing_cycle, price_amount, mrr,"
-        " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
-        " used_credits, available_credits, allocated_percent, credits_used_30d, credits_used_prev_30d,"
-        " usage_change_percent, requests_30d, last_usage_at, created_at, remaining_credits, burn_per_day, runway_days"
-        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))"
-        " where (cardinality(cast(:plans as text[])) = 0 or plan = any(cast(:plans as text[])))"
-        "   and (cardinality(cast(:statuses as text[])) = 0 or subscription_status = any(cast(:statuses as text[])))",
-        {"as_of": as_of, "plans": list(plans or ()), "statuses": list(statuses or ())},
-        checks=_checks(actor_id),
-    )
-    table = frame(rows, ORGANIZATION_COLUMNS)
+
+
+def select_organizations(
+    table: pd.DataFrame, *, plans: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
+    sort_by: str = "mrr",
+) -> pd.DataFrame:
+    """The rows of an `organizations` table on the listed plans and statuses, sorted by `sort_by`."""
+    check_selection(statuses, sort_by)
+    kept = table
+    if plans:
+        kept = kept[kept.plan.isin(list(plans))]
+    if statuses:
+        kept = kept[kept.subscription_status.fillna("none").isin(list(statuses))]
     columns, ascending = SORT_KEYS[sort_by]
-    return table.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
+    return kept.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
 
 
 TOP_ORGANIZATION_COLUMNS = ["org_id", "org_name", "plan_name", "credits_used_30d", "requests_30d", "credits_used_prev_30d"]
@@ -166,17 +182,17 @@ TOP_ORGANIZATION_COLUMNS = ["org_id", "org_name", "plan_name", "credits_used_30d
 
 def top_organizations(db: Engine, actor_id: str, limit: int = 10, *, as_of: datetime | None = None) -> pd.DataFrame:
     """The organizations that used the most credits in the last 30 days, largest first (system admins)."""
-    if not 1 <= limit <= 1000:
-        raise InvalidInput(f"The number of organizations to show must be between 1 and 1000 (got {limit}).")
-    rows = fetch(
-        db,
-        "select org_id, org_name, plan_name, credits_used_30d, requests_30d, credits_used_prev_30d"
-        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))"
-        " where credits_used_30d > 0 order by credits_used_30d desc, org_name, org_id limit :limit",
-        {"as_of": as_of, "limit": limit},
-        checks=_checks(actor_id),
-    )
-    return frame(rows, TOP_ORGANIZATION_COLUMNS)
+    return top_of(organizations(db, actor_id, as_of=as_of), limit)
+
+
+def top_of(table: pd.DataFrame, limit: int = 10) -> pd.DataFrame:
+    """The `limit` rows of an `organizations` table that used the most credits in 30 days (none: left out)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidInput(f"The number of organizations to show must be between 1 and 1000 (got {limit!r}).")
+    used = table[table.credits_used_30d > 0]
+    used = used.sort_values(["org_name", "org_id"], kind="stable")
+    used = used.sort_values("credits_used_30d", ascending=False, kind="stable")
+    return used.head(limit)[TOP_ORGANIZATION_COLUMNS].reset_index(drop=True)
 
 
 PAST_DUE_COLUMNS = [
@@ -187,8 +203,12 @@ PAST_DUE_COLUMNS = [
 
 def past_due_organizations(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.DataFrame:
     """Organizations whose subscription is past due, largest MRR first (system admins)."""
-    frame = organizations(db, actor_id, statuses=["past_due"], as_of=as_of)
-    return frame[PAST_DUE_COLUMNS].reset_index(drop=True)
+    return past_due_of(organizations(db, actor_id, as_of=as_of))
+
+
+def past_due_of(table: pd.DataFrame) -> pd.DataFrame:
+    """The past-due rows of an `organizations` table, largest MRR first."""
+    return select_organizations(table, statuses=["past_due"])[PAST_DUE_COLUMNS]
 
 
 RUNNING_LOW_COLUMNS = [
@@ -199,9 +219,14 @@ RUNNING_LOW_COLUMNS = [
 
 def running_low(db: Engine, actor_id: str, days: int = 30, *, as_of: datetime | None = None) -> pd.DataFrame:
     """Organizations whose credits last at most `days` days at their 30-day burn rate, shortest first (system admins)."""
+    return running_low_of(organizations(db, actor_id, as_of=as_of), days)
+
+
+def running_low_of(table: pd.DataFrame, days: int = 30) -> pd.DataFrame:
+    """The rows of an `organizations` table whose runway is at most `days` days, shortest first."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         raise InvalidInput(f"The runway threshold is 1 to 3650 days (got {days!r}).")
-    table = organizations(db, actor_id, sort_by="runway_days", as_of=as_of)
+    table = select_organizations(table, sort_by="runway_days")
     low = table.loc[[v is not None and not pd.isna(v) and v <= days for v in table.runway_days]]
     return low[RUNNING_LOW_COLUMNS].reset_index(drop=True)
 

@@ -195,7 +195,8 @@ else:
 
 # ------------------------------------------------------------ top organizations
 st.subheader("Top organizations by credits used (30 days)")
-top = kit.read(db, analytics.top_organizations, actor_id, 10)
+all_orgs = kit.read(db, analytics.organizations, actor_id)  # one read; the tables below select from it
+top = analytics.top_of(all_orgs, 10)
 if top.empty:
     st.caption("No usage in the last 30 days.")
 else:
@@ -212,7 +213,7 @@ else:
 
 # ------------------------------------------------------------ running low
 st.subheader("Running low on credits")
-low = kit.read(db, analytics.running_low, actor_id, 30)
+low = analytics.running_low_of(all_orgs, 30)
 kit.table(
     low,
     {
@@ -250,8 +251,8 @@ with filters[2]:
                      "member_count": "Members", "available_credits": "Available credits",
                      "created_at": "Newest", "runway_days": "Runway (shortest first)"}.get,
     )
-orgs = kit.read(
-    db, analytics.organizations, actor_id, plans=tuple(chosen_plans), statuses=tuple(chosen_statuses), sort_by=sort_by
+orgs = analytics.select_organizations(
+    all_orgs, plans=tuple(chosen_plans), statuses=tuple(chosen_statuses), sort_by=sort_by
 )
 ORG_COLUMNS = {
     "org_name": kit.text_column("Organization"),
@@ -296,7 +297,7 @@ else:
 
 # ------------------------------------------------------------ past due
 st.subheader("Past-due organizations")
-due = kit.read(db, analytics.past_due_organizations, actor_id)
+due = analytics.past_due_of(all_orgs)
 kit.confirmation("past_due")
 if due.empty:
     st.caption("No subscription is past due.")

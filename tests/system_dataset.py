@@ -249,12 +249,10 @@ def _on(months_ago: int, day: int, hour: int = 12) -> datetime:
     return month_start(months_ago).replace(day=day, hour=hour)
 
 
-# ---- STAND-INS: no stored function writes these rows yet -------------------------------------------
-# Plan changes and trials (the plan lifecycle, migration 0007) and credit expiry (periods and lots,
-# migration 0008) land later. Until then these two helpers write the rows those functions will write,
-# per the contracts the analytics read: a subscription history row through ledger_subscription_event
-# (metadata mrr_after etc.), and a 'credit_expiry' history row with negative credits that also leaves
-# the pool's total (so that `billing verify` stays clean). Replace them with the real calls then.
+# ---- STAND-IN: trials of a month ------------------------------------------------------------------
+# The catalogue's trials last 14 days and convert by themselves; this dataset needs trials that last a
+# month (fjord) or end canceled (grove). This helper writes the history row the lifecycle writes for
+# them, through ledger_subscription_event (metadata mrr_after etc.), with no subscription row.
 
 
 def _stand_in_subscription_event(
@@ -265,14 +263,17 @@ def _stand_in_subscription_event(
         db,
         "select ledger_subscription_event("
         "  jsonb_populate_record(null::organization_subscriptions, jsonb_build_object("
-        "    'org_id', cast(:org_id as text),"
-        "    'id', coalesce((select id from organization_subscriptions where org_id = cast(:org_id as text)"
-        "                     and status in ('trialing', 'active', 'past_due')), 'stand-in-' || cast(:org_id as text)),"
-        "    'plan', cast(:plan as text), 'billing_cycle', cast(:cycle as text), 'status', cast(:status as text),"
+        "    'org_id', cast(:org_id as text), 'id', 'stand-in-' || cast(:org_id as text),"
+        "    'plan', cast(:plan as text), 'plan_version', 1, 'billing_cycle', cast(:cycle as text),"
+        "    'status', cast(:status as text),"
         "    'price_amount', (select monthly_price * case when cast(:cycle as text) = 'yearly' then 12 else 1 end"
         "                       from plans where code = cast(:plan as text)))),"
-        "  cast(:event_type as text), cast(:previous_status as text), cast(:description as text),"
-        "  cast(:actor_id as text), cast(:at as timestamptz))",
+        "  case when cast(:previous_status as text) is not null then"
+        "  jsonb_populate_record(null::organization_subscriptions, jsonb_build_object("
+        "    'org_id', cast(:org_id as text), 'id', 'stand-in-' || cast(:org_id as text),"
+        "    'plan', cast(:plan as text), 'plan_version', 1, 'billing_cycle', cast(:cycle as text),"
+        "    'status', cast(:previous_status as text))) end,"
+        "  cast(:event_type as text), cast(:description as text), cast(:actor_id as text), cast(:at as timestamptz))",
         {"org_id": org_id, "plan": plan, "cycle": cycle, "status": status, "previous_status": previous_status,
          "event_type": event_type, "description": f"{event_type} ({plan}, {status})", "actor_id": SYSADMIN,
          "at": at},
@@ -280,16 +281,27 @@ def _stand_in_subscription_event(
 
 
 def _stand_in_expiry(db: Engine, org_id: str, credits_expired: int, at: datetime) -> None:
+    """A lot expired in the past (expiry dates can only be set in the future, and the job expires them then):
+    the rows ledger_expire_lot writes, on the organization's latest lot: its expired credits, the pool's
+    total, and the 'credit_expiry' history row."""
     fetch(
         db,
         "with pool as ("
         "  update credit_pools set total_credits = total_credits - :credits, updated_at = now()"
-        "   where org_id = :org_id returning total_credits)"
-        " insert into org_billing_history (org_id, event_type, credits, description, total_credits_after, created_at)"
-        " select :org_id, 'credit_expiry', -cast(:credits as numeric), :description, total_credits,"
-        " cast(:at as timestamptz) from pool",
+        "   where org_id = :org_id returning total_credits),"
+        " lot as (select max(id) as id from credit_lots where org_id = :org_id),"
+        " expiry as ("
+        "  insert into org_billing_history (org_id, event_type, credits, description, total_credits_after, metadata,"
+        "                                   created_at)"
+        "  select :org_id, 'credit_expiry', -cast(:credits as numeric), :description, pool.total_credits,"
+        "         jsonb_build_object('lot_id', lot.id), cast(:at as timestamptz) from pool, lot returning id)"
+        " update credit_lots set expired_credits = expired_credits + :credits, expires_at = :at, expired_at = :at,"
+        "        expiry_history_id = (select id from expiry)"
+        "  where org_id = :org_id and id = (select id from lot)",
         {"org_id": org_id, "credits": credits_expired, "description": f"{credits_expired} credits expired", "at": at},
     )
+
+
 # ---- end of stand-ins ---------------------------------------------------------------------------------
 
 
@@ -315,12 +327,10 @@ def build_months(db: Engine) -> MonthsDataset:
     subscribe("iris", "starter", "yearly", _on(11, 10))
     status("iris", "canceled", _on(1, 5))
     subscribe("birch", "enterprise", "monthly", _on(10, 5))
-    _stand_in_subscription_event(db, "birch", "starter", "monthly", "active", "active", "subscription_plan_changed",
-                                 _on(5, 10))
+    subscriptions.change_plan(db, ds.sysadmin, "birch", "starter", occurred_at=_on(5, 10))
     status("birch", "canceled", _on(3, 20))
     subscribe("anvil", "platform", "monthly", _on(10, 10))
-    _stand_in_subscription_event(db, "anvil", "hybrid", "monthly", "active", "active", "subscription_plan_changed",
-                                 _on(6, 15))
+    subscriptions.change_plan(db, ds.sysadmin, "anvil", "hybrid", occurred_at=_on(6, 15))
     subscribe("cobalt", "byok", "monthly", _on(9, 1, hour=0))
     status("cobalt", "canceled", _on(7, 10))
     subscribe("cobalt", "platform", "monthly", _on(4, 10))

@@ -163,7 +163,8 @@ as $$
              where c.org_id = o.id
                and c.created_at >= p_as_of - interval '60 days'
                and c.created_at <= p_as_of
-           ) u on true;
+           ) u on true
+     where o.kind = 'organization';  -- individual balances are not organizations
 $$;
 
 
@@ -366,7 +367,8 @@ as $$
              order by (s.status in ('trialing', 'active', 'past_due')) desc, s.created_at desc, s.id
              limit 1
            ) s on true
-      left join plans pl on pl.code = s.plan;
+      left join plans pl on pl.code = s.plan
+     where o.kind = 'organization';
 $$;
 
 
