@@ -44,6 +44,7 @@ PAGES = [
     ("pages/my_credits.py", "My credits", ":material/toll:", "Billing", "credits"),
     ("pages/org_billing.py", "Organization billing", ":material/account_balance:", "Billing", "organization"),
     ("pages/system_overview.py", "System overview", ":material/monitoring:", "Administration", "overview"),
+    ("pages/pricing.py", "Pricing", ":material/sell:", "Administration", "pricing"),
     ("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit"),
     ("pages/account.py", "Account", ":material/person:", "Account", "my-account"),
 ]
@@ -205,6 +206,7 @@ def _pages_for(roles: auth.UserRoles, org_id: str | None) -> dict[str, list]:
         "pages/my_credits.py": True,
         "pages/org_billing.py": org_id is not None and roles.is_admin_of(org_id),
         "pages/system_overview.py": roles.is_system_admin,
+        "pages/pricing.py": roles.is_system_admin,
         "pages/audit_log.py": roles.is_system_admin or (org_id is not None and roles.is_admin_of(org_id)),
         "pages/account.py": True,
     }

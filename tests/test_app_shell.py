@@ -21,7 +21,7 @@ APP = str(PROJECT_ROOT / "app.py")
 PASSWORD = "open sesame 1"
 PASSWORD_HASH = auth.hash_password(PASSWORD)  # one bcrypt round for the whole module
 
-ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/system_overview.py",
+ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/system_overview.py", "pages/pricing.py",
              "pages/audit_log.py", "pages/account.py"]
 NAVIGATION = {
     "mia": ["pages/my_credits.py", "pages/account.py"],  # member of acme
