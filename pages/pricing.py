@@ -324,7 +324,7 @@ with model_tab:
     )
     pick, edit, add = st.columns([3, 1, 1], vertical_alignment="bottom")
     pick.selectbox("Model", prices.model.tolist(), key="mp_pick")
-    edit.button("Edit price", key="mp_edit", on_click=lambda: open_model_dialog(_state("mp_pick")),
+    edit.button("Edit model price", key="mp_edit", on_click=lambda: open_model_dialog(_state("mp_pick")),
                 disabled=prices.empty)
     add.button("Add model", key="mp_add", on_click=open_model_dialog, args=(None,))
 
@@ -348,7 +348,7 @@ with service_tab:
                "any other service type is priced from its model's provider cost.")
     pick, edit, add = st.columns([3, 1, 1], vertical_alignment="bottom")
     pick.selectbox("Service", services.service_type.tolist(), key="sp_pick")
-    edit.button("Edit price", key="sp_edit", on_click=lambda: open_service_dialog(_state("sp_pick")),
+    edit.button("Edit service price", key="sp_edit", on_click=lambda: open_service_dialog(_state("sp_pick")),
                 disabled=services.empty)
     add.button("Add service", key="sp_add", on_click=open_service_dialog, args=(None,))
 
