@@ -64,7 +64,8 @@ def press(at: AppTest, label: str) -> AppTest:
 def fill(at: AppTest, **values) -> AppTest:
     """Set dialog widgets by key (text, selectbox, number, checkbox, radio, date) without running."""
     for key, value in values.items():
-        for kind in ("text_input", "selectbox", "number_input", "checkbox", "radio", "date_input", "time_input"):
+        for kind in ("text_input", "selectbox", "number_input", "checkbox", "radio", "date_input", "time_input",
+                     "toggle"):
             widgets = [w for w in at.get(kind) if w.key == key]
             if widgets:
                 widget = widgets[0]
@@ -335,3 +336,85 @@ def test_bad_input_in_a_dialog_shows_the_error_and_changes_nothing(setup, opens,
     assert dialog_open(at), "a refused save keeps the dialog open with what was typed"
     assert state(db) == before
     assert ledger.verify(db) == []
+
+
+# ------------------------------------------------------------ the calculator
+
+
+@pytest.mark.parametrize(("fields", "usage"), [
+    ({"calc_model": "gpt-4o-mini", "calc_input": "12,345", "calc_output": "6789", "calc_requests": "2"},
+     Usage("llm", "gpt-4o-mini", 12345, 6789, 0, 2)),
+    ({"calc_model": "gpt-4o", "calc_input": "1000", "calc_output": "500", "calc_byok": True},
+     Usage("llm", "gpt-4o", 1000, 500, 0, 1, byok=True)),
+    ({"calc_model": "dall-e-3", "calc_input": "0", "calc_output": "0", "calc_images": "3"},
+     Usage("llm", "dall-e-3", 0, 0, 3)),
+    ({"calc_service": "company_enrichment", "calc_model": "gpt-4o", "calc_requests": "3"},
+     Usage("company_enrichment", "gpt-4o", 1000, 500, 0, 3)),
+])
+def test_calculator_figures_equal_billing_cores(setup, fields, usage):
+    db = setup
+    pricing.set_org_override(db, "root", "acme", markup=D("1.2"), byok_fee_credits=D("0.25"))
+    at = open_page("pricing", "root")
+    fill(at, calc_org="acme", **fields).run()
+    assert not at.exception and not errors(at)
+    expected = pricing.calculator(db, "root", usage, org_id="acme")
+    shown = dataframe(at, "plan_name", "credits", "dollars", "allowed", "note")
+    assert shown.plan_name.tolist() == expected.plan_name.tolist()
+    assert shown.allowed.tolist() == ["allowed" if ok else "not allowed" for ok in expected.allowed]
+    for got, want in zip(shown.credits, expected.credits, strict=True):
+        assert (got != got and want is None) or D(str(got)) == want
+    assert shown.dollars.tolist() == [kit_money(d) for d in expected.dollars]
+    assert shown.note.tolist() == expected.note.tolist()
+    # the explanation of the first plan that allows the call: the engine's figures, in words
+    first = expected[expected.allowed].iloc[0]
+    assert at.selectbox(key="calc_explain").value == first.plan_code
+    words = [plain(m.value) for m in at.markdown]
+    assert f"Rounded half away from zero to 6 decimals, once, at the end: {kit_credits(first.credits)} credits " \
+           f"= {kit_money(first.dollars)}." in words
+
+
+def kit_money(value):
+    import screen_kit
+
+    return screen_kit.fmt_exact_money(value)
+
+
+def kit_credits(value):
+    import screen_kit
+
+    return screen_kit.fmt_credits(value)
+
+
+def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
+    at = open_page("pricing", "root")
+    fill(at, calc_model="gpt-4o", calc_input="1000", calc_output="500").run()
+    assert rows(at, "plan_name", "allowed")[:3] == [("Starter", "allowed"), ("BYOK", "not allowed"),
+                                                     ("Platform", "allowed")]
+    credits = dict(rows(at, "plan_name", "allowed", "credits")[i][::2] for i in range(5))
+    assert credits["Platform"] == 11.25 and credits["BYOK"] is None  # BYOK plan: managed keys not included
+    assert dict(rows(at, "plan_name", "allowed", "dollars")[i][::2] for i in range(5))["Platform"] == "$0.01125"
+    at.selectbox(key="calc_explain").set_value("platform").run()
+    words = [plain(m.value) for m in at.markdown]
+    assert "gpt-4o (openai), rates from 2024-01-01T00:00: 1,000 input tokens × $0.0025 per 1,000 + 500 output " \
+           "tokens × $0.01 per 1,000 = provider cost $0.0075." in words
+    assert "Managed keys: $0.0075 × 1,000 credits per dollar = 7.5 credits, × markup 1.5 (platform) = 11.25 " \
+           "credits." in words
+    assert any("not included" in n for n in dataframe(at, "allowed", "note").note)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("calc_input", "many", "Input tokens is not a number"),
+    ("calc_output", "-5", "Output tokens must be between 0"),
+    ("calc_requests", "0", "Requests must be between 1"),
+    ("calc_images", "1.5", "Images must be a whole number"),
+    ("calc_input", "1e12", "Input tokens must be between 0"),
+])
+def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
+    db = setup
+    at = open_page("pricing", "root")
+    before = state(db)
+    fill(at, **{field: value}).run()
+    assert not at.exception
+    assert any(words.lower() in e.lower() for e in errors(at)), errors(at)
+    assert all("allowed" not in f.value.columns for f in at.dataframe)  # no figures for a refused event
+    assert state(db) == before
