@@ -44,7 +44,7 @@ PAGES = [
     ("pages/my_credits.py", "My credits", ":material/toll:", "Billing", "credits"),
     ("pages/org_billing.py", "Organization billing", ":material/account_balance:", "Billing", "organization"),
     ("pages/system_overview.py", "System overview", ":material/monitoring:", "Administration", "overview"),
-    ("pages/pricing.py", "Pricing", ":material/sell:", "Administration", "pricing"),
+    ("pages/pricing.py", "Pricing", ":material/sell:", "Administration", "prices"),
     ("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit"),
     ("pages/account.py", "Account", ":material/person:", "Account", "my-account"),
 ]

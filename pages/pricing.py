@@ -278,7 +278,7 @@ def explanation_lines(explained: dict[str, Any]) -> list[str]:
         if usage[count] and rates[rate]
     ]
     lines = [
-        f"{explained['model']} ({explained['provider']}), rates from {str(explained['price_effective_from'])[:16]}: "
+        f"{explained['model']} ({explained['provider']}), rates from {str(explained['price_effective_from'])[:16].replace('T', ' ')} UTC: "
         f"{' + '.join(parts) or 'nothing billable'} = provider cost {money(explained['provider_cost_usd'])}."
     ]
     if explained["method"] == "byok_fee":
@@ -359,7 +359,7 @@ with rules_tab:
         kit.metric_card("Markup (managed keys)", f"× {_text(rule.markup)}", "text",
                         help="Provider cost x markup, in credits (1,000 credits per dollar).")
     with fee_col:
-        kit.metric_card("BYOK fee per call", f"{kit.fmt_credits(rule.byok_fee_credits)} credits", "text",
+        kit.metric_card("BYOK fee per call (credits)", kit.fmt_credits(rule.byok_fee_credits), "text",
                         help="Charged per request on the customer's own key, instead of markup (1 credit = $0.001).")
     with ttl_col:
         kit.metric_card("Hold lifetime", f"{int(rule.hold_ttl_seconds):,} s", "text")

@@ -10,6 +10,11 @@ catalogue (Starter and Platform: markup; BYOK: passthrough; Hybrid and Enterpris
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -108,7 +113,7 @@ def test_page_shows_the_seed_figures(setup):
     assert rows(at, "service_type", "credits") == [
         ("company_enrichment", 50), ("contact_lookup", 10), ("intelligence_cache_lookup", 2)]
     assert [(plain(m.label), m.value) for m in at.metric] == [
-        ("Markup (managed keys)", "× 1.5"), ("BYOK fee per call", "1 credits"), ("Hold lifetime", "900 s")]
+        ("Markup (managed keys)", "× 1.5"), ("BYOK fee per call (credits)", "1"), ("Hold lifetime", "900 s")]
     assert rows(at, "markup", "byok_fee_credits", "hold_ttl_seconds", "in_force") == [(1.5, 1, 900, "in force")]
     assert "No organization has its own pricing: all follow the platform rules." in [plain(c.value) for c in at.caption]
 
@@ -216,7 +221,7 @@ def test_platform_rules_dialog_and_an_organization_override(setup):
     fill(at, pr_markup="2", pr_fee="0.5", pr_note="<b>bold</b> & 'quoted'")
     press(at, "Save platform rules")
     assert successes(at) == ["Saved the platform rules."]
-    assert [m.value for m in at.metric] == ["× 2", "0.5 credits", "900 s"]
+    assert [m.value for m in at.metric] == ["× 2", "0.5", "900 s"]
     assert rows(at, "markup", "byok_fee_credits", "in_force", "note")[0] == (2.0, 0.5, "in force", "<b>bold</b> & 'quoted'")
 
     press(at, "Set an organization's override")
@@ -395,7 +400,7 @@ def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
     assert dict(rows(at, "plan_name", "allowed", "dollars")[i][::2] for i in range(5))["Platform"] == "$0.01125"
     at.selectbox(key="calc_explain").set_value("platform").run()
     words = [plain(m.value) for m in at.markdown]
-    assert "gpt-4o (openai), rates from 2024-01-01T00:00: 1,000 input tokens × $0.0025 per 1,000 + 500 output " \
+    assert "gpt-4o (openai), rates from 2024-01-01 00:00 UTC: 1,000 input tokens × $0.0025 per 1,000 + 500 output " \
            "tokens × $0.01 per 1,000 = provider cost $0.0075." in words
     assert "Managed keys: $0.0075 × 1,000 credits per dollar = 7.5 credits, × markup 1.5 (platform) = 11.25 " \
            "credits." in words
@@ -418,3 +423,97 @@ def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
     assert any(words.lower() in e.lower() for e in errors(at)), errors(at)
     assert all("allowed" not in f.value.columns for f in at.dataframe)  # no figures for a refused event
     assert state(db) == before
+
+
+# ------------------------------------------------------------ in a real browser
+
+
+@pytest.mark.slow
+def test_pricing_page_in_a_browser(setup, db_url):
+    """Log in as root in Chromium, open Pricing, save a platform rule through its dialog, price an event.
+
+    Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
+    """
+    from tests import test_browser as web  # skips this test when Playwright or Chromium is missing
+
+    if not web.CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium")
+    fetch(setup, "update users set password_hash = :h where id = 'root'", {"h": auth.hash_password("root pass 1")})
+    port = web.free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
+    web.ARTIFACTS.mkdir(exist_ok=True)
+    with (web.ARTIFACTS / "pricing-streamlit.log").open("w") as log:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
+             "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert app.poll() is None and time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.2)
+        with web.playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(web.CHROMIUM), args=web.CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(base)
+            try:
+                _browse(web, page, setup)
+            except Exception:
+                web.shot(page, "pricing-failed")
+                raise
+            browser.close()
+        assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            app.kill()
+
+
+def _browse(web, page, db) -> None:
+    page.get_by_role("button", name="Log in").wait_for()
+    web.settle(page)
+    page.get_by_role("textbox", name="Email").fill("root@example.com")
+    page.get_by_role("textbox", name="Password").fill("root pass 1")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for()
+    web.settle(page)
+    assert "Pricing" in [n.strip().split("\n")[-1] for n in
+                         page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Pricing").click()
+    page.get_by_role("heading", name="Pricing").wait_for()
+    web.settle(page)
+    assert page.url.endswith("/prices")  # its URL path, not the file's name (which would skip the login)
+    web.shot(page, "pricing-model-prices")
+
+    page.get_by_role("tab", name="Platform rules").click()
+    page.get_by_role("button", name="Edit platform rules").click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    web.settle(page)
+    markup = dialog.get_by_role("textbox", name="Markup on provider cost (managed keys)")
+    markup.fill("abc")
+    dialog.get_by_role("button", name="Save platform rules").click()
+    dialog.get_by_text("Markup is not a number").wait_for()
+    web.settle(page)
+    web.shot(page, "pricing-dialog-refused")
+    markup.fill("1.75")
+    dialog.get_by_role("button", name="Save platform rules").click()
+    page.get_by_text("Saved the platform rules.").wait_for()
+    web.settle(page)
+    assert page.get_by_role("dialog").count() == 0
+    web.shot(page, "pricing-platform-rules")
+
+    page.get_by_role("tab", name="Cost calculator").click()
+    web.settle(page)
+    web.shot(page, "pricing-calculator")
