@@ -11,7 +11,7 @@ import html
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -202,7 +202,7 @@ def effective_moment(key: str) -> datetime | None:
     state = st.session_state
     if state.get(f"{key}_when") != "at":
         return None
-    return datetime.combine(state[f"{key}_date"], state[f"{key}_time"], tzinfo=timezone.utc)
+    return datetime.combine(state[f"{key}_date"], state[f"{key}_time"], tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- errors and text

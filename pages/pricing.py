@@ -8,7 +8,7 @@ that validates its input and leaves an audit row. Reads are cached briefly and c
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import streamlit as st
@@ -39,7 +39,7 @@ rule = rules[rules.in_force].iloc[0]  # the seed rule is in force from 2024 on: 
 
 def _tomorrow() -> dict[str, Any]:
     """A chosen effective time starts at tomorrow 00:00 UTC (the form still defaults to now)."""
-    return {"day": (datetime.now(timezone.utc) + timedelta(days=1)).date(), "moment": time(0, 0)}
+    return {"day": (datetime.now(UTC) + timedelta(days=1)).date(), "moment": time(0, 0)}
 
 
 def _text(value: Any) -> str:
@@ -61,6 +61,16 @@ def _available(flag: bool) -> str:
 
 
 # ------------------------------------------------------------ model prices
+
+
+def chooser(key: str, label: str, options: dict[str, str], edit: tuple[str, Any], add: tuple[str, Any]) -> None:
+    """A picker of `options` (value -> label) with an edit button for the picked one and an add button."""
+    pick, edit_col, add_col = st.columns([3, 1, 1], vertical_alignment="bottom")
+    pick.selectbox(label, list(options), key=f"{key}_pick", format_func=lambda value: options.get(value, value))
+    edit_col.button(edit[0], key=f"{key}_edit", on_click=lambda: edit[1](_state(f"{key}_pick")), disabled=not options)
+    add_col.button(add[0], key=f"{key}_add", on_click=add[1], args=(None,))
+
+
 RATE_COLUMNS = ("usd_per_1k_input", "usd_per_1k_output", "usd_per_image", "usd_per_request")
 
 
@@ -262,8 +272,8 @@ def explanation_lines(explained: dict[str, Any]) -> list[str]:
     n, money, usage = kit.fmt_credits, kit.fmt_exact_money, explained["usage"]
     if explained["method"] == "fixed_price":
         return [
-            f"{explained['service_type']} is a fixed-price service: {n(explained['credits_per_call'])} credits per "
-            f"call × {n(usage['requests'])} requests = {n(explained['unrounded_credits'])} credits.",
+            (f"{explained['service_type']} is a fixed-price service: {n(explained['credits_per_call'])} credits per "
+             f"call × {n(usage['requests'])} requests = {n(explained['unrounded_credits'])} credits."),
             f"Rounded {explained['rounding']}: {n(explained['credits'])} credits = {money(explained['dollars'])}.",
         ]
     rates = explained["rates_usd"]
@@ -277,9 +287,10 @@ def explanation_lines(explained: dict[str, Any]) -> list[str]:
         )
         if usage[count] and rates[rate]
     ]
+    since = str(explained["price_effective_from"])[:16].replace("T", " ")
     lines = [
-        f"{explained['model']} ({explained['provider']}), rates from {str(explained['price_effective_from'])[:16].replace('T', ' ')} UTC: "
-        f"{' + '.join(parts) or 'nothing billable'} = provider cost {money(explained['provider_cost_usd'])}."
+        (f"{explained['model']} ({explained['provider']}), rates from {since} UTC: "
+         f"{' + '.join(parts) or 'nothing billable'} = provider cost {money(explained['provider_cost_usd'])}.")
     ]
     if explained["method"] == "byok_fee":
         lines.append(
@@ -322,11 +333,8 @@ with model_tab:
         key="model_prices_table",
         empty="No model has a price yet.",
     )
-    pick, edit, add = st.columns([3, 1, 1], vertical_alignment="bottom")
-    pick.selectbox("Model", prices.model.tolist(), key="mp_pick")
-    edit.button("Edit model price", key="mp_edit", on_click=lambda: open_model_dialog(_state("mp_pick")),
-                disabled=prices.empty)
-    add.button("Add model", key="mp_add", on_click=open_model_dialog, args=(None,))
+    chooser("mp", "Model", dict(zip(prices.model, prices.model, strict=True)),
+            ("Edit model price", open_model_dialog), ("Add model", open_model_dialog))
 
 with service_tab:
     kit.show_flash("service_price")
@@ -346,11 +354,8 @@ with service_tab:
     )
     st.caption("A fixed-price service costs its credits per call whatever model or key runs behind it; "
                "any other service type is priced from its model's provider cost.")
-    pick, edit, add = st.columns([3, 1, 1], vertical_alignment="bottom")
-    pick.selectbox("Service", services.service_type.tolist(), key="sp_pick")
-    edit.button("Edit service price", key="sp_edit", on_click=lambda: open_service_dialog(_state("sp_pick")),
-                disabled=services.empty)
-    add.button("Add service", key="sp_add", on_click=open_service_dialog, args=(None,))
+    chooser("sp", "Service", dict(zip(services.service_type, services.service_type, strict=True)),
+            ("Edit service price", open_service_dialog), ("Add service", open_service_dialog))
 
 with rules_tab:
     kit.show_flash("platform_rules")
@@ -451,13 +456,8 @@ with package_tab:
         key="packages_table",
         empty="No credit package yet.",
     )
-    pick, edit, add = st.columns([3, 1, 1], vertical_alignment="bottom")
-    package_names = dict(zip(packages.code, packages.name, strict=True))
-    pick.selectbox("Package", list(package_names), key="pk_pick",
-                   format_func=lambda code: f"{package_names.get(code, code)} ({code})")
-    edit.button("Edit package", key="pk_edit", on_click=lambda: open_package_dialog(_state("pk_pick")),
-                disabled=packages.empty)
-    add.button("New package", key="pk_add", on_click=open_package_dialog, args=(None,))
+    chooser("pk", "Package", dict(zip(packages.code, packages.name + " (" + packages.code + ")", strict=True)),
+            ("Edit package", open_package_dialog), ("New package", open_package_dialog))
 
 with calculator_tab:
     fixed = services[services.is_available].service_type.tolist()

@@ -10,17 +10,14 @@ catalogue (Starter and Platform: markup; BYOK: passthrough; Hybrid and Enterpris
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import screen_kit as kit
 from billing_core import auth, ledger, organizations, pricing
 from billing_core.database import PROJECT_ROOT, fetch
 from billing_core.pricing import Usage
@@ -28,7 +25,8 @@ from tests.ledger_state import billing_verify, snapshot
 from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain
 
 D = Decimal
-PASSWORD_HASH = auth.hash_password("pricing page 1")  # users with a password may hold a session
+PASSWORD = "pricing page 1"
+PASSWORD_HASH = auth.hash_password(PASSWORD)  # users with a password may hold a session
 PRICING_TABLES = ("model_prices", "service_prices", "platform_pricing_rules", "org_pricing_overrides",
                   "credit_packages")
 
@@ -90,11 +88,11 @@ def successes(at: AppTest) -> list[str]:
 
 def rows(at: AppTest, *columns: str) -> list[tuple]:
     frame = dataframe(at, *columns)[list(columns)]
-    return [tuple(None if v != v else v for v in r) for r in frame.itertuples(index=False)]  # NaN: empty cell
+    return [tuple(None if pd.isna(v) else v for v in r) for r in frame.itertuples(index=False)]  # NaN: empty
 
 
 def yesterday() -> datetime:
-    return datetime.now(timezone.utc) - timedelta(days=1)
+    return datetime.now(UTC) - timedelta(days=1)
 
 
 # ------------------------------------------------------------ figures and access
@@ -104,8 +102,8 @@ def test_page_shows_the_seed_figures(setup):
     at = open_page("pricing", "root")
     assert not at.exception and not errors(at)
 
-    models = dict((m, (i, o, img)) for m, i, o, img in rows(
-        at, "model", "usd_per_1k_input", "usd_per_1k_output", "usd_per_image"))
+    models = {m: (i, o, img) for m, i, o, img in rows(
+        at, "model", "usd_per_1k_input", "usd_per_1k_output", "usd_per_image")}
     assert len(models) == 11
     assert models["gpt-4o"] == ("$0.0025", "$0.01", "$0.00")
     assert models["gpt-4o-mini"] == ("$0.00015", "$0.0006", "$0.00")
@@ -184,7 +182,7 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     press(at, "Edit model price")
     assert at.text_input(key="mp_usd_per_1k_input").value == "0.0025"
     assert at.text_input(key="mp_usd_per_1k_output").value == "0.01"
-    start = (datetime.now(timezone.utc) + timedelta(days=2)).date()
+    start = (datetime.now(UTC) + timedelta(days=2)).date()
     fill(at, mp_usd_per_1k_input="0.003", mp_when="at", mp_date=start)
     press(at, "Save price")
     assert successes(at) == ["Saved the price of gpt-4o."] and not dialog_open(at)
@@ -259,7 +257,7 @@ def test_package_dialog_creates_and_edits(setup):
     fill(at, pk_price="45", pk_active=False)
     press(at, "Save package")
     assert successes(at) == ["Saved package growth_50k."]
-    assert dict((c, (p, a)) for c, p, a in rows(at, "code", "price", "is_active"))["growth_50k"] == (45, "withdrawn")
+    assert {c: (p, a) for c, p, a in rows(at, "code", "price", "is_active")}["growth_50k"] == (45, "withdrawn")
     package = pricing.credit_packages(db).set_index("code").loc["growth_50k"]
     assert (package.price, package.is_active) == (D("45"), False)
 
@@ -367,27 +365,15 @@ def test_calculator_figures_equal_billing_cores(setup, fields, usage):
     assert shown.plan_name.tolist() == expected.plan_name.tolist()
     assert shown.allowed.tolist() == ["allowed" if ok else "not allowed" for ok in expected.allowed]
     for got, want in zip(shown.credits, expected.credits, strict=True):
-        assert (got != got and want is None) or D(str(got)) == want
-    assert shown.dollars.tolist() == [kit_money(d) for d in expected.dollars]
+        assert (pd.isna(got) and want is None) or D(str(got)) == want
+    assert shown.dollars.tolist() == [kit.fmt_exact_money(d) for d in expected.dollars]
     assert shown.note.tolist() == expected.note.tolist()
     # the explanation of the first plan that allows the call: the engine's figures, in words
     first = expected[expected.allowed].iloc[0]
     assert at.selectbox(key="calc_explain").value == first.plan_code
     words = [plain(m.value) for m in at.markdown]
-    assert f"Rounded half away from zero to 6 decimals, once, at the end: {kit_credits(first.credits)} credits " \
-           f"= {kit_money(first.dollars)}." in words
-
-
-def kit_money(value):
-    import screen_kit
-
-    return screen_kit.fmt_exact_money(value)
-
-
-def kit_credits(value):
-    import screen_kit
-
-    return screen_kit.fmt_credits(value)
+    assert f"Rounded half away from zero to 6 decimals, once, at the end: {kit.fmt_credits(first.credits)} credits " \
+           f"= {kit.fmt_exact_money(first.dollars)}." in words
 
 
 def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
@@ -438,28 +424,7 @@ def test_pricing_page_in_a_browser(setup, db_url):
 
     if not web.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
-    fetch(setup, "update users set password_hash = :h where id = 'root'", {"h": auth.hash_password("root pass 1")})
-    port = web.free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
-    web.ARTIFACTS.mkdir(exist_ok=True)
-    with (web.ARTIFACTS / "pricing-streamlit.log").open("w") as log:
-        app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-             "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert app.poll() is None and time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.2)
+    with web.running_app(db_url, "pricing-streamlit.log") as base:
         with web.playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(web.CHROMIUM), args=web.CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
@@ -472,19 +437,13 @@ def test_pricing_page_in_a_browser(setup, db_url):
                 raise
             browser.close()
         assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
-    finally:
-        app.terminate()
-        try:
-            app.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            app.kill()
 
 
 def _browse(web, page, db) -> None:
     page.get_by_role("button", name="Log in").wait_for()
     web.settle(page)
     page.get_by_role("textbox", name="Email").fill("root@example.com")
-    page.get_by_role("textbox", name="Password").fill("root pass 1")
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text("Logged in as").wait_for()
     web.settle(page)
