@@ -45,6 +45,7 @@ PAGES = [
     ("pages/org_billing.py", "Organization billing", ":material/account_balance:", "Billing", "organization"),
     ("pages/billing_settings.py", "Billing periods", ":material/event_repeat:", "Billing", "periods"),
     ("pages/system_overview.py", "System overview", ":material/monitoring:", "Administration", "overview"),
+    ("pages/pricing.py", "Pricing", ":material/sell:", "Administration", "prices"),
     ("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit"),
     ("pages/account.py", "Account", ":material/person:", "Account", "my-account"),
 ]
@@ -207,6 +208,7 @@ def _pages_for(roles: auth.UserRoles, org_id: str | None) -> dict[str, list]:
         "pages/org_billing.py": org_id is not None and roles.is_admin_of(org_id),
         "pages/billing_settings.py": org_id is not None and roles.is_admin_of(org_id),
         "pages/system_overview.py": roles.is_system_admin,
+        "pages/pricing.py": roles.is_system_admin,
         "pages/audit_log.py": roles.is_system_admin or (org_id is not None and roles.is_admin_of(org_id)),
         "pages/account.py": True,
     }

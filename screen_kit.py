@@ -11,6 +11,7 @@ import html
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -183,6 +184,67 @@ def refusing(handler: Callable[[], None]) -> Callable[[], None]:
             pass
 
     return run
+# ---------------------------------------------------------------- dialogs
+
+_DIALOG = "_screen_kit_dialog"
+
+
+def open_dialog(key: str, context: Mapping[str, Any] | None = None, values: Mapping[str, Any] | None = None) -> None:
+    """Open the dialog `key` (a button's on_click): `context` goes to its body, `values` preset its widgets by key."""
+    st.session_state[_DIALOG] = (key, dict(context or {}))
+    for name, value in (values or {}).items():
+        st.session_state[name] = value
+
+
+def close_dialog() -> None:
+    """Close whichever dialog is open."""
+    st.session_state.pop(_DIALOG, None)
+
+
+def dialog(key: str, title: str, body: Callable[[dict[str, Any]], None], *, width: str = "medium") -> None:
+    """While `key` is the open dialog: a modal titled `title` with `body(context)` in it, on every run until
+    it is saved or dismissed (one dialog at a time)."""
+    opened = st.session_state.get(_DIALOG)
+    if not opened or opened[0] != key:
+        return
+
+    def content() -> None:
+        body(opened[1])
+
+    st.dialog(title, width=width, on_dismiss=close_dialog)(content)()
+
+
+def save_from_dialog(key: str, function: Callable[..., Any], *args: Any, success: str | Callable[[Any], str],
+                     **kwargs: Any) -> None:
+    """Run a billing_core write from the open dialog `key`. Saved: the dialog closes, the page reruns with fresh
+    reads and `show_flash(key)` says `success`. Refused: the database's message shows in the dialog, which stays open
+    (the refused call changed nothing)."""
+    if write(key, function, *args, success=success, **kwargs):
+        close_dialog()
+        st.rerun()
+    show_flash(key)
+
+
+def effective_input(key: str, label: str = "Takes effect") -> None:
+    """Inputs for when a change takes effect: now, or at a chosen date and time (UTC); read with `effective_moment`."""
+    st.radio(label, ["now", "at"], key=f"{key}_when", horizontal=True,
+             format_func=lambda when: "Now" if when == "now" else "At the date and time below (UTC)")
+    day, moment = st.columns(2)
+    day.date_input("Date (UTC)", key=f"{key}_date", format="YYYY-MM-DD")
+    moment.time_input("Time (UTC)", key=f"{key}_time", step=60)
+
+
+def preset_effective(key: str, day: date, moment: time) -> dict[str, Any]:
+    """Widget values for `effective_input(key)`: now, with `day` and `moment` ready for a chosen time."""
+    return {f"{key}_when": "now", f"{key}_date": day, f"{key}_time": moment}
+
+
+def effective_moment(key: str) -> datetime | None:
+    """What `effective_input(key)` says: None for now, else the chosen date and time in UTC."""
+    state = st.session_state
+    if state.get(f"{key}_when") != "at":
+        return None
+    return datetime.combine(state[f"{key}_date"], state[f"{key}_time"], tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- errors and text
@@ -265,6 +327,22 @@ def fmt_money(value: Any, currency: str | None = "USD") -> str:
         return "—"
     amount = f"{_decimal(value):,.2f}"
     return f"${amount}" if (currency or "USD") == "USD" else f"{amount} {currency}"
+
+
+def fmt_exact_money(value: Any) -> str:
+    """Dollars exactly, for rates and small prices: $0.000075, $0.01125, $1,000.00 (at least cents)."""
+    if value is None:
+        return "—"
+    number = _decimal(value)
+    exponent = number.normalize().as_tuple().exponent
+    places = max(2, -exponent if isinstance(exponent, int) else 0)
+    amount = f"{abs(number):,.{places}f}"
+    return f"-${amount}" if number < 0 else f"${amount}"
+
+
+def plain_number(value: Any) -> str:
+    """A figure as a person would type it back into a field: 0.0025, 1500 (no separators, no trailing zeros)."""
+    return "" if value is None else f"{_decimal(value).normalize():f}"
 
 
 def fmt_percent(value: Any) -> str:

@@ -185,14 +185,17 @@ def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.Da
     )
 
 
-PACKAGE_COLUMNS = ("code", "name", "credits", "bonus_credits", "total_credits", "price", "is_active", "sort_order")
+PACKAGE_COLUMNS = (
+    "code", "name", "credits", "bonus_credits", "total_credits", "price", "usd_per_1000_credits", "is_active", "sort_order",
+)
 
 
 def credit_packages(db: Engine, *, active_only: bool = False) -> pd.DataFrame:
-    """The credit packages (a public catalogue, like the plans), in display order."""
+    """The credit packages (a public catalogue, like the plans), in display order; what 1,000 credits cost in each."""
     rows = fetch(
         db,
-        "select code, name, credits, bonus_credits, credits + bonus_credits, price, is_active, sort_order"
+        "select code, name, credits, bonus_credits, credits + bonus_credits, price,"
+        " round(price * 1000 / (credits + bonus_credits), 4), is_active, sort_order"
         " from credit_packages where is_active or not :active_only order by sort_order, code",
         {"active_only": active_only},
     )

@@ -8,6 +8,7 @@ Screenshots land in test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -59,13 +60,13 @@ def app_db(pg_server, template_database) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def app_url(app_db: str) -> Iterator[str]:
-    """The app, started with `streamlit run app.py` on a free loopback port against app_db."""
+@contextlib.contextmanager
+def running_app(database_url: str, log_name: str = "browser-streamlit.log") -> Iterator[str]:
+    """The app, started with `streamlit run app.py` on a free loopback port against `database_url`; its base URL."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": app_db, "BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
+    env = {**os.environ, "DATABASE_URL": database_url, "BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
     env.pop("BILLING_COOKIE_KEY", None)  # the app generates its key and keeps it in the database
-    log = (ARTIFACTS / "browser-streamlit.log")
+    log = (ARTIFACTS / log_name)
     ARTIFACTS.mkdir(exist_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -93,6 +94,13 @@ def app_url(app_db: str) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def app_url(app_db: str) -> Iterator[str]:
+    """The app, started with `streamlit run app.py` on a free loopback port against app_db."""
+    with running_app(app_db) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

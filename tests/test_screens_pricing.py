@@ -1,0 +1,478 @@
+"""The Pricing screen (system admins) under AppTest: figures from a known setup, who may open it, each dialog's
+save and refusals, text shown as text, and the calculator against billing_core.pricing.calculator.
+
+Known setup: the seed prices of migration 0009 (gpt-4o $0.0025 / $0.01 per 1,000 input / output tokens,
+gpt-4o-mini $0.00015 / $0.0006, dall-e-3 $0.04 per image; company_enrichment 50, contact_lookup 10,
+intelligence_cache_lookup 2 credits; markup 1.5, BYOK fee 1 credit, holds 900 s; packages Starter 10K for $10,
+Growth 50K + 2,500 for $50, Scale 200K + 20,000 for $200, Enterprise 1M + 150,000 for $1,000) and the plan
+catalogue (Starter and Platform: markup; BYOK: passthrough; Hybrid and Enterprise: mixed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import screen_kit as kit
+from billing_core import auth, ledger, organizations, pricing
+from billing_core.database import PROJECT_ROOT, fetch
+from billing_core.pricing import Usage
+from tests.ledger_state import billing_verify, snapshot
+from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain
+
+D = Decimal
+PASSWORD = "pricing page 1"
+PASSWORD_HASH = auth.hash_password(PASSWORD)  # users with a password may hold a session
+PRICING_TABLES = ("model_prices", "service_prices", "platform_pricing_rules", "org_pricing_overrides",
+                  "credit_packages")
+
+
+@pytest.fixture
+def setup(db, db_url, monkeypatch):
+    """root (system admin); acme with ada (admin) and mia (member)."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True,
+                              password_hash=PASSWORD_HASH)
+    organizations.create_organization(db, None, "acme", "Acme <b>Inc</b>")
+    for user_id, role in (("ada", "admin"), ("mia", "member")):
+        organizations.create_user(db, None, user_id, f"{user_id}@example.com", user_id.title(),
+                                  password_hash=PASSWORD_HASH)
+        organizations.add_member(db, None, "acme", user_id, role)
+    return db
+
+
+def state(db) -> dict:
+    """Every ledger row and every pricing row, as text: a refusal must leave all of it as it was."""
+    rows = snapshot(db)
+    for table in PRICING_TABLES:  # constant names
+        rows[table] = [row[0] for row in fetch(db, f"select t::text from {table} t order by 1")]
+    return rows
+
+
+def dialog_open(at: AppTest) -> bool:
+    return bool(at.session_state["_screen_kit_dialog"]) if "_screen_kit_dialog" in at.session_state else False
+
+
+def press(at: AppTest, label: str) -> AppTest:
+    """Press the one button (or form submit button) with this label, and run."""
+    found = [b for b in at.button if b.label == label]
+    assert len(found) == 1, [b.label for b in at.button]
+    return found[0].click().run()
+
+
+def fill(at: AppTest, **values) -> AppTest:
+    """Set dialog widgets by key (text, selectbox, number, checkbox, radio, date) without running."""
+    for key, value in values.items():
+        for kind in ("text_input", "selectbox", "number_input", "checkbox", "radio", "date_input", "time_input",
+                     "toggle"):
+            widgets = [w for w in at.get(kind) if w.key == key]
+            if widgets:
+                widget = widgets[0]
+                if kind == "text_input":
+                    widget.input(value)
+                else:
+                    widget.set_value(value)
+                break
+        else:
+            raise AssertionError(f"no widget {key!r}")
+    return at
+
+
+def successes(at: AppTest) -> list[str]:
+    return [plain(s.value) for s in at.success]
+
+
+def rows(at: AppTest, *columns: str) -> list[tuple]:
+    frame = dataframe(at, *columns)[list(columns)]
+    return [tuple(None if pd.isna(v) else v for v in r) for r in frame.itertuples(index=False)]  # NaN: empty
+
+
+def yesterday() -> datetime:
+    return datetime.now(UTC) - timedelta(days=1)
+
+
+# ------------------------------------------------------------ figures and access
+
+
+def test_page_shows_the_seed_figures(setup):
+    at = open_page("pricing", "root")
+    assert not at.exception and not errors(at)
+
+    models = {m: (i, o, img) for m, i, o, img in rows(
+        at, "model", "usd_per_1k_input", "usd_per_1k_output", "usd_per_image")}
+    assert len(models) == 11
+    assert models["gpt-4o"] == ("$0.0025", "$0.01", "$0.00")
+    assert models["gpt-4o-mini"] == ("$0.00015", "$0.0006", "$0.00")
+    assert models["dall-e-3"] == ("$0.00", "$0.00", "$0.04")
+    assert rows(at, "service_type", "credits") == [
+        ("company_enrichment", 50), ("contact_lookup", 10), ("intelligence_cache_lookup", 2)]
+    assert [(plain(m.label), m.value) for m in at.metric] == [
+        ("Markup (managed keys)", "× 1.5"), ("BYOK fee per call (credits)", "1"), ("Hold lifetime", "900 s")]
+    assert rows(at, "markup", "byok_fee_credits", "hold_ttl_seconds", "in_force") == [(1.5, 1, 900, "in force")]
+    assert "No organization has its own pricing: all follow the platform rules." in [plain(c.value) for c in at.caption]
+
+    # $ per 1,000 credits = price x 1,000 / (credits + bonus), to 4 decimals
+    assert rows(at, "code", "total_credits", "price", "usd_per_1000_credits", "is_active") == [
+        ("starter_10k", 10000, 10, 1.0, "on sale"),
+        ("growth_50k", 52500, 50, 0.9524, "on sale"),      # 50,000 / 52,500 = 0.95238...
+        ("scale_200k", 220000, 200, 0.9091, "on sale"),    # 200,000 / 220,000 = 0.90909...
+        ("enterprise_1m", 1150000, 1000, 0.8696, "on sale"),  # 1,000,000 / 1,150,000 = 0.869565...
+    ]
+
+    # BYOK rules: which plan allows which calls, and what a BYOK call costs (1 credit = $0.001)
+    assert rows(at, "plan_name", "pricing_mode", "managed", "byok", "byok_credits", "byok_dollars") == [
+        ("Starter", "markup", "allowed", "refused", None, "—"),
+        ("BYOK", "passthrough", "refused", "allowed", 1.0, "$0.001"),
+        ("Platform", "markup", "allowed", "refused", None, "—"),
+        ("Hybrid", "mixed", "allowed", "allowed", 1.0, "$0.001"),
+        ("Enterprise", "mixed", "allowed", "allowed", 1.0, "$0.001"),
+    ]
+    assert no_html_allowed(at)
+
+
+@pytest.mark.parametrize("who", ["ada", "mia"])
+def test_org_admins_and_members_are_refused(setup, who):
+    at = open_page("pricing", who, "acme")
+    assert not at.exception
+    assert errors(at) == [f"User '{who}' is not a system admin."]
+    assert not (at.dataframe or at.metric or at.button or at.text_input)
+
+
+def test_the_app_lists_the_page_for_system_admins_only(setup):
+    for user_id, listed in (("root", True), ("ada", False), ("mia", False)):
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = f"{user_id}@example.com"
+        at.session_state["name"] = user_id.title()
+        at.session_state["billing_session_id"] = auth.start_session(setup, user_id)
+        at.run()
+        assert not at.exception
+        paths = [info.get("script_path", "") for info in at._registered_pages.values()]
+        assert any(p.endswith("pages/pricing.py") for p in paths) == listed
+        if not listed:
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page("pages/pricing.py")  # not by its URL either
+
+
+# ------------------------------------------------------------ dialogs: saves
+
+
+def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
+    db = setup
+    at = open_page("pricing", "root")
+    press(at, "Add model")
+    assert dialog_open(at) and not at.exception
+    fill(at, mp_provider="mistral", mp_model="mistral-large", mp_usd_per_1k_input="0.002",
+         mp_usd_per_1k_output="0.006", mp_note="<img src=x onerror=alert(1)>")
+    press(at, "Save price")
+    assert not at.exception and not errors(at)
+    assert not dialog_open(at)
+    assert successes(at) == ["Saved the price of mistral-large."]
+    assert ("mistral", "mistral-large", "$0.002", "$0.006", "<img src=x onerror=alert(1)>") in rows(
+        at, "provider", "model", "usd_per_1k_input", "usd_per_1k_output", "note")
+    saved = pricing.model_prices(db, "root").set_index("model").loc["mistral-large"]
+    assert (saved.usd_per_1k_input, saved.usd_per_1k_output, saved.created_by) == (D("0.002"), D("0.006"), "root")
+
+    # edit gpt-4o from tomorrow on: the fields come preset with today's figures
+    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    press(at, "Edit model price")
+    assert at.text_input(key="mp_usd_per_1k_input").value == "0.0025"
+    assert at.text_input(key="mp_usd_per_1k_output").value == "0.01"
+    start = (datetime.now(UTC) + timedelta(days=2)).date()
+    fill(at, mp_usd_per_1k_input="0.003", mp_when="at", mp_date=start)
+    press(at, "Save price")
+    assert successes(at) == ["Saved the price of gpt-4o."] and not dialog_open(at)
+    assert dict(rows(at, "model", "usd_per_1k_input"))["gpt-4o"] == "$0.0025"  # in force until then
+    at.toggle(key="mp_history").set_value(True).run()
+    history = [r for r in rows(at, "model", "usd_per_1k_input", "usd_per_1k_output", "effective_from")
+               if r[0] == "gpt-4o"]
+    assert [r[1:3] for r in history] == [("$0.0025", "$0.01"), ("$0.003", "$0.01")]
+    assert history[1][3].date() == start and (history[1][3].hour, history[1][3].minute) == (0, 0)
+    assert [r[0] for r in fetch(db, "select action from audit_log order by id")][-2:] == [
+        "pricing.model_price_set", "pricing.model_price_set"]
+    assert billing_verify(db_url).returncode == 0
+
+
+def test_service_dialog_changes_credits_per_call(setup):
+    db = setup
+    at = open_page("pricing", "root")
+    at.selectbox(key="sp_pick").set_value("contact_lookup").run()
+    press(at, "Edit service price")
+    assert at.text_input(key="sp_credits").value == "10"
+    fill(at, sp_credits="12.5")
+    press(at, "Save service price")
+    assert successes(at) == ["Saved the price of contact_lookup."]
+    assert dict(rows(at, "service_type", "credits"))["contact_lookup"] == 12.5
+    assert pricing.price_usage(db, None, Usage("contact_lookup", "apollo")).credits == D("12.5")
+
+
+def test_platform_rules_dialog_and_an_organization_override(setup):
+    db = setup
+    at = open_page("pricing", "root")
+    press(at, "Edit platform rules")
+    assert (at.text_input(key="pr_markup").value, at.text_input(key="pr_fee").value,
+            at.number_input(key="pr_ttl").value) == ("1.5", "1", 900)
+    fill(at, pr_markup="2", pr_fee="0.5", pr_note="<b>bold</b> & 'quoted'")
+    press(at, "Save platform rules")
+    assert successes(at) == ["Saved the platform rules."]
+    assert [m.value for m in at.metric] == ["× 2", "0.5", "900 s"]
+    assert rows(at, "markup", "byok_fee_credits", "in_force", "note")[0] == (2.0, 0.5, "in force", "<b>bold</b> & 'quoted'")
+
+    press(at, "Set an organization's override")
+    fill(at, ov_org="acme", ov_markup="1.2")
+    press(at, "Save override")
+    assert successes(at) == ["Saved the pricing override of Acme <b>Inc</b> (acme)."]
+    assert "\\<b\\>" in at.success[0].value  # the name is escaped, shown as typed
+    assert rows(at, "org_name", "markup", "byok_fee_credits") == [("Acme <b>Inc</b>", 1.2, None)]
+
+    # the calculator with acme: gpt-4o, 1,000 in + 500 out = $0.0075 -> 7.5 credits x 1.2 = 9 (platform: x 2 = 15)
+    fill(at, calc_model="gpt-4o").run()
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 15
+    fill(at, calc_org="acme").run()
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 9
+    assert ledger.verify(db) == []
+
+
+def test_package_dialog_creates_and_edits(setup):
+    db = setup
+    at = open_page("pricing", "root")
+    press(at, "New package")
+    fill(at, pk_code="pro_5k", pk_name="<script>alert(1)</script>", pk_credits="5,000", pk_bonus="500",
+         pk_price="5", pk_sort=15)
+    press(at, "Save package")
+    assert successes(at) == ["Created package pro_5k."]
+    shown = rows(at, "code", "name", "total_credits", "price", "usd_per_1000_credits", "is_active")
+    # 5 x 1,000 / 5,500 = 0.90909... -> 0.9091; sorted between 10 and 20
+    assert shown[1] == ("pro_5k", "<script>alert(1)</script>", 5500, 5, 0.9091, "on sale")
+    assert no_html_allowed(at)
+
+    at.selectbox(key="pk_pick").set_value("growth_50k").run()
+    press(at, "Edit package")
+    assert (at.text_input(key="pk_credits").value, at.text_input(key="pk_bonus").value,
+            at.text_input(key="pk_price").value) == ("50000", "2500", "50")
+    fill(at, pk_price="45", pk_active=False)
+    press(at, "Save package")
+    assert successes(at) == ["Saved package growth_50k."]
+    assert {c: (p, a) for c, p, a in rows(at, "code", "price", "is_active")}["growth_50k"] == (45, "withdrawn")
+    package = pricing.credit_packages(db).set_index("code").loc["growth_50k"]
+    assert (package.price, package.is_active) == (D("45"), False)
+
+
+# ------------------------------------------------------------ dialogs: refusals
+
+
+def _open_model(at):
+    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    return press(at, "Edit model price")
+
+
+BAD_INPUT = [
+    # (opens the dialog, fields, its save button, words of the refusal)
+    (_open_model, {"mp_usd_per_1k_input": "-1"}, "Save price", "cannot be negative (got -1)"),
+    (_open_model, {"mp_usd_per_1k_input": "0"}, "Save price", None),  # zero is a valid rate: saved
+    (_open_model, {"mp_usd_per_1k_output": "ten"}, "Save price", "is not a number (got 'ten')"),
+    (_open_model, {"mp_usd_per_1k_output": "1e7"}, "Save price", "is too large"),
+    (_open_model, {"mp_usd_per_image": ""}, "Save price", "Price per image is not a number"),
+    (_open_model, {"mp_usd_per_request": "0.000000001"}, "Save price", "more than 8 decimal places"),
+    (_open_model, {"mp_when": "at", "mp_date": yesterday().date()}, "Save price", "is in the past"),
+    (_open_model, {"mp_when": "at", "mp_date": (yesterday() + timedelta(days=6 * 366)).date()}, "Save price", "too far ahead"),
+    (_open_model, {"mp_note": "line\nbreak"}, "Save price", "control characters"),
+    (lambda at: press(at, "Add model"), {"mp_provider": "Open AI'; drop table x", "mp_model": "x",
+                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+     "Save price", "Provider must be a lowercase key"),
+    (lambda at: press(at, "Add model"), {"mp_provider": "openai", "mp_model": "gpt 5",
+                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+     "Save price", "Model must be 1 to 128 characters without spaces"),
+    (lambda at: press(at, "Edit service price"), {"sp_credits": "-5"}, "Save service price", "cannot be negative"),
+    (lambda at: press(at, "Edit service price"), {"sp_credits": "1e10"}, "Save service price", "too large"),
+    (lambda at: press(at, "Edit service price"), {"sp_credits": "abc"}, "Save service price", "not a number"),
+    (lambda at: press(at, "Add service"), {"sp_service": "<b>x</b>", "sp_credits": "1"}, "Save service price",
+     "service type"),
+    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "0"}, "Save platform rules",
+     "Markup must be a number greater than 0"),
+    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "1000"}, "Save platform rules", "at most 100"),
+    (lambda at: press(at, "Edit platform rules"), {"pr_fee": "-1"}, "Save platform rules", "cannot be negative"),
+    (lambda at: press(at, "Edit platform rules"), {"pr_ttl": 0}, "Save platform rules",
+     "Hold lifetime must be between 1 second and 7 days"),
+    (lambda at: press(at, "Edit platform rules"), {"pr_when": "at", "pr_date": yesterday().date()},
+     "Save platform rules", "in the past"),
+    (lambda at: press(at, "Set an organization's override"), {"ov_markup": "2"}, "Save override",
+     "Choose an organization."),
+    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_markup": "-2"}, "Save override",
+     "Markup must be"),
+    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_fee": "x"}, "Save override",
+     "not a number"),
+    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "0", "pk_price": "1"},
+     "Save package", "Package credits must be greater than 0"),
+    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "-1"},
+     "Save package", "Package price cannot be negative"),
+    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "1e20"},
+     "Save package", "too large"),
+    (lambda at: press(at, "New package"), {"pk_code": "Bad Code", "pk_name": "Bad", "pk_credits": "10",
+                                           "pk_price": "1"}, "Save package", "Package code must be"),
+    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "  ", "pk_credits": "10", "pk_price": "1"},
+     "Save package", "Package name is missing"),
+    (lambda at: press(at, "Edit package"), {"pk_bonus": "many"}, "Save package", "not a number"),
+]
+
+
+@pytest.mark.parametrize(("opens", "fields", "save", "words"), BAD_INPUT,
+                         ids=[f"{b[2]}-{next(iter(b[1].values()))}" for b in BAD_INPUT])
+def test_bad_input_in_a_dialog_shows_the_error_and_changes_nothing(setup, opens, fields, save, words):
+    db = setup
+    at = open_page("pricing", "root")
+    opens(at)
+    assert dialog_open(at) and not at.exception
+    before = state(db)
+    fill(at, **fields)
+    press(at, save)
+    assert not at.exception
+    if words is None:  # the control case: the same path saves
+        assert not errors(at) and not dialog_open(at) and state(db) != before
+        return
+    shown = errors(at)
+    assert len(shown) == 1 and words.lower() in shown[0].lower(), shown
+    assert dialog_open(at), "a refused save keeps the dialog open with what was typed"
+    assert state(db) == before
+    assert ledger.verify(db) == []
+
+
+# ------------------------------------------------------------ the calculator
+
+
+@pytest.mark.parametrize(("fields", "usage"), [
+    ({"calc_model": "gpt-4o-mini", "calc_input": "12,345", "calc_output": "6789", "calc_requests": "2"},
+     Usage("llm", "gpt-4o-mini", 12345, 6789, 0, 2)),
+    ({"calc_model": "gpt-4o", "calc_input": "1000", "calc_output": "500", "calc_byok": True},
+     Usage("llm", "gpt-4o", 1000, 500, 0, 1, byok=True)),
+    ({"calc_model": "dall-e-3", "calc_input": "0", "calc_output": "0", "calc_images": "3"},
+     Usage("llm", "dall-e-3", 0, 0, 3)),
+    ({"calc_service": "company_enrichment", "calc_model": "gpt-4o", "calc_requests": "3"},
+     Usage("company_enrichment", "gpt-4o", 1000, 500, 0, 3)),
+])
+def test_calculator_figures_equal_billing_cores(setup, fields, usage):
+    db = setup
+    pricing.set_org_override(db, "root", "acme", markup=D("1.2"), byok_fee_credits=D("0.25"))
+    at = open_page("pricing", "root")
+    fill(at, calc_org="acme", **fields).run()
+    assert not at.exception and not errors(at)
+    expected = pricing.calculator(db, "root", usage, org_id="acme")
+    shown = dataframe(at, "plan_name", "credits", "dollars", "allowed", "note")
+    assert shown.plan_name.tolist() == expected.plan_name.tolist()
+    assert shown.allowed.tolist() == ["allowed" if ok else "not allowed" for ok in expected.allowed]
+    for got, want in zip(shown.credits, expected.credits, strict=True):
+        assert (pd.isna(got) and want is None) or D(str(got)) == want
+    assert shown.dollars.tolist() == [kit.fmt_exact_money(d) for d in expected.dollars]
+    assert shown.note.tolist() == expected.note.tolist()
+    # the explanation of the first plan that allows the call: the engine's figures, in words
+    first = expected[expected.allowed].iloc[0]
+    assert at.selectbox(key="calc_explain").value == first.plan_code
+    words = [plain(m.value) for m in at.markdown]
+    assert f"Rounded half away from zero to 6 decimals, once, at the end: {kit.fmt_credits(first.credits)} credits " \
+           f"= {kit.fmt_exact_money(first.dollars)}." in words
+
+
+def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
+    at = open_page("pricing", "root")
+    fill(at, calc_model="gpt-4o", calc_input="1000", calc_output="500").run()
+    assert rows(at, "plan_name", "allowed")[:3] == [("Starter", "allowed"), ("BYOK", "not allowed"),
+                                                     ("Platform", "allowed")]
+    credits = dict(rows(at, "plan_name", "allowed", "credits")[i][::2] for i in range(5))
+    assert credits["Platform"] == 11.25 and credits["BYOK"] is None  # BYOK plan: managed keys not included
+    assert dict(rows(at, "plan_name", "allowed", "dollars")[i][::2] for i in range(5))["Platform"] == "$0.01125"
+    at.selectbox(key="calc_explain").set_value("platform").run()
+    words = [plain(m.value) for m in at.markdown]
+    assert "gpt-4o (openai), rates from 2024-01-01 00:00 UTC: 1,000 input tokens × $0.0025 per 1,000 + 500 output " \
+           "tokens × $0.01 per 1,000 = provider cost $0.0075." in words
+    assert "Managed keys: $0.0075 × 1,000 credits per dollar = 7.5 credits, × markup 1.5 (platform) = 11.25 " \
+           "credits." in words
+    assert any("not included" in n for n in dataframe(at, "allowed", "note").note)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("calc_input", "many", "Input tokens is not a number"),
+    ("calc_output", "-5", "Output tokens must be between 0"),
+    ("calc_requests", "0", "Requests must be between 1"),
+    ("calc_images", "1.5", "Images must be a whole number"),
+    ("calc_input", "1e12", "Input tokens must be between 0"),
+])
+def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
+    db = setup
+    at = open_page("pricing", "root")
+    before = state(db)
+    fill(at, **{field: value}).run()
+    assert not at.exception
+    assert any(words.lower() in e.lower() for e in errors(at)), errors(at)
+    assert all("allowed" not in f.value.columns for f in at.dataframe)  # no figures for a refused event
+    assert state(db) == before
+
+
+# ------------------------------------------------------------ in a real browser
+
+
+@pytest.mark.slow
+def test_pricing_page_in_a_browser(setup, db_url):
+    """Log in as root in Chromium, open Pricing, save a platform rule through its dialog, price an event.
+
+    Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
+    """
+    from tests import test_browser as web  # skips this test when Playwright or Chromium is missing
+
+    if not web.CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium")
+    with web.running_app(db_url, "pricing-streamlit.log") as base:
+        with web.playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(web.CHROMIUM), args=web.CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(base)
+            try:
+                _browse(web, page, setup)
+            except Exception:
+                web.shot(page, "pricing-failed")
+                raise
+            browser.close()
+        assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
+
+
+def _browse(web, page, db) -> None:
+    page.get_by_role("button", name="Log in").wait_for()
+    web.settle(page)
+    page.get_by_role("textbox", name="Email").fill("root@example.com")
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for()
+    web.settle(page)
+    assert "Pricing" in [n.strip().split("\n")[-1] for n in
+                         page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Pricing").click()
+    page.get_by_role("heading", name="Pricing").wait_for()
+    web.settle(page)
+    assert page.url.endswith("/prices")  # its URL path, not the file's name (which would skip the login)
+    web.shot(page, "pricing-model-prices")
+
+    page.get_by_role("tab", name="Platform rules").click()
+    page.get_by_role("button", name="Edit platform rules").click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    web.settle(page)
+    markup = dialog.get_by_role("textbox", name="Markup on provider cost (managed keys)")
+    markup.fill("abc")
+    dialog.get_by_role("button", name="Save platform rules").click()
+    dialog.get_by_text("Markup is not a number").wait_for()
+    web.settle(page)
+    web.shot(page, "pricing-dialog-refused")
+    markup.fill("1.75")
+    dialog.get_by_role("button", name="Save platform rules").click()
+    page.get_by_text("Saved the platform rules.").wait_for()
+    web.settle(page)
+    assert page.get_by_role("dialog").count() == 0
+    web.shot(page, "pricing-platform-rules")
+
+    page.get_by_role("tab", name="Cost calculator").click()
+    web.settle(page)
+    web.shot(page, "pricing-calculator")
