@@ -168,7 +168,9 @@ def test_login_navigation_reload_and_logout(app_url, app_db, context):
     assert navigation(page) == []
     shot(page, "login-form")
     log_in(page, "ada@example.com")
-    assert [n.split("\n")[-1] for n in navigation(page)] == ["My credits", "Organization billing", "Audit log", "Account"]
+    assert [n.split("\n")[-1] for n in navigation(page)] == [
+        "My credits", "Organization billing", "Billing periods", "Audit log", "Account",
+    ]
     assert page.get_by_text('Acme <b>Inc</b> "quoted"').first.is_visible()  # the name as text, not markup
     shot(page, "org-admin-logged-in")
     assert live_sessions(app_db, "ada") == 1

@@ -44,7 +44,7 @@ def dataset(db, db_url, monkeypatch):
         organizations.create_organization(db, None, org_id, name)
         organizations.create_user(db, None, f"{org_id}-admin", f"{org_id}-admin@example.com", f"{org_id} admin")
         organizations.add_member(db, None, org_id, f"{org_id}-admin", "admin")
-        subscriptions.create_subscription(db, "root", org_id, plan)
+        subscriptions.create_subscription(db, "root", org_id, plan, trial=False)
     organizations.create_user(db, None, "mia", "mia@example.com", MIA_NAME)
     organizations.create_user(db, None, "ned", "ned@example.com", "Ned")
     organizations.create_user(db, None, "loner", "loner@example.com", "Lone Wolf")
