@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ledger_state import billing_verify, refused
+
 from billing_core import alerts, credits, organizations, periods
 from billing_core.database import fetch
 from billing_core.errors import NotFound, PermissionDenied
-from ledger_state import billing_verify, refused
 
 
 def audit_count(db, action: str) -> int:

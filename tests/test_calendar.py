@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
-from billing_core.errors import InvalidInput
 from billing_core.database import fetch
-
-UTC = timezone.utc
+from billing_core.errors import InvalidInput
 
 
 def bounds(db, anchor: int, zone: str, at: str) -> tuple[datetime, datetime]:
@@ -53,11 +51,11 @@ def test_periods_start_at_local_midnight(db):
     # New York is behind UTC: 02:00 UTC on the 1st is still the previous local day
     assert bounds(db, 1, "America/New_York", "2026-06-01 02:00Z") == (utc(2026, 5, 1, 4), utc(2026, 6, 1, 4))
     # consecutive periods leave no gap and no overlap, whatever the clock change
-    start, end = bounds(db, 31, "America/New_York", "2026-01-31 12:00Z")
+    _, end = bounds(db, 31, "America/New_York", "2026-01-31 12:00Z")
     for _ in range(14):
         nxt = bounds(db, 31, "America/New_York", end.isoformat())
         assert nxt[0] == end and nxt[1] - nxt[0] >= timedelta(days=27)
-        start, end = nxt
+        end = nxt[1]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ from billing_core.errors import (
     NotFound,
     RequestConflict,
 )
-from billing_core.pricing import Usage
 from tests.ledger_state import billing_verify
 from tests.test_pricing import refused_all
 

@@ -3,13 +3,14 @@ remainders leave the pool (from unallocated credits first, then members' unused)
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
+
+from ledger_state import billing_verify, refused
 
 from billing_core import credits, periods
 from billing_core.database import fetch
 from billing_core.errors import InvalidInput
-from ledger_state import billing_verify, refused
 
 DAY = timedelta(days=1)
 

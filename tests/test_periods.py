@@ -4,17 +4,16 @@ idempotence, catch-up, overlapping runs, settings and their refusals, the CLI.""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from ledger_state import billing_verify, refused
 
 from billing_core import cli, credits, ledger, organizations, periods, subscriptions
 from billing_core.database import fetch
 from billing_core.errors import InvalidAmount, InvalidInput, NotAMember, NotFound, PermissionDenied
-from ledger_state import billing_verify, refused
 
-UTC = timezone.utc
 HOUR = timedelta(hours=1)
 
 
@@ -349,9 +348,9 @@ def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
     from billing_core import charging
 
     # an organization whose next boundary is three days away (holds live at most 7 days)
-    soon = datetime.now(timezone.utc) + timedelta(days=3)
+    soon = datetime.now(UTC) + timedelta(days=3)
     organizations.create_organization(db, None, "flight", "flight")
-    backdate(db, "flight", datetime.now(timezone.utc), min(soon.day, 28), "UTC")
+    backdate(db, "flight", datetime.now(UTC), min(soon.day, 28), "UTC")
     organizations.add_member(db, None, "flight", org.admin, "admin")
     organizations.add_member(db, None, "flight", "user-1")
     credits.add_credits(db, None, "flight", 1000, 1)
@@ -359,8 +358,8 @@ def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
     credits.allocate(db, None, "flight", "user-1", 100)
     credits.deduct(db, "flight", "user-1", 40, "llm", "gpt")
     boundary = periods.current_period(db, org.admin, "flight").period_end
-    assert boundary - datetime.now(timezone.utc) < timedelta(days=6)
-    ttl = int((boundary - datetime.now(timezone.utc)).total_seconds()) + 7200
+    assert boundary - datetime.now(UTC) < timedelta(days=6)
+    ttl = int((boundary - datetime.now(UTC)).total_seconds()) + 7200
     charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt", org_id="flight", ttl_seconds=ttl)
 
     periods.run(db, boundary + HOUR)

@@ -9,7 +9,7 @@ BYOK fee 1 credit.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -53,7 +53,7 @@ def sysadmin(db) -> str:
 
 
 def soon(hours: float) -> datetime:
-    return datetime.now(timezone.utc) + timedelta(hours=hours)
+    return datetime.now(UTC) + timedelta(hours=hours)
 
 
 def price(db, org_id, usage, at=None) -> Decimal:

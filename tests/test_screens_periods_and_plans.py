@@ -163,7 +163,7 @@ def test_the_periods_page_saves_each_setting(acme):
     members = usage.allocations(acme, "ada", "acme").set_index("user_id")
     assert members.loc["bob"].standing_credits == 1_500
     # only system admins set the refresh
-    assert [b for b in at.button if b.key == "refresh_submit"][0].disabled
+    assert next(b for b in at.button if b.key == "refresh_submit").disabled
     assert ledger.verify(acme) == []
 
 
