@@ -87,6 +87,11 @@ def migrate(url: str) -> MigrationReport:
                         [name, checksum],
                     )
                     report.routines.append(name)
+                # a routine file that was renamed or removed leaves no record behind
+                conn.execute(
+                    "delete from schema_migrations where kind = 'routine' and not (name = any(%s))",
+                    [[name for name, _, _ in routines]],
+                )
     except psycopg.Error as exc:
         raise MigrationError(f"Migration failed: {exc}") from exc
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import usage
+from billing_core import alerts, usage
 from billing_core.errors import BillingError
 
 st.title("My credits")
@@ -53,6 +53,22 @@ for start in range(0, len(cards), per_row):
             st.caption(
                 f"Next reset: {card.next_reset:%Y-%m-%d}" if card.next_reset else "Next reset: none scheduled"
             )
+
+# ------------------------------------------------------------ my alerts
+try:
+    my_alerts = [(card, alert) for card in cards for alert in kit.read(db, alerts.my_alerts, actor_id, card.org_id)
+                 .itertuples()]
+except BillingError as exc:
+    kit.refuse(exc)
+for card, alert in my_alerts:
+    message_col, dismiss_col = st.columns([5, 1])
+    with message_col:
+        st.warning(kit.md_text(f"{card.org_name}: {alert.message}"))
+    with dismiss_col:
+        st.button("Dismiss", key=f"dismiss_alert_{alert.id}", on_click=kit.write,
+                  args=("my_alerts", alerts.resolve, db, actor_id, card.org_id, int(alert.id)),
+                  kwargs={"success": "Alert dismissed."})
+kit.show_flash("my_alerts")
 
 # ------------------------------------------------------------ the last 30 days
 st.subheader("Last 30 days")

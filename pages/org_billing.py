@@ -6,6 +6,8 @@ checks the role again in billing_core.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
+
 import pandas as pd
 import streamlit as st
 
@@ -244,10 +246,14 @@ def ask_add_credits() -> None:
     amount = kit.entered("add", "add_credits", "Credits to add")
     paid = kit.entered("add", "add_paid", "Amount paid")
     reference = (st.session_state.get("add_reference") or "").strip() or None
+    expiry_day = st.session_state.get("add_expires")
+    # credits expire when the chosen day ends (UTC); the database refuses a moment already past
+    expires_at = datetime.combine(expiry_day + timedelta(days=1), time.min, UTC) if expiry_day else None
     kit.ask_confirmation(
         "add",
-        f"Add {kit.fmt_credits(amount)} credits, paid {kit.fmt_money(paid)}, to the pool of {org_name}?",
-        lambda: credits.add_credits(db, actor_id, org_id, amount, paid, external_ref=reference),
+        f"Add {kit.fmt_credits(amount)} credits, paid {kit.fmt_money(paid)}, to the pool of {org_name}"
+        + (f", expiring at the end of {expiry_day:%Y-%m-%d} (UTC)?" if expiry_day else "?"),
+        lambda: credits.add_credits(db, actor_id, org_id, amount, paid, external_ref=reference, expires_at=expires_at),
         success=lambda total: f"Credits added: the pool now holds {kit.fmt_credits(total)} credits.",
     )
 
@@ -260,6 +266,9 @@ with form_col:
                       help="What was paid for these credits (1 credit = $0.001); 0 for a free grant.")
         st.text_input("Payment reference (optional)", key="add_reference",
                       help="An invoice or payment id: the same reference is recorded once.")
+        st.date_input("Expires on (optional)", value=None, key="add_expires",
+                      help="Unused credits of this purchase leave the pool when this day ends (UTC); "
+                           "the earliest-expiring credits are spent first.")
         st.form_submit_button("Add credits", key="add_submit", on_click=ask_add_credits)
     kit.confirmation("add")
 

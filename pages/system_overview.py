@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import analytics, auth, subscriptions
+from billing_core import analytics, auth, periods, subscriptions
 from billing_core.errors import BillingError
 
 st.title("System overview")
@@ -21,6 +21,18 @@ try:
     overview = kit.read(db, analytics.overview, actor_id)
 except BillingError as exc:
     kit.refuse(exc)  # org admins and members: "... is not a system admin.", nothing else renders
+
+last_run = kit.read(db, periods.last_run)
+if last_run is None:
+    st.warning("The period job has never run: period resets, grants, expiries and hold releases wait for "
+               "`billing periods run` (an operator runs it from cron).")
+else:
+    st.caption(
+        f"Period job last ran {last_run.finished_at or last_run.started_at:%Y-%m-%d %H:%M %Z}: "
+        f"{last_run.orgs_processed} organizations, {last_run.periods_closed} periods closed, "
+        f"{last_run.lots_expired} lots expired, {last_run.holds_released} holds released"
+        + (f", {last_run.orgs_failed} failed" if last_run.orgs_failed else "") + "."
+    )
 
 STATUS_WORDS = {
     "trialing": "trialing",

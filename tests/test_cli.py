@@ -377,6 +377,25 @@ def test_verify_catches_a_charge_written_around_the_functions(billing, ready, db
     assert result.err == "2 invariant violation(s).\n"
 
 
+def test_verify_catches_lots_holds_and_subscription_history_changed_around_the_functions(billing, ready, db_url):
+    from billing_core import charging, subscriptions
+
+    subscriptions.create_subscription(ready, None, "acme", "platform", trial=False)
+    charging.reserve(ready, "bob", 30, "call-1", "llm", "gpt-4o", org_id="acme")
+    assert billing("verify").code == 0
+    with psycopg.connect(db_url) as conn:
+        conn.execute("update organization_subscriptions set price_amount = 80 where org_id = 'acme'")
+        conn.execute("update credit_holds set credits = 20 where request_id = 'call-1'")
+        conn.execute("update credit_lots set credits = credits + 5 where org_id = 'other'")
+    result = billing("verify")
+    assert result.code == 4
+    invariants = sorted({line.split(":")[0] for line in result.out.splitlines()})
+    assert invariants == [
+        "allocation_held_matches_holds", "history_credits_without_lot", "lots_match_pool",
+        "subscription_history_matches_mrr",
+    ]
+
+
 # --------------------------------------------------------------------------- the installed command
 
 

@@ -29,7 +29,7 @@ from screen_testing import (
 )
 
 import screen_kit
-from billing_core import credits, organizations, subscriptions, usage
+from billing_core import credits, organizations, periods, subscriptions, usage
 from billing_core.errors import NotFound, PermissionDenied
 
 NORTH_NAME = 'North <script>alert("x")</script> & Co'
@@ -84,7 +84,7 @@ def test_member_cards_hold_plan_allocation_and_30_day_usage(dataset):
     assert north.usage_percent == Decimal("17.75")
     assert (north.credits_used_30d, north.requests_30d) == (170, 5)
     assert (south.used_credits, south.remaining_credits, south.credits_used_30d) == (8, 392, 8)
-    assert north.next_reset is None  # no period end on an open allocation
+    assert north.next_reset == periods.current_period(dataset, "mia", "north").period_end  # allocations reset then
 
 
 def test_member_usage_reads_cover_only_the_member_and_the_window(dataset):
@@ -216,3 +216,16 @@ def test_names_with_quotes_html_and_script_render_as_text(dataset):
     escaped_html = 'North &lt;script&gt;alert("x")&lt;/script&gt; &amp; Co'
     assert {row[0] for trace in comparison["data"] for row in trace["customdata"]} == {escaped_html, "South Ltd"}
     assert comparison["layout"]["xaxis"]["ticktext"] == ['North &lt;script&gt;alert("x")&lt;/s…', "South Ltd"]
+
+
+def test_a_member_sees_their_own_90_percent_alert_and_dismisses_it(dataset):
+    row = usage.member_cards(dataset, "mia")[0]
+    credits.deduct(dataset, row.org_id, "mia", row.remaining_credits - 50, "llm", "gpt-4o")  # 95% used
+    at = open_page("my_credits", "mia", row.org_id)
+    assert not at.exception
+    [warning] = [w for w in at.warning if "allocated credits" in w.value]
+    assert "ask an org admin for more" in warning.value
+    [dismiss] = [b for b in at.button if b.key.startswith("dismiss_alert_")]
+    dismiss.click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.key.startswith("dismiss_alert_")]

@@ -7,6 +7,7 @@ Dataset: 'acme' on Platform ($50 / month, no trial), admin ada, members bob (1,0
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -38,7 +39,7 @@ def acme(db, db_url, monkeypatch):
 def send(at, form: str, *, confirm: bool = True, **fields):
     """Set a form's fields by key (radio, selectbox, text or number input), send it, confirm when asked."""
     for key, value in fields.items():
-        for kind in (at.radio, at.selectbox, at.text_input, at.number_input):
+        for kind in (at.radio, at.selectbox, at.text_input, at.number_input, at.date_input):
             widgets = [w for w in kind if w.key == key]
             if widgets:
                 widgets[0].set_value(value)
@@ -146,6 +147,26 @@ def test_runway_and_lots_are_shown(acme):
     assert len(lots) == 1 and lots.credits.iloc[0] == 10_000
 
 
+def test_credits_bought_with_an_expiry_become_a_lot_that_expires(acme):
+    day = (datetime.now(UTC) + timedelta(days=10)).date()
+    at = open_page("org_billing", "ada", "acme")
+    send(at, "add", add_credits="2,000", add_paid="2", add_expires=day)
+    assert not errors(at)
+    lots = periods.lots(acme, "ada", "acme")
+    expiring = lots[lots.expires_at.notna()]
+    assert len(expiring) == 1 and expiring.credits.iloc[0] == 2_000
+    assert expiring.expires_at.iloc[0] == datetime.combine(day + timedelta(days=1), time.min, UTC)
+    assert ledger.verify(acme) == []
+
+
+def test_an_expiry_in_the_past_is_refused(acme):
+    before = snapshot(acme)
+    at = open_page("org_billing", "ada", "acme")
+    send(at, "add", add_credits="2,000", add_paid="2", add_expires=(datetime.now(UTC) - timedelta(days=2)).date())
+    assert errors(at)
+    assert snapshot(acme) == before
+
+
 # ---------------------------------------------------------------- billing periods page
 
 
@@ -196,3 +217,14 @@ def test_the_periods_page_refuses_members_and_other_admins(acme, who, org):
     at = open_page("billing_settings", who, org)
     assert errors(at)
     assert not [b for b in at.button if b.key == "calendar_submit"]
+
+
+def test_the_screens_say_when_the_period_job_last_ran(acme):
+    at = open_page("system_overview", "root")
+    assert any("The period job has never run" in plain(w.value) for w in at.warning)
+    run = periods.run(acme)
+    st.cache_data.clear()
+    at = open_page("system_overview", "root")
+    assert any(f"Period job last ran {run.finished_at:%Y-%m-%d %H:%M}" in plain(c.value) for c in at.caption)
+    at = open_page("billing_settings", "ada", "acme")
+    assert metric_values(at, "Period job last ran") == [f"{run.finished_at:%Y-%m-%d %H:%M %Z}"]

@@ -238,5 +238,36 @@ as $$
       from organizations o
      where o.kind = 'personal' and (p_org_id is null or o.id = p_org_id)
        and (select array_agg(m.user_id || ':' || m.role) from organization_members m where m.org_id = o.id)
-           is distinct from array[o.personal_user_id || ':admin'];
+           is distinct from array[o.personal_user_id || ':admin']
+    union all
+    -- subscription history tells the truth: the latest row's MRR is what the subscriptions pay now
+    -- (the live one's monthly amount while active or past due, else 0); the analytics rely on it
+    select 'subscription_history_matches_mrr', o.id, 'subscription history',
+           format('latest history row (%s) says MRR %s; the subscription pays %s',
+                  last.event_type, last.mrr_after, coalesce(live.mrr, 0))
+      from organizations o
+      join lateral (
+            select h.event_type, (h.metadata ->> 'mrr_after')::numeric as mrr_after
+              from org_billing_history h
+             where h.org_id = o.id and h.metadata ? 'mrr_after'
+             order by h.created_at desc, h.id desc
+             limit 1
+           ) last on true
+      left join lateral (
+            select round(case when s.billing_cycle = 'yearly' then s.price_amount / 12 else s.price_amount end, 4)
+                   as mrr
+              from organization_subscriptions s
+             where s.org_id = o.id and s.status in ('active', 'past_due')
+           ) live on true
+     where (p_org_id is null or o.id = p_org_id)
+       and last.mrr_after <> coalesce(live.mrr, 0)
+    union all
+    -- a live subscription has its history: the row that created it
+    select 'subscription_without_history', s.org_id, s.id,
+           format('%s subscription on %s has no subscription_created history row', s.status, s.plan)
+      from organization_subscriptions s
+     where (p_org_id is null or s.org_id = p_org_id)
+       and not exists (select 1 from org_billing_history h
+                        where h.org_id = s.org_id and h.event_type = 'subscription_created'
+                          and h.metadata ->> 'subscription_id' = s.id);
 $$;

@@ -7,8 +7,9 @@
 
 
 -- member_cards(p_user_id, p_days): one row per organization of the user,
--- default first: their allocation, the live subscription's plan and their
--- usage over the window.
+-- default first: their allocation, the live subscription's plan, when the
+-- organization's current billing period ends (allocations reset then) and
+-- their usage over the window.
 create or replace function member_cards(p_user_id text, p_days integer)
 returns table (
     org_id text, org_name text, org_status text, role text, is_default boolean,
@@ -20,7 +21,8 @@ language sql
 stable
 as $$
     select m.org_id, m.org_name, m.org_status, m.role, m.is_default, s.plan, pl.name, s.status,
-           m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent, m.period_end,
+           m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent,
+           (select b.period_end from billing_current_period(m.org_id) b),
            coalesce(w.credits, 0), coalesce(w.requests, 0)
       from user_multi_org_credits m
       left join organization_subscriptions s
