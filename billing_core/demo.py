@@ -7,8 +7,11 @@ with a weekday rhythm, purchases and billing history. Everything goes through
 the stored functions users and services call (create_organization_with_plan,
 create_user, add_organization_member, create_subscription,
 set_subscription_status, add_credits_to_pool, allocate_credits_to_user,
-deduct_credits with the time each call happened, remove_organization_member),
-set-based and in ONE transaction: a failed load leaves nothing behind. The
+deduct_credits with the time each call happened, remove_organization_member,
+and for plans and periods schedule_subscription_change, cancel_subscription,
+set_allocation_policy, set_low_balance_threshold, edit_plan), set-based and
+in ONE transaction: a failed load leaves nothing behind; then the period job
+runs once. The
 dataset is a function of the seed and of the day it is anchored to (the 90
 days end yesterday, UTC), so two loads on the same day agree to the credit.
 
@@ -36,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from billing_core import auth, database
+from billing_core import auth, database, periods
 from billing_core.errors import BillingError
 
 DEMO_PASSWORD = "billing-demo"
@@ -593,6 +596,8 @@ def load(
         if _run(conn, "select count(*) from organizations")[0][0]:
             raise DatabaseNotEmpty("The database already has organizations: another load got there first.")
         _write(conn, data)
+        _write_billing_features(conn, data)
+    periods.run(db)  # records each organization's current period and when the job last ran
     with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         # fresh statistics and visibility map for the screens' first queries: without the vacuum,
         # index-only scans over the new usage rows visit the heap until autovacuum comes by
@@ -606,6 +611,41 @@ def load(
         seconds=time.monotonic() - started,
         logins=data.logins,
     )
+
+
+def _write_billing_features(conn: Connection, data: Dataset) -> None:
+    """Plans, periods and lots on a few organizations, through the functions the screens call: a scheduled
+    downgrade, a cancel at the period end, rollover policies, low-balance thresholds, promotional credits
+    that expire, and a Starter price change that takes effect next month."""
+    showcase = _showcase(data.orgs).id
+    active = [(org_id, plan) for org_id, plan in _run(
+        conn, "select org_id, plan from organization_subscriptions where status = 'active' order by org_id")]
+    others = [(org_id, plan) for org_id, plan in active if org_id != showcase]
+    big = [org_id for org_id, plan in others if plan in ("hybrid", "enterprise")]
+    small = [org_id for org_id, plan in others if plan == "starter"]
+    if big:
+        _run(conn, "select schedule_subscription_change(:org, 'platform', :actor)", {"org": big[0], "actor": SYSADMIN_ID})
+    if small:
+        _run(conn, "select cancel_subscription(:org, :actor, true)", {"org": small[0], "actor": SYSADMIN_ID})
+    rollover = [showcase, *[org_id for org_id, _ in others[1:3]]]
+    _run(conn, "select count(set_allocation_policy(o, 'rollover', 500, :actor)) from unnest(cast(:orgs as text[])) o",
+         {"orgs": rollover, "actor": SYSADMIN_ID})
+    # a quarter of what each organization bought, in thousands: some are below it already and show an alert
+    _run(
+        conn,
+        "select count(set_low_balance_threshold(p.org_id, round(p.total_credits * 0.25, -3), :actor))"
+        "  from credit_pools p where p.org_id = any(cast(:orgs as text[]))",
+        {"orgs": [showcase, *[org_id for org_id, _ in others[::4]]], "actor": SYSADMIN_ID},
+    )
+    _run(
+        conn,
+        "select count(add_credits_to_pool(o, 2000, 0, :actor, 'Promotional credits, 30 days', 'DEMO-PROMO-' || o,"
+        "                                 null, now() + interval '30 days'))"
+        "  from unnest(cast(:orgs as text[])) o",
+        {"orgs": [showcase, *[org_id for org_id, _ in others[:3]]], "actor": SYSADMIN_ID},
+    )
+    _run(conn, "select edit_plan('starter', :actor, 24, null, null, null, date_trunc('month', now()) + interval '1 month')",
+         {"actor": SYSADMIN_ID})
 
 
 def _write(conn: Connection, data: Dataset) -> None:

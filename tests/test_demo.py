@@ -140,6 +140,17 @@ def test_billing_demo_loads_the_full_data_set(db, db_url, run_cli, monkeypatch, 
     assert scalar(db, "select count(distinct date_trunc('month', created_at)) from org_billing_history"
                       " where event_type = 'credit_purchase'") >= 3
 
+    # plans and periods: a scheduled downgrade, a cancel at the period end, promotional credits that
+    # expire, thresholds, a Starter price change next month, and the period job's first run
+    assert scalar(db, "select count(*) from organization_subscriptions where scheduled_plan = 'platform'") == 1
+    assert scalar(db, "select count(*) from organization_subscriptions where cancel_at_period_end") == 1
+    assert scalar(db, "select count(*) from credit_lots where expires_at > now()") == 4
+    assert scalar(db, "select count(*) from credit_pools where allocation_policy = 'rollover'") == 3
+    assert scalar(db, "select count(*) from credit_pools where low_balance_threshold is not null") >= 5
+    assert scalar(db, "select count(*) from plan_versions where plan = 'starter' and effective_at > now()") == 1
+    assert scalar(db, "select count(*) from billing_period_runs where finished_at is not null") == 1
+    assert scalar(db, "select count(*) from billing_periods") == 40
+
     # names that are quotes, HTML and script tags, stored as they are
     assert scalar(db, "select count(*) from organizations where name like '%<script>%' and name like '%\"%'") == 1
     assert scalar(db, "select count(*) from users where display_name like '%<script>%'"
