@@ -15,7 +15,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-
 import streamlit as st
 
 import screen_kit as kit
@@ -167,8 +166,9 @@ def open_plan_edit_dialog(code: str | None) -> None:
 
 def plan_edit_body(context: dict[str, Any]) -> None:
     code = context["code"]
-    st.markdown(kit.md_text(f"{_plan_name(code)}: a new version after version {context['latest']} "
-                            f"(effective {context['since']:%Y-%m-%d %H:%M} UTC), whose terms the fields show."))
+    st.markdown(kit.md_text(f"{_plan_name(code)}: the fields show the terms of its latest version, "
+                            f"{context['latest']} (effective {context['since']:%Y-%m-%d %H:%M} UTC). "
+                            f"Saving adds version {context['latest'] + 1}."))
     with st.form("plan_edit_form", border=False):
         _terms_inputs("pe")
         kit.effective_input("pe")

@@ -613,7 +613,8 @@ def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
 
 @pytest.mark.slow
 def test_pricing_page_in_a_browser(setup, db_url):
-    """Log in as root in Chromium, open Pricing, save a platform rule through its dialog, price an event.
+    """Log in as root in Chromium, open Pricing: show a plan's versions, save a new version of Starter through its
+    dialog (after a refusal), save a platform rule through its dialog, price an event.
 
     Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
     """
@@ -634,6 +635,24 @@ def test_pricing_page_in_a_browser(setup, db_url):
                 raise
             browser.close()
         assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
+        assert {e.code: e.monthly_price for e in plans.catalogue(setup)}["starter"] == 21
+
+
+def _refused_then_saved(web, page, opens: str, field: str, bad: tuple[str, str], good: tuple[str, str], save: str,
+                        shots: tuple[str, str]) -> None:
+    """Open a dialog with the button `opens`; type bad[0] in `field` and see bad[1], then good[0] and see good[1]
+    once the dialog closed; a screenshot after each."""
+    page.get_by_role("button", name=opens).click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    web.settle(page)
+    for (value, words), name in zip((bad, good), shots, strict=True):
+        dialog.get_by_role("textbox", name=field).fill(value)
+        dialog.get_by_role("button", name=save).click()
+        (dialog if value == bad[0] else page).get_by_text(words).wait_for()
+        web.settle(page)
+        web.shot(page, name)
+    assert page.get_by_role("dialog").count() == 0
 
 
 def _browse(web, page, db) -> None:
@@ -650,25 +669,23 @@ def _browse(web, page, db) -> None:
     page.get_by_role("heading", name="Pricing").wait_for()
     web.settle(page)
     assert page.url.endswith("/prices")  # its URL path, not the file's name (which would skip the login)
+    page.get_by_text("Show the versions of the chosen plan").click()
+    page.get_by_text("in force", exact=True).wait_for(state="attached")  # grid cells are drawn on a canvas
+    web.settle(page)
+    web.shot(page, "pricing-plans")
+    _refused_then_saved(web, page, "Edit plan", "Price per month (USD)",
+                        ("-1", "Monthly price cannot be negative (got -1)."),
+                        ("21", "Starter (starter): version 2 takes effect now."), "Save new version",
+                        ("pricing-plan-edit-refused", "pricing-plan-edited"))
+
+    page.get_by_role("tab", name="Model prices").click()
+    web.settle(page)
     web.shot(page, "pricing-model-prices")
 
     page.get_by_role("tab", name="Platform rules").click()
-    page.get_by_role("button", name="Edit platform rules").click()
-    dialog = page.get_by_role("dialog")
-    dialog.wait_for()
-    web.settle(page)
-    markup = dialog.get_by_role("textbox", name="Markup on provider cost (managed keys)")
-    markup.fill("abc")
-    dialog.get_by_role("button", name="Save platform rules").click()
-    dialog.get_by_text("Markup is not a number").wait_for()
-    web.settle(page)
-    web.shot(page, "pricing-dialog-refused")
-    markup.fill("1.75")
-    dialog.get_by_role("button", name="Save platform rules").click()
-    page.get_by_text("Saved the platform rules.").wait_for()
-    web.settle(page)
-    assert page.get_by_role("dialog").count() == 0
-    web.shot(page, "pricing-platform-rules")
+    _refused_then_saved(web, page, "Edit platform rules", "Markup on provider cost (managed keys)",
+                        ("abc", "Markup is not a number"), ("1.75", "Saved the platform rules."), "Save platform rules",
+                        ("pricing-dialog-refused", "pricing-platform-rules"))
 
     page.get_by_role("tab", name="Cost calculator").click()
     web.settle(page)
