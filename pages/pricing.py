@@ -1,20 +1,24 @@
-"""Pricing (system admins): model prices, fixed-price services, platform rules and per-organization overrides,
-BYOK rules, credit packages, each edited in a dialog; a cost calculator that prices one event under every plan.
+"""Pricing (system admins): the plan catalogue and its versions, model prices, fixed-price services, platform rules
+and per-organization overrides, BYOK rules, credit packages, each edited in a dialog; a cost calculator that prices
+one event under every plan.
 
-Every figure comes from billing_core.pricing (the engine lives in SQL); each save is one stored function call
-that validates its input and leaves an audit row. Reads are cached briefly and cleared by every save.
+Every figure comes from billing_core.plans and billing_core.pricing (the rules live in SQL); each save is one stored
+function call that validates its input and leaves an audit row. Reads are cached briefly and cleared by every save.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import organizations, pricing
+from billing_core import organizations, plans, pricing
 from billing_core.errors import BillingError
 from billing_core.pricing import Usage
 
@@ -35,6 +39,8 @@ packages = kit.read(db, pricing.credit_packages)
 orgs = kit.read(db, organizations.organizations, actor_id)
 org_labels = dict(zip(orgs.org_id, orgs.name + " (" + orgs.org_id + ")", strict=True))
 rule = rules[rules.in_force].iloc[0]  # the seed rule is in force from 2024 on: there always is one
+catalogue = kit.read(db, plans.catalogue)
+plan_by_code = {entry.code: entry for entry in catalogue}
 
 
 def _tomorrow() -> dict[str, Any]:
@@ -60,15 +66,184 @@ def _available(flag: bool) -> str:
     return "yes" if flag else "withdrawn"
 
 
+# ------------------------------------------------------------ pickers
+
+
+Action = tuple[str, Callable[[Any], None]]
+
+
+def chooser(key: str, label: str, options: dict[str, str], edit: Action, add: Action, *,
+            more: Sequence[tuple[str, Callable[[Any], None], Callable[[Any], bool]]] = (),
+            editable: Callable[[Any], bool] = lambda _: True) -> None:
+    """A picker of `options` (value -> label) with an edit button for the picked one (when `editable`) and an add
+    button; `more` adds buttons (label, action on the picked value, whether it applies to it) between them."""
+    pick, *cols = st.columns([3, *[1] * (2 + len(more))], vertical_alignment="bottom")
+    picked = pick.selectbox(label, list(options), key=f"{key}_pick", format_func=lambda value: options.get(value, value))
+    actions = [(edit[0], edit[1], editable), *more]
+    for n, (col, (text, action, applies)) in enumerate(zip(cols, actions, strict=False)):
+        col.button(text, key=f"{key}_edit" if n == 0 else f"{key}_action{n}",
+                   on_click=lambda act=action: act(_state(f"{key}_pick")),
+                   disabled=picked is None or not applies(picked))
+    cols[-1].button(add[0], key=f"{key}_add", on_click=add[1], args=(None,))
+
+
+# ------------------------------------------------------------ plans
+
+
+TRIAL_HELP = "0: no trial."
+
+
+def _when(moment: datetime | None) -> str:
+    return "now" if moment is None else f"on {moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _trial_text(days: Any) -> str:
+    return "none" if days is None or pd.isna(days) else f"{int(days)} days"
+
+
+def catalogue_frame(entries: Sequence[plans.CatalogueEntry]) -> pd.DataFrame:
+    """The catalogue as a table: the version in force, the next one scheduled, whether retired (display only)."""
+    frame = pd.DataFrame([asdict(entry) for entry in entries])
+    return frame.assign(
+        price_per_month=frame.monthly_price.map(kit.fmt_exact_money),
+        trial=frame.trial_days.map(_trial_text),
+        in_force=[f"v{e.version} since {e.effective_at:%Y-%m-%d %H:%M}" for e in entries],
+        scheduled=[f"v{e.next_version} from {e.next_effective_at:%Y-%m-%d %H:%M}" if e.next_version else ""
+                   for e in entries],
+        status=["retired" if e.retired else "offered" for e in entries],
+    )
+
+
+def versions_frame(code: str) -> pd.DataFrame:
+    """Every version of plan `code`, oldest first, each marked past, in force or scheduled (display only)."""
+    entry = plan_by_code[code]
+    rows = kit.read(db, plans.versions, code)
+    frame = pd.DataFrame([asdict(v) for v in rows])
+    return frame.assign(
+        price_per_month=frame.monthly_price.map(kit.fmt_exact_money),
+        trial=frame.trial_days.map(_trial_text),
+        status=["in force" if v.version == entry.version else "scheduled" if v.version > entry.version else "replaced"
+                for v in rows],
+    )
+
+
+def _plan_name(code: str | None) -> str:
+    entry = plan_by_code.get(code)
+    return f"{entry.name} ({code})" if entry else str(code)
+
+
+def _trial(key: str) -> int | None:
+    value = _state(key)
+    return None if value is None else int(value)
+
+
+def _terms_inputs(key: str) -> None:
+    """Price, pricing mode, included credits and trial length: the versioned terms of a plan."""
+    left, right = st.columns(2)
+    left.text_input("Price per month (USD)", key=f"{key}_price", placeholder="50.00")
+    right.selectbox("Credit pricing mode", plans.PRICING_MODES, key=f"{key}_mode",
+                    help="markup: managed keys at provider cost x markup; passthrough: own keys (BYOK) only, "
+                         "platform fee per call; mixed: both.")
+    left, right = st.columns(2)
+    left.text_input("Included credits per month", key=f"{key}_credits", placeholder="25,000",
+                    help="Granted to the pool at each period start; 0 for none.")
+    right.number_input("Trial days", key=f"{key}_trial", min_value=0, max_value=9_999, step=1, value=None,
+                       help=TRIAL_HELP)
+
+
+def open_plan_edit_dialog(code: str | None) -> None:
+    """"Edit plan": a new version of the chosen plan, its fields preset with the latest version's terms."""
+    latest = kit.read(db, plans.versions, code)[-1]
+    values = {
+        "pe_price": _text(latest.monthly_price),
+        "pe_mode": latest.pricing_mode,
+        "pe_credits": _text(latest.included_credits),
+        "pe_trial": latest.trial_days or 0,
+        **kit.preset_effective("pe", **_tomorrow()),
+    }
+    kit.open_dialog("plan_edit", {"code": code, "latest": latest.version, "since": latest.effective_at}, values)
+
+
+def plan_edit_body(context: dict[str, Any]) -> None:
+    code = context["code"]
+    st.markdown(kit.md_text(f"{_plan_name(code)}: the fields show the terms of its latest version, "
+                            f"{context['latest']} (effective {context['since']:%Y-%m-%d %H:%M} UTC). "
+                            f"Saving adds version {context['latest'] + 1}."))
+    with st.form("plan_edit_form", border=False):
+        _terms_inputs("pe")
+        kit.effective_input("pe")
+        saved = st.form_submit_button("Save new version", type="primary")
+    st.caption("An empty field keeps the latest version's term; trial days 0 removes the trial. Subscriptions on "
+               "the plan move to the new version at their first period start on or after its effective date; "
+               "what they paid before never changes.")
+    if saved:
+        at = kit.effective_moment("pe")
+        kit.save_from_dialog(
+            "plan_edit", plans.edit_plan, db, actor_id, code,
+            monthly_price=_optional("pe_price"), pricing_mode=_state("pe_mode"),
+            included_credits=_optional("pe_credits"), trial_days=_trial("pe_trial"), effective_at=at,
+            success=lambda version: f"{_plan_name(code)}: version {version} takes effect {_when(at)}.",
+        )
+
+
+def open_plan_new_dialog(_: None) -> None:
+    values = {"pn_code": "", "pn_name": "", "pn_description": "", "pn_price": "", "pn_mode": "markup",
+              "pn_credits": "0", "pn_trial": 0}
+    kit.open_dialog("plan_new", {}, values)
+
+
+def plan_new_body(context: dict[str, Any]) -> None:
+    with st.form("plan_new_form", border=False):
+        left, right = st.columns(2)
+        left.text_input("Code", key="pn_code", placeholder="team", help="Lower-case letters, digits and _; "
+                        "it never changes.")
+        right.text_input("Name", key="pn_name", placeholder="Team", max_chars=100)
+        st.text_input("Description (optional)", key="pn_description", max_chars=500)
+        _terms_inputs("pn")
+        saved = st.form_submit_button("Create plan", type="primary")
+    st.caption("The plan is offered at once, as its version 1.")
+    if saved:
+        code = (_state("pn_code") or "").strip()
+        kit.save_from_dialog(
+            "plan_new", plans.create_plan, db, actor_id, code, _state("pn_name") or "", _state("pn_price") or "",
+            _state("pn_mode"), included_credits=_state("pn_credits") or "", trial_days=_trial("pn_trial") or None,
+            description=_state("pn_description") or "",
+            success=lambda _: f"Created plan {code}.",
+        )
+
+
+def open_plan_rename_dialog(code: str | None) -> None:
+    entry = plan_by_code[code]
+    kit.open_dialog("plan_rename", {"code": code}, {"prn_name": entry.name, "prn_description": entry.description})
+
+
+def plan_rename_body(context: dict[str, Any]) -> None:
+    code = context["code"]
+    with st.form("plan_rename_form", border=False):
+        st.text_input("Name", key="prn_name", max_chars=100)
+        st.text_input("Description", key="prn_description", max_chars=500)
+        saved = st.form_submit_button("Save name", type="primary")
+    st.caption("Name and description describe the plan; they are not versioned and change everywhere at once.")
+    if saved:
+        kit.save_from_dialog(
+            "plan_rename", plans.rename_plan, db, actor_id, code, _state("prn_name") or "",
+            description=_state("prn_description") or "",
+            success=f"Renamed plan {code}.",
+        )
+
+
+def ask_plan_retire(code: str | None) -> None:
+    """"Retire": held until confirmed under the table."""
+    kit.ask_confirmation(
+        "plan_retire",
+        f"Retire {_plan_name(code)}? Nobody can subscribe or change to it any more, and its terms can no longer "
+        f"change; organizations on it keep it. This cannot be undone.",
+        lambda: plans.retire_plan(db, actor_id, code),
+        success=f"Retired {_plan_name(code)}.",
+    )
+
+
 # ------------------------------------------------------------ model prices
-
-
-def chooser(key: str, label: str, options: dict[str, str], edit: tuple[str, Any], add: tuple[str, Any]) -> None:
-    """A picker of `options` (value -> label) with an edit button for the picked one and an add button."""
-    pick, edit_col, add_col = st.columns([3, 1, 1], vertical_alignment="bottom")
-    pick.selectbox(label, list(options), key=f"{key}_pick", format_func=lambda value: options.get(value, value))
-    edit_col.button(edit[0], key=f"{key}_edit", on_click=lambda: edit[1](_state(f"{key}_pick")), disabled=not options)
-    add_col.button(add[0], key=f"{key}_add", on_click=add[1], args=(None,))
 
 
 RATE_COLUMNS = ("usd_per_1k_input", "usd_per_1k_output", "usd_per_image", "usd_per_request")
@@ -309,9 +484,56 @@ def explanation_lines(explained: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------ the page
-(model_tab, service_tab, rules_tab, byok_tab, package_tab, calculator_tab) = st.tabs(
-    ["Model prices", "Fixed-price services", "Platform rules", "BYOK rules", "Credit packages", "Cost calculator"]
+(plans_tab, model_tab, service_tab, rules_tab, byok_tab, package_tab, calculator_tab) = st.tabs(
+    ["Plans", "Model prices", "Fixed-price services", "Platform rules", "BYOK rules", "Credit packages",
+     "Cost calculator"]
 )
+
+with plans_tab:
+    for key in ("plan_edit", "plan_new", "plan_rename"):
+        kit.show_flash(key)
+    kit.table(
+        catalogue_frame(catalogue),
+        {
+            "code": kit.text_column("Code"),
+            "name": kit.text_column("Plan"),
+            "price_per_month": kit.text_column("Price per month"),
+            "pricing_mode": kit.text_column("Pricing mode"),
+            "included_credits": kit.credits_column("Included credits", help="Granted at each period start."),
+            "trial": kit.text_column("Trial"),
+            "in_force": kit.text_column("Version in force (UTC)"),
+            "scheduled": kit.text_column("Next version (UTC)", help="Scheduled: not in force yet."),
+            "status": kit.text_column("Status", help="Retired: no new subscriptions or changes to it."),
+        },
+        key="plans_table",
+        empty="No plan yet.",
+    )
+    st.caption("A change of a plan's terms is a new version with an effective date, now or later, never earlier. "
+               "Existing subscriptions move to a new version at their first period start on or after its effective "
+               "date; new subscriptions pay the version in force when they start. Past invoices and billing history "
+               "never change.")
+    chooser("plan", "Plan", {e.code: f"{e.name} ({e.code})" for e in catalogue},
+            ("Edit plan", open_plan_edit_dialog), ("New plan", open_plan_new_dialog),
+            more=[("Rename", open_plan_rename_dialog, lambda code: True),
+                  ("Retire", ask_plan_retire, lambda code: not plan_by_code[code].retired)],
+            editable=lambda code: not plan_by_code[code].retired)
+    kit.confirmation("plan_retire")
+    picked = _state("plan_pick")
+    if picked in plan_by_code and st.toggle("Show the versions of the chosen plan", key="plan_versions"):
+        kit.table(
+            versions_frame(picked),
+            {
+                "version": kit.count_column("Version"),
+                "price_per_month": kit.text_column("Price per month"),
+                "pricing_mode": kit.text_column("Pricing mode"),
+                "included_credits": kit.credits_column("Included credits"),
+                "trial": kit.text_column("Trial"),
+                "effective_at": kit.datetime_column("Effective from (UTC)"),
+                "status": kit.text_column("Status"),
+                "created_by": kit.text_column("By"),
+            },
+            key="plan_versions_table",
+        )
 
 with model_tab:
     kit.show_flash("model_price")
@@ -508,6 +730,9 @@ with calculator_tab:
                     st.json(json.loads(json.dumps(quote.explanation, default=str)))
 
 # ------------------------------------------------------------ dialogs (one open at a time)
+kit.dialog("plan_edit", "Edit plan: new version", plan_edit_body)
+kit.dialog("plan_new", "New plan", plan_new_body)
+kit.dialog("plan_rename", "Rename plan", plan_rename_body)
 kit.dialog("model_price", "Model price", model_price_body)
 kit.dialog("service_price", "Fixed-price service", service_price_body)
 kit.dialog("platform_rules", "Platform rules", rules_body)

@@ -1,16 +1,19 @@
 """The Pricing screen (system admins) under AppTest: figures from a known setup, who may open it, each dialog's
-save and refusals, text shown as text, and the calculator against billing_core.pricing.calculator.
+save and refusals, text shown as text, the plan catalogue against billing_core.plans, and the calculator against
+billing_core.pricing.calculator.
 
 Known setup: the seed prices of migration 0009 (gpt-4o $0.0025 / $0.01 per 1,000 input / output tokens,
 gpt-4o-mini $0.00015 / $0.0006, dall-e-3 $0.04 per image; company_enrichment 50, contact_lookup 10,
 intelligence_cache_lookup 2 credits; markup 1.5, BYOK fee 1 credit, holds 900 s; packages Starter 10K for $10,
 Growth 50K + 2,500 for $50, Scale 200K + 20,000 for $200, Enterprise 1M + 150,000 for $1,000) and the plan
-catalogue (Starter and Platform: markup; BYOK: passthrough; Hybrid and Enterprise: mixed).
+catalogue of migrations 0005/0007 (Starter $19 markup, 5,000 included credits, 14-day trial; BYOK $30 passthrough,
+0 credits; Platform $50 markup, 25,000 credits, 14-day trial; Hybrid $99 mixed, 50,000 credits; Enterprise $99
+mixed, 100,000 credits; each as its version 1).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -18,7 +21,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import screen_kit as kit
-from billing_core import auth, ledger, organizations, pricing
+from billing_core import auth, ledger, organizations, plans, pricing, subscriptions
 from billing_core.database import PROJECT_ROOT, fetch
 from billing_core.pricing import Usage
 from tests.ledger_state import billing_verify, snapshot
@@ -28,7 +31,7 @@ D = Decimal
 PASSWORD = "pricing page 1"
 PASSWORD_HASH = auth.hash_password(PASSWORD)  # users with a password may hold a session
 PRICING_TABLES = ("model_prices", "service_prices", "platform_pricing_rules", "org_pricing_overrides",
-                  "credit_packages")
+                  "credit_packages", "plans", "plan_versions")
 
 
 @pytest.fixture
@@ -139,7 +142,11 @@ def test_org_admins_and_members_are_refused(setup, who):
     at = open_page("pricing", who, "acme")
     assert not at.exception
     assert errors(at) == [f"User '{who}' is not a system admin."]
-    assert not (at.dataframe or at.metric or at.button or at.text_input)
+    assert not (at.dataframe or at.metric or at.button or at.text_input or at.tabs)
+    # an "Edit plan" dialog left open in the session opens nothing either
+    at = open_page("pricing", who, "acme", _screen_kit_dialog=("plan_edit", {"code": "byok"}))
+    assert errors(at) == [f"User '{who}' is not a system admin."]
+    assert not (at.text_input or at.button or at.number_input)
 
 
 def test_the_app_lists_the_page_for_system_admins_only(setup):
@@ -156,6 +163,162 @@ def test_the_app_lists_the_page_for_system_admins_only(setup):
         if not listed:
             with pytest.raises(ValueError, match="Could not find a navigation page"):
                 at.switch_page("pages/pricing.py")  # not by its URL either
+
+
+# ------------------------------------------------------------ the plan catalogue
+
+PLAN_COLUMNS = ("code", "name", "price_per_month", "pricing_mode", "included_credits", "trial", "in_force",
+                "scheduled", "status")
+
+
+def plan_rows(at: AppTest) -> dict[str, tuple]:
+    """The Plans table: code -> the rest of its row, as shown."""
+    return {r[0]: r[1:] for r in rows(at, *PLAN_COLUMNS)}
+
+
+def pick_plan(at: AppTest, code: str, button: str) -> AppTest:
+    at.selectbox(key="plan_pick").set_value(code).run()
+    return press(at, button)
+
+
+def at_minute(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def test_plans_tab_shows_the_seed_catalogue(setup):
+    db = setup
+    at = open_page("pricing", "root")
+    assert not at.exception and not errors(at)
+    assert at.tabs[0].label == "Plans"
+    since = at_minute(plans.catalogue(db)[0].effective_at)  # migration 0007 made every version 1 at once
+    assert plan_rows(at) == {
+        "starter": ("Starter", "$19.00", "markup", 5000, "14 days", f"v1 since {since}", "", "offered"),
+        "byok": ("BYOK", "$30.00", "passthrough", 0, "none", f"v1 since {since}", "", "offered"),
+        "platform": ("Platform", "$50.00", "markup", 25000, "14 days", f"v1 since {since}", "", "offered"),
+        "hybrid": ("Hybrid", "$99.00", "mixed", 50000, "none", f"v1 since {since}", "", "offered"),
+        "enterprise": ("Enterprise", "$99.00", "mixed", 100000, "none", f"v1 since {since}", "", "offered"),
+    }
+    assert list(plan_rows(at)) == [e.code for e in plans.catalogue(db)]  # the catalogue's order
+    caption = " ".join(plain(c.value) for c in at.caption)
+    assert "Existing subscriptions move to a new version at their first period start on or after its effective " \
+           "date" in caption and "Past invoices and billing history never change." in caption
+    at.selectbox(key="plan_pick").set_value("hybrid").run()
+    at.toggle(key="plan_versions").set_value(True).run()
+    assert rows(at, "version", "price_per_month", "pricing_mode", "included_credits", "trial", "status") == [
+        (1, "$99.00", "mixed", 50000, "none", "in force")]
+
+
+def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url):
+    db = setup
+    subscriptions.create_subscription(db, "root", "acme", "platform", trial=False)
+    paid = fetch(db, "select t::text from org_billing_history t order by id")
+    at = open_page("pricing", "root")
+    pick_plan(at, "platform", "Edit plan")
+    assert dialog_open(at) and not at.exception
+    assert (at.text_input(key="pe_price").value, at.selectbox(key="pe_mode").value,
+            at.text_input(key="pe_credits").value, at.number_input(key="pe_trial").value) == (
+        "50", "markup", "25000", 14)
+    assert at.selectbox(key="pe_mode").options == ["markup", "passthrough", "mixed"]  # no other mode can be sent
+    fill(at, pe_price="55.5", pe_credits="")  # empty: keeps 25,000
+    press(at, "Save new version")
+    assert not at.exception and not errors(at) and not dialog_open(at)
+    assert successes(at) == ["Platform (platform): version 2 takes effect now."]
+    entry = {e.code: e for e in plans.catalogue(db)}["platform"]
+    assert (entry.version, entry.monthly_price, entry.included_credits, entry.trial_days) == (2, D("55.5"), 25000, 14)
+    assert plan_rows(at)["platform"][:6] == ("Platform", "$55.50", "markup", 25000, "14 days",
+                                             f"v2 since {at_minute(entry.effective_at)}")
+    at.toggle(key="plan_versions").set_value(True).run()
+    assert rows(at, "version", "price_per_month", "status", "created_by") == [
+        (1, "$50.00", "replaced", None), (2, "$55.50", "in force", "root")]
+    # the subscription keeps paying version 1 until its next period start; billing history is untouched
+    assert fetch(db, "select plan_version, price_amount from organization_subscriptions")[0] == (1, 50)
+    assert fetch(db, "select t::text from org_billing_history t order by id") == paid
+    assert fetch(db, "select action, actor_id, target_id from audit_log order by id desc limit 1")[0] == (
+        "plan.version_created", "root", "platform")
+    assert billing_verify(db_url).returncode == 0
+
+
+def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup):
+    db = setup
+    at = open_page("pricing", "root")
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    pick_plan(at, "byok", "Edit plan")
+    assert at.number_input(key="pe_trial").value == 0  # no trial
+    fill(at, pe_price="35", pe_trial=7, pe_when="at", pe_date=day)
+    press(at, "Save new version")
+    assert successes(at) == [f"BYOK (byok): version 2 takes effect on {day} 00:00 UTC."]
+    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
+    assert plan_rows(at)["byok"][1:] == ("$30.00", "passthrough", 0, "none", plan_rows(at)["byok"][5],
+                                         f"v2 from {day} 00:00", "offered")
+    assert plan_rows(at)["byok"][5].startswith("v1 since ")
+    entry = {e.code: e for e in plans.catalogue(db)}["byok"]
+    assert (entry.version, entry.monthly_price, entry.next_version, entry.next_effective_at) == (1, 30, 2, start)
+    later = {e.code: e for e in plans.catalogue(db, start)}["byok"]
+    assert (later.version, later.monthly_price, later.trial_days) == (2, 35, 7)
+    at.toggle(key="plan_versions").set_value(True).run()
+    assert rows(at, "version", "price_per_month", "trial", "effective_at", "status")[1][:3] == (2, "$35.00", "7 days")
+    assert [r[-1] for r in rows(at, "version", "status")] == ["in force", "scheduled"]
+    # the next edit presets the latest (scheduled) terms and must come after them
+    press(at, "Edit plan")
+    assert (at.text_input(key="pe_price").value, at.number_input(key="pe_trial").value) == ("35", 7)
+    before = state(db)
+    fill(at, pe_price="40", pe_when="at", pe_date=day - timedelta(days=1))
+    press(at, "Save new version")
+    assert "must be after version 2" in errors(at)[0] and dialog_open(at)
+    assert state(db) == before
+
+
+def test_new_plan_rename_and_retire(setup, db_url):
+    db = setup
+    at = open_page("pricing", "root")
+    press(at, "New plan")
+    fill(at, pn_code="team", pn_name="<b>Team</b> & 'co' [x](javascript:alert(1))", pn_price="75.1234",
+         pn_mode="mixed", pn_credits="30,000", pn_trial=30, pn_description="<script>alert(1)</script>")
+    press(at, "Create plan")
+    assert not at.exception and not errors(at) and not dialog_open(at)
+    assert successes(at) == ["Created plan team."]
+    row = plan_rows(at)["team"]
+    assert row[:5] == ("<b>Team</b> & 'co' [x](javascript:alert(1))", "$75.1234", "mixed", 30000, "30 days")
+    assert row[5].startswith("v1 since ") and row[6:] == ("", "offered")
+    assert list(plan_rows(at))[-1] == "team"  # added at the end of the catalogue
+    entry = {e.code: e for e in plans.catalogue(db)}["team"]
+    assert (entry.name, entry.monthly_price, entry.pricing_mode, entry.included_credits, entry.trial_days,
+            entry.description) == ("<b>Team</b> & 'co' [x](javascript:alert(1))", D("75.1234"), "mixed", 30000, 30,
+                                   "<script>alert(1)</script>")
+    assert no_html_allowed(at)
+
+    # a new plan with trial 0 has no trial
+    press(at, "New plan")
+    fill(at, pn_code="solo", pn_name="Solo", pn_price="9", pn_mode="markup", pn_credits="0", pn_trial=0)
+    press(at, "Create plan")
+    assert plan_rows(at)["solo"][3:5] == (0, "none")
+
+    pick_plan(at, "team", "Rename")
+    assert at.text_input(key="prn_name").value == "<b>Team</b> & 'co' [x](javascript:alert(1))"
+    fill(at, prn_name="Team Plus", prn_description="For teams")
+    press(at, "Save name")
+    assert successes(at) == ["Renamed plan team."]
+    assert plan_rows(at)["team"][0] == "Team Plus"
+    assert {e.code: e.description for e in plans.catalogue(db)}["team"] == "For teams"
+
+    # retire asks first; Cancel changes nothing
+    before = state(db)
+    press(at, "Retire")
+    question = [plain(w.value) for w in at.warning]
+    assert question and question[0].startswith("Retire Team Plus (team)? Nobody can subscribe")
+    press(at, "Cancel")
+    assert state(db) == before and plan_rows(at)["team"][-1] == "offered"
+    press(at, "Retire")
+    press(at, "Confirm")
+    assert successes(at) == ["Retired Team Plus (team)."]
+    assert plan_rows(at)["team"][-1] == "retired"
+    assert {e.code: e.retired for e in plans.catalogue(db)}["team"]
+    # a retired plan's terms can no longer change: its buttons are off, Rename stays
+    buttons = {b.label: b.disabled for b in at.button if b.key and b.key.startswith("plan_")}
+    assert buttons == {"Edit plan": True, "Rename": False, "Retire": True, "New plan": False}
+    assert [r[0] for r in fetch(db, "select action from audit_log where target_type = 'plan' order by id")] == [
+        "plan.created", "plan.created", "plan.renamed", "plan.retired"]
+    assert billing_verify(db_url).returncode == 0
 
 
 # ------------------------------------------------------------ dialogs: saves
@@ -265,6 +428,10 @@ def test_package_dialog_creates_and_edits(setup):
 # ------------------------------------------------------------ dialogs: refusals
 
 
+def _open_plan(at):
+    return pick_plan(at, "platform", "Edit plan")
+
+
 def _open_model(at):
     at.selectbox(key="mp_pick").set_value("gpt-4o").run()
     return press(at, "Edit model price")
@@ -317,11 +484,41 @@ BAD_INPUT = [
     (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "  ", "pk_credits": "10", "pk_price": "1"},
      "Save package", "Package name is missing"),
     (lambda at: press(at, "Edit package"), {"pk_bonus": "many"}, "Save package", "not a number"),
+    (_open_plan, {"pe_price": "-5"}, "Save new version", "Monthly price cannot be negative (got -5)"),
+    (_open_plan, {"pe_price": "2e10"}, "Save new version", "Monthly price is too large"),
+    pytest.param(_open_plan, {"pe_price": "1e12"}, "Save new version", "Monthly price is too large",
+                 marks=pytest.mark.xfail(strict=True, reason="edit_plan stores the terms in a numeric(16,4) row "
+                                         "before checking them: PostgreSQL's 'numeric field overflow' shows instead")),
+    (_open_plan, {"pe_price": "ten"}, "Save new version", "Monthly price is not a number (got 'ten')"),
+    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "9.99999"}, "Create plan",
+     "more than 4 decimal places"),
+    pytest.param(_open_plan, {"pe_price": "9.99999"}, "Save new version", "more than 4 decimal places",
+                 marks=pytest.mark.xfail(strict=True, reason="edit_plan rounds the price to 4 decimals (into a "
+                                         "numeric(16,4) row) before checking it: $10.0000 is saved")),
+    (_open_plan, {"pe_price": "51"}, "Save new version", None),  # the control case: saved
+    (_open_plan, {"pe_price": "50"}, "Save new version", "nothing to change"),
+    (_open_plan, {"pe_credits": "-1"}, "Save new version", "Included credits must be greater than 0"),
+    (_open_plan, {"pe_trial": 400}, "Save new version", "A trial lasts 1 to 365 days"),
+    (_open_plan, {"pe_price": "60", "pe_when": "at", "pe_date": yesterday().date()}, "Save new version",
+     "is in the past"),
+    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "  ", "pn_price": "10"}, "Create plan",
+     "Plan name is missing"),
+    (lambda at: press(at, "New plan"), {"pn_code": "Team Plan", "pn_name": "Team", "pn_price": "10"}, "Create plan",
+     "Plan code must be"),
+    (lambda at: press(at, "New plan"), {"pn_code": "platform", "pn_name": "Again", "pn_price": "10"}, "Create plan",
+     "already taken"),
+    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": ""}, "Create plan",
+     "Monthly price is not a number"),
+    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "10", "pn_credits": "lots"},
+     "Create plan", "Included credits is not a number"),
+    (lambda at: press(at, "Rename"), {"prn_name": ""}, "Save name", "Plan name is missing"),
+    (lambda at: press(at, "Rename"), {"prn_name": "Team\tPlus"}, "Save name", "control characters"),
 ]
 
 
 @pytest.mark.parametrize(("opens", "fields", "save", "words"), BAD_INPUT,
-                         ids=[f"{b[2]}-{next(iter(b[1].values()))}" for b in BAD_INPUT])
+                         ids=[f"{b[2]}-{next(iter(b[1].values()))}" for b in
+                              (getattr(case, "values", case) for case in BAD_INPUT)])
 def test_bad_input_in_a_dialog_shows_the_error_and_changes_nothing(setup, opens, fields, save, words):
     db = setup
     at = open_page("pricing", "root")
@@ -416,7 +613,8 @@ def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
 
 @pytest.mark.slow
 def test_pricing_page_in_a_browser(setup, db_url):
-    """Log in as root in Chromium, open Pricing, save a platform rule through its dialog, price an event.
+    """Log in as root in Chromium, open Pricing: show a plan's versions, save a new version of Starter through its
+    dialog (after a refusal), save a platform rule through its dialog, price an event.
 
     Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
     """
@@ -437,6 +635,24 @@ def test_pricing_page_in_a_browser(setup, db_url):
                 raise
             browser.close()
         assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
+        assert {e.code: e.monthly_price for e in plans.catalogue(setup)}["starter"] == 21
+
+
+def _refused_then_saved(web, page, opens: str, field: str, bad: tuple[str, str], good: tuple[str, str], save: str,
+                        shots: tuple[str, str]) -> None:
+    """Open a dialog with the button `opens`; type bad[0] in `field` and see bad[1], then good[0] and see good[1]
+    once the dialog closed; a screenshot after each."""
+    page.get_by_role("button", name=opens).click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    web.settle(page)
+    for (value, words), name in zip((bad, good), shots, strict=True):
+        dialog.get_by_role("textbox", name=field).fill(value)
+        dialog.get_by_role("button", name=save).click()
+        (dialog if value == bad[0] else page).get_by_text(words).wait_for()
+        web.settle(page)
+        web.shot(page, name)
+    assert page.get_by_role("dialog").count() == 0
 
 
 def _browse(web, page, db) -> None:
@@ -453,25 +669,23 @@ def _browse(web, page, db) -> None:
     page.get_by_role("heading", name="Pricing").wait_for()
     web.settle(page)
     assert page.url.endswith("/prices")  # its URL path, not the file's name (which would skip the login)
+    page.get_by_text("Show the versions of the chosen plan").click()
+    page.get_by_text("in force", exact=True).wait_for(state="attached")  # grid cells are drawn on a canvas
+    web.settle(page)
+    web.shot(page, "pricing-plans")
+    _refused_then_saved(web, page, "Edit plan", "Price per month (USD)",
+                        ("-1", "Monthly price cannot be negative (got -1)."),
+                        ("21", "Starter (starter): version 2 takes effect now."), "Save new version",
+                        ("pricing-plan-edit-refused", "pricing-plan-edited"))
+
+    page.get_by_role("tab", name="Model prices").click()
+    web.settle(page)
     web.shot(page, "pricing-model-prices")
 
     page.get_by_role("tab", name="Platform rules").click()
-    page.get_by_role("button", name="Edit platform rules").click()
-    dialog = page.get_by_role("dialog")
-    dialog.wait_for()
-    web.settle(page)
-    markup = dialog.get_by_role("textbox", name="Markup on provider cost (managed keys)")
-    markup.fill("abc")
-    dialog.get_by_role("button", name="Save platform rules").click()
-    dialog.get_by_text("Markup is not a number").wait_for()
-    web.settle(page)
-    web.shot(page, "pricing-dialog-refused")
-    markup.fill("1.75")
-    dialog.get_by_role("button", name="Save platform rules").click()
-    page.get_by_text("Saved the platform rules.").wait_for()
-    web.settle(page)
-    assert page.get_by_role("dialog").count() == 0
-    web.shot(page, "pricing-platform-rules")
+    _refused_then_saved(web, page, "Edit platform rules", "Markup on provider cost (managed keys)",
+                        ("abc", "Markup is not a number"), ("1.75", "Saved the platform rules."), "Save platform rules",
+                        ("pricing-dialog-refused", "pricing-platform-rules"))
 
     page.get_by_role("tab", name="Cost calculator").click()
     web.settle(page)
