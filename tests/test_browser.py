@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,20 +18,28 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from ledger_state import billing_verify, snapshot
 
-from billing_core import auth, credits, database, organizations
+from billing_core import analytics, auth, credits, database, organizations, subscriptions, usage
 from billing_core.database import PROJECT_ROOT, fetch
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-PASSWORDS = {"ada@example.com": "ada password 1", "mia@example.com": "mia password 1"}
+PASSWORDS = {
+    "ada@example.com": "ada password 1",
+    "mia@example.com": "mia password 1",
+    "root@example.com": "root password 1",
+    "gus@example.com": "gus password 1",
+}
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')")
+expect = playwright_api.expect
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: install it with apt-get install -y chromium"),
@@ -43,21 +52,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def migrated_database(pg_server, template_database) -> Iterator[str]:
+    """A fresh clone of the migrated template, dropped afterwards; its URL."""
+    name = f"billing_browser_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name, template=template_database)
+    try:
+        yield url
+    finally:
+        database.dispose_engine(url)
+        pg_server.drop_database(name)
+
+
+def add_user(db, user_id: str, org_id: str | None = None, role: str = "member", *, system_admin: bool = False) -> None:
+    """User `user_id` (email user_id@example.com, password from PASSWORDS), a `role` of `org_id` when given."""
+    email = f"{user_id}@example.com"
+    organizations.create_user(db, None, user_id, email, user_id.title(), is_system_admin=system_admin,
+                              password_hash=auth.hash_password(PASSWORDS[email]))
+    if org_id:
+        organizations.add_member(db, None, org_id, user_id, role)
+
+
 @pytest.fixture(scope="module")
 def app_db(pg_server, template_database) -> Iterator[str]:
     """A migrated database for this module: acme with ada (admin) and mia (member), both with passwords."""
-    name = f"billing_browser_{uuid.uuid4().hex[:12]}"
-    url = pg_server.create_database(name, template=template_database)
-    db = database.get_engine(url)
-    organizations.create_organization(db, None, "acme", "Acme <b>Inc</b> \"quoted\"")
-    for user_id, role in (("ada", "admin"), ("mia", "member")):
-        email = f"{user_id}@example.com"
-        organizations.create_user(db, None, user_id, email, user_id.title(), password_hash=auth.hash_password(PASSWORDS[email]))
-        organizations.add_member(db, None, "acme", user_id, role)
-    credits.add_credits(db, None, "acme", 10_000, 10)
-    yield url
-    database.dispose_engine(url)
-    pg_server.drop_database(name)
+    with migrated_database(pg_server, template_database) as url:
+        db = database.get_engine(url)
+        organizations.create_organization(db, None, "acme", "Acme <b>Inc</b> \"quoted\"")
+        add_user(db, "ada", "acme", "admin")
+        add_user(db, "mia", "acme")
+        credits.add_credits(db, None, "acme", 10_000, 10)
+        yield url
 
 
 @contextlib.contextmanager
@@ -268,3 +293,138 @@ def test_org_admin_allocates_through_the_form_and_sees_the_page_change(app_url, 
         page.get_by_role("heading", name=name).first.wait_for()
         settle(page)
         shot(page, f"org-admin-{name.lower().replace(' ', '-')}")
+
+
+# ---------------------------------------------------------------- issue 4: a plan upgrade, its history and MRR
+
+
+@pytest.fixture
+def globex_db(pg_server, template_database) -> Iterator[str]:
+    """Globex on Platform ($50 / month, started without trial) with admin gus and 5,000 credits; root is a system admin."""
+    with migrated_database(pg_server, template_database) as url:
+        db = database.get_engine(url)
+        add_user(db, "root", system_admin=True)
+        organizations.create_organization(db, None, "globex", "Globex")
+        add_user(db, "gus", "globex", "admin")
+        subscriptions.create_subscription(db, None, "globex", "platform", trial=False)
+        credits.add_credits(db, None, "globex", 5_000, 5)
+        yield url
+
+
+def metric_value(page, label: str):
+    """The value of the metric card labelled exactly `label` (a locator)."""
+    card = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    return card.get_by_test_id("stMetricValue")
+
+
+def metric(page, label: str) -> str:
+    """The value shown on the metric card labelled exactly `label`."""
+    return metric_value(page, label).inner_text().strip()
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input")
+    box.click()
+    if box.get_attribute("aria-expanded") != "true":
+        box.press("ArrowDown")  # a click on a select that kept the focus of an earlier choice leaves it closed
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def dollars(text: str) -> Decimal:
+    return Decimal(text.replace("$", "").replace(",", ""))
+
+
+def test_an_org_admin_upgrades_now_and_the_history_and_mrr_follow(globex_db, browser):
+    db = database.get_engine(globex_db)
+    assert analytics.overview(db, "root").mrr.value == 50  # Platform, the only paying subscription
+    with running_app(globex_db, "browser-plan-change-streamlit.log") as base:
+        admin_context = browser.new_context(viewport={"width": 1280, "height": 860})
+        org_context = browser.new_context(viewport={"width": 1280, "height": 1200})
+        try:
+            for ctx in (admin_context, org_context):
+                ctx.set_default_timeout(20_000)
+            system = open_app(admin_context, base)
+            log_in(system, "root@example.com")  # a system admin lands on System overview
+            system.get_by_role("heading", name="System overview").wait_for()
+            assert (metric(system, "MRR"), metric(system, "ARR")) == ("$50.00", "$600.00")
+            shot(system, "plan-change-1-mrr-before")
+
+            page = open_app(org_context, base)
+            log_in(page, "gus@example.com")
+            page.get_by_role("link", name="Organization billing").click()
+            page.get_by_text("Change plan").first.wait_for()
+            settle(page)
+            assert (metric(page, "Plan"), metric(page, "Price per month")) == ("Platform", "$50.00")
+            shot(page, "plan-change-2-org-billing-on-platform")
+
+            # upgrade now: the question shows the proration, the confirmation applies it
+            choose(page, "New plan", "Hybrid ($99.00/month)")
+            page.get_by_text("Now (prorated)").click()
+            page.get_by_role("button", name="Change plan").click()
+            question = page.get_by_text("Move Globex to Hybrid now?")
+            question.wait_for()
+            settle(page)
+            shot(page, "plan-change-3-proration-question")
+            asked = re.search(r"a credit of (\$[\d,.]+) for the current plan and a charge of (\$[\d,.]+) for Hybrid: "
+                              r"(\$[\d,.]+) owed by the organization", question.inner_text())
+            assert asked, question.inner_text()
+            credit, charge, owed = (dollars(figure) for figure in asked.groups())
+            # the period began at the latest midnight (UTC; the anchor day is the day globex was opened):
+            # at most a day and the test's minutes of a period of 28 days or more are gone
+            assert 48 < credit <= 50 and 95 < charge <= 99 and owed == charge - credit
+
+            page.get_by_role("button", name="Confirm").click()
+            done = page.get_by_text("Now on Hybrid:")
+            done.wait_for()
+            settle(page)
+            assert (metric(page, "Plan"), metric(page, "Price per month")) == ("Hybrid", "$99.00")
+            shot(page, "plan-change-4-now-on-hybrid")
+            history = usage.billing_timeline(db, "gus", "globex")
+            [amount] = history[history.event_type == "subscription_plan_changed"].amount
+            # the question was a preview some seconds earlier: each side is rounded to cents, so 1 cent may move
+            assert abs(amount - owed) <= Decimal("0.01")
+            assert f"Now on Hybrid: ${amount:,.2f} recorded in the billing history." in done.inner_text()
+
+            # the plan change is a row of the Billing history table: the grid draws on a canvas, whose
+            # (hidden) accessible table holds the cells of the columns in view
+            page.get_by_role("tab", name="Billing history").click()
+            row = page.get_by_role("tabpanel").locator('[role="row"]').filter(has_text="subscription_plan_changed")
+            row.wait_for(state="attached")
+            settle(page)
+            shot(page, "plan-change-5-billing-history")
+            cells = [cell.strip() for cell in row.locator('[role="gridcell"]').all_text_contents()]
+            assert cells[1:5] == [
+                "subscription_plan_changed",
+                f"Plan changed from Platform to Hybrid: ${amount:.2f} charged for the rest of the period",
+                "0",
+                format(amount.normalize(), "f"),  # the grid's raw number (shown as $48.01)
+            ], cells
+
+            # System overview: MRR (and ARR) up by Hybrid's $99 - Platform's $50
+            mrr = analytics.overview(db, "root")
+            assert (mrr.mrr.value, mrr.arr.value) == (99, 1188)
+            system.get_by_role("link", name="System overview").click()
+            expect(metric_value(system, "MRR")).to_have_text(f"${mrr.mrr.value:,.2f}")  # once the page has run again
+            settle(system)
+            assert (metric(system, "MRR"), metric(system, "ARR")) == ("$99.00", "$1,188.00")
+            shot(system, "plan-change-6-mrr-after")
+            assert billing_verify(globex_db).returncode == 0
+
+            # four more changes by gus make five this hour: the sixth, on the screen, is refused
+            for _ in range(2):
+                subscriptions.schedule_change(db, "gus", "globex", "byok")
+                subscriptions.reactivate(db, "gus", "globex")
+            before = snapshot(db)
+            choose(page, "New plan", "Starter ($19.00/month)")
+            page.get_by_role("button", name="Change plan").click()
+            refusal = page.get_by_text("Too many subscription changes")
+            refusal.wait_for()
+            settle(page)
+            shot(page, "plan-change-7-rate-limited")
+            assert "an organization admin may make 5 an hour" in refusal.inner_text()
+            assert page.get_by_role("button", name="Confirm").count() == 0  # refused before any question
+            assert metric(page, "Plan") == "Hybrid" and snapshot(db) == before
+        finally:
+            org_context.close()
+            admin_context.close()
