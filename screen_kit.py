@@ -303,6 +303,11 @@ def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 organization', '3 organizations': a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
+
+
 def fmt_credits(value: Any, places: int | None = None) -> str:
     """Credits with thousands separators and no trailing zeros: 12,500 or 0.375 (rounded to `places` if given)."""
     if value is None:

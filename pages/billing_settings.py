@@ -6,6 +6,7 @@ checks the role again in billing_core.
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
@@ -35,19 +36,17 @@ except BillingError as exc:
 labels = {row.user_id: f"{row.display_name} ({row.email})" for row in members.itertuples()}
 st.subheader(kit.md_text(overview.org_name))
 
-start_col, end_col, job_col = st.columns(3)
+start_col, end_col = st.columns(2)
 with start_col:
-    kit.metric_card("Current period started", f"{current.period_start:%Y-%m-%d %H:%M %Z}", "text")
+    kit.metric_card("Current period started", f"{current.period_start:%Y-%m-%d}", "text",
+                    help=f"At {current.period_start:%Y-%m-%d %H:%M %Z}: local midnight in {settings.timezone}.")
 with end_col:
-    kit.metric_card("Next reset", f"{current.period_end:%Y-%m-%d %H:%M %Z}", "text",
-                    help="Allocations reset and the pool's refresh and included credits arrive then.")
-with job_col:
-    kit.metric_card(
-        "Period job last ran",
-        f"{last_run.finished_at or last_run.started_at:%Y-%m-%d %H:%M %Z}" if last_run else "never",
-        "text",
-        help="`billing periods run` does all due period work; an operator runs it from cron.",
-    )
+    kit.metric_card("Next reset", f"{current.period_end:%Y-%m-%d}", "text",
+                    help=f"At {current.period_end:%Y-%m-%d %H:%M %Z}: allocations reset and the pool's refresh and "
+                         "included credits arrive then.")
+if last_run is not None:
+    st.caption(f"The period job last ran {last_run.finished_at or last_run.started_at:%Y-%m-%d %H:%M %Z} "
+               "(`billing periods run`, which an operator runs from cron).")
 if last_run is None:
     st.warning("The period job has never run: period resets, grants and expiries wait for `billing periods run`.")
 
@@ -151,13 +150,16 @@ kit.show_flash("refresh")
 
 st.subheader("Standing amounts")
 kit.table(
-    members,
+    members.assign(each_period=[
+        "same as this period" if pd.isna(value) else kit.fmt_credits(value)
+        for value in members.standing_credits
+    ]),
     {
         "display_name": kit.text_column("Name"),
         "email": kit.text_column("Email"),
         "allocated_credits": kit.credits_column("Allocated this period"),
         "used_credits": kit.credits_column("Used"),
-        "standing_credits": kit.credits_column("Each period (empty: same as now)"),
+        "each_period": kit.text_column("Each period"),
     },
     key="standing_table",
 )

@@ -29,8 +29,9 @@ if last_run is None:
 else:
     st.caption(
         f"Period job last ran {last_run.finished_at or last_run.started_at:%Y-%m-%d %H:%M %Z}: "
-        f"{last_run.orgs_processed} organizations, {last_run.periods_closed} periods closed, "
-        f"{last_run.lots_expired} lots expired, {last_run.holds_released} holds released"
+        f"{kit.counted(last_run.orgs_processed, 'organization')}, "
+        f"{kit.counted(last_run.periods_closed, 'period')} closed, {kit.counted(last_run.lots_expired, 'lot')} expired, "
+        f"{kit.counted(last_run.holds_released, 'hold')} released"
         + (f", {last_run.orgs_failed} failed" if last_run.orgs_failed else "") + "."
     )
 
@@ -90,8 +91,8 @@ with cards[3]:
     _card("Credits used (30 days)", overview.credits_used_30d, "credits", kit.card_credits, "Previous 30 days")
 st.caption(
     f"Active subscriptions are the paying ones (active or past due), the ones MRR counts; "
-    f"{overview.past_due_subscriptions} past due. {overview.organizations} organizations; "
-    f"{overview.requests_30d:,} charged requests in the last 30 days."
+    f"{overview.past_due_subscriptions} past due. {kit.counted(overview.organizations, 'organization')}; "
+    f"{kit.counted(overview.requests_30d, 'charged request')} in the last 30 days."
 )
 
 # ------------------------------------------------------------ plan mix
@@ -290,7 +291,7 @@ ORG_COLUMNS = {
 if orgs.empty:
     st.caption("No organization matches these filters." if chosen_plans or chosen_statuses else "No organization yet.")
 else:
-    st.caption(f"{len(orgs)} organizations. Click a row to open its billing page.")
+    st.caption(f"{kit.counted(len(orgs), 'organization')}. Click a row to open its billing page.")
     shown = orgs.assign(subscription_status=orgs.subscription_status.map(lambda s: STATUS_WORDS.get(s, s)))
     event = st.dataframe(
         _display(shown[list(ORG_COLUMNS)]),

@@ -227,4 +227,4 @@ def test_the_screens_say_when_the_period_job_last_ran(acme):
     at = open_page("system_overview", "root")
     assert any(f"Period job last ran {run.finished_at:%Y-%m-%d %H:%M}" in plain(c.value) for c in at.caption)
     at = open_page("billing_settings", "ada", "acme")
-    assert metric_values(at, "Period job last ran") == [f"{run.finished_at:%Y-%m-%d %H:%M %Z}"]
+    assert any(f"The period job last ran {run.finished_at:%Y-%m-%d %H:%M %Z}" in plain(c.value) for c in at.caption)

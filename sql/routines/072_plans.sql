@@ -261,6 +261,12 @@ begin
             message = format('Plan %L is retired: its terms can no longer change.', p_code);
     end if;
     select * into v_latest from plan_versions where plan = p_code order by version desc limit 1;
+    -- checked before they go into the row: its typed columns would round or overflow silently
+    perform plan_check_terms(coalesce(p_monthly_price, v_latest.monthly_price),
+                             coalesce(p_pricing_mode, v_latest.pricing_mode),
+                             coalesce(p_included_credits, v_latest.included_credits),
+                             case when p_trial_days is null then v_latest.trial_days
+                                  when p_trial_days = 0 then null else p_trial_days end);
     v_new := v_latest;
     v_new.version := v_latest.version + 1;
     v_new.monthly_price := coalesce(p_monthly_price, v_latest.monthly_price);
@@ -272,7 +278,6 @@ begin
     v_new.effective_at := v_at;
     v_new.created_by := p_actor_id;
     v_new.created_at := now();
-    perform plan_check_terms(v_new.monthly_price, v_new.pricing_mode, v_new.included_credits, v_new.trial_days);
     if v_at <= v_latest.effective_at then
         raise exception using errcode = 'CB009',
             message = format('Effective date (%s) must be after version %s''s (%s): versions follow one another.',

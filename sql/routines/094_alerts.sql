@@ -28,11 +28,15 @@ returns void
 language plpgsql
 as $$
 begin
+    -- the message names the member and rounds to whole credits; threshold and observed keep the exact figures
     insert into credit_alerts (org_id, kind, user_id, allocation_id, threshold, observed, message)
-    values (p_org_id, 'allocation_90', p_user_id, p_allocation_id, round(p_allocated * 0.9, 6), p_used,
-            format('%s has used %s of %s allocated credits (%s%%): ask an org admin for more before they run out.',
-                   p_user_id, ledger_amount_text(p_used), ledger_amount_text(p_allocated),
-                   trim_scale(round(100 * p_used / p_allocated, 1))))
+    select p_org_id, 'allocation_90', p_user_id, p_allocation_id, round(p_allocated * 0.9, 6), p_used,
+           format('%s has used %s of %s allocated credits (%s%%): ask an org admin for more before they run out.',
+                  coalesce(u.display_name, u.email, p_user_id),
+                  to_char(round(p_used), 'FM999,999,999,999,990'), to_char(round(p_allocated), 'FM999,999,999,999,990'),
+                  trim_scale(round(100 * p_used / p_allocated, 1)))
+      from (select 1) one
+      left join users u on u.id = p_user_id
     on conflict (org_id, allocation_id) where kind = 'allocation_90' do nothing;
     if found then
         perform ledger_audit(p_org_id, null, 'allocation.exhausted', 'user', p_user_id,
