@@ -43,6 +43,15 @@ def chosen_org() -> str | None:
     return st.session_state.get("org_id")
 
 
+def require_chosen_org() -> str:
+    """The organization chosen in the sidebar; without one, says how to choose it and stops the page."""
+    org_id = chosen_org()
+    if not org_id:
+        st.info("Choose an organization in the sidebar.")
+        st.stop()
+    return org_id
+
+
 def engine() -> Engine:
     """The database engine (DATABASE_URL's, or the embedded server's)."""
     return database.get_engine()

@@ -18,10 +18,7 @@ from billing_core.errors import BillingError
 st.title("Organization billing")
 
 actor_id = kit.require_actor()
-org_id = kit.chosen_org()
-if not org_id:
-    st.info("Choose an organization in the sidebar.")
-    st.stop()
+org_id = kit.require_chosen_org()
 db = kit.engine()
 
 try:
