@@ -328,7 +328,7 @@ def cases(db: sa.engine.Engine, logins: list[demo.Login]) -> tuple[list[Case], d
     found = []
     for role, screens in (
         ("member", ["my_credits", "account"]),
-        ("org admin", ["my_credits", "org_billing", "audit_log", "account"]),
+        ("org admin", ["my_credits", "org_billing", "billing_settings", "audit_log", "account"]),
         ("multi-org user", ["my_credits", "account"]),
     ):
         user_id = by_role[role].user_id
@@ -337,6 +337,7 @@ def cases(db: sa.engine.Engine, logins: list[demo.Login]) -> tuple[list[Case], d
     busiest = str(analytics.top_organizations(db, admin, 1).org_id.iloc[0])
     found += [
         Case("system_overview", "system admin", admin, None),
+        Case("pricing", "system admin", admin, None),
         Case("org_billing", "system admin", admin, busiest),
         Case("audit_log", "system admin", admin, None),
         Case("my_credits", "system admin", admin, None),
