@@ -7,7 +7,7 @@ with a weekday rhythm, purchases and billing history. Everything goes through
 the stored functions users and services call (create_organization_with_plan,
 create_user, add_organization_member, create_subscription,
 set_subscription_status, add_credits_to_pool, allocate_credits_to_user,
-deduct_credits with the time each call happened, remove_organization_member,
+charge_usage with the time each call happened, remove_organization_member,
 and for plans and periods schedule_subscription_change, cancel_subscription,
 set_allocation_policy, set_low_balance_threshold, edit_plan), set-based and
 in ONE transaction: a failed load leaves nothing behind; then the period job
@@ -16,9 +16,9 @@ dataset is a function of the seed and of the day it is anchored to (the 90
 days end yesterday, UTC), so two loads on the same day agree to the credit.
 
 Every demo user shares one password (DEMO_PASSWORD), hashed once with bcrypt.
-LLM calls are priced here from public per-token list prices (provider cost x
-1.5 on managed keys, x 1 on the customer's own keys) because the pricing engine
-is not built yet; the credits each call cost are what the ledger records.
+The metered calls (model and tokens, or a fixed-price service; on the
+customer's own key as their plan allows) are priced and charged by the
+pricing engine (price_usage to size allocations, charge_usage to charge).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import re
 import time
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -90,31 +91,29 @@ HTML_USER_NAME = "Robert'); DROP TABLE users;-- \"Bobby\" <i>Tables</i> <script>
 # plan code -> share of organizations, members (besides the first admin) as (min, max)
 PLAN_SHARES = {"starter": 0.2, "byok": 0.175, "platform": 0.3, "hybrid": 0.175, "enterprise": 0.15}
 PLAN_SIZES = {"starter": (2, 5), "byok": (4, 9), "platform": (5, 12), "hybrid": (8, 16), "enterprise": (15, 28)}
-# credits per LLM call = provider cost in dollars x 1000 (1 credit = $0.001) x markup
-MANAGED_MARKUP = Decimal("1.5")
-OWN_KEY_MARKUP = Decimal(1)
-# model -> (provider, $ per million input tokens, $ per million output tokens): public list prices
+# models the demo's LLM calls use (the pricing engine's price table prices them) -> provider
 MODELS = {
-    "gpt-4o-mini": ("openai", Decimal("0.15"), Decimal("0.60")),
-    "gpt-4o": ("openai", Decimal("2.50"), Decimal("10.00")),
-    "claude-3-5-sonnet": ("anthropic", Decimal("3.00"), Decimal("15.00")),
-    "claude-3-5-haiku": ("anthropic", Decimal("0.80"), Decimal("4.00")),
-    "llama-3.1-70b": ("together", Decimal("0.88"), Decimal("0.88")),
-    "llama-3.1-8b": ("together", Decimal("0.18"), Decimal("0.18")),
+    "gpt-4o-mini": "openai",
+    "gpt-4o": "openai",
+    "claude-sonnet-4": "anthropic",
+    "claude-3-5-haiku": "anthropic",
+    "gemini-2.5-flash": "google",
+    "gemini-2.0-flash": "google",
 }
-# fixed-price services: service_type -> (service_name, credits per call)
+# fixed-price services: service_type -> service_name (the engine prices them: 50, 10, 2 credits)
 FIXED_SERVICES = {
-    "company_enrichment": ("Company enrichment", Decimal(50)),
-    "contact_lookup": ("Contact lookup", Decimal(10)),
-    "intelligence_cache_lookup": ("Intelligence cache lookup", Decimal(2)),
+    "company_enrichment": "Company enrichment",
+    "contact_lookup": "Contact lookup",
+    "intelligence_cache_lookup": "Intelligence cache lookup",
 }
+# share of LLM calls on the customer's own keys, by plan (its pricing mode decides what it may run)
+OWN_KEY_SHARE = {"byok": 1.0, "hybrid": 0.5, "enterprise": 0.4}
 # Monday..Sunday: share of a weekday's calls
 WEEKDAY_FACTORS = (1.0, 1.08, 1.05, 1.0, 0.82, 0.16, 0.1)
 # hours of the working day (local), weights
 WORK_HOURS = [(8, 2), (9, 6), (10, 9), (11, 9), (12, 5), (13, 7), (14, 9), (15, 8), (16, 7), (17, 4), (18, 2), (19, 1)]
 # organizations' UTC offsets (hours): where their working day falls
 UTC_OFFSETS = (-8, -5, -5, 0, 1, 1, 2, 5.5, 8, 9)
-_MICRO = Decimal("0.000001")
 _BATCH = 25_000  # deductions per statement
 
 
@@ -148,7 +147,6 @@ class Org:
     utc_offset: float
     mix: dict[str, float]  # service_type -> share of calls
     models: list[tuple[str, float]]
-    own_key_share: float  # share of LLM calls on the customer's own keys
     owner: str = ""
     events: list[tuple[datetime, str, str]] = field(default_factory=list)  # (when, kind, value)
     ends_at: datetime | None = None  # canceled for good: usage stops here
@@ -166,10 +164,13 @@ class Usage:
     at: datetime
     org_id: str
     user_id: str
-    credits: Decimal
     service_type: str
     service_name: str
+    input_tokens: int
+    output_tokens: int
+    byok: bool
     metadata: dict[str, Any]
+    credits: Decimal | None = None  # what the pricing engine charges for it (see `plan`'s `price`)
 
 
 @dataclass
@@ -270,7 +271,6 @@ def _plan_orgs(rng: random.Random, n: int, anchor_at: datetime) -> list[Org]:
             mix={"llm": llm, "company_enrichment": enrich, "contact_lookup": contact,
                  "intelligence_cache_lookup": rest - enrich - contact},
             models=[(m, w) for m, w in zip(models[:3], (0.6, 0.3, 0.1), strict=True)],
-            own_key_share={"byok": 1.0, "hybrid": 0.5, "enterprise": 0.4}.get(plan, 0.0),
         ))
     return orgs
 
@@ -380,26 +380,23 @@ def _plan_people(rng: random.Random, orgs: list[Org], n_people: int) -> tuple[li
     return people, rows
 
 
-def _call(rng: random.Random, org: Org) -> tuple[Decimal, str, str, dict[str, Any]]:
+def _plan_at(org: Org, at: datetime) -> str:
+    """The plan the organization is on at `at` (a plan change starts a new subscription)."""
+    changes = [value for when, kind, value in org.events if kind == "subscribe" and when <= at]
+    return changes[-1] if changes else org.plan
+
+
+def _call(rng: random.Random, org: Org, at: datetime) -> tuple[str, str, int, int, bool, dict[str, Any]]:
+    """One metered call: (service_type, service_name, input tokens, output tokens, own key, metadata)."""
     service = _weighted(rng, list(org.mix.items()))
     if service != "llm":
-        name, credits = FIXED_SERVICES[service]
-        return credits, service, name, {}
+        return service, FIXED_SERVICES[service], 0, 0, False, {}
     model = _weighted(rng, org.models)
-    provider, price_in, price_out = MODELS[model]
     tokens_in = max(20, int(rng.lognormvariate(7.2, 0.8)))  # median ~1,300
     tokens_out = max(5, int(rng.lognormvariate(5.8, 0.7)))  # median ~330
-    cost = (price_in * tokens_in + price_out * tokens_out) / 1_000_000
-    own_key = rng.random() < org.own_key_share
-    markup = OWN_KEY_MARKUP if own_key else MANAGED_MARKUP
-    credits = max(_MICRO, (cost * 1000 * markup).quantize(_MICRO))
-    return credits, "llm", model, {
-        "provider": provider,
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "provider_cost_usd": str(cost.quantize(Decimal("0.00000001"))),
-        "markup": str(markup),
-        "own_key": own_key,
+    own_key = rng.random() < OWN_KEY_SHARE.get(_plan_at(org, at), 0.0)
+    return "llm", model, tokens_in, tokens_out, own_key, {
+        "provider": MODELS[model], "input_tokens": tokens_in, "output_tokens": tokens_out, "own_key": own_key,
     }
 
 
@@ -434,8 +431,9 @@ def _plan_usage(
                     continue
                 if at >= datetime.combine(anchor, dtime(), UTC):
                     continue  # usage ends yesterday (UTC)
-                credits, service_type, service_name, metadata = _call(rng, org)
-                usage.append(Usage(at, org_id, user_id, credits, service_type, service_name, metadata))
+                service_type, service_name, tokens_in, tokens_out, own_key, metadata = _call(rng, org, at)
+                usage.append(Usage(at, org_id, user_id, service_type, service_name, tokens_in, tokens_out, own_key,
+                                   metadata))
     usage.sort(key=lambda u: (u.org_id, u.user_id, u.at))
     return usage
 
@@ -489,8 +487,13 @@ def plan(
     days: int = 90,
     anchor: date | None = None,
     password_hash: str | None = None,
+    price: Callable[[list[Usage]], list[Decimal]] | None = None,
 ) -> Dataset:
-    """The dataset `load` writes, computed without touching a database (deterministic per seed and anchor day)."""
+    """The dataset `load` writes (deterministic per seed and anchor day); `price` gives each call's credits.
+
+    `load` prices the calls with the database's pricing engine. Without `price` the plan stops at the calls:
+    no credits, allocations or purchases (what a plan without a database can know).
+    """
     anchor = anchor or datetime.now(UTC).date()
     anchor_at = datetime.combine(anchor, dtime(), UTC)
     rng = random.Random(seed)
@@ -501,7 +504,6 @@ def plan(
     logins = _pick_logins(orgs, people, memberships)
     keen = {login.user_id for login in logins}
     usage = _plan_usage(rng, orgs, memberships, anchor, days, keen)
-    allocations, purchases = _plan_credits(rng, orgs, memberships, usage, anchor_at)
 
     # a few members leave: their unused credits return to the pool, their usage stays
     used_by = {(u.org_id, u.user_id) for u in usage}
@@ -514,6 +516,13 @@ def plan(
     ]
     owners = {org.id: org.owner for org in orgs}
     removals = [(o, u, owners[o]) for o, u in rng.sample(leavers, min(3, len(leavers)))]
+
+    allocations: list[tuple[str, str, Decimal, str]] = []
+    purchases: list[tuple[datetime, str, Decimal, str, str]] = []
+    if price is not None:
+        for call, credits in zip(usage, price(usage), strict=True):
+            call.credits = credits
+        allocations, purchases = _plan_credits(rng, orgs, memberships, usage, anchor_at)
     return Dataset(anchor, password_hash or "", orgs, people, memberships, purchases, allocations, usage,
                    removals, logins)
 
@@ -563,6 +572,28 @@ def _run(conn: Connection, statement: str, params: dict[str, Any] | None = None)
         raise
 
 
+def engine_prices(db: Engine, calls: list[Usage]) -> list[Decimal]:
+    """What the pricing engine charges for each call, in order: price_usage under the platform's rules (no
+    organization: the demo's organizations have no overrides, and their plans only decide what they may run)."""
+    rows = database.fetch(
+        db,
+        "select p.credits from unnest(cast(:types as text[]), cast(:names as text[]), cast(:ins as numeric[]),"
+        "                             cast(:outs as numeric[]), cast(:byok as boolean[]), cast(:times as timestamptz[]))"
+        "              with ordinality as c(st, sn, i, o, b, t, n)"
+        " cross join lateral price_usage(null, c.st, c.sn, c.i, c.o, 0, 1, c.b, c.t) p"
+        " order by c.n",
+        {
+            "types": [c.service_type for c in calls],
+            "names": [c.service_name for c in calls],
+            "ins": [c.input_tokens for c in calls],
+            "outs": [c.output_tokens for c in calls],
+            "byok": [c.byok for c in calls],
+            "times": [c.at for c in calls],
+        },
+    )
+    return [row[0] for row in rows]
+
+
 def organization_count(db: Engine) -> int:
     """How many organizations the database holds."""
     return database.call(db, "select count(*) from organizations")
@@ -590,7 +621,7 @@ def load(
     started = time.monotonic()
     ensure_empty(db)
     data = plan(seed, organizations=organizations, users=users, days=days, anchor=anchor,
-                password_hash=auth.hash_password(DEMO_PASSWORD))
+                password_hash=auth.hash_password(DEMO_PASSWORD), price=lambda calls: engine_prices(db, calls))
     with db.begin() as conn:
         _run(conn, "select pg_advisory_xact_lock(:key)", {"key": _LOAD_LOCK_KEY})
         if _run(conn, "select count(*) from organizations")[0][0]:
@@ -731,23 +762,27 @@ def _write(conn: Connection, data: Dataset) -> None:
         },
     )
 
-    # 90 days of metered calls, charged in the order they happened
+    # 90 days of metered calls, charged by the pricing engine in the order they happened
     for start in range(0, len(data.usage), _BATCH):
         batch = data.usage[start:start + _BATCH]
         _run(
             conn,
-            "select count(deduct_credits(o, u, c, st, sn, r, cast(m as jsonb), t))"
-            " from (select * from unnest(cast(:orgs as text[]), cast(:users as text[]), cast(:credits as numeric[]),"
-            "                            cast(:types as text[]), cast(:names as text[]), cast(:ids as text[]),"
-            "                            cast(:meta as text[]), cast(:times as timestamptz[]))"
-            "              with ordinality as x(o, u, c, st, sn, r, m, t, n)"
-            "        order by n) calls",
+            "select count(c.credits)"
+            " from (select * from unnest(cast(:orgs as text[]), cast(:users as text[]), cast(:types as text[]),"
+            "                            cast(:names as text[]), cast(:ins as numeric[]), cast(:outs as numeric[]),"
+            "                            cast(:byok as boolean[]), cast(:ids as text[]), cast(:meta as text[]),"
+            "                            cast(:times as timestamptz[]))"
+            "              with ordinality as x(o, u, st, sn, i, out, b, r, m, t, n)"
+            "        order by n) calls"
+            " cross join lateral charge_usage(o, u, st, sn, i, out, 0, 1, b, r, cast(m as jsonb), t) c",
             {
                 "orgs": [u.org_id for u in batch],
                 "users": [u.user_id for u in batch],
-                "credits": [u.credits for u in batch],
                 "types": [u.service_type for u in batch],
                 "names": [u.service_name for u in batch],
+                "ins": [u.input_tokens for u in batch],
+                "outs": [u.output_tokens for u in batch],
+                "byok": [u.byok for u in batch],
                 "ids": [f"demo-{start + k + 1:07d}" for k in range(len(batch))],
                 "meta": [json.dumps(u.metadata, separators=(",", ":")) for u in batch],
                 "times": [u.at for u in batch],

@@ -196,3 +196,26 @@ def test_buying_a_package_for_a_personal_balance_allocates_it(db, ready):
     row = fetch(db, "select allocated_credits from user_credit_allocations where org_id = :o and is_active", {"o": org_id})
     assert row[0][0] == D("52501")
     assert ledger.verify(db) == []
+
+
+def test_a_call_reported_late_is_judged_by_the_plan_it_was_made_under(db, ready):
+    from datetime import UTC, datetime, timedelta
+
+    from billing_core import subscriptions
+
+    started = datetime.now(UTC) - timedelta(days=20)
+    changed = datetime.now(UTC) - timedelta(days=5)
+    subscriptions.create_subscription(db, None, ready.id, "byok", started_at=started)
+    subscriptions.set_subscription_status(db, None, ready.id, "canceled", occurred_at=changed)
+    subscriptions.create_subscription(db, None, ready.id, "platform", started_at=changed)
+    own_key = Usage("llm", "gpt-4o", 1000, 500, byok=True)
+
+    # made on the BYOK plan, reported now: the platform fee only
+    before = charging.charge_usage(db, "user-1", own_key, org_id=ready.id, request_id="late-byok",
+                                   occurred_at=changed - timedelta(days=1))
+    assert before.credits == 1
+    # the same own-key call made under Platform (managed keys only) is refused
+    with pytest.raises(RuleViolation, match="runs on managed provider keys"):
+        charging.charge_usage(db, "user-1", own_key, org_id=ready.id, request_id="now-byok")
+    assert charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="now-managed").credits == D("11.25")
+    assert ledger.verify(db) == []

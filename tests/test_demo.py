@@ -129,7 +129,7 @@ def test_billing_demo_loads_the_full_data_set(db, db_url, run_cli, monkeypatch, 
     assert prices == {"company_enrichment": (50, 50), "contact_lookup": (10, 10), "intelligence_cache_lookup": (2, 2)}
     models = {r[0] for r in fetch(db, "select distinct service_name from credit_usage_attribution"
                                       " where service_type = 'llm'")}
-    assert {"gpt-4o-mini", "claude-3-5-sonnet", "llama-3.1-70b"} <= models <= set(demo.MODELS)
+    assert {"gpt-4o-mini", "claude-sonnet-4", "gemini-2.5-flash"} <= models <= set(demo.MODELS)
     assert scalar(db, "select count(*) from credit_usage_attribution where service_type = 'llm'"
                       " and not (metadata ? 'input_tokens' and metadata ? 'output_tokens')") == 0
     # every call was recorded by this load, dated when it happened
@@ -235,11 +235,16 @@ def test_two_loads_in_two_databases_are_identical(db, second_db_url):
 
 
 def test_the_seed_decides_the_data(db):
-    planned = demo.plan(**SMALL)
-    assert planned.usage == demo.plan(**SMALL).usage
-    assert planned.usage != demo.plan(demo.DEFAULT_SEED + 1, **SMALL).usage
+    calls = demo.plan(**SMALL)  # no database: the calls, not what they cost
+    assert calls.usage == demo.plan(**SMALL).usage
+    assert calls.usage != demo.plan(demo.DEFAULT_SEED + 1, **SMALL).usage
+    assert {u.credits for u in calls.usage} == {None} and calls.allocations == calls.purchases == []
+
+    planned = demo.plan(**SMALL, price=lambda usage: demo.engine_prices(db, usage))
     demo.load(db, **SMALL)
     assert scalar(db, "select sum(credits_used) from credit_usage_attribution") == sum(u.credits for u in planned.usage)
+    # the engine priced every call: the attribution row carries its arithmetic
+    assert scalar(db, "select count(*) from credit_usage_attribution where not metadata ? 'pricing'") == 0
 
 
 def test_a_database_with_organizations_is_refused(db, org):

@@ -508,18 +508,33 @@ end;
 $$;
 
 
--- pricing_mode_of(p_org_id): returns (plan_code, pricing_mode) of the
--- organization's live subscription; (null, 'markup') without one, or for a
--- null organization (null, 'mixed': a bare price, no plan to restrict it).
--- Raises nothing, takes no lock.
-create or replace function pricing_mode_of(p_org_id text, out plan_code text, out pricing_mode text)
+-- pricing_mode_of(p_org_id, p_at): returns (plan_code, pricing_mode) of the
+-- subscription the organization had at p_at (default now: its live one), so
+-- that a call reported late is judged by the plan it was made under;
+-- (null, 'markup') without one, or for a null organization (null, 'mixed': a
+-- bare price, no plan to restrict it). Raises nothing, takes no lock.
+drop function if exists pricing_mode_of(text);
+
+create or replace function pricing_mode_of(
+    p_org_id text,
+    p_at timestamptz default null,
+    out plan_code text,
+    out pricing_mode text
+)
 language sql
 stable
 as $$
     select s.plan, coalesce(p.pricing_mode, case when p_org_id is null then 'mixed' else 'markup' end)
       from (select 1) one
-      left join organization_subscriptions s
-             on s.org_id = p_org_id and s.status in ('trialing', 'active', 'past_due')
+      left join lateral (
+            select x.plan
+              from organization_subscriptions x
+             where x.org_id = p_org_id
+               and case when p_at is null then x.status in ('trialing', 'active', 'past_due')
+                        else x.created_at <= p_at and (x.canceled_at is null or x.canceled_at > p_at) end
+             order by x.created_at desc, x.id
+             limit 1
+           ) s on true
       left join plans p on p.code = s.plan;
 $$;
 
@@ -690,7 +705,7 @@ begin
     if p_org_id is not null then
         perform ledger_require_org(p_org_id);
     end if;
-    select * into v_mode from pricing_mode_of(p_org_id);
+    select * into v_mode from pricing_mode_of(p_org_id, p_at);
     select q.credits, q.explanation into credits, explanation
       from pricing_quote(p_org_id, v_mode.plan_code, v_mode.pricing_mode, p_service_type, p_service_name,
                          p_input_tokens, p_output_tokens, p_images, p_requests, p_byok,
