@@ -572,6 +572,18 @@ def _run(conn: Connection, statement: str, params: dict[str, Any] | None = None)
         raise
 
 
+def _events(calls: list[Usage]) -> dict[str, list]:
+    """The calls as the pricing engine's parameter arrays (types, names, tokens, own key, time), in order."""
+    return {
+        "types": [c.service_type for c in calls],
+        "names": [c.service_name for c in calls],
+        "ins": [c.input_tokens for c in calls],
+        "outs": [c.output_tokens for c in calls],
+        "byok": [c.byok for c in calls],
+        "times": [c.at for c in calls],
+    }
+
+
 def engine_prices(db: Engine, calls: list[Usage]) -> list[Decimal]:
     """What the pricing engine charges for each call, in order: price_usage under the platform's rules (no
     organization: the demo's organizations have no overrides, and their plans only decide what they may run)."""
@@ -582,14 +594,7 @@ def engine_prices(db: Engine, calls: list[Usage]) -> list[Decimal]:
         "              with ordinality as c(st, sn, i, o, b, t, n)"
         " cross join lateral price_usage(null, c.st, c.sn, c.i, c.o, 0, 1, c.b, c.t) p"
         " order by c.n",
-        {
-            "types": [c.service_type for c in calls],
-            "names": [c.service_name for c in calls],
-            "ins": [c.input_tokens for c in calls],
-            "outs": [c.output_tokens for c in calls],
-            "byok": [c.byok for c in calls],
-            "times": [c.at for c in calls],
-        },
+        _events(calls),
     )
     return [row[0] for row in rows]
 
@@ -776,16 +781,11 @@ def _write(conn: Connection, data: Dataset) -> None:
             "        order by n) calls"
             " cross join lateral charge_usage(o, u, st, sn, i, out, 0, 1, b, r, cast(m as jsonb), t) c",
             {
+                **_events(batch),
                 "orgs": [u.org_id for u in batch],
                 "users": [u.user_id for u in batch],
-                "types": [u.service_type for u in batch],
-                "names": [u.service_name for u in batch],
-                "ins": [u.input_tokens for u in batch],
-                "outs": [u.output_tokens for u in batch],
-                "byok": [u.byok for u in batch],
                 "ids": [f"demo-{start + k + 1:07d}" for k in range(len(batch))],
                 "meta": [json.dumps(u.metadata, separators=(",", ":")) for u in batch],
-                "times": [u.at for u in batch],
             },
         )
     for org_id, user_id, actor in data.removals:
