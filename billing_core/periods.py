@@ -130,7 +130,7 @@ def last_run(db: Engine) -> Run | None:
 
 def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
     """The organization's current billing period and the end of the next one (members of the org)."""
-    access.check(actor_id, org_id, "member")
+    access.check(actor_id, org_id, "member")  # refuses a missing actor: in SQL a null actor is a trusted job
     row = fetch(
         db,
         "select period_start, period_end, next_period_end from billing_current_period(:org_id, :actor_id)",

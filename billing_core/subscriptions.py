@@ -30,19 +30,6 @@ class Plan:
     pricing_mode: str  # 'markup' (managed keys), 'passthrough' (own keys), 'mixed'
 
 
-# The catalogue as migration 0005 seeds it (tests/test_subscriptions.py checks
-# that the database agrees); `plans(db)` reads the database's own.
-PLANS: dict[str, Plan] = {
-    plan.code: plan
-    for plan in (
-        Plan("starter", "Starter", Decimal(19), "markup"),
-        Plan("byok", "BYOK", Decimal(30), "passthrough"),
-        Plan("platform", "Platform", Decimal(50), "markup"),
-        Plan("hybrid", "Hybrid", Decimal(99), "mixed"),
-        Plan("enterprise", "Enterprise", Decimal(99), "mixed"),
-    )
-}
-
 STATUSES = ("active", "past_due", "canceled")  # the statuses set_subscription_status accepts
 BILLING_CYCLES = ("monthly", "yearly")
 

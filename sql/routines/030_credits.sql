@@ -366,22 +366,27 @@ $$;
 -- ledger_close_allocation's signature before p_closed_at was added.
 drop function if exists ledger_close_allocation(text, text, text);
 
+drop function if exists ledger_close_allocation(text, text, text, timestamptz);
+
 
 -- ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id,
--- p_closed_at): returns the unused credits returned to the pool.
--- Closes an active allocation: unused credits return to the pool's available
--- credits ('close' event), what it used leaves the pool's total (a
--- 'usage_settlement' billing history row) and moves to closed_used_credits,
--- so the pool's used figure is unchanged. Its open credit holds are released
--- (status 'released', reason 'allocation_closed'): their credits return with
--- the unused ones. p_closed_at (default now: the period job passes the
+-- p_closed_at, p_keep_holds): returns the unused credits returned to the
+-- pool. Closes an active allocation: unused credits (held ones included)
+-- return to the pool's available credits ('close' event), what it used
+-- leaves the pool's total (a 'usage_settlement' billing history row) and
+-- moves to closed_used_credits, so the pool's used figure is unchanged. Its
+-- open credit holds are released (status 'released', reason
+-- 'allocation_closed'), unless p_keep_holds: then they stay open for the
+-- caller to move to the member's next allocation in the same transaction (a
+-- period reset). p_closed_at (default now: the period job passes the
 -- boundary) is the allocation's period_end and the settlement row's date.
 -- The caller holds the pool lock; locks the allocation, then its holds.
 create or replace function ledger_close_allocation(
     p_org_id text,
     p_allocation_id text,
     p_actor_id text,
-    p_closed_at timestamptz default null
+    p_closed_at timestamptz default null,
+    p_keep_holds boolean default false
 )
 returns numeric
 language plpgsql
@@ -397,7 +402,7 @@ begin
     if not found then
         return 0;
     end if;
-    if v_allocation.held_credits > 0 then
+    if v_allocation.held_credits > 0 and not p_keep_holds then
         update credit_holds
            set status = 'released', close_reason = 'allocation_closed', closed_at = now()
          where org_id = p_org_id and allocation_id = p_allocation_id and status = 'open';

@@ -428,7 +428,7 @@ begin
          where org_id = p_org_id and is_active
          order by user_id collate "C"
     loop
-        perform ledger_close_allocation(p_org_id, v_closing.id, null, p_start);
+        perform ledger_close_allocation(p_org_id, v_closing.id, null, p_start, true);  -- holds move on below
         update credit_alerts
            set status = 'resolved', resolved_at = now()
          where org_id = p_org_id and allocation_id = v_closing.id and status <> 'resolved';
@@ -469,11 +469,10 @@ begin
             values (p_org_id, v_allocation_id, v_member ->> 'user_id', 'rollover', v_funded - v_reopen);
         end if;
         if v_held > 0 then
-            -- the holds ledger_close_allocation released above move to the new allocation, still open
+            -- the open holds the closed allocation kept move to the new one
             update credit_holds
-               set status = 'open', close_reason = null, closed_at = null, allocation_id = v_allocation_id
-             where org_id = p_org_id and allocation_id = v_member ->> 'allocation_id'
-               and status = 'released' and close_reason = 'allocation_closed';
+               set allocation_id = v_allocation_id
+             where org_id = p_org_id and allocation_id = v_member ->> 'allocation_id' and status = 'open';
             update user_credit_allocations set held_credits = v_held
              where org_id = p_org_id and id = v_allocation_id;
         end if;
@@ -526,7 +525,6 @@ begin
     lots_expired := 0;
     -- the subscription first (renew_subscription's work, under the org row lock taken above): its renewals
     -- up to p_now date the plan versions whose included credits are granted
-    perform plan_catalogue_refresh();
     perform subscription_advance(p_org_id, p_now);
     perform ledger_settle_lots(p_org_id);
     loop
@@ -559,7 +557,8 @@ $$;
 
 -- run_billing_periods(p_now, p_run_id): a procedure (CALL it outside a
 -- transaction block); sets p_run_id to the run's id.
--- Releases the credit holds expired by p_now, then does all due period work
+-- Releases the credit holds expired by p_now and refreshes plans' copy of the
+-- versions in force, then does all due period work
 -- for every organization that is not closed, up to p_now (default now), one
 -- organization per transaction (committed one by
 -- one, in id order), and records the run in billing_period_runs (started,
@@ -578,6 +577,7 @@ begin
     insert into billing_period_runs (run_as_of) values (v_now) returning id into p_run_id;
     commit;
     update billing_period_runs set holds_released = release_expired_holds(v_now) where id = p_run_id;
+    perform plan_catalogue_refresh();  -- once per run: plans' copy of the versions in force
     commit;
     for v_org_id in select id from organizations where status <> 'closed' order by id collate "C" loop
         begin
