@@ -285,6 +285,33 @@ end;
 $$;
 
 
+-- subscription_check_dated(p_actor_id, p_org_id, p_at, p_what): returns
+-- nothing. Only a trusted caller dates a subscription change: when p_at is
+-- given and is not the transaction's now, p_actor_id must be a system admin
+-- (null: the operator, ledger_authorize decides on which connection). An org
+-- admin's change happens now. Raises CB002 (unknown actor), CB008.
+create or replace function subscription_check_dated(p_actor_id text, p_org_id text, p_at timestamptz, p_what text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_at is null or p_at = now() then
+        return;
+    end if;
+    if p_actor_id is not null then
+        perform ledger_require_user(p_actor_id, 'Acting user');
+        if not coalesce((select is_system_admin from users where id = p_actor_id), false) then
+            raise exception using errcode = 'CB008',
+                message = format('%s (%s) can be given by a system admin or the operator only: leave it empty '
+                                 'and the change happens now.', p_what, ledger_time_text(p_at));
+        end if;
+    end if;
+    perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');
+end;
+$$;
+
+
 -- subscription_check_rate(p_actor_id): returns nothing. An org admin (not a
 -- system admin, not a job) may make at most 5 subscription changes (audit
 -- actions 'subscription.*') in any hour, across organizations. Takes the
@@ -596,6 +623,7 @@ declare
     v_version plan_versions;
     v_trial_ends timestamptz;
     v_subscription organization_subscriptions;
+    v_trusted boolean;
 begin
     v_plan := ledger_require_open_plan(p_plan);
     if p_billing_cycle is null or p_billing_cycle not in ('monthly', 'yearly') then
@@ -605,6 +633,11 @@ begin
     perform ledger_check_occurred_at(p_started_at, 'Subscription start');
     perform ledger_require_org(p_org_id, true);
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_started_at, 'Subscription start');
+    v_trusted := p_actor_id is null or coalesce((select is_system_admin from users where id = p_actor_id), false);
+    if p_trial and v_trusted then
+        perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');  -- a forced trial: the operator or a system admin
+    end if;
 
     perform 1 from organizations where id = p_org_id for no key update;
     perform subscription_check_rate(p_actor_id);
@@ -626,9 +659,16 @@ begin
                              ledger_time_text(v_started), ledger_time_text(v_last_end));
     end if;
 
+    if p_trial and not v_trusted and v_last_end is not null then
+        raise exception using errcode = 'CB008',
+            message = format('Organization %L had a subscription before: a free trial is once per organization, '
+                             'and only a system admin may grant another. Subscribe without a trial.', p_org_id);
+    end if;
     select * into v_version from plan_version_at(p_plan, v_started);
     if v_version.trial_days is not null
-       and coalesce(p_trial, p_started_at is null and v_last_end is null) then
+       and (case when p_trial and v_trusted then true
+                 when p_trial is false then false
+                 else p_started_at is null and v_last_end is null end) then
         v_trial_ends := v_started + v_version.trial_days * interval '1 day';
     end if;
     insert into organization_subscriptions
@@ -713,6 +753,7 @@ declare
 begin
     v_plan := ledger_require_open_plan(p_plan);
     perform ledger_check_occurred_at(p_occurred_at, 'Change time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Change time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at);
     if v_before.plan = p_plan then
         raise exception using errcode = 'CB012',
@@ -819,6 +860,7 @@ declare
 begin
     v_plan := ledger_require_open_plan(p_plan);
     perform ledger_check_occurred_at(p_occurred_at, 'Schedule time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Schedule time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at);
     if v_before.cancel_at_period_end then
         raise exception using errcode = 'CB012',
@@ -886,6 +928,7 @@ begin
             message = 'Say whether the subscription ends now or at its period end.';
     end if;
     perform ledger_check_occurred_at(p_occurred_at, 'Cancel time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Cancel time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at, false);
     v_name := (select name from plans where code = v_before.plan);
     if p_at_period_end then
@@ -958,6 +1001,7 @@ declare
     v_name text;
 begin
     perform ledger_check_occurred_at(p_occurred_at, 'Reactivation time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Reactivation time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at, false);
     v_name := (select name from plans where code = v_before.plan);
     if not v_before.cancel_at_period_end and v_before.scheduled_plan is null then
