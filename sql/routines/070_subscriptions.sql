@@ -420,6 +420,182 @@ end;
 $$;
 
 
+-- subscription_included_change(p_org_id, p_at, p_new_included, p_why):
+-- returns (taken_back, overspent, granted): what a change now does to the
+-- period's included credits (the rule, README "Included credits"). Included
+-- credits are earned in proportion to the time on the plan: of a live
+-- 'plan_included' lot granted for [start, end), the part (end - p_at) /
+-- (end - start) is not earned at p_at (rounded down to 6 decimals). First the
+-- organization's due period work up to p_at is done (the period job's own
+-- billing_periods_process_org, so a late job cannot grant the old plan's
+-- credits after the change) and its lots settled. Then, per live included
+-- lot, the unearned part still unspent is taken back: from the pool's
+-- unallocated credits first, then from members' unused allocations in
+-- proportion (ledger_take_back_unused), written as a 'credit_expiry' history
+-- row dated p_at (metadata.reason p_why, taken_back true) and as the lot's
+-- expired credits; overspent is the unearned part that could not be taken
+-- back (already spent, or held by calls in flight). Then, outside the
+-- baseline period, the new plan's p_new_included credits are granted pro
+-- rata for the rest of the current period as a 'credit_grant' row (source
+-- 'plan_included') dated p_at and expiring at the period end.
+-- The caller holds the organization's row lock; this locks the pool, then
+-- allocations in user id order, then lots. Raises XX000 (lots cannot cover
+-- usage: see ledger_settle_lots).
+create or replace function subscription_included_change(
+    p_org_id text,
+    p_at timestamptz,
+    p_new_included numeric,
+    p_why text
+)
+returns table (taken_back numeric, overspent numeric, granted numeric)
+language plpgsql
+as $$
+declare
+    v_lot record;
+    v_unearned numeric;
+    v_want numeric;
+    v_unallocated numeric;
+    v_from_members numeric;
+    v_taken numeric;
+    v_total numeric;
+    v_period billing_periods;
+begin
+    taken_back := 0;
+    overspent := 0;
+    granted := 0;
+    perform billing_periods_process_org(null, p_org_id, p_at);
+    for v_lot in
+        select l.id, l.credits, l.consumed_credits, l.expired_credits, l.expires_at,
+               coalesce((h.metadata ->> 'period_start')::timestamptz, l.granted_at) as lot_start
+          from credit_lots l
+          left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id
+         where l.org_id = p_org_id and l.source = 'plan_included' and l.expired_at is null
+           and l.expires_at > p_at
+         order by l.expires_at, l.id
+    loop
+        v_unearned := case when v_lot.lot_start >= p_at then v_lot.credits
+                           else trunc(v_lot.credits * (extract(epoch from v_lot.expires_at) - extract(epoch from p_at))
+                                      / (extract(epoch from v_lot.expires_at) - extract(epoch from v_lot.lot_start)), 6)
+                      end;
+        v_want := least(v_unearned, v_lot.credits - v_lot.consumed_credits - v_lot.expired_credits);
+        v_taken := 0;
+        v_from_members := 0;
+        if v_want > 0 then
+            select total_credits - allocated_credits into v_unallocated from credit_pools where org_id = p_org_id;
+            v_taken := least(v_want, v_unallocated);
+            if v_want > v_unallocated then
+                v_from_members := ledger_take_back_unused(p_org_id, v_want - v_unallocated, v_lot.id);
+                v_taken := v_unallocated + v_from_members;
+            end if;
+        end if;
+        overspent := overspent + v_unearned - v_taken;
+        continue when v_taken <= 0;
+        perform 1 from credit_lots where org_id = p_org_id and id = v_lot.id for update;
+        update credit_pools
+           set total_credits = total_credits - v_taken, updated_at = now()
+         where org_id = p_org_id
+        returning total_credits into v_total;
+        insert into org_billing_history
+            (org_id, event_type, credits, description, metadata, total_credits_after, created_at)
+        values (p_org_id, 'credit_expiry', -v_taken,
+                format('%s included credits not earned yet taken back (%s): of %s granted, %s are earned '
+                       'by the time on the plan', ledger_amount_text(v_taken),
+                       case p_why when 'cancel' then 'subscription canceled' else 'plan changed' end,
+                       ledger_amount_text(v_lot.credits), ledger_amount_text(v_lot.credits - v_unearned)),
+                jsonb_build_object('lot_id', v_lot.id, 'source', 'plan_included', 'reason', p_why,
+                                   'taken_back', true, 'unearned', v_unearned, 'expires_at', v_lot.expires_at,
+                                   'taken_from_members', v_from_members),
+                v_total, p_at);
+        update credit_lots
+           set expired_credits = expired_credits + v_taken
+         where org_id = p_org_id and id = v_lot.id;
+        perform ledger_audit(p_org_id, null, 'credits.included_taken_back', 'organization', p_org_id,
+                             jsonb_build_object('lot_id', v_lot.id, 'credits', v_taken, 'unearned', v_unearned,
+                                                'taken_from_members', v_from_members, 'reason', p_why));
+        taken_back := taken_back + v_taken;
+    end loop;
+
+    select * into v_period from billing_periods where org_id = p_org_id order by period_start desc limit 1;
+    if coalesce(p_new_included, 0) > 0 and found and not v_period.is_baseline
+       and v_period.period_end > p_at then
+        granted := trunc(p_new_included
+                         * (extract(epoch from v_period.period_end) - extract(epoch from greatest(p_at, v_period.period_start)))
+                         / (extract(epoch from v_period.period_end) - extract(epoch from v_period.period_start)), 6);
+        if granted > 0 then
+            update credit_pools
+               set total_credits = total_credits + granted, updated_at = now()
+             where org_id = p_org_id
+            returning total_credits into v_total;
+            insert into org_billing_history
+                (org_id, event_type, credits, description, metadata, total_credits_after, credits_expire_at,
+                 created_at)
+            values (p_org_id, 'credit_grant', granted,
+                    format('%s credits included in the new plan for the rest of the period (%s of %s)',
+                           ledger_amount_text(granted), ledger_amount_text(granted),
+                           ledger_amount_text(p_new_included)),
+                    jsonb_build_object('source', 'plan_included', 'period_start', greatest(p_at, v_period.period_start),
+                                       'period_end', v_period.period_end, 'full_period_start', v_period.period_start,
+                                       'plan_included_credits', p_new_included, 'reason', p_why),
+                    v_total, v_period.period_end, greatest(p_at, v_period.period_start));
+        end if;
+    end if;
+    return next;
+end;
+$$;
+
+
+-- subscription_withhold(p_credit, p_overspent): the refund left of p_credit
+-- (dollars) once the included credits used above the earned share
+-- (p_overspent credits) are paid for at the list price (1 credit = $0.001),
+-- rounded to cents, never below 0: the refund is withheld for that part.
+-- Raises nothing.
+create or replace function subscription_withhold(p_credit numeric, p_overspent numeric)
+returns numeric
+language sql
+immutable
+as $$
+    select greatest(p_credit - round(coalesce(p_overspent, 0) * 0.001, 2), 0);
+$$;
+
+
+-- subscription_included_metadata(p_ic, p_withheld): the 'included' metadata
+-- of a change or cancel row: what subscription_included_change did
+-- (taken_back, overspent, granted credits) and the refund withheld for the
+-- overspent credits (dollars). Raises nothing.
+create or replace function subscription_included_metadata(p_ic record, p_withheld numeric)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return jsonb_build_object('included', jsonb_build_object(
+        'taken_back', p_ic.taken_back, 'overspent', p_ic.overspent, 'granted', p_ic.granted,
+        'refund_withheld', p_withheld));
+end;
+$$;
+
+
+-- subscription_included_text(p_ic, p_withheld): the words a change or cancel
+-- row's description adds about included credits ('' when nothing moved).
+-- Raises nothing.
+create or replace function subscription_included_text(p_ic record, p_withheld numeric)
+returns text
+language plpgsql
+stable
+as $$
+begin
+    return coalesce('; ' || nullif(concat_ws('; ',
+        case when p_ic.taken_back > 0
+             then format('%s unearned included credits taken back', ledger_amount_text(p_ic.taken_back)) end,
+        case when p_withheld > 0
+             then format('$%s of the refund withheld for %s included credits used above the earned share',
+                         p_withheld, ledger_amount_text(p_ic.overspent)) end,
+        case when p_ic.granted > 0
+             then format('%s included credits of the new plan for the rest of the period',
+                         ledger_amount_text(p_ic.granted)) end), ''), '');
+end;
+$$;
+
 -- subscription_advance(p_org_id, p_until): returns how many history rows it
 -- wrote. Applies to the organization's live subscription everything due up
 -- to p_until, in time order (see the top of this file): trial end, then at
@@ -750,6 +926,9 @@ declare
     v_version integer;
     v_price numeric;
     v_p record;
+    v_ic record;
+    v_refund numeric;
+    v_withheld numeric;
 begin
     v_plan := ledger_require_open_plan(p_plan);
     perform ledger_check_occurred_at(p_occurred_at, 'Change time');
@@ -765,6 +944,14 @@ begin
       from subscription_proration(case when v_before.status = 'trialing' then 0 else v_before.price_amount end,
                                   case when v_before.status = 'trialing' then 0 else v_price end,
                                   v_before.current_period_full_start, v_before.current_period_end, v_at);
+    select * into v_ic
+      from subscription_included_change(p_org_id, v_at,
+                                        (select v.included_credits from plan_versions v
+                                          where v.plan = p_plan and v.version = v_version), 'plan_change');
+    v_refund := subscription_withhold(v_p.credit, v_ic.overspent);
+    v_withheld := v_p.credit - v_refund;
+    v_p.credit := v_refund;
+    v_p.net := v_p.charge - v_refund;
 
     update organization_subscriptions s
        set plan = p_plan, plan_version = v_version, price_amount = v_price,
@@ -773,12 +960,13 @@ begin
     returning * into v_s;
     perform ledger_subscription_event(
         v_s, v_before, 'subscription_plan_changed',
-        format('Plan changed from %s to %s: %s', (select name from plans where code = v_before.plan), v_plan.name,
+        format('Plan changed from %s to %s: %s%s', (select name from plans where code = v_before.plan), v_plan.name,
                case when v_p.net > 0 then format('$%s charged for the rest of the period', v_p.net)
                     when v_p.net < 0 then format('$%s credited for the rest of the period', -v_p.net)
-                    else 'nothing to prorate' end),
+                    else 'nothing to prorate' end,
+               subscription_included_text(v_ic, v_withheld)),
         p_actor_id, v_at, v_p.net, null,
-        subscription_proration_metadata(v_s, v_p));
+        subscription_proration_metadata(v_s, v_p) || subscription_included_metadata(v_ic, v_withheld));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.plan_changed', 'subscription', v_s.id,
                          jsonb_build_object('from', v_before.plan, 'to', p_plan, 'plan_version', v_version,
                                             'amount', v_p.net)
@@ -922,6 +1110,9 @@ declare
     v_s organization_subscriptions;
     v_name text;
     v_p record;
+    v_ic record;
+    v_refund numeric;
+    v_withheld numeric := 0;
 begin
     if p_at_period_end is null then
         raise exception using errcode = 'CB009',
@@ -956,6 +1147,11 @@ begin
     select * into v_p
       from subscription_proration(case when v_before.status = 'trialing' then 0 else v_before.price_amount end, 0,
                                   v_before.current_period_full_start, v_before.current_period_end, v_at);
+    select * into v_ic from subscription_included_change(p_org_id, v_at, 0, 'cancel');
+    v_refund := subscription_withhold(v_p.credit, v_ic.overspent);
+    v_withheld := v_p.credit - v_refund;
+    v_p.credit := v_refund;
+    v_p.net := v_p.charge - v_refund;
     update organization_subscriptions s
        set status = 'canceled', canceled_at = v_at, status_changed_at = v_at, cancel_at_period_end = false,
            scheduled_plan = null, scheduled_by = null, scheduled_at = null, updated_at = now()
@@ -963,11 +1159,12 @@ begin
     returning * into v_s;
     perform ledger_subscription_event(
         v_s, v_before, 'subscription_canceled',
-        format('Subscription to %s canceled%s', v_name,
+        format('Subscription to %s canceled%s%s', v_name,
                case when v_p.credit > 0 then format(': $%s credited for the rest of the period', v_p.credit)
-                    else '' end),
+                    else '' end,
+               subscription_included_text(v_ic, v_withheld)),
         p_actor_id, v_at, v_p.net, null,
-        subscription_proration_metadata(v_s, v_p));
+        subscription_proration_metadata(v_s, v_p) || subscription_included_metadata(v_ic, v_withheld));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.canceled', 'subscription', v_s.id,
                          jsonb_build_object('plan', v_s.plan, 'credit', v_p.credit)
                          || case when p_occurred_at is null then '{}'::jsonb
