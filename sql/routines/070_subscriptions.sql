@@ -466,7 +466,7 @@ begin
     perform billing_periods_process_org(null, p_org_id, p_at);
     for v_lot in
         select l.id, l.credits, l.consumed_credits, l.expired_credits, l.expires_at,
-               coalesce((h.metadata ->> 'period_start')::timestamptz, l.granted_at) as lot_start
+               coalesce(h.created_at, l.granted_at) as lot_start  -- the grant row is dated its period's start
           from credit_lots l
           left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id
          where l.org_id = p_org_id and l.source = 'plan_included' and l.expired_at is null
