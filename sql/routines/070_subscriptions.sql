@@ -14,9 +14,10 @@
 --
 -- What happens when (renew_subscription applies what is due, in time order):
 --   * create: 'trialing' until trial_ends_at when the plan version has a
---     trial, the subscription starts now and the organization never had one
---     (a subscription entered after the fact gets one only when asked);
---     otherwise 'active' with an invoice for its first period.
+--     trial, the subscription starts now and the organization never had a
+--     subscription (a trial is once per organization, ever; only a system
+--     admin or the operator may force one); otherwise 'active' with an
+--     invoice for its first period.
 --   * trial end: 'active', invoice for the rest of the period (or, when a
 --     cancel at period end is pending, canceled at the trial end).
 --   * period boundary: a pending cancel applies (no invoice); else a
@@ -25,13 +26,23 @@
 --     'invoice' row (external_ref 'subscription-<number>/period-<start>').
 --   * change plan now: credit for the unused part of the old price, charge
 --     for the new, over the rest of the current period, as the change row's
---     amount (charge - credit; negative: owed to the organization). Included
---     credits are not touched mid-period: the new plan's come at the next
---     period start (org_included_credits), so switching plans back and forth
---     never mints credits.
+--     amount (charge - credit; negative: owed to the organization).
 --   * cancel now: credit for the unused part of the period (active or past
 --     due; a trial was not charged); cancel at period end: the subscription
 --     stays (and counts in MRR) until its period end.
+--   * included credits (the period job grants them at each period start):
+--     earned in proportion to the time on the plan. A change or cancel now
+--     takes back the part of the period's included credits not earned yet
+--     and not spent, grants the new plan's pro rata for the rest of the
+--     period, and, when more were spent than earned, withholds the refund
+--     (the credit above) for the spent-above-share credits at the list price
+--     of $0.001, down to 0 (subscription_included_change). So neither a
+--     cancel nor a round trip through a bigger plan leaves both the money and
+--     the credits. Changes and cancels at period end change nothing mid-period.
+--
+-- Only a trusted caller (a system admin, the operator) dates a change or a
+-- subscription in the past (subscription_check_dated); an org admin's
+-- change happens now.
 --   * set_subscription_status (the external billing system's webhooks):
 --     payment failed / received, canceled with no credit.
 --
@@ -769,15 +780,19 @@ $$;
 -- calendar period holding the start (a first, shorter period when it starts
 -- inside one). p_started_at (default now) dates a subscription entered after
 -- the fact: its created_at and history row; it cannot be earlier than the end
--- of the organization's previous subscription. p_trial: null gives the
--- version's trial (status 'trialing', trial_ends_at = start + trial days, no
--- invoice yet) when the subscription starts now and the organization never
--- subscribed before; true gives it whatever the start; false never. Without
--- a trial it is 'active' with an invoice for its first period.
+-- of the organization's previous subscription; system admins and the
+-- operator only. p_trial: null gives the version's trial (status
+-- 'trialing', trial_ends_at = start + trial days, no invoice yet) when the
+-- subscription starts now and the organization never subscribed before (a
+-- trial is once per organization, ever); true from a system admin or the
+-- operator forces it whatever the start; true from an org admin is the same
+-- as null for a first subscription and refused after any earlier one; false
+-- never. Without a trial it is 'active' with an invoice for its first period.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row. Raises CB002 (unknown organization or
--- actor), CB008, CB009 (unknown plan or billing cycle, bad p_started_at),
+-- actor), CB008 (also: an org admin dating it or asking a second trial),
+-- CB009 (unknown plan or billing cycle, bad p_started_at),
 -- CB010 (the organization already has a live subscription), CB011
 -- (organization suspended or closed), CB012 (retired plan), CB013.
 create or replace function create_subscription(
@@ -890,13 +905,19 @@ $$;
 -- row's amount (negative: owed to the organization; 0 during a trial, when
 -- nothing was charged). Moves the live subscription to the version of p_plan
 -- in force now (upgrade or downgrade) after applying what was due up to
--- p_occurred_at (default now); a scheduled change is dropped; a pending
--- cancel stays. Included credits do not change until the next period.
+-- p_occurred_at (default now; a past time from system admins and the
+-- operator only); a scheduled change is dropped; a pending cancel stays.
+-- The period's included credits follow the rule at the top of this file:
+-- the old plan's unearned, unspent part is taken back, the new plan's are
+-- granted pro rata, and the credit is reduced (withheld) for included
+-- credits spent above the earned share: proration_credit and amount are
+-- after that (the row's metadata.included has the figures).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (unknown plan, bad time), CB011, CB012 (retired plan, or already on
--- it), CB013.
+-- Locks the organization's row, then the subscription, then the pool,
+-- allocations and lots. Raises CB002, CB008 (also: an org admin giving a
+-- time), CB009 (unknown plan, bad time), CB011, CB012 (retired plan, or
+-- already on it), CB013.
 create or replace function change_subscription_plan(
     p_org_id text,
     p_plan text,
@@ -1025,12 +1046,13 @@ $$;
 -- subscription's scheduled plan (replacing an earlier schedule);
 -- renew_subscription applies it at that boundary, at the version in force
 -- then. Undo it with reactivate_subscription. p_occurred_at (default now)
--- dates a schedule entered after the fact.
+-- dates a schedule entered after the fact (system admins and the operator
+-- only).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (unknown plan), CB011, CB012 (retired plan, already on it or
--- scheduled for it, a cancel pending), CB013.
+-- Locks the organization's row, then the subscription. Raises CB002, CB008
+-- (also: an org admin giving a time), CB009 (unknown plan), CB011, CB012
+-- (retired plan, already on it or scheduled for it, a cancel pending), CB013.
 create or replace function schedule_subscription_change(
     p_org_id text,
     p_plan text,
@@ -1086,15 +1108,19 @@ $$;
 
 -- cancel_subscription(p_org_id, p_actor_id, p_at_period_end, p_occurred_at):
 -- returns the amount recorded: minus the credit for the unused part of the
--- period when canceled now (active or past due; 0 in a trial), 0 at period
--- end. p_at_period_end (default true) keeps the subscription until its
+-- period when canceled now (active or past due; 0 in a trial), reduced for
+-- included credits spent above the earned share (see the top of this file;
+-- the unearned, unspent included credits are taken back), 0 at period end.
+-- p_at_period_end (default true) keeps the subscription until its
 -- period end (renew_subscription ends it then; a trial ends with the trial)
 -- and drops a scheduled change; otherwise it ends at p_occurred_at (default
--- now) and the organization may subscribe again.
+-- now; a past time from system admins and the operator only) and the
+-- organization may subscribe again.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (bad time), CB012 (already set to end), CB013.
+-- Locks the organization's row, then the subscription (then, canceled now,
+-- the pool, allocations and lots). Raises CB002, CB008 (also: an org admin
+-- giving a time), CB009 (bad time), CB012 (already set to end), CB013.
 create or replace function cancel_subscription(
     p_org_id text,
     p_actor_id text default null,
@@ -1178,7 +1204,8 @@ $$;
 -- nothing. Undoes
 -- what the live subscription was set to do at its period end: a cancel, or a
 -- scheduled plan change. (A canceled organization subscribes again with
--- create_subscription.) p_occurred_at (default now) dates it after the fact.
+-- create_subscription.) p_occurred_at (default now) dates it after the fact
+-- (system admins and the operator only).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row, then the subscription. Raises CB002 (no live
