@@ -247,6 +247,22 @@ def test_the_included_credit_rule_by_hand(db, org_with_root, db_url, change, pla
     assert billing_verify(db_url).returncode == 0
 
 
+def test_a_second_change_in_the_period_takes_back_only_what_the_current_plan_has_not_earned(db, org_with_root, db_url):
+    org = org_with_root
+    enterprise_since(db, org.id, utc(2026, 7, 15), utc(2026, 8, 1), utc(2026, 9, 1, 1), plan="starter")
+    subscriptions.change_plan(db, ROOT, org.id, "enterprise", occurred_at=SEP + timedelta(days=15))
+    assert pool_figures(db, org.id)[0] == 52_500  # 5,000 - 2,500 + 50,000 (the table above)
+
+    back = subscriptions.change_plan(db, ROOT, org.id, "starter", occurred_at=SEP + timedelta(days=24))
+
+    # Enterprise's 50,000 for Sep 16 - Oct 1: 6 of its 15 days unearned = 20,000 taken back; Starter's
+    # first lot stopped earning at the upgrade (nothing more taken); Starter's 5,000 x 6/30 = 1,000 granted
+    assert pool_figures(db, org.id)[0] == 52_500 - 20_000 + 1_000
+    assert (back.credit, back.charge, back.amount) == (D("19.80"), D("3.80"), D("-16.00"))
+    assert ledger.verify(db) == []
+    assert billing_verify(db_url).returncode == 0
+
+
 def test_members_give_back_in_proportion_to_their_unused_credits(db, org_with_root):
     org = org_with_root
     enterprise_since(db, org.id, utc(2026, 7, 15), utc(2026, 8, 1), utc(2026, 9, 1, 1))

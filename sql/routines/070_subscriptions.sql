@@ -443,9 +443,11 @@ $$;
 -- lot, the unearned part still unspent is taken back: from the pool's
 -- unallocated credits first, then from members' unused allocations in
 -- proportion (ledger_take_back_unused), written as a 'credit_expiry' history
--- row dated p_at (metadata.reason p_why, taken_back true) and as the lot's
--- expired credits; overspent is the unearned part that could not be taken
--- back (already spent, or held by calls in flight). Then, outside the
+-- row dated p_at (metadata.reason p_why, taken_back true; written also when
+-- nothing could be taken, so that the lot counts as settled: it stopped
+-- earning with its plan) and as the lot's expired credits; overspent is the
+-- unearned part that could not be taken back (already spent, or held by
+-- calls in flight). Then, outside the
 -- baseline period, the new plan's p_new_included credits are granted pro
 -- rata for the rest of the current period as a 'credit_grant' row (source
 -- 'plan_included') dated p_at and expiring at the period end.
@@ -482,6 +484,11 @@ begin
           left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id
          where l.org_id = p_org_id and l.source = 'plan_included' and l.expired_at is null
            and l.expires_at > p_at
+           -- a lot settled by an earlier change stopped earning then: nothing more to take back
+           and not exists (select 1 from org_billing_history t
+                            where t.org_id = l.org_id and t.event_type = 'credit_expiry'
+                              and t.metadata ->> 'taken_back' = 'true'
+                              and t.metadata ->> 'lot_id' = l.id::text)
          order by l.expires_at, l.id
     loop
         v_unearned := case when v_lot.lot_start >= p_at then v_lot.credits
@@ -500,7 +507,7 @@ begin
             end if;
         end if;
         overspent := overspent + v_unearned - v_taken;
-        continue when v_taken <= 0;
+        continue when v_unearned <= 0;
         perform 1 from credit_lots where org_id = p_org_id and id = v_lot.id for update;
         update credit_pools
            set total_credits = total_credits - v_taken, updated_at = now()
@@ -510,12 +517,15 @@ begin
             (org_id, event_type, credits, description, metadata, total_credits_after, created_at)
         values (p_org_id, 'credit_expiry', -v_taken,
                 format('%s included credits not earned yet taken back (%s): of %s granted, %s are earned '
-                       'by the time on the plan', ledger_amount_text(v_taken),
+                       'by the time on the plan%s', ledger_amount_text(v_taken),
                        case p_why when 'cancel' then 'subscription canceled' else 'plan changed' end,
-                       ledger_amount_text(v_lot.credits), ledger_amount_text(v_lot.credits - v_unearned)),
+                       ledger_amount_text(v_lot.credits), ledger_amount_text(v_lot.credits - v_unearned),
+                       case when v_unearned > v_taken
+                            then format('; %s more were used already', ledger_amount_text(v_unearned - v_taken))
+                            else '' end),
                 jsonb_build_object('lot_id', v_lot.id, 'source', 'plan_included', 'reason', p_why,
                                    'taken_back', true, 'unearned', v_unearned, 'expires_at', v_lot.expires_at,
-                                   'taken_from_members', v_from_members),
+                                   'taken_from_members', v_from_members, 'overspent', v_unearned - v_taken),
                 v_total, p_at);
         update credit_lots
            set expired_credits = expired_credits + v_taken
