@@ -60,7 +60,9 @@
 -- Lock order: the organization's row FOR NO KEY UPDATE (serializes the
 -- subscription changes of one organization; deductions, purchases and
 -- memberships do not take it), then the acting org admin's advisory lock (the
--- rate limit), then the subscription row.
+-- rate limit), then the subscription row; a change or cancel now then takes
+-- what the period job takes after the organization's row (the pool,
+-- allocations in user id order, lots), so the two never deadlock.
 
 
 drop function if exists subscription_period_bounds(timestamptz, text, timestamptz);
