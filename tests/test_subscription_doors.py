@@ -301,3 +301,43 @@ def test_the_period_job_and_hold_expiry_refuse_a_future_time(db, db_url, org_wit
             lambda: charging.release_expired_holds(db, fetch(db, "select now()")[0][0] + timedelta(days=30)))
     assert fetch(db, "select count(*) from billing_period_runs")[0][0] == runs + 1
     assert fetch(db, "select status from credit_holds where request_id = 'in-flight'")[0][0] == "open"
+
+
+def test_a_cancel_now_while_members_spend_keeps_the_ledger_exact(db, org_with_root, db_url):
+    import threading
+
+    from billing_core import database
+    from billing_core.errors import InsufficientCredits
+
+    org = org_with_root
+    now = fetch(db, "select now()")[0][0]
+    period_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    enterprise_since(db, org.id, period_start - timedelta(days=40), period_start - timedelta(days=30), None)
+    for user_id in org.members:
+        credits.allocate(db, ROOT, org.id, user_id, 30_000)
+    engine = database.get_engine(db_url)
+    start = threading.Barrier(len(org.members) + 1)
+    errors: list[Exception] = []
+
+    def spend_loop(user_id: str) -> None:
+        start.wait(timeout=10)
+        for n in range(40):
+            try:
+                credits.deduct(engine, org.id, user_id, 100, "llm", "gpt", request_id=f"{user_id}-{n}")
+            except InsufficientCredits:
+                pass  # what was taken back is no longer there to spend
+            except Exception as exc:  # noqa: BLE001 -- asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=spend_loop, args=(u,)) for u in org.members]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=10)
+    subscriptions.cancel(engine, org.admin, org.id, at_period_end=False)
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    periods.run(db)  # settles the lots
+    assert ledger.verify(db) == []
+    assert billing_verify(db_url).returncode == 0
