@@ -39,12 +39,12 @@
 --     of $0.001, down to 0 (subscription_included_change). So neither a
 --     cancel nor a round trip through a bigger plan leaves both the money and
 --     the credits. Changes and cancels at period end change nothing mid-period.
+--   * set_subscription_status (the external billing system's webhooks):
+--     payment failed / received, canceled with no credit.
 --
 -- Only a trusted caller (a system admin, the operator) dates a change or a
 -- subscription in the past (subscription_check_dated); an org admin's
 -- change happens now.
---   * set_subscription_status (the external billing system's webhooks):
---     payment failed / received, canceled with no credit.
 --
 -- Every change writes an org_billing_history row (credits 0) and, unless it is
 -- an invoice, an audit_log row. Subscription history rows carry, in metadata:
