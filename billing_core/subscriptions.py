@@ -5,7 +5,10 @@ which checks the acting user's role (system admins any organization, org
 admins their own, at most 5 changes an hour: RateLimited), applies what was due
 first, and writes the billing history and audit rows. A change entered after
 the fact takes the time it happened (`started_at`, `occurred_at`:
-timezone-aware, neither in the future nor more than 400 days ago).
+timezone-aware, neither in the future nor more than 400 days ago): system
+admins and the operator only (PermissionDenied for an org admin, whose change
+happens now). A change or cancel now settles the period's included credits by
+the time on the plan (README, "Included credits").
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ def create_subscription(
     """Subscribe an organization to a plan (system admins, its org admins); returns the subscription id.
 
     `trial` None: the plan's trial for an organization's first subscription
-    starting now; True/False: with or without it whatever the start.
+    starting now (once per organization, ever); True: forced whatever the
+    start by a system admin or the operator (an org admin's True after an
+    earlier subscription is PermissionDenied); False: none.
     """
     return call(
         db,
@@ -115,7 +120,7 @@ def _plan_change(db: Engine, kind: str, actor_id: str | None, org_id: str, plan:
 def change_plan(
     db: Engine, actor_id: str | None, org_id: str, plan: str, *, occurred_at: datetime | None = None
 ) -> PlanChange:
-    """Move the organization's subscription to another plan now, prorating the current period."""
+    """Move the organization's subscription to another plan now, prorating the current period and its included credits."""
     return _plan_change(db, "change", actor_id, org_id, plan, occurred_at)
 
 
@@ -143,7 +148,11 @@ def cancel(
     at_period_end: bool = True,
     occurred_at: datetime | None = None,
 ) -> Decimal:
-    """Cancel the subscription at its period end (default) or now; returns the amount recorded (minus the credit)."""
+    """Cancel at the period end (default) or now; returns the amount recorded (minus the credit, less any withheld).
+
+    Canceled now, the included credits not earned yet are taken back; the
+    credit is withheld for included credits spent above the earned share.
+    """
     return call(
         db,
         "select cancel_subscription(:org_id, :actor_id, :at_period_end, cast(:at as timestamptz))",

@@ -80,7 +80,9 @@ def ask_plan_change() -> None:
             f"Move {org_name} to {name} now? For the rest of this period "
             f"({preview.seconds_left / preview.seconds_full:.1%} of it) the billing history records a credit of "
             f"{kit.fmt_money(preview.credit)} for the current plan and a charge of {kit.fmt_money(preview.charge)} "
-            f"for {name}: {kit.fmt_money(abs(preview.amount))} {owed}.",
+            f"for {name}: {kit.fmt_money(abs(preview.amount))} {owed}. Included credits are earned by the time on "
+            f"a plan: the current plan's not earned yet are taken back, {name}'s are granted for the rest of the "
+            f"period, and included credits already used above the share earned reduce the credit.",
             lambda: subscriptions.change_plan(db, actor_id, org_id, plan),
             success=lambda change: f"Now on {name}: {kit.fmt_money(change.amount)} recorded in the billing history.",
         )
@@ -100,9 +102,11 @@ def ask_cancel() -> None:
         "cancel",
         f"Cancel the subscription of {org_name} "
         + ("when the current period ends? It stays usable until then." if at_end
-           else "now? The unused part of this period is credited in the billing history."),
+           else "now? The unused part of this period is credited in the billing history, less included credits "
+                "used above the share earned so far; the included credits not earned yet are taken back."),
         lambda: subscriptions.cancel(db, actor_id, org_id, at_period_end=at_end),
-        success="Canceled at the end of the period." if at_end else "Canceled.",
+        success="Canceled at the end of the period." if at_end
+        else (lambda amount: f"Canceled: {kit.fmt_money(abs(amount))} credited in the billing history."),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ledger_state import billing_verify, refused
+from time_travel import into_the_past
 
 from billing_core import alerts, credits, organizations, periods
 from billing_core.database import fetch
@@ -35,6 +36,7 @@ def test_a_new_period_resolves_the_alert_and_can_raise_a_new_one(db, funded_org)
     org = funded_org
     credits.allocate(db, org.admin, org.id, "user-1", 10)
     credits.deduct(db, org.id, "user-1", 10, "llm", "gpt")
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     periods.run(db, periods.current_period(db, org.admin, org.id).period_end)
     assert alerts.my_alerts(db, "user-1", org.id).empty
     credits.deduct(db, org.id, "user-1", 9, "llm", "gpt")  # the reopened allocation of 10

@@ -22,6 +22,7 @@ from billing_core.errors import (
     RequestConflict,
 )
 from tests.ledger_state import billing_verify
+from tests.time_travel import earlier, into_the_past
 from tests.test_pricing import refused_all
 
 D = Decimal
@@ -137,8 +138,10 @@ def test_holds_expire_and_the_job_releases_them(db, ready, db_url):
     assert allocation(db, org) == (D("1000"), D("0"), D("200"))
     refused_all(db, HoldNotOpen, "expired", lambda: charging.settle(db, org, "short", 50))
     assert charging.release(db, org, "short").replayed  # releasing an expired hold is harmless
-    # the job with a later time frees what will have expired by then
-    assert charging.release_expired_holds(db, long_hold.expires_at) == 1
+    # the job refuses a later time (CB009); once the hold's time has come, it frees it
+    refused_all(db, InvalidInput, "in the future", lambda: charging.release_expired_holds(db, long_hold.expires_at))
+    into_the_past(db)
+    assert charging.release_expired_holds(db, earlier(long_hold.expires_at)) == 1
     assert allocation(db, org) == (D("1000"), D("0"), D("0"))
     assert billing_verify(db_url).returncode == 0
 

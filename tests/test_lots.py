@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ledger_state import billing_verify, refused
+from time_travel import earlier, into_the_past
 
 from billing_core import credits, periods
 from billing_core.database import fetch
@@ -38,6 +39,8 @@ def test_usage_consumes_the_earliest_expiring_lot_first_and_never_expiring_last(
     periods.run(db)  # settles: the +5 day lot, then the +10 day lot
     assert lots(db, org.id) == [(100, 0, 0), (100, 50, 0), (100, 100, 0), (100, 0, 0)]
 
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
+    t0 = earlier(t0)
     run = periods.run(db, t0 + 11 * DAY)  # both expire: nothing left of the first, 50 of the second
     assert run.lots_expired == 2
     assert lots(db, org.id) == [(100, 0, 0), (100, 50, 50), (100, 100, 0), (100, 0, 0)]
@@ -64,6 +67,8 @@ def test_expiry_takes_back_unused_credits_in_proportion_remainder_to_the_largest
     credits.allocate(db, org.admin, org.id, "user-1", 600)
     credits.allocate(db, org.admin, org.id, "user-2", 300)
     credits.deduct(db, org.id, "user-1", 200, "llm", "gpt")
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
+    t0 = earlier(t0)
 
     periods.run(db, t0 + 6 * DAY)
 
@@ -84,6 +89,7 @@ def test_expiry_takes_back_unused_credits_in_proportion_remainder_to_the_largest
 def test_period_grants_expire_at_the_period_end_as_breakage(db, funded_org, db_url):
     org = funded_org
     periods.set_monthly_refresh(db, None, org.id, 300)
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     first = periods.current_period(db, org.admin, org.id)
     periods.run(db, first.period_end)
     credits.allocate(db, org.admin, org.id, "user-1", 10_000)  # everything: the refresh lot funds the rest

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from ledger_state import billing_verify, refused
+from time_travel import earlier, into_the_past
 
 from billing_core import cli, credits, ledger, organizations, periods, subscriptions
 from billing_core.database import fetch
@@ -53,47 +54,47 @@ def first_boundary(db, org) -> datetime:
 
 
 def test_boundaries_at_month_ends_leap_day_and_anchor_31(db, org, db_url):
-    backdate(db, org.id, utc(2027, 12, 31, 12), 31, "UTC")
+    backdate(db, org.id, utc(2023, 12, 31, 12), 31, "UTC")
 
-    run = periods.run(db, utc(2028, 4, 1))
+    run = periods.run(db, utc(2024, 4, 1))
 
     assert opened(db, org.id) == [
-        (utc(2027, 12, 31), utc(2028, 1, 31), True),
-        (utc(2028, 1, 31), utc(2028, 2, 29), False),  # leap year: the 29th
-        (utc(2028, 2, 29), utc(2028, 3, 31), False),
-        (utc(2028, 3, 31), utc(2028, 4, 30), False),
+        (utc(2023, 12, 31), utc(2024, 1, 31), True),
+        (utc(2024, 1, 31), utc(2024, 2, 29), False),  # leap year: the 29th
+        (utc(2024, 2, 29), utc(2024, 3, 31), False),
+        (utc(2024, 3, 31), utc(2024, 4, 30), False),
     ]
     assert (run.orgs_processed, run.periods_closed, run.orgs_failed) == (1, 3, 0)
     assert billing_verify(db_url).returncode == 0
 
 
 def test_boundaries_at_local_midnight_in_a_non_utc_zone(db, org):
-    backdate(db, org.id, utc(2027, 3, 15), 1, "Europe/Berlin")
+    backdate(db, org.id, utc(2023, 3, 15), 1, "Europe/Berlin")
 
-    periods.run(db, utc(2027, 5, 31, 22))  # 00:00 on June 1st in Berlin (summer time, UTC+2)
+    periods.run(db, utc(2023, 5, 31, 22))  # 00:00 on June 1st in Berlin (summer time, UTC+2)
 
     assert opened(db, org.id) == [
-        (utc(2027, 2, 28, 23), utc(2027, 3, 31, 22), True),  # winter time until March 28
-        (utc(2027, 3, 31, 22), utc(2027, 4, 30, 22), False),
-        (utc(2027, 4, 30, 22), utc(2027, 5, 31, 22), False),
-        (utc(2027, 5, 31, 22), utc(2027, 6, 30, 22), False),
+        (utc(2023, 2, 28, 23), utc(2023, 3, 31, 22), True),  # winter time until March 26
+        (utc(2023, 3, 31, 22), utc(2023, 4, 30, 22), False),
+        (utc(2023, 4, 30, 22), utc(2023, 5, 31, 22), False),
+        (utc(2023, 5, 31, 22), utc(2023, 6, 30, 22), False),
     ]
 
 
 def test_calendar_change_keeps_the_current_end_and_never_adds_a_boundary(db, org):
-    backdate(db, org.id, utc(2027, 1, 12), 10, "UTC")
+    backdate(db, org.id, utc(2023, 1, 12), 10, "UTC")
     periods.set_calendar(db, org.admin, org.id, 20, "UTC")
 
     current = periods.current_period(db, org.admin, org.id)
     # Feb 10 is not a boundary of the 20th: the next period runs to the second boundary after it
     assert (current.period_start, current.period_end, current.next_period_end) == (
-        utc(2027, 1, 10), utc(2027, 2, 10), utc(2027, 3, 20))
-    periods.run(db, utc(2027, 4, 21))
+        utc(2023, 1, 10), utc(2023, 2, 10), utc(2023, 3, 20))
+    periods.run(db, utc(2023, 4, 21))
     assert [p[:2] for p in opened(db, org.id)] == [
-        (utc(2027, 1, 10), utc(2027, 2, 10)),
-        (utc(2027, 2, 10), utc(2027, 3, 20)),
-        (utc(2027, 3, 20), utc(2027, 4, 20)),
-        (utc(2027, 4, 20), utc(2027, 5, 20)),
+        (utc(2023, 1, 10), utc(2023, 2, 10)),
+        (utc(2023, 2, 10), utc(2023, 3, 20)),
+        (utc(2023, 3, 20), utc(2023, 4, 20)),
+        (utc(2023, 4, 20), utc(2023, 5, 20)),
     ]
     audit = fetch(db, "select actor_id, details ->> 'anchor_day' from audit_log where action = 'billing.calendar_changed'")
     assert [tuple(r) for r in audit] == [(org.admin, "20")]
@@ -109,6 +110,7 @@ def test_boundary_grants_refresh_and_plan_credits_and_resets_allocations(db, fun
     credits.allocate(db, org.admin, org.id, "user-1", 300)
     credits.allocate(db, org.admin, org.id, "user-2", 50)
     credits.deduct(db, org.id, "user-1", 100, "llm", "gpt")
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     boundary = first_boundary(db, org)
     next_end = periods.current_period(db, org.admin, org.id).next_period_end
 
@@ -135,6 +137,7 @@ def test_rollover_carries_unused_up_to_the_cap_without_growing_the_standing_amou
     credits.allocate(db, org.admin, org.id, "user-1", 300)
     credits.allocate(db, org.admin, org.id, "user-2", 30)
     credits.deduct(db, org.id, "user-1", 100, "llm", "gpt")
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     boundary = first_boundary(db, org)
 
     periods.run(db, boundary + HOUR)
@@ -157,6 +160,7 @@ def test_standing_amounts_and_a_pool_that_cannot_fund_them(db, org):
     periods.set_standing_credits(db, org.admin, org.id, "user-1", 80)
     periods.set_standing_credits(db, org.admin, org.id, "user-2", 120)  # no allocation yet: one opens
     periods.set_standing_credits(db, org.admin, org.id, "user-3", 0)
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
 
     periods.run(db, first_boundary(db, org) + HOUR)
 
@@ -217,6 +221,7 @@ def test_running_twice_changes_nothing_more(db, funded_org):
     org = funded_org
     periods.set_monthly_refresh(db, None, org.id, 200)
     credits.allocate(db, org.admin, org.id, "user-1", 100)
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     at = first_boundary(db, org) + HOUR
     first = periods.run(db, at)
     state = ledger_figures(db, org.id)
@@ -229,16 +234,19 @@ def test_running_twice_changes_nothing_more(db, funded_org):
 
 def test_catching_up_three_missed_periods_equals_running_on_time(db, org):
     set_up(db, "on-time", org.admin)
+    set_up(db, "late", org.admin)
+    fetch(db, "update organizations set created_at = (select created_at from organizations where id = 'on-time'),"
+              " billing_anchor_day = (select billing_anchor_day from organizations where id = 'on-time')"
+              " where id = 'late'")
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
+    fetch(db, "update organizations set status = 'closed' where id = 'late'")  # the on-time runs skip it
     boundary = first_boundary(db, org)
     for _ in range(3):
         periods.run(db, boundary + HOUR)
         boundary = periods.current_period(db, org.admin, "on-time").period_end
     on_time = ledger_figures(db, "on-time")
 
-    set_up(db, "late", org.admin)
-    fetch(db, "update organizations set created_at = (select created_at from organizations where id = 'on-time'),"
-              " billing_anchor_day = (select billing_anchor_day from organizations where id = 'on-time')"
-              " where id = 'late'")
+    fetch(db, "update organizations set status = 'active' where id = 'late'")
     run = periods.run(db, boundary - HOUR)  # one run, three boundaries late
 
     assert run.periods_closed == 3
@@ -250,6 +258,7 @@ def test_catching_up_three_missed_periods_equals_running_on_time(db, org):
 def test_overlapping_runs_do_the_work_once(db, db_url, org):
     for n in range(4):
         set_up(db, f"org-{n}", org.admin)
+    into_the_past(db)  # the job refuses a future time: the set-up happened SHIFT ago
     at = first_boundary(db, org) + 40 * timedelta(days=1)
     start = threading.Barrier(2)
     runs, errors = [], []
@@ -361,6 +370,9 @@ def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
     assert boundary - datetime.now(UTC) < timedelta(days=6)
     ttl = int((boundary - datetime.now(UTC)).total_seconds()) + 7200
     charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt", org_id="flight", ttl_seconds=ttl)
+    # the job refuses a future time: the set-up happened SHIFT ago, the call is still in flight now
+    into_the_past(db, keep=("credit_holds.expires_at",))
+    boundary = earlier(boundary)
 
     periods.run(db, boundary + HOUR)
 

@@ -14,9 +14,10 @@
 --
 -- What happens when (renew_subscription applies what is due, in time order):
 --   * create: 'trialing' until trial_ends_at when the plan version has a
---     trial, the subscription starts now and the organization never had one
---     (a subscription entered after the fact gets one only when asked);
---     otherwise 'active' with an invoice for its first period.
+--     trial, the subscription starts now and the organization never had a
+--     subscription (a trial is once per organization, ever; only a system
+--     admin or the operator may force one); otherwise 'active' with an
+--     invoice for its first period.
 --   * trial end: 'active', invoice for the rest of the period (or, when a
 --     cancel at period end is pending, canceled at the trial end).
 --   * period boundary: a pending cancel applies (no invoice); else a
@@ -25,15 +26,25 @@
 --     'invoice' row (external_ref 'subscription-<number>/period-<start>').
 --   * change plan now: credit for the unused part of the old price, charge
 --     for the new, over the rest of the current period, as the change row's
---     amount (charge - credit; negative: owed to the organization). Included
---     credits are not touched mid-period: the new plan's come at the next
---     period start (org_included_credits), so switching plans back and forth
---     never mints credits.
+--     amount (charge - credit; negative: owed to the organization).
 --   * cancel now: credit for the unused part of the period (active or past
 --     due; a trial was not charged); cancel at period end: the subscription
 --     stays (and counts in MRR) until its period end.
+--   * included credits (the period job grants them at each period start):
+--     earned in proportion to the time on the plan. A change or cancel now
+--     takes back the part of the period's included credits not earned yet
+--     and not spent, grants the new plan's pro rata for the rest of the
+--     period, and, when more were spent than earned, withholds the refund
+--     (the credit above) for the spent-above-share credits at the list price
+--     of $0.001, down to 0 (subscription_included_change). So neither a
+--     cancel nor a round trip through a bigger plan leaves both the money and
+--     the credits. Changes and cancels at period end change nothing mid-period.
 --   * set_subscription_status (the external billing system's webhooks):
 --     payment failed / received, canceled with no credit.
+--
+-- Only a trusted caller (a system admin, the operator) dates a change or a
+-- subscription in the past (subscription_check_dated); an org admin's
+-- change happens now.
 --
 -- Every change writes an org_billing_history row (credits 0) and, unless it is
 -- an invoice, an audit_log row. Subscription history rows carry, in metadata:
@@ -49,7 +60,9 @@
 -- Lock order: the organization's row FOR NO KEY UPDATE (serializes the
 -- subscription changes of one organization; deductions, purchases and
 -- memberships do not take it), then the acting org admin's advisory lock (the
--- rate limit), then the subscription row.
+-- rate limit), then the subscription row; a change or cancel now then takes
+-- what the period job takes after the organization's row (the pool,
+-- allocations in user id order, lots), so the two never deadlock.
 
 
 drop function if exists subscription_period_bounds(timestamptz, text, timestamptz);
@@ -285,6 +298,33 @@ end;
 $$;
 
 
+-- subscription_check_dated(p_actor_id, p_org_id, p_at, p_what): returns
+-- nothing. Only a trusted caller dates a subscription change: when p_at is
+-- given and is not the transaction's now, p_actor_id must be a system admin
+-- (null: the operator, ledger_authorize decides on which connection). An org
+-- admin's change happens now. Raises CB002 (unknown actor), CB008.
+create or replace function subscription_check_dated(p_actor_id text, p_org_id text, p_at timestamptz, p_what text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_at is null or p_at = now() then
+        return;
+    end if;
+    if p_actor_id is not null then
+        perform ledger_require_user(p_actor_id, 'Acting user');
+        if not coalesce((select is_system_admin from users where id = p_actor_id), false) then
+            raise exception using errcode = 'CB008',
+                message = format('%s (%s) can be given by a system admin or the operator only: leave it empty '
+                                 'and the change happens now.', p_what, ledger_time_text(p_at));
+        end if;
+    end if;
+    perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');
+end;
+$$;
+
+
 -- subscription_check_rate(p_actor_id): returns nothing. An org admin (not a
 -- system admin, not a job) may make at most 5 subscription changes (audit
 -- actions 'subscription.*') in any hour, across organizations. Takes the
@@ -392,6 +432,192 @@ begin
 end;
 $$;
 
+
+-- subscription_included_change(p_org_id, p_at, p_new_included, p_why):
+-- returns (taken_back, overspent, granted): what a change now does to the
+-- period's included credits (the rule, README "Included credits"). Included
+-- credits are earned in proportion to the time on the plan: of a live
+-- 'plan_included' lot granted for [start, end), the part (end - p_at) /
+-- (end - start) is not earned at p_at (rounded down to 6 decimals). First the
+-- organization's due period work up to p_at is done (the period job's own
+-- billing_periods_process_org, so a late job cannot grant the old plan's
+-- credits after the change) and its lots settled. Then, per live included
+-- lot, the unearned part still unspent is taken back: from the pool's
+-- unallocated credits first, then from members' unused allocations in
+-- proportion (ledger_take_back_unused), written as a 'credit_expiry' history
+-- row dated p_at (metadata.reason p_why, taken_back true; written also when
+-- nothing could be taken, so that the lot counts as settled: it stopped
+-- earning with its plan) and as the lot's expired credits; overspent is the
+-- unearned part that could not be taken back (already spent, or held by
+-- calls in flight). Then, outside the
+-- baseline period, the new plan's p_new_included credits are granted pro
+-- rata for the rest of the current period as a 'credit_grant' row (source
+-- 'plan_included') dated p_at and expiring at the period end.
+-- The caller holds the organization's row lock; this locks the pool, then
+-- allocations in user id order, then lots. Raises XX000 (lots cannot cover
+-- usage: see ledger_settle_lots).
+create or replace function subscription_included_change(
+    p_org_id text,
+    p_at timestamptz,
+    p_new_included numeric,
+    p_why text
+)
+returns table (taken_back numeric, overspent numeric, granted numeric)
+language plpgsql
+as $$
+declare
+    v_lot record;
+    v_unearned numeric;
+    v_want numeric;
+    v_unallocated numeric;
+    v_from_members numeric;
+    v_taken numeric;
+    v_total numeric;
+    v_period billing_periods;
+begin
+    taken_back := 0;
+    overspent := 0;
+    granted := 0;
+    perform billing_periods_process_org(null, p_org_id, p_at);
+    for v_lot in
+        select l.id, l.credits, l.consumed_credits, l.expired_credits, l.expires_at,
+               coalesce(h.created_at, l.granted_at) as lot_start  -- the grant row is dated its period's start
+          from credit_lots l
+          left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id
+         where l.org_id = p_org_id and l.source = 'plan_included' and l.expired_at is null
+           and l.expires_at > p_at
+           -- a lot settled by an earlier change stopped earning then: nothing more to take back
+           and not exists (select 1 from org_billing_history t
+                            where t.org_id = l.org_id and t.event_type = 'credit_expiry'
+                              and t.metadata ->> 'taken_back' = 'true'
+                              and t.metadata ->> 'lot_id' = l.id::text)
+         order by l.expires_at, l.id
+    loop
+        v_unearned := case when v_lot.lot_start >= p_at then v_lot.credits
+                           else trunc(v_lot.credits * (extract(epoch from v_lot.expires_at) - extract(epoch from p_at))
+                                      / (extract(epoch from v_lot.expires_at) - extract(epoch from v_lot.lot_start)), 6)
+                      end;
+        v_want := least(v_unearned, v_lot.credits - v_lot.consumed_credits - v_lot.expired_credits);
+        v_taken := 0;
+        v_from_members := 0;
+        if v_want > 0 then
+            select total_credits - allocated_credits into v_unallocated from credit_pools where org_id = p_org_id;
+            v_taken := least(v_want, v_unallocated);
+            if v_want > v_unallocated then
+                v_from_members := ledger_take_back_unused(p_org_id, v_want - v_unallocated, v_lot.id);
+                v_taken := v_unallocated + v_from_members;
+            end if;
+        end if;
+        overspent := overspent + v_unearned - v_taken;
+        continue when v_unearned <= 0;
+        perform 1 from credit_lots where org_id = p_org_id and id = v_lot.id for update;
+        update credit_pools
+           set total_credits = total_credits - v_taken, updated_at = now()
+         where org_id = p_org_id
+        returning total_credits into v_total;
+        insert into org_billing_history
+            (org_id, event_type, credits, description, metadata, total_credits_after, created_at)
+        values (p_org_id, 'credit_expiry', -v_taken,
+                format('%s included credits not earned yet taken back (%s): of %s granted, %s are earned '
+                       'by the time on the plan%s', ledger_amount_text(v_taken),
+                       case p_why when 'cancel' then 'subscription canceled' else 'plan changed' end,
+                       ledger_amount_text(v_lot.credits), ledger_amount_text(v_lot.credits - v_unearned),
+                       case when v_unearned > v_taken
+                            then format('; %s more were used already', ledger_amount_text(v_unearned - v_taken))
+                            else '' end),
+                jsonb_build_object('lot_id', v_lot.id, 'source', 'plan_included', 'reason', p_why,
+                                   'taken_back', true, 'unearned', v_unearned, 'expires_at', v_lot.expires_at,
+                                   'taken_from_members', v_from_members, 'overspent', v_unearned - v_taken),
+                v_total, p_at);
+        update credit_lots
+           set expired_credits = expired_credits + v_taken
+         where org_id = p_org_id and id = v_lot.id;
+        perform ledger_audit(p_org_id, null, 'credits.included_taken_back', 'organization', p_org_id,
+                             jsonb_build_object('lot_id', v_lot.id, 'credits', v_taken, 'unearned', v_unearned,
+                                                'taken_from_members', v_from_members, 'reason', p_why));
+        taken_back := taken_back + v_taken;
+    end loop;
+
+    select * into v_period from billing_periods where org_id = p_org_id order by period_start desc limit 1;
+    if coalesce(p_new_included, 0) > 0 and found and not v_period.is_baseline
+       and v_period.period_end > p_at then
+        granted := trunc(p_new_included
+                         * (extract(epoch from v_period.period_end) - extract(epoch from greatest(p_at, v_period.period_start)))
+                         / (extract(epoch from v_period.period_end) - extract(epoch from v_period.period_start)), 6);
+        if granted > 0 then
+            update credit_pools
+               set total_credits = total_credits + granted, updated_at = now()
+             where org_id = p_org_id
+            returning total_credits into v_total;
+            insert into org_billing_history
+                (org_id, event_type, credits, description, metadata, total_credits_after, credits_expire_at,
+                 created_at)
+            values (p_org_id, 'credit_grant', granted,
+                    format('%s credits included in the new plan for the rest of the period (%s of %s)',
+                           ledger_amount_text(granted), ledger_amount_text(granted),
+                           ledger_amount_text(p_new_included)),
+                    jsonb_build_object('source', 'plan_included', 'period_start', greatest(p_at, v_period.period_start),
+                                       'period_end', v_period.period_end, 'full_period_start', v_period.period_start,
+                                       'plan_included_credits', p_new_included, 'reason', p_why),
+                    v_total, v_period.period_end, greatest(p_at, v_period.period_start));
+        end if;
+    end if;
+    return next;
+end;
+$$;
+
+
+-- subscription_withhold(p_credit, p_overspent): the refund left of p_credit
+-- (dollars) once the included credits used above the earned share
+-- (p_overspent credits) are paid for at the list price (1 credit = $0.001),
+-- rounded to cents, never below 0: the refund is withheld for that part.
+-- Raises nothing.
+create or replace function subscription_withhold(p_credit numeric, p_overspent numeric)
+returns numeric
+language sql
+immutable
+as $$
+    select greatest(p_credit - round(coalesce(p_overspent, 0) * 0.001, 2), 0);
+$$;
+
+
+-- subscription_included_metadata(p_ic, p_withheld): the 'included' metadata
+-- of a change or cancel row: what subscription_included_change did
+-- (taken_back, overspent, granted credits) and the refund withheld for the
+-- overspent credits (dollars). Raises nothing.
+create or replace function subscription_included_metadata(p_ic record, p_withheld numeric)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return jsonb_build_object('included', jsonb_build_object(
+        'taken_back', p_ic.taken_back, 'overspent', p_ic.overspent, 'granted', p_ic.granted,
+        'refund_withheld', p_withheld));
+end;
+$$;
+
+
+-- subscription_included_text(p_ic, p_withheld): the words a change or cancel
+-- row's description adds about included credits ('' when nothing moved).
+-- Raises nothing.
+create or replace function subscription_included_text(p_ic record, p_withheld numeric)
+returns text
+language plpgsql
+stable
+as $$
+begin
+    return coalesce('; ' || nullif(concat_ws('; ',
+        case when p_ic.taken_back > 0
+             then format('%s unearned included credits taken back', ledger_amount_text(p_ic.taken_back)) end,
+        case when p_withheld > 0
+             then format('$%s of the refund withheld for %s included credits used above the earned share',
+                         p_withheld, ledger_amount_text(p_ic.overspent)) end,
+        case when p_ic.granted > 0
+             then format('%s included credits of the new plan for the rest of the period',
+                         ledger_amount_text(p_ic.granted)) end), ''), '');
+end;
+$$;
 
 -- subscription_advance(p_org_id, p_until): returns how many history rows it
 -- wrote. Applies to the organization's live subscription everything due up
@@ -566,15 +792,19 @@ $$;
 -- calendar period holding the start (a first, shorter period when it starts
 -- inside one). p_started_at (default now) dates a subscription entered after
 -- the fact: its created_at and history row; it cannot be earlier than the end
--- of the organization's previous subscription. p_trial: null gives the
--- version's trial (status 'trialing', trial_ends_at = start + trial days, no
--- invoice yet) when the subscription starts now and the organization never
--- subscribed before; true gives it whatever the start; false never. Without
--- a trial it is 'active' with an invoice for its first period.
+-- of the organization's previous subscription; system admins and the
+-- operator only. p_trial: null gives the version's trial (status
+-- 'trialing', trial_ends_at = start + trial days, no invoice yet) when the
+-- subscription starts now and the organization never subscribed before (a
+-- trial is once per organization, ever); true from a system admin or the
+-- operator forces it whatever the start; true from an org admin is the same
+-- as null for a first subscription and refused after any earlier one; false
+-- never. Without a trial it is 'active' with an invoice for its first period.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row. Raises CB002 (unknown organization or
--- actor), CB008, CB009 (unknown plan or billing cycle, bad p_started_at),
+-- actor), CB008 (also: an org admin dating it or asking a second trial),
+-- CB009 (unknown plan or billing cycle, bad p_started_at),
 -- CB010 (the organization already has a live subscription), CB011
 -- (organization suspended or closed), CB012 (retired plan), CB013.
 create or replace function create_subscription(
@@ -596,6 +826,7 @@ declare
     v_version plan_versions;
     v_trial_ends timestamptz;
     v_subscription organization_subscriptions;
+    v_trusted boolean;
 begin
     v_plan := ledger_require_open_plan(p_plan);
     if p_billing_cycle is null or p_billing_cycle not in ('monthly', 'yearly') then
@@ -605,6 +836,11 @@ begin
     perform ledger_check_occurred_at(p_started_at, 'Subscription start');
     perform ledger_require_org(p_org_id, true);
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_started_at, 'Subscription start');
+    v_trusted := p_actor_id is null or coalesce((select is_system_admin from users where id = p_actor_id), false);
+    if p_trial and v_trusted then
+        perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');  -- a forced trial: the operator or a system admin
+    end if;
 
     perform 1 from organizations where id = p_org_id for no key update;
     perform subscription_check_rate(p_actor_id);
@@ -626,9 +862,16 @@ begin
                              ledger_time_text(v_started), ledger_time_text(v_last_end));
     end if;
 
+    if p_trial and not v_trusted and v_last_end is not null then
+        raise exception using errcode = 'CB008',
+            message = format('Organization %L had a subscription before: a free trial is once per organization, '
+                             'and only a system admin may grant another. Subscribe without a trial.', p_org_id);
+    end if;
     select * into v_version from plan_version_at(p_plan, v_started);
     if v_version.trial_days is not null
-       and coalesce(p_trial, p_started_at is null and v_last_end is null) then
+       and (case when p_trial and v_trusted then true
+                 when p_trial is false then false
+                 else p_started_at is null and v_last_end is null end) then
         v_trial_ends := v_started + v_version.trial_days * interval '1 day';
     end if;
     insert into organization_subscriptions
@@ -674,13 +917,19 @@ $$;
 -- row's amount (negative: owed to the organization; 0 during a trial, when
 -- nothing was charged). Moves the live subscription to the version of p_plan
 -- in force now (upgrade or downgrade) after applying what was due up to
--- p_occurred_at (default now); a scheduled change is dropped; a pending
--- cancel stays. Included credits do not change until the next period.
+-- p_occurred_at (default now; a past time from system admins and the
+-- operator only); a scheduled change is dropped; a pending cancel stays.
+-- The period's included credits follow the rule at the top of this file:
+-- the old plan's unearned, unspent part is taken back, the new plan's are
+-- granted pro rata, and the credit is reduced (withheld) for included
+-- credits spent above the earned share: proration_credit and amount are
+-- after that (the row's metadata.included has the figures).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (unknown plan, bad time), CB011, CB012 (retired plan, or already on
--- it), CB013.
+-- Locks the organization's row, then the subscription, then the pool,
+-- allocations and lots. Raises CB002, CB008 (also: an org admin giving a
+-- time), CB009 (unknown plan, bad time), CB011, CB012 (retired plan, or
+-- already on it), CB013.
 create or replace function change_subscription_plan(
     p_org_id text,
     p_plan text,
@@ -710,9 +959,13 @@ declare
     v_version integer;
     v_price numeric;
     v_p record;
+    v_ic record;
+    v_refund numeric;
+    v_withheld numeric;
 begin
     v_plan := ledger_require_open_plan(p_plan);
     perform ledger_check_occurred_at(p_occurred_at, 'Change time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Change time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at);
     if v_before.plan = p_plan then
         raise exception using errcode = 'CB012',
@@ -724,6 +977,14 @@ begin
       from subscription_proration(case when v_before.status = 'trialing' then 0 else v_before.price_amount end,
                                   case when v_before.status = 'trialing' then 0 else v_price end,
                                   v_before.current_period_full_start, v_before.current_period_end, v_at);
+    select * into v_ic
+      from subscription_included_change(p_org_id, v_at,
+                                        (select v.included_credits from plan_versions v
+                                          where v.plan = p_plan and v.version = v_version), 'plan_change');
+    v_refund := subscription_withhold(v_p.credit, v_ic.overspent);
+    v_withheld := v_p.credit - v_refund;
+    v_p.credit := v_refund;
+    v_p.net := v_p.charge - v_refund;
 
     update organization_subscriptions s
        set plan = p_plan, plan_version = v_version, price_amount = v_price,
@@ -732,12 +993,13 @@ begin
     returning * into v_s;
     perform ledger_subscription_event(
         v_s, v_before, 'subscription_plan_changed',
-        format('Plan changed from %s to %s: %s', (select name from plans where code = v_before.plan), v_plan.name,
+        format('Plan changed from %s to %s: %s%s', (select name from plans where code = v_before.plan), v_plan.name,
                case when v_p.net > 0 then format('$%s charged for the rest of the period', v_p.net)
                     when v_p.net < 0 then format('$%s credited for the rest of the period', -v_p.net)
-                    else 'nothing to prorate' end),
+                    else 'nothing to prorate' end,
+               subscription_included_text(v_ic, v_withheld)),
         p_actor_id, v_at, v_p.net, null,
-        subscription_proration_metadata(v_s, v_p));
+        subscription_proration_metadata(v_s, v_p) || subscription_included_metadata(v_ic, v_withheld));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.plan_changed', 'subscription', v_s.id,
                          jsonb_build_object('from', v_before.plan, 'to', p_plan, 'plan_version', v_version,
                                             'amount', v_p.net)
@@ -796,12 +1058,13 @@ $$;
 -- subscription's scheduled plan (replacing an earlier schedule);
 -- renew_subscription applies it at that boundary, at the version in force
 -- then. Undo it with reactivate_subscription. p_occurred_at (default now)
--- dates a schedule entered after the fact.
+-- dates a schedule entered after the fact (system admins and the operator
+-- only).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (unknown plan), CB011, CB012 (retired plan, already on it or
--- scheduled for it, a cancel pending), CB013.
+-- Locks the organization's row, then the subscription. Raises CB002, CB008
+-- (also: an org admin giving a time), CB009 (unknown plan), CB011, CB012
+-- (retired plan, already on it or scheduled for it, a cancel pending), CB013.
 create or replace function schedule_subscription_change(
     p_org_id text,
     p_plan text,
@@ -819,6 +1082,7 @@ declare
 begin
     v_plan := ledger_require_open_plan(p_plan);
     perform ledger_check_occurred_at(p_occurred_at, 'Schedule time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Schedule time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at);
     if v_before.cancel_at_period_end then
         raise exception using errcode = 'CB012',
@@ -856,15 +1120,19 @@ $$;
 
 -- cancel_subscription(p_org_id, p_actor_id, p_at_period_end, p_occurred_at):
 -- returns the amount recorded: minus the credit for the unused part of the
--- period when canceled now (active or past due; 0 in a trial), 0 at period
--- end. p_at_period_end (default true) keeps the subscription until its
+-- period when canceled now (active or past due; 0 in a trial), reduced for
+-- included credits spent above the earned share (see the top of this file;
+-- the unearned, unspent included credits are taken back), 0 at period end.
+-- p_at_period_end (default true) keeps the subscription until its
 -- period end (renew_subscription ends it then; a trial ends with the trial)
 -- and drops a scheduled change; otherwise it ends at p_occurred_at (default
--- now) and the organization may subscribe again.
+-- now; a past time from system admins and the operator only) and the
+-- organization may subscribe again.
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
--- Locks the organization's row, then the subscription. Raises CB002, CB008,
--- CB009 (bad time), CB012 (already set to end), CB013.
+-- Locks the organization's row, then the subscription (then, canceled now,
+-- the pool, allocations and lots). Raises CB002, CB008 (also: an org admin
+-- giving a time), CB009 (bad time), CB012 (already set to end), CB013.
 create or replace function cancel_subscription(
     p_org_id text,
     p_actor_id text default null,
@@ -880,12 +1148,16 @@ declare
     v_s organization_subscriptions;
     v_name text;
     v_p record;
+    v_ic record;
+    v_refund numeric;
+    v_withheld numeric := 0;
 begin
     if p_at_period_end is null then
         raise exception using errcode = 'CB009',
             message = 'Say whether the subscription ends now or at its period end.';
     end if;
     perform ledger_check_occurred_at(p_occurred_at, 'Cancel time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Cancel time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at, false);
     v_name := (select name from plans where code = v_before.plan);
     if p_at_period_end then
@@ -913,6 +1185,11 @@ begin
     select * into v_p
       from subscription_proration(case when v_before.status = 'trialing' then 0 else v_before.price_amount end, 0,
                                   v_before.current_period_full_start, v_before.current_period_end, v_at);
+    select * into v_ic from subscription_included_change(p_org_id, v_at, 0, 'cancel');
+    v_refund := subscription_withhold(v_p.credit, v_ic.overspent);
+    v_withheld := v_p.credit - v_refund;
+    v_p.credit := v_refund;
+    v_p.net := v_p.charge - v_refund;
     update organization_subscriptions s
        set status = 'canceled', canceled_at = v_at, status_changed_at = v_at, cancel_at_period_end = false,
            scheduled_plan = null, scheduled_by = null, scheduled_at = null, updated_at = now()
@@ -920,11 +1197,12 @@ begin
     returning * into v_s;
     perform ledger_subscription_event(
         v_s, v_before, 'subscription_canceled',
-        format('Subscription to %s canceled%s', v_name,
+        format('Subscription to %s canceled%s%s', v_name,
                case when v_p.credit > 0 then format(': $%s credited for the rest of the period', v_p.credit)
-                    else '' end),
+                    else '' end,
+               subscription_included_text(v_ic, v_withheld)),
         p_actor_id, v_at, v_p.net, null,
-        subscription_proration_metadata(v_s, v_p));
+        subscription_proration_metadata(v_s, v_p) || subscription_included_metadata(v_ic, v_withheld));
     perform ledger_audit(p_org_id, p_actor_id, 'subscription.canceled', 'subscription', v_s.id,
                          jsonb_build_object('plan', v_s.plan, 'credit', v_p.credit)
                          || case when p_occurred_at is null then '{}'::jsonb
@@ -938,7 +1216,8 @@ $$;
 -- nothing. Undoes
 -- what the live subscription was set to do at its period end: a cancel, or a
 -- scheduled plan change. (A canceled organization subscribes again with
--- create_subscription.) p_occurred_at (default now) dates it after the fact.
+-- create_subscription.) p_occurred_at (default now) dates it after the fact
+-- (system admins and the operator only).
 -- p_actor_id must be a system admin or an admin of the organization (null: a
 -- trusted job); org admins are rate limited.
 -- Locks the organization's row, then the subscription. Raises CB002 (no live
@@ -958,6 +1237,7 @@ declare
     v_name text;
 begin
     perform ledger_check_occurred_at(p_occurred_at, 'Reactivation time');
+    perform subscription_check_dated(p_actor_id, p_org_id, p_occurred_at, 'Reactivation time');
     v_before := subscription_lock_live(p_org_id, p_actor_id, v_at, false);
     v_name := (select name from plans where code = v_before.plan);
     if not v_before.cancel_at_period_end and v_before.scheduled_plan is null then

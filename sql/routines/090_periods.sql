@@ -29,6 +29,30 @@
 -- id order, then lot rows.
 
 
+-- ledger_check_not_future(p_at, p_what): returns nothing. Refuses a time
+-- beyond the database clock (the same one minute of clock skew
+-- ledger_check_occurred_at allows) or infinite: work due "as of" a future time
+-- (a boundary, an expiry) must wait for that time. Null passes (now).
+-- Raises CB009.
+create or replace function ledger_check_not_future(p_at timestamptz, p_what text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_at is null then
+        return;
+    end if;
+    if not isfinite(p_at) or p_at > clock_timestamp() + interval '1 minute' then
+        raise exception using errcode = 'CB009',
+            message = format('%s (%s) is in the future: work due then waits until then '
+                             '(the database clock says %s).',
+                             p_what, ledger_time_text(p_at), ledger_time_text(clock_timestamp()));
+    end if;
+end;
+$$;
+
+
 -- ledger_check_credits_or_zero(p_credits, p_what): returns nothing.
 -- Like ledger_check_credits, but 0 is accepted. Raises CB001.
 create or replace function ledger_check_credits_or_zero(p_credits numeric, p_what text)
@@ -565,7 +589,8 @@ $$;
 -- finished, organizations processed, periods closed, lots expired). An
 -- organization whose work fails is rolled back alone and named in the run's
 -- errors. Two overlapping runs queue on each organization's locks: the
--- second finds the work done. Raises nothing for one organization's failure.
+-- second finds the work done. Raises CB009 (p_now in the future: next
+-- period's boundary is not due today), nothing for one organization's failure.
 create or replace procedure run_billing_periods(p_now timestamptz default null, inout p_run_id bigint default null)
 language plpgsql
 as $$
@@ -574,6 +599,7 @@ declare
     v_org_id text;
     v_error text;
 begin
+    perform ledger_check_not_future(p_now, 'Period job time');
     insert into billing_period_runs (run_as_of) values (v_now) returning id into p_run_id;
     commit;
     update billing_period_runs set holds_released = release_expired_holds(v_now) where id = p_run_id;

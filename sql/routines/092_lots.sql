@@ -168,7 +168,9 @@ $$;
 -- ledger_take_back_unused(p_org_id, p_credits, p_lot_id): returns the credits
 -- taken back (p_credits, or every unused credit when members hold fewer).
 -- Takes unused credits back from the members' active allocations because lot
--- p_lot_id expired: each gives in proportion to their unused credits (rounded
+-- p_lot_id expired or its included credits were not earned (a plan change or
+-- cancel, 070_subscriptions.sql): each gives in proportion to their unused
+-- credits (allocated - used - held by calls in flight; rounded
 -- down to 6 decimals); what rounding leaves is taken from the largest unused
 -- first (ties: user id). Writes one 'expiry' allocation event per member.
 -- The caller holds the pool lock; locks the active allocations in user id
@@ -188,19 +190,20 @@ begin
       where org_id = p_org_id and is_active
       order by user_id collate "C"
         for update;
-    select coalesce(sum(remaining_credits), 0) into v_unused
+    -- credits held by calls in flight are not unused: they stay with the member
+    select coalesce(sum(remaining_credits - held_credits), 0) into v_unused
       from user_credit_allocations
-     where org_id = p_org_id and is_active and remaining_credits > 0;
+     where org_id = p_org_id and is_active and remaining_credits - held_credits > 0;
     if v_unused = 0 then
         return 0;
     end if;
     v_wanted := least(p_credits, v_unused);
     for v_share in
         with shares as (
-            select a.id, a.user_id, a.remaining_credits as unused,
-                   trunc(v_wanted * a.remaining_credits / v_unused, 6) as share
+            select a.id, a.user_id, a.remaining_credits - a.held_credits as unused,
+                   trunc(v_wanted * (a.remaining_credits - a.held_credits) / v_unused, 6) as share
               from user_credit_allocations a
-             where a.org_id = p_org_id and a.is_active and a.remaining_credits > 0
+             where a.org_id = p_org_id and a.is_active and a.remaining_credits - a.held_credits > 0
         ), rest as (
             select v_wanted - sum(share) as credits from shares
         ), ordered as (

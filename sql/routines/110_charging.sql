@@ -514,7 +514,7 @@ $$;
 -- Frees every open hold whose expiry is at or before p_now (default now):
 -- status 'expired'. The period job calls it. Locks the allocations concerned,
 -- one after another in (organization, user) order, each before its holds.
--- Raises CB009 (infinite p_now).
+-- Raises CB009 (infinite p_now, or p_now in the future).
 create or replace function release_expired_holds(p_now timestamptz default null)
 returns integer
 language plpgsql
@@ -524,6 +524,7 @@ declare
     v_allocation record;
     v_count integer := 0;
 begin
+    perform ledger_check_not_future(p_now, 'Hold expiry time');  -- a future time would free holds of calls still running
     for v_allocation in
         select distinct h.org_id, h.user_id, h.allocation_id
           from credit_holds h
