@@ -331,12 +331,12 @@ def change_password(
     current password counts as a failed login (the form must not be a way around the lockout)."""
     me = user_roles(db, user_id)
     check_new_password(new, repeat, email=me.email, name=me.name)
+    if old and new == old:  # checked before the attempt counts: a right old password is no failure
+        raise InvalidInput("The new password is your current password: choose a different one.")
     attempt = _begin_login_attempt(db, me.email) if old else None
     if attempt is None or not password_matches(old, attempt[1]):
         raise PermissionDenied("Your current password is not correct: nothing was changed.")
     current = attempt[1]
-    if password_matches(new, current):
-        raise InvalidInput("The new password is your current password: choose a different one.")
     return call(
         db,
         "select change_user_password(:user_id, :new_hash, :user_id, :old_hash, :keep)",
