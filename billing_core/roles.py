@@ -87,8 +87,9 @@ def ensure_roles(conn: psycopg.Connection, owner: str | None = None) -> list[str
         missing = "; ".join(_missing_rights(conn, owner))
         raise MigrationError(
             f"The database roles are not ready ({missing}) and login {owner} may not fix that ({exc.diag.message_primary}). "
-            f"Run `billing db roles --owner {owner}` once with a login that has CREATEROLE (set DATABASE_URL to that "
-            "login's URL for that one command), then `billing db migrate` again."
+            f"Run `billing db roles --owner {owner}` once with a login that may create and grant roles (a superuser, "
+            "or the CREATEROLE login that created them; set DATABASE_URL to that login's URL for that one command), "
+            "then `billing db migrate` again."
         ) from None
     return changed
 
