@@ -150,7 +150,7 @@ def _check_passwords_in_database(db: Engine, authenticator: stauth.Authenticate)
     model.check_credentials = check_credentials
 
 
-def _login_form(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> None:
+def _login_form(authenticator: stauth.Authenticate) -> None:
     """The login form (or the authenticator's login from its cookie); attempts are counted in the database."""
     st.title("Organization billing")
     notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
@@ -200,7 +200,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
     fresh = not state.get("authentication_status")
     if fresh:
         _check_cookie(db, authenticator)
-        _login_form(db, authenticator, credentials)
+        _login_form(authenticator)
         if not state.get("authentication_status"):
             state.pop(RESUME_KEY, None)
             return None
@@ -212,7 +212,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
         _sign_out(db, authenticator, notice=str(exc))
         if fresh:
             st.rerun()  # this run already showed the login form
-        _login_form(db, authenticator, credentials)
+        _login_form(authenticator)
         return None
 
 

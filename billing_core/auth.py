@@ -91,7 +91,8 @@ def check_new_password(
         raise InvalidInput("The new password cannot start or end with a space (the login form drops them).")
     if len(new) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
-            f"The new password is too short: use at least {MIN_PASSWORD_LENGTH} characters (a few words make a good one)."
+            f"The new password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
+            " (a few words make a good one)."
         )
     if len(new.encode()) > MAX_PASSWORD_BYTES:
         raise InvalidInput(f"The new password is too long: at most {MAX_PASSWORD_BYTES} bytes.")
@@ -100,7 +101,9 @@ def check_new_password(
     folded = new.casefold()
     core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", folded)
     if folded in COMMON_PASSWORDS or core in COMMON_PASSWORDS or _is_run(new):
-        raise InvalidInput("The new password is too easy to guess (a common password or a simple run): choose another one.")
+        raise InvalidInput(
+            "The new password is too easy to guess (a common password or a simple run): choose another one."
+        )
     personal = [email, (email or "").split("@")[0], name, *(name or "").split()]
     squeezed = re.sub(r"[\W_]+", "", folded)
     for part in (p.casefold() for p in personal if p and len(p.strip()) >= 4):
@@ -239,7 +242,9 @@ def _decoy_hash() -> str:
 
 
 def _begin_login_attempt(db: Engine, email: str) -> tuple[dict[str, Any], str] | None:
-    rows = fetch(db, "select user_id, email, name, password_hash, roles from begin_login_attempt(:email)", {"email": email})
+    rows = fetch(
+        db, "select user_id, email, name, password_hash, roles from begin_login_attempt(:email)", {"email": email}
+    )
     if not rows:
         return None
     user_id, user_email, name, password_hash, roles = rows[0]

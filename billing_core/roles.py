@@ -86,7 +86,8 @@ def ensure_roles(conn: psycopg.Connection, owner: str | None = None) -> list[str
     except psycopg.errors.InsufficientPrivilege as exc:
         missing = "; ".join(_missing_rights(conn, owner))
         raise MigrationError(
-            f"The database roles are not ready ({missing}) and login {owner} may not fix that ({exc.diag.message_primary}). "
+            f"The database roles are not ready ({missing}) and login {owner} may not fix that"
+            f" ({exc.diag.message_primary}). "
             f"Run `billing db roles --owner {owner}` once with a login that may create and grant roles (a superuser, "
             "or the CREATEROLE login that created them; set DATABASE_URL to that login's URL for that one command), "
             "then `billing db migrate` again."
@@ -104,7 +105,7 @@ def schema_owner(conn: psycopg.Connection) -> str | None:
 
 
 def prepare_roles(url: str, owner: str | None = None) -> list[str]:
-    """`billing db roles`: ensure_roles on the database at `url` for `owner` (default: the schema's owner, else this login)."""
+    """`billing db roles`: ensure_roles at `url` for `owner` (default: the schema's owner, else this login)."""
     with psycopg.connect(url) as conn:
         return ensure_roles(conn, owner or schema_owner(conn))
 

@@ -142,8 +142,8 @@ def test_service_login_may_not_change_money_or_state(db, ready, service_db, stat
 
 def test_service_login_reads_no_table_view_or_secret(db, service_db):
     relations = [name for (name,) in fetch(
-        db, "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'v', 'm')"
-            " order by 1")]
+        db, "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace"
+            " and c.relkind in ('r', 'v', 'm') order by 1")]
     assert "app_settings" in relations and "user_credit_allocations" in relations
     for name in relations:
         assert "permission denied" in refused(service_db, f'select 1 from "{name}" limit 1'), name
@@ -213,8 +213,8 @@ def test_app_role_may_not_run_operator_jobs_write_tables_or_read_secrets(db, rea
 def test_app_role_writes_no_table_and_reads_users_without_their_hash(db, app_db, org):
     writable = fetch(
         db,
-        "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'v', 'S')"
-        " and (has_table_privilege('billing_app', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')"
+        "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace"
+        " and c.relkind in ('r', 'v', 'S') and (has_table_privilege('billing_app', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')"
         "      or (c.relkind = 'S' and has_sequence_privilege('billing_app', c.oid, 'USAGE,UPDATE')))",
     )
     assert writable == []
@@ -258,7 +258,8 @@ def test_cli_creates_rotates_and_drops_a_service_login(db_url, db, monkeypatch, 
         url = out.split("Connect with: ", 1)[1].strip()
         service = database.get_engine(url)
         assert call(service, "select session_user") == name
-        assert call(service, "select credits from price_usage(null, 'company_enrichment', 'enrich', 0, 0, 0, 1, false, null)") == 50
+        price = "select credits from price_usage(null, 'company_enrichment', 'enrich', 0, 0, 0, 1, false, null)"
+        assert call(service, price) == 50
         database.dispose_engine(url)
         assert cli.main(["db", "service-login", name]) == 0
         assert "Rotated the password" in capsys.readouterr().out
