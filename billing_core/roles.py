@@ -71,7 +71,7 @@ def ensure_roles(conn: psycopg.Connection, owner: str | None = None) -> list[str
                         with conn.transaction():
                             conn.execute(pgsql.SQL("create role {} nologin").format(pgsql.Identifier(name)))
                         changed.append(f"created role {name}")
-                    except psycopg.errors.DuplicateObject:
+                    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                         pass  # another migrator (another database on this server) created it first
             if not _can_set_role(conn, owner, APP_ROLE):
                 conn.execute(pgsql.SQL("grant {} to {}").format(pgsql.Identifier(APP_ROLE), pgsql.Identifier(owner)))
