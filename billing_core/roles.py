@@ -166,8 +166,9 @@ def service_login(url: str, name: str) -> ServiceLogin:
                 )
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PermissionDenied(
-            f"This login may not manage service logins ({exc.diag.message_primary}): run the command with the "
-            "database owner's login after `billing db migrate` (or `billing db roles`)."
+            f"This login may not manage service logins ({exc.diag.message_primary}): that needs CREATEROLE and"
+            f" the right to grant {SERVICE_ROLE} (`billing db roles --owner LOGIN` gives the latter); run it with"
+            " such a login's DATABASE_URL."
         ) from None
     login_url = make_url(url).set(username=name, password=password).render_as_string(hide_password=False)
     return ServiceLogin(name, password, login_url, created=not exists)

@@ -281,3 +281,43 @@ def test_cli_as_a_user_runs_on_the_app_role(db_url, funded_org, monkeypatch, cap
     assert "operator action" in capsys.readouterr().err
     assert cli.main(["--as", funded_org.admin, "verify"]) == 1
     assert cli.main(["verify"]) == 0
+
+
+def test_an_owner_without_the_right_to_grant_roles_is_told_what_to_run(pg_server):
+    """A migrating login that is neither superuser nor allowed to grant the roles: migrate stops and names
+    `billing db roles`; once a superuser ran it, migrate passes and the app engine runs as billing_app."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from billing_core import migrations
+    from billing_core.errors import MigrationError
+
+    owner, name = f"owner_{uuid.uuid4().hex[:8]}", f"billing_owned_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("create role {} login createdb").format(pgsql.Identifier(owner)))
+        conn.execute(pgsql.SQL("create database {} owner {}").format(pgsql.Identifier(name), pgsql.Identifier(owner)))
+    admin_url = pg_server.url_for(name)
+    owner_url = sa.engine.make_url(admin_url).set(username=owner).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(MigrationError, match=f"Run `billing db roles --owner {owner}` once"):
+            migrations.migrate(owner_url)
+        assert {f"granted billing_app to {owner}", f"granted billing_service to {owner} with admin option"} <= set(
+            roles.prepare_roles(admin_url, owner))  # (and the roles created, when no migration ran on this server yet)
+        assert migrations.migrate(owner_url).changed
+        assert call(database.get_engine(owner_url), "select ledger_is_operator()") is True
+        assert call(database.app_engine(owner_url), "select current_user") == roles.APP_ROLE
+        assert call(database.app_engine(owner_url), "select ledger_is_operator()") is False
+        with pytest.raises(PermissionDenied, match="needs CREATEROLE"):  # this owner may not create logins
+            roles.service_login(owner_url, f"svc_{uuid.uuid4().hex[:8]}")
+        login = roles.service_login(admin_url, f"svc_{uuid.uuid4().hex[:8]}")
+        service = database.get_engine(login.url)
+        assert call(service, "select has_function_privilege('deduct_credits(text, text, numeric, text, text, text,"
+                             " jsonb, timestamptz)', 'EXECUTE')") is True
+        database.dispose_engine(login.url)
+        assert roles.drop_service_login(admin_url, login.name)
+    finally:
+        database.dispose_engine(owner_url)
+        pg_server.drop_database(name)
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(pgsql.SQL("drop owned by {}").format(pgsql.Identifier(owner)))
+            conn.execute(pgsql.SQL("drop role {}").format(pgsql.Identifier(owner)))
