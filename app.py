@@ -10,7 +10,6 @@ organization): the sidebar selector follows org_id.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,13 +60,13 @@ def _prepared_database(configured_url: str | None) -> str:
 
 @st.cache_resource
 def _cookie_key(url: str, configured_key: str | None) -> str:
-    return auth.cookie_key(database.get_engine(url))
+    return auth.cookie_key(database.app_engine(url))
 
 
 def _request_logout(url: str, session_id: str | None) -> None:
     """Logout button: end the server-side session now; the next run logs the authenticator out."""
     if session_id:
-        auth.end_session(database.get_engine(url), session_id)
+        auth.end_session(database.app_engine(url), session_id)
     st.session_state[LOGOUT_KEY] = True
 
 
@@ -122,35 +121,51 @@ def _check_cookie(db: Engine, authenticator: stauth.Authenticate) -> None:
         return
     try:
         state[RESUME_KEY] = auth.resume_session(db, auth.cookie_ref(token["username"], token["exp_date"]))
+        # the authenticator logs in from the cookie only for a user in its credentials: this one alone
+        authenticator.authentication_controller.authentication_model.credentials["usernames"].update(
+            auth.load_credentials(db, token["username"])["usernames"]
+        )
     except BillingError as exc:
         state["logout"] = True
         state[NOTICE_KEY] = str(exc)
         _delete_cookie(authenticator)
 
 
-def _login_form(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> None:
-    """The login form (or the authenticator's login from its cookie); failed attempts go to the database."""
-    before = copy.deepcopy(credentials)
+def _check_passwords_in_database(db: Engine, authenticator: stauth.Authenticate) -> None:
+    """Let the authenticator check a submitted login with auth.verify_login instead of its credentials dict.
+
+    The dict then never holds a password hash: verify_login reads the one hash of the email being tried,
+    after counting the attempt in SQL under the user's row lock (parallel attempts cannot pass the
+    lockout), and its entry joins the dict only when the password is right.
+    """
+    model = authenticator.authentication_controller.authentication_model
+
+    def check_credentials(username: str, password: str) -> bool:
+        entry = auth.verify_login(db, username, password)
+        if entry is None:
+            return False
+        model.credentials["usernames"][username] = entry
+        return True
+
+    model.check_credentials = check_credentials
+
+
+def _login_form(authenticator: stauth.Authenticate) -> None:
+    """The login form (or the authenticator's login from its cookie); attempts are counted in the database."""
     st.title("Organization billing")
     notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
     if notice:
         st.info(notice)
     try:
         authenticator.login(
-            location="main",
-            max_login_attempts=auth.MAX_LOGIN_ATTEMPTS,
+            location="main",  # no max_login_attempts: begin_login_attempt enforces the lockout
             fields={"Form name": "Log in", "Username": "Email", "Password": "Password", "Login": "Log in"},
             key="login",
         )
-    except LoginError as exc:
-        if "attempts" in str(exc):
-            st.error(
-                "Too many failed logins for this email: wait 15 minutes and try again, "
-                "or ask a system admin to reset your password."
-            )
-        else:
-            st.error("This login is not valid any more: please log in with your email and password.")
-    auth.save_login_changes(db, before, credentials)
+    except LoginError:
+        st.error("This login is not valid any more: please log in with your email and password.")
+    except BillingError as exc:  # too many failed logins (RateLimited), malformed email
+        st.error(str(exc))
     if st.session_state.get("authentication_status") is False:
         st.error("Email or password is incorrect.")
     elif st.session_state.get("authentication_status"):
@@ -185,7 +200,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
     fresh = not state.get("authentication_status")
     if fresh:
         _check_cookie(db, authenticator)
-        _login_form(db, authenticator, credentials)
+        _login_form(authenticator)
         if not state.get("authentication_status"):
             state.pop(RESUME_KEY, None)
             return None
@@ -197,7 +212,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
         _sign_out(db, authenticator, notice=str(exc))
         if fresh:
             st.rerun()  # this run already showed the login form
-        _login_form(db, authenticator, credentials)
+        _login_form(authenticator)
         return None
 
 
@@ -287,7 +302,7 @@ def main() -> None:
     st.set_page_config(page_title="Organization billing", page_icon="💳", layout="wide")
     try:
         url = _prepared_database(os.environ.get("DATABASE_URL"))
-        db = database.get_engine(url)
+        db = database.app_engine(url)  # the app's role: what 990_access.sql grants billing_app
         key = _cookie_key(url, os.environ.get(auth.COOKIE_KEY_ENV))
     except BillingError as exc:
         st.error(str(exc))
@@ -304,6 +319,7 @@ def main() -> None:
         auto_hash=False,
         login_sleep_time=float(os.environ.get(LOGIN_SLEEP_ENV, "0.7")),
     )
+    _check_passwords_in_database(db, authenticator)
     user_id = _identify(db, authenticator, credentials)
     if user_id is None:
         state.pop("actor_id", None)

@@ -53,8 +53,8 @@ def require_chosen_org() -> str:
 
 
 def engine() -> Engine:
-    """The database engine (DATABASE_URL's, or the embedded server's)."""
-    return database.get_engine()
+    """The app's database engine (DATABASE_URL's, or the embedded server's, as the billing_app role)."""
+    return database.app_engine()
 
 
 # ---------------------------------------------------------------- reads and writes

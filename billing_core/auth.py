@@ -5,13 +5,22 @@ password kept in users.password_hash. The authenticator's login cookie stays
 valid after a logout or a password change, so every login also gets a session
 row (sql/routines/060_sessions.sql) that the app checks on every run:
 `start_session` after a login, `check_session` on each run, `end_session` at
-logout; `change_password` ends the user's other sessions.
+logout; `change_password` ends the user's other sessions. Sessions also end
+7 days after the login however active (ledger_session_lifetime).
+
+The login form never holds every user's password hash: the authenticator gets
+the credentials of the logged-in user only (without a hash), and a submitted
+login is checked by `verify_login`, which counts the attempt in SQL under the
+user's row lock before it checks the password (begin_login_attempt), so
+parallel attempts cannot get past the lockout.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +32,26 @@ from billing_core import access
 from billing_core.database import call, fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; bcrypt 5 refuses longer input
 MIN_COOKIE_KEY_LENGTH = 32
 COOKIE_KEY_SETTING = "login.cookie_key"
 COOKIE_KEY_ENV = "BILLING_COOKIE_KEY"
-MAX_LOGIN_ATTEMPTS = 5  # within ledger_login_lockout_window() (15 minutes)
+MAX_LOGIN_ATTEMPTS = 5  # ledger_login_max_attempts(), within ledger_login_lockout_window() (15 minutes)
+PASSWORD_RULES = (
+    f"At least {MIN_PASSWORD_LENGTH} characters (a few words make a good one); not a common password,"
+    " not your email or name, not one character repeated or a run like abcdefghijkl."
+)
+# the most common passwords of public breach lists that are 12 characters or longer (shorter ones fail the
+# length rule anyway), compared without case and without surrounding digits and punctuation
+COMMON_PASSWORDS = frozenset({
+    "password", "passwordpassword", "qwertyuiop", "qwertyuiopasdfghjkl", "qwertyuiopasdfghjklzxcvbnm",
+    "asdfghjkl", "zxcvbnm", "iloveyou", "welcome", "letmein", "trustno", "administrator", "changeme",
+    "baseball", "football", "superman", "princess", "sunshine", "starwars", "whatever", "monkey", "dragon",
+    "master", "shadow", "michael", "jennifer", "abcdefghijkl", "abcdefghijklmnop", "billing", "billingdemo",
+    "organization", "organizationbilling", "correcthorsebatterystaple", "1q2w3e4r5t6y", "q1w2e3r4t5y6",
+    "qazwsxedcrfv", "1qaz2wsx3edc", "passw0rd", "p@ssw0rd", "p@ssword", "welcome to", "let me in",
+})
 
 
 def hash_password(plain: str) -> str:
@@ -46,18 +69,46 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def check_new_password(new: str, repeat: str | None = None) -> None:
-    """Raise InvalidInput, with what to fix, unless `new` is acceptable (and equals `repeat`, when given)."""
+def _is_run(text: str) -> bool:
+    """True for one character repeated, or a run of consecutive characters (abcdef, 98765), any case."""
+    codes = [ord(ch) for ch in text.lower()]
+    steps = {b - a for a, b in zip(codes, codes[1:], strict=False)}
+    return len(steps) <= 1 and steps <= {-1, 0, 1}
+
+
+def check_new_password(
+    new: str, repeat: str | None = None, *, email: str | None = None, name: str | None = None
+) -> None:
+    """Raise InvalidInput, with what to fix, unless `new` is acceptable (and equals `repeat`, when given).
+
+    The policy (NIST SP 800-63B style: length over composition rules): at least 12 characters, at most
+    72 bytes (bcrypt), no control characters, not a common password, not the user's email, its name part
+    or their name, not one character repeated or a run of consecutive characters.
+    """
     if not new:
         raise InvalidInput("Enter a new password.")
     if new != new.strip():
         raise InvalidInput("The new password cannot start or end with a space (the login form drops them).")
     if len(new) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"The new password is too short: use at least {MIN_PASSWORD_LENGTH} characters.")
+        raise InvalidInput(
+            f"The new password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
+            " (a few words make a good one)."
+        )
     if len(new.encode()) > MAX_PASSWORD_BYTES:
         raise InvalidInput(f"The new password is too long: at most {MAX_PASSWORD_BYTES} bytes.")
     if any(not ch.isprintable() for ch in new):
         raise InvalidInput("The new password contains control characters (tabs, line breaks...): remove them.")
+    folded = new.casefold()
+    core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", folded)
+    if folded in COMMON_PASSWORDS or core in COMMON_PASSWORDS or _is_run(new):
+        raise InvalidInput(
+            "The new password is too easy to guess (a common password or a simple run): choose another one."
+        )
+    personal = [email, (email or "").split("@")[0], name, *(name or "").split()]
+    squeezed = re.sub(r"[\W_]+", "", folded)
+    for part in (p.casefold() for p in personal if p and len(p.strip()) >= 4):
+        if part in folded or re.sub(r"[\W_]+", "", part) in squeezed:
+            raise InvalidInput("The new password contains your email or name: choose one that does not.")
     if repeat is not None and repeat != new:
         raise InvalidInput("The two new passwords differ: type the same new password twice.")
 
@@ -161,45 +212,66 @@ def organization_choices(db: Engine, roles: UserRoles) -> list[OrgChoice]:
 # -- the authenticator's credentials -----------------------------------------------------------------
 
 
+def _entry(user_id: str, email: str, name: str, roles: Any) -> dict[str, Any]:
+    return {"user_id": user_id, "email": email, "name": name, "roles": list(roles), "logged_in": False}
+
+
 def load_credentials(db: Engine, email: str | None = None) -> dict[str, Any]:
-    """The credentials dict streamlit-authenticator takes, keyed by email: every user with a password
-    (or only `email`'s entry). Each entry: user_id, email, name, password (the bcrypt hash),
-    failed_login_attempts (those still counting), roles, logged_in."""
-    rows = fetch(
-        db,
-        "select user_id, email, name, password_hash, failed_login_attempts, roles from login_credentials"
-        " where cast(:email as text) is null or lower(email) = lower(:email)",
-        {"email": email},
-    )
-    usernames = {}
-    for user_id, user_email, name, password_hash, failed, roles in rows:
-        usernames[user_email.lower()] = {
-            "user_id": user_id,
-            "email": user_email,
-            "name": name,
-            "password": password_hash,
-            "failed_login_attempts": failed,
-            "roles": list(roles),
-            "logged_in": False,
-        }
+    """The credentials dict streamlit-authenticator takes, keyed by email: only `email`'s entry (none
+    without an email: an anonymous page load reads no user). Entries hold no password hash (passwords are
+    checked by `verify_login`): user_id, email, name, roles, logged_in."""
+    usernames: dict[str, Any] = {}
+    if email:
+        rows = fetch(
+            db,
+            "select u.id, u.email, coalesce(u.display_name, u.email), array_remove("
+            " array[case when u.is_system_admin then 'system_admin' end]"
+            " || coalesce((select array_agg(distinct m.role order by m.role) from organization_members m"
+            " where m.user_id = u.id), '{}'), null)"
+            " from users u where lower(u.email) = lower(btrim(:email))",
+            {"email": email},
+        )
+        for user_id, user_email, name, roles in rows:
+            usernames[user_email.lower()] = _entry(user_id, user_email, name, roles)
     return {"usernames": usernames}
 
 
-def save_login_changes(db: Engine, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """Write back what the authenticator changed in the credentials: new failed login attempts.
+@functools.cache
+def _decoy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
-    (A successful login clears the count in `start_session`; passwords change only through
-    `change_password`, never through the authenticator.)
+
+def _begin_login_attempt(db: Engine, email: str) -> tuple[dict[str, Any], str] | None:
+    rows = fetch(
+        db, "select user_id, email, name, password_hash, roles from begin_login_attempt(:email)", {"email": email}
+    )
+    if not rows:
+        return None
+    user_id, user_email, name, password_hash, roles = rows[0]
+    return _entry(user_id, user_email, name, roles), password_hash
+
+
+def verify_login(db: Engine, email: str, password: str | None) -> dict[str, Any] | None:
+    """The credentials entry of the user whose email and password these are, or None.
+
+    The attempt is counted (in SQL, under the user's row lock) before the password is checked, so
+    parallel attempts queue and none gets past the lockout; RateLimited once too many failed within
+    the lockout window. A successful login clears the count (`start_session`). An unknown email costs
+    the same bcrypt check, so the answer's timing does not tell which emails have an account.
     """
-    old = before.get("usernames", {})
-    for username, entry in after.get("usernames", {}).items():
-        added = entry.get("failed_login_attempts", 0) - old.get(username, {}).get("failed_login_attempts", 0)
-        if added > 0:
-            record_failed_login(db, username, added)
+    if not email or not email.strip() or not password:
+        return None
+    attempt = _begin_login_attempt(db, email)
+    if attempt is None:
+        password_matches(password, _decoy_hash())
+        return None
+    entry, password_hash = attempt
+    return entry if password_matches(password, password_hash) else None
 
 
 def record_failed_login(db: Engine, email: str, attempts: int = 1) -> int | None:
-    """Count failed logins for `email`; returns the count within the lockout window (None: unknown email)."""
+    """Count failed logins for `email` (operators and tests); returns the count within the lockout window
+    (None: unknown email). The app counts its attempts with `verify_login`."""
     return call(db, "select record_failed_login(:email, :attempts)", {"email": email, "attempts": attempts})
 
 
@@ -250,13 +322,6 @@ def end_session(db: Engine, session_id: str, reason: str = "logout") -> bool:
     return bool(call(db, "select end_user_session(:session_id, :reason)", {"session_id": session_id, "reason": reason}))
 
 
-def _stored_hash(db: Engine, user_id: str) -> str | None:
-    rows = fetch(db, "select password_hash from users where id = :user_id", {"user_id": user_id})
-    if not rows:
-        raise NotFound(f"User {user_id!r} does not exist.")
-    return rows[0][0]
-
-
 def change_password(
     db: Engine,
     user_id: str,
@@ -267,13 +332,16 @@ def change_password(
     keep_session_id: str | None = None,
 ) -> int:
     """Change the user's own password after checking the old one; ends the user's other sessions
-    (all but `keep_session_id`) and returns how many. Refusals change nothing."""
-    check_new_password(new, repeat)
-    current = _stored_hash(db, user_id)
-    if not current or not old or not password_matches(old, current):
-        raise PermissionDenied("Your current password is not correct: nothing was changed.")
-    if password_matches(new, current):
+    (all but `keep_session_id`) and returns how many. Refusals change nothing, except that a wrong
+    current password counts as a failed login (the form must not be a way around the lockout)."""
+    me = user_roles(db, user_id)
+    check_new_password(new, repeat, email=me.email, name=me.name)
+    if old and new == old:  # checked before the attempt counts: a right old password is no failure
         raise InvalidInput("The new password is your current password: choose a different one.")
+    attempt = _begin_login_attempt(db, me.email) if old else None
+    if attempt is None or not password_matches(old, attempt[1]):
+        raise PermissionDenied("Your current password is not correct: nothing was changed.")
+    current = attempt[1]
     return call(
         db,
         "select change_user_password(:user_id, :new_hash, :user_id, :old_hash, :keep)",
@@ -283,7 +351,8 @@ def change_password(
 
 def reset_password(db: Engine, actor_id: str | None, user_id: str, new: str) -> int:
     """Set another user's password (system admins; None for operators); ends all their sessions, returns how many."""
-    check_new_password(new)
+    target = user_roles(db, user_id)
+    check_new_password(new, email=target.email, name=target.name)
     return call(
         db,
         "select change_user_password(:user_id, :new_hash, :actor_id)",

@@ -29,6 +29,7 @@ from billing_core import (
     periods,
     pricing,
     reports,
+    roles,
 )
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
@@ -54,8 +55,9 @@ def _escape_controls(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
-def _engine():
-    return database.get_engine()
+def _engine(args: argparse.Namespace | None = None):
+    """The operator's engine (the owner's connection), or the app's for `--as USER` (its role checked)."""
+    return database.app_engine() if args is not None and args.actor else database.get_engine()
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -111,8 +113,32 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     report = migrations.migrate(database.database_url())
     if not report.changed:
         print("Schema up to date.")
+    for change in report.roles:
+        print(change)
     for name in report.migrations + report.routines:
         print(f"applied {name}")
+    return 0
+
+
+def _cmd_roles(args: argparse.Namespace) -> int:
+    changes = roles.prepare_roles(database.database_url(), args.owner)
+    for change in changes:
+        print(change)
+    print("Database roles ready." if changes else "Database roles already in place.")
+    return 0
+
+
+def _cmd_service_login(args: argparse.Namespace) -> int:
+    url = database.database_url()
+    if args.drop:
+        dropped = roles.drop_service_login(url, args.name)
+        print(f"Dropped service login {args.name}." if dropped else f"There is no service login {args.name}.")
+        return 0
+    login = roles.service_login(url, args.name)
+    print(f"{'Created' if login.created else 'Rotated the password of'} service login {login.name}"
+          f" (member of {roles.SERVICE_ROLE}: it may only call the charging functions).")
+    print(f"Password (shown once): {login.password}")
+    print(f"Connect with: {login.url}")
     return 0
 
 
@@ -137,7 +163,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    violations = ledger.verify(_engine(), args.org)
+    violations = ledger.verify(_engine(args), args.org)
     for violation in violations:
         print(violation)
     if violations:
@@ -148,54 +174,54 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_org_create(args: argparse.Namespace) -> int:
-    organizations.create_organization(_engine(), args.actor, args.org_id, args.name)
+    organizations.create_organization(_engine(args), args.actor, args.org_id, args.name)
     print(f"Created organization {args.org_id}.")
     return 0
 
 
 def _cmd_user_create(args: argparse.Namespace) -> int:
     organizations.create_user(
-        _engine(), args.actor, args.user_id, args.email, args.name, is_system_admin=args.system_admin
+        _engine(args), args.actor, args.user_id, args.email, args.name, is_system_admin=args.system_admin
     )
     print(f"Created user {args.user_id}.")
     return 0
 
 
 def _cmd_member_add(args: argparse.Namespace) -> int:
-    organizations.add_member(_engine(), args.actor, args.org_id, args.user_id, args.role)
+    organizations.add_member(_engine(args), args.actor, args.org_id, args.user_id, args.role)
     print(f"Added {args.user_id} to {args.org_id} as {args.role}.")
     return 0
 
 
 def _cmd_member_remove(args: argparse.Namespace) -> int:
-    returned = organizations.remove_member(_engine(), args.actor, args.org_id, args.user_id)
+    returned = organizations.remove_member(_engine(args), args.actor, args.org_id, args.user_id)
     print(f"Removed {args.user_id} from {args.org_id}; {_fmt(returned)} unused credits returned to the pool.")
     return 0
 
 
 def _cmd_credits_add(args: argparse.Namespace) -> int:
     total = credits.add_credits(
-        _engine(), args.actor, args.org_id, args.credits, args.amount, external_ref=args.reference
+        _engine(args), args.actor, args.org_id, args.credits, args.amount, external_ref=args.reference
     )
     print(f"Pool of {args.org_id} now holds {_fmt(total)} credits.")
     return 0
 
 
 def _cmd_credits_allocate(args: argparse.Namespace) -> int:
-    remaining = credits.allocate(_engine(), args.actor, args.org_id, args.user_id, args.credits)
+    remaining = credits.allocate(_engine(args), args.actor, args.org_id, args.user_id, args.credits)
     print(f"{args.user_id} now has {_fmt(remaining)} credits remaining in {args.org_id}.")
     return 0
 
 
 def _cmd_credits_reclaim(args: argparse.Namespace) -> int:
-    taken = credits.reclaim(_engine(), args.actor, args.org_id, args.user_id, args.credits)
+    taken = credits.reclaim(_engine(args), args.actor, args.org_id, args.user_id, args.credits)
     print(f"Took back {_fmt(taken)} credits from {args.user_id} in {args.org_id}.")
     return 0
 
 
 def _cmd_credits_deduct(args: argparse.Namespace) -> int:
     remaining = credits.deduct(
-        _engine(), args.org_id, args.user_id, args.credits, args.service_type, args.service_name,
+        _engine(args), args.org_id, args.user_id, args.credits, args.service_type, args.service_name,
         request_id=args.request_id,
     )
     print(f"Charged. {args.user_id} has {_fmt(remaining)} credits remaining in {args.org_id}.")
@@ -205,7 +231,7 @@ def _cmd_credits_deduct(args: argparse.Namespace) -> int:
 def _cmd_pool_show(args: argparse.Namespace) -> int:
     if not args.actor:
         raise BillingError("Reading a pool needs a user: pass --as USER (an admin of the organization or a system admin).")
-    pool = reports.pool(_engine(), args.actor, args.org_id)
+    pool = reports.pool(_engine(args), args.actor, args.org_id)
     print(f"Pool of {pool.org_id}:")
     for label, value in (
         ("total", pool.total_credits),
@@ -241,13 +267,13 @@ def _print_run(run: periods.Run) -> None:
 def _cmd_periods_run(args: argparse.Namespace) -> int:
     if args.now and args.now > datetime.now(UTC) + timedelta(minutes=1):
         raise BillingError(f"--now {args.now.isoformat()} is in the future: that would grant periods early.")
-    run = periods.run(_engine(), args.now)
+    run = periods.run(_engine(args), args.now)
     _print_run(run)
     return EXIT_REFUSED if run.orgs_failed else 0
 
 
 def _cmd_periods_last(args: argparse.Namespace) -> int:
-    run = periods.last_run(_engine())
+    run = periods.last_run(_engine(args))
     if run is None:
         print("The period job has never run.")
         return 0
@@ -257,7 +283,7 @@ def _cmd_periods_last(args: argparse.Namespace) -> int:
 
 def _cmd_price(args: argparse.Namespace) -> int:
     usage = pricing.Usage(args.service_type, args.service_name, args.input, args.output, args.images, args.requests, args.byok)
-    quote = pricing.price_usage(_engine(), args.org, usage)
+    quote = pricing.price_usage(_engine(args), args.org, usage)
     print(f"{_fmt(quote.credits)} credits (${_fmt(quote.dollars)}) by {quote.explanation['method']}:")
     for key in ("plan", "pricing_mode", "provider_cost_usd", "markup", "platform_fee_credits", "credits_per_call",
                 "unrounded_credits", "rounding"):
@@ -267,7 +293,7 @@ def _cmd_price(args: argparse.Namespace) -> int:
 
 
 def _cmd_holds_expire(args: argparse.Namespace) -> int:
-    print(f"Released {charging.release_expired_holds(_engine())} expired credit hold(s).")
+    print(f"Released {charging.release_expired_holds(_engine(args))} expired credit hold(s).")
     return 0
 
 
@@ -290,6 +316,13 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database set-up").add_subparsers(dest="db_command", metavar="ACTION", required=True, parser_class=_Parser)
     command(db, "migrate", _cmd_migrate, "apply pending migrations and changed routines")
     command(db, "url", _cmd_url, "print a connection URL that psql accepts")
+    p = command(db, "roles", _cmd_roles, "create the database roles billing_app and billing_service (needs a login"
+                " with CREATEROLE; `db migrate` does it when the owner may)")
+    p.add_argument("--owner", help="the login that runs the migrations (default: the schema's owner, else this login)")
+    p = command(db, "service-login", _cmd_service_login, "create a metered service's login (or rotate its password)"
+                " and print its URL; --drop removes it")
+    p.add_argument("name", help="the login's name: lower-case letters, digits, underscores")
+    p.add_argument("--drop", action="store_true", help="remove the login")
     command(db, "stop", _cmd_stop, "stop the embedded PostgreSQL server")
 
     verify = command(sub, "verify", _cmd_verify, "check every ledger invariant; exit 4 if any is broken")

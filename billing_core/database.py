@@ -5,6 +5,12 @@
 (`BILLING_DATA_DIR`, default `.billing-data/` next to this package).
 Every call goes through `call`/`fetch`, which run one statement in one
 transaction and turn the ledger's refusals into domain exceptions.
+
+Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
+without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
+login, every pooled connection switched to `SET ROLE billing_app`, so the
+Streamlit app and `billing --as USER` get only what sql/routines/990_access.sql
+grants the app, and a NULL actor is refused on them).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import psycopg
@@ -22,12 +28,15 @@ import sqlalchemy as sa
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
-from billing_core.errors import BillingError, DatabaseUnavailable, translate
+from billing_core.errors import BillingError, DatabaseUnavailable, PermissionDenied, translate
+from billing_core.roles import APP_ROLE
+
+EngineRole = Literal["owner", "app"]
 
 DATABASE_NAME = "billing"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, EngineRole], Engine] = {}
 _engines_lock = threading.Lock()
 _embedded_urls: dict[Path, str] = {}
 
@@ -100,23 +109,43 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """The shared engine for `url` (default: `database_url()`)."""
+def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the app engine: SET ROLE billing_app, committed so that it lasts."""
+    try:
+        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(APP_ROLE)))
+        dbapi_connection.commit()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"Could not switch to the app's database role {APP_ROLE} ({exc}): run `billing db migrate` "
+            "(or `billing db roles`) with the owner's login."
+        ) from None
+
+
+def get_engine(url: str | None = None, role: EngineRole = "owner") -> Engine:
+    """The shared engine for `url` (default: `database_url()`): the owner's, or with role="app" the app's."""
     url = url or database_url()
     with _engines_lock:
-        engine = _engines.get(url)
+        engine = _engines.get((url, role))
         if engine is None:
             engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
-            _engines[url] = engine
+            if role == "app":
+                sa.event.listen(engine, "connect", _switch_to_app_role)
+            _engines[(url, role)] = engine
         return engine
 
 
+def app_engine(url: str | None = None) -> Engine:
+    """The app's engine for `url`: the Streamlit app and `billing --as USER` (SET ROLE billing_app)."""
+    return get_engine(url, role="app")
+
+
 def dispose_engine(url: str) -> None:
-    """Close the pooled connections of the engine for `url`, if any."""
+    """Close the pooled connections of the engines (owner's and app's) for `url`, if any."""
     with _engines_lock:
-        engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
+        engines = [_engines.pop((url, role), None) for role in ("owner", "app")]
+    for engine in engines:
+        if engine is not None:
+            engine.dispose()
 
 
 def _message(exc: sa.exc.DBAPIError) -> str:
@@ -126,7 +155,13 @@ def _message(exc: sa.exc.DBAPIError) -> str:
 
 def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
     """The domain exception a database error stands for, or None when it is not a refusal."""
-    return translate(getattr(exc.orig, "sqlstate", None), _message(exc))
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == "42501":  # insufficient_privilege: this connection's database role lacks the right
+        return PermissionDenied(
+            f"This connection's database role may not do that ({_message(exc)}): "
+            "it is an operator action (run it without --as, on the owner's connection)."
+        )
+    return translate(sqlstate, _message(exc))
 
 
 def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:

@@ -5,6 +5,8 @@ one after it was applied is refused. sql/routines/*.sql (functions and views)
 are re-applied, all of them in name order, whenever any of them changed.
 Files are executed as they are, through psycopg without parameters, so their
 `%` and `:` characters are never taken for placeholders.
+The database roles the grants name (billing_core.roles) are ensured first, so
+that sql/routines/990_access.sql, applied last, can grant to them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from billing_core import roles
 from billing_core.database import PROJECT_ROOT
 from billing_core.errors import MigrationError
 
@@ -29,11 +32,12 @@ class MigrationReport:
 
     migrations: list[str] = field(default_factory=list)
     routines: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         """True when anything was applied."""
-        return bool(self.migrations or self.routines)
+        return bool(self.migrations or self.routines or self.roles)
 
 
 def _files(kind: str) -> list[Path]:
@@ -77,8 +81,10 @@ def migrate(url: str) -> MigrationReport:
                 )
                 report.migrations.append(name)
 
+            report.roles = roles.ensure_roles(conn)
             routines = [(f"routines/{p.name}", p, _checksum(p)) for p in _files("routines")]
-            if any(applied.get(name) != checksum for name, _, checksum in routines):
+            # new roles have none of the grants yet: 990_access.sql must run again
+            if report.roles or any(applied.get(name) != checksum for name, _, checksum in routines):
                 for name, path, checksum in routines:
                     conn.execute(path.read_text())
                     conn.execute(

@@ -12,7 +12,7 @@ if not actor_id:
     st.info("Please log in.")
     st.stop()
 
-db = database.get_engine()
+db = database.app_engine()
 try:
     roles = auth.user_roles(db, actor_id)
 except BillingError as exc:
@@ -34,7 +34,7 @@ st.caption("Log out with the button in the sidebar.")
 st.subheader("Change my password")
 with st.form("change_password", clear_on_submit=True):
     old = st.text_input("Current password", type="password")
-    new = st.text_input("New password", type="password", help=f"At least {auth.MIN_PASSWORD_LENGTH} characters.")
+    new = st.text_input("New password", type="password", help=auth.PASSWORD_RULES)
     repeat = st.text_input("New password again", type="password")
     submitted = st.form_submit_button("Change password")
 if submitted:

@@ -261,3 +261,34 @@ def test_system_admin_resets_a_password_from_the_account_page(people):
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert auth.password_matches(one_time, stored)
     assert session_row(db, mia_session) == (True, "password_reset")
+
+
+def test_an_anonymous_page_load_reads_no_password_hash_and_the_app_runs_as_billing_app(people, monkeypatch):
+    """Issue 8 (findings 7, 15): the login form's credentials hold no hash and no other user; every engine
+    the app and its pages open is the app role's (SET ROLE billing_app)."""
+    from billing_core import database
+
+    loaded, roles_used = [], []
+    real_load, real_get_engine = auth.load_credentials, database.get_engine
+
+    def recording_load(db, email=None):
+        loaded.append((email, real_load(db, email)))
+        return loaded[-1][1]
+
+    def recording_get_engine(url=None, role="owner"):
+        roles_used.append(role)
+        return real_get_engine(url, role)
+
+    monkeypatch.setattr(auth, "load_credentials", recording_load)
+    monkeypatch.setattr(database, "get_engine", recording_get_engine)
+    at = anonymous().run()
+    assert shows_login_form(at)
+    assert loaded == [(None, {"usernames": {}})]  # every user with a password used to be here, hash included
+    text_input(at, "Email").input("mia@example.com")
+    text_input(at, "Password").input(PASSWORD)
+    at.button[0].click().run()
+    assert at.session_state["actor_id"] == "mia"
+    at.switch_page("pages/account.py").run()
+    assert not at.exception
+    assert all("password" not in entry for _, creds in loaded for entry in creds["usernames"].values())
+    assert roles_used and set(roles_used) == {"app"}

@@ -87,9 +87,9 @@ def test_password_change_ends_other_sessions_keeps_this_one_and_is_audited(db, a
     row = user_row(db, ada)
     assert auth.password_matches("a new secret 2", row["hash"]) and row["changed_at"] is not None
     assert audit(db, "user.password_changed") == [("ada", "ada", {"sessions_ended": 1})]
-    # the new credentials are what the login form checks next
-    entry = auth.load_credentials(db)["usernames"]["ada@example.com"]
-    assert auth.password_matches("a new secret 2", entry["password"])
+    # the new password is what the login form checks next
+    assert auth.verify_login(db, "ada@example.com", "a new secret 2")["user_id"] == "ada"
+    assert auth.verify_login(db, "ada@example.com", PASSWORD) is None
 
 
 def test_wrong_old_password_or_bad_new_one_changes_nothing(db, ada):
@@ -98,17 +98,18 @@ def test_wrong_old_password_or_bad_new_one_changes_nothing(db, ada):
     refusals = [
         ("wrong old", "a new secret 2", "a new secret 2", PermissionDenied, "current password is not correct"),
         ("", "a new secret 2", "a new secret 2", PermissionDenied, "current password is not correct"),
-        (PASSWORD, "short", "short", InvalidInput, "too short: use at least 8 characters"),
+        (PASSWORD, "short", "short", InvalidInput, "too short: use at least 12 characters"),
         (PASSWORD, "a new secret 2", "a new secret 3", InvalidInput, "two new passwords differ"),
         (PASSWORD, " padded secret ", " padded secret ", InvalidInput, "cannot start or end with a space"),
         (PASSWORD, "x" * 73, "x" * 73, InvalidInput, "too long"),
         (PASSWORD, PASSWORD, PASSWORD, InvalidInput, "is your current password"),
-        (PASSWORD, "tab\tinside!", "tab\tinside!", InvalidInput, "control characters"),
+        (PASSWORD, "tab\tinside here!", "tab\tinside here!", InvalidInput, "control characters"),
     ]
     for old, new, repeat, error, message in refusals:
         with pytest.raises(error, match=message):
             auth.change_password(db, ada, old, new, repeat=repeat, keep_session_id=session)
-    assert user_row(db, ada) == before
+    # nothing changed, except that the wrong current password counts as a failed login
+    assert user_row(db, ada) == {**before, "failed": before["failed"] + 1}
     assert auth.check_session(db, session) == ada
     assert audit(db, "user.password_changed") == []
 
@@ -143,41 +144,36 @@ def test_a_direct_hash_update_also_kills_older_sessions(db, ada):
         conn.exec_driver_sql("update users set password_hash = null where id = 'ada'")
     with pytest.raises(PermissionDenied, match="password was changed since you logged in"):
         auth.check_session(db, session)
-    assert "ada@example.com" not in auth.load_credentials(db)["usernames"]
+    assert auth.verify_login(db, "ada@example.com", PASSWORD) is None  # no password: no login
 
 
 def test_failed_logins_are_counted_and_a_login_clears_them(db, ada):
-    before = auth.load_credentials(db)
-    after = auth.load_credentials(db)
-    after["usernames"]["ada@example.com"]["failed_login_attempts"] += 2  # what the authenticator does
-    auth.save_login_changes(db, before, after)
+    assert auth.verify_login(db, " ADA@example.com ", "wrong password 1") is None
+    assert auth.verify_login(db, "ada@example.com", "wrong password 2") is None
     assert auth.record_failed_login(db, " ADA@example.com ") == 3
     assert auth.record_failed_login(db, "nobody@example.com") is None
-    assert auth.load_credentials(db)["usernames"]["ada@example.com"]["failed_login_attempts"] == 3
+    assert auth.verify_login(db, "nobody@example.com", PASSWORD) is None  # nothing written for an unknown email
+    assert user_row(db, ada)["failed"] == 3
     # failures older than the lockout window no longer count
     with db.begin() as conn:
         conn.exec_driver_sql("update users set last_failed_login_at = now() - interval '16 minutes'")
-    assert auth.load_credentials(db)["usernames"]["ada@example.com"]["failed_login_attempts"] == 0
     assert auth.record_failed_login(db, "ada@example.com") == 1
+    assert auth.verify_login(db, "ada@example.com", PASSWORD)["user_id"] == "ada"  # counted as it is tried
+    assert user_row(db, ada)["failed"] == 2
     auth.start_session(db, ada)
     assert user_row(db, ada)["failed"] == 0
 
 
-def test_credentials_dict_is_keyed_by_email_with_hash_and_roles(db, ada):
+def test_credentials_dict_holds_only_the_asked_user_without_a_hash(db, ada):
     organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True,
                               password_hash=OTHER_HASH)
-    organizations.create_user(db, None, "nopass", "nopass@example.com", "No Password")
-    creds = auth.load_credentials(db)
-    assert set(creds) == {"usernames"}
-    assert set(creds["usernames"]) == {"ada@example.com", "root@example.com"}
-    ada_entry = creds["usernames"]["ada@example.com"]
-    assert {k: v for k, v in ada_entry.items() if k != "password"} == {
-        "user_id": "ada", "email": "ada@example.com", "name": "Ada", "failed_login_attempts": 0,
-        "roles": ["admin", "member"], "logged_in": False,
-    }
-    assert auth.password_matches(PASSWORD, ada_entry["password"])
-    assert creds["usernames"]["root@example.com"]["roles"] == ["system_admin"]
-    assert set(auth.load_credentials(db, "ADA@example.com")["usernames"]) == {"ada@example.com"}
+    assert auth.load_credentials(db) == {"usernames": {}}  # an anonymous page load reads no user
+    creds = auth.load_credentials(db, " ADA@example.com")
+    assert creds == {"usernames": {"ada@example.com": {
+        "user_id": "ada", "email": "ada@example.com", "name": "Ada", "roles": ["admin", "member"], "logged_in": False,
+    }}}
+    assert auth.load_credentials(db, "root@example.com")["usernames"]["root@example.com"]["roles"] == ["system_admin"]
+    assert auth.verify_login(db, "ada@example.com", PASSWORD) == creds["usernames"]["ada@example.com"]
 
 
 def test_user_roles_and_organization_choices(db, ada):
@@ -216,3 +212,89 @@ def test_generated_passwords_pass_the_rules():
     password = auth.generate_password()
     auth.check_new_password(password)
     assert password != auth.generate_password()
+
+
+# -- login hardening (issue 8, finding 15) -------------------------------------------------------------
+
+
+def test_parallel_logins_get_no_try_past_the_lockout(db, db_url, ada):
+    """8 attempts at once, one try left: one password is checked, seven are refused before any check."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from billing_core import database
+    from billing_core.errors import RateLimited
+
+    app_db = database.app_engine(db_url)  # as the login form runs
+    for n in range(auth.MAX_LOGIN_ATTEMPTS - 1):
+        assert auth.verify_login(app_db, "ada@example.com", f"wrong password {n}") is None
+    start = Barrier(8)
+    checked = []
+
+    def attempt(n: int) -> str:
+        start.wait()
+        try:
+            entry = auth.verify_login(app_db, "ada@example.com", PASSWORD if n == 7 else f"guess number {n}")
+        except RateLimited:
+            return "refused"
+        checked.append(n)
+        return "in" if entry else "wrong"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count("refused") == 7 and len(checked) == 1
+    assert user_row(db, ada)["failed"] == auth.MAX_LOGIN_ATTEMPTS
+    with pytest.raises(RateLimited, match="Too many failed logins for this email: try again after"):
+        auth.verify_login(app_db, "ada@example.com", PASSWORD)  # even the right password, until the window passes
+    assert user_row(db, ada)["failed"] == auth.MAX_LOGIN_ATTEMPTS  # a refused attempt writes nothing
+
+
+def test_a_wrong_current_password_on_the_account_page_counts_as_a_failed_login(db, ada):
+    from billing_core.errors import RateLimited
+
+    for _ in range(auth.MAX_LOGIN_ATTEMPTS):
+        with pytest.raises(PermissionDenied, match="current password is not correct"):
+            auth.change_password(db, ada, "a wrong guess", "a new secret 2")
+    with pytest.raises(RateLimited):
+        auth.change_password(db, ada, PASSWORD, "a new secret 2")
+    assert auth.password_matches(PASSWORD, user_row(db, ada)["hash"])
+
+
+def test_sessions_end_seven_days_after_the_login_however_active(db, ada):
+    session = auth.start_session(db, ada, "cookie-week")
+    with db.begin() as conn:
+        conn.exec_driver_sql("update user_sessions set started_at = now() - interval '6 days 23 hours'")
+    assert auth.check_session(db, session) == ada
+    with db.begin() as conn:  # seen a minute ago, but logged in 7 days and a minute ago
+        conn.exec_driver_sql("update user_sessions set started_at = now() - interval '7 days 1 minute',"
+                             " last_seen_at = now() - interval '1 minute'")
+    with pytest.raises(PermissionDenied, match="older than 7 days, the longest a login lasts"):
+        auth.check_session(db, session)
+    with pytest.raises(PermissionDenied, match="older than 7 days"):
+        auth.resume_session(db, "cookie-week")
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("elevenchars", "too short: use at least 12"),
+    ("Password1234", "too easy to guess"),
+    ("!!password!!", "too easy to guess"),
+    ("qwertyuiop12", "too easy to guess"),
+    ("zzzzzzzzzzzz", "too easy to guess"),
+    ("abcdefghijklm", "too easy to guess"),
+    ("ada.lovelace@example.com", "contains your email or name"),
+    ("my name is Lovelace", "contains your email or name"),
+    ("I am ada.lovelace!", "contains your email or name"),
+])
+def test_password_policy_refuses_short_common_personal_and_trivial_passwords(password, message):
+    with pytest.raises(InvalidInput, match=message):
+        auth.check_new_password(password, email="ada.lovelace@example.com", name="Ada Lovelace")
+
+
+def test_password_policy_accepts_long_passphrases_and_generated_passwords():
+    for password in ("correct horse 1", "four words make a key", auth.generate_password()):
+        auth.check_new_password(password, email="ada.lovelace@example.com", name="Ada Lovelace")
+
+
+def test_a_reset_password_follows_the_policy_with_the_users_own_details(db, ada):
+    with pytest.raises(InvalidInput, match="contains your email or name"):
+        auth.reset_password(db, None, ada, "Ada@Example.com is me")

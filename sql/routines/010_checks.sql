@@ -239,12 +239,39 @@ as $$
 $$;
 
 
+-- ledger_is_operator(): true when the calling connection is the operator's:
+-- the database owner's own login (the CLI without --as, cron jobs,
+-- migrations) with no SET ROLE in effect. Decided from the CALLER, not from
+-- current_user (inside a SECURITY DEFINER function current_user is always the
+-- owner): current_setting('role') is the SET ROLE value ('none' when none is
+-- set; SECURITY DEFINER does not change it, checked on PostgreSQL 15 and 18),
+-- session_user the login. The owner is the owner of the schema's tables
+-- (whoever ran the migrations); a superuser login, or a login that is a
+-- member of the owner, counts as the owner. The app's connections (SET ROLE
+-- billing_app) and metered services' logins (members of billing_service)
+-- are never the operator. Raises nothing, takes no lock.
+create or replace function ledger_is_operator()
+returns boolean
+language sql
+stable
+as $$
+    select current_setting('role') = 'none'
+       and (coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false)
+            or pg_catalog.pg_has_role(session_user,
+                                      (select c.relowner from pg_catalog.pg_class c
+                                        where c.oid = 'public.organizations'::pg_catalog.regclass),
+                                      'MEMBER'));
+$$;
+
+
 -- ledger_authorize(p_actor_id, p_org_id, p_required): returns nothing.
 -- p_required is 'system_admin', 'admin' (of p_org_id) or 'member' (of p_org_id).
 -- A system admin passes every check; an org admin passes 'member' checks of
--- their organization. A null actor is a trusted caller (a metered service or a
--- job on its own connection) and passes. Raises CB002 for an unknown actor,
--- CB008 when the actor lacks the role. Takes no lock.
+-- their organization. A null actor is the operator: it passes only on the
+-- operator's connection (ledger_is_operator(): the owner's login without SET
+-- ROLE); from the app's or a metered service's connection it raises CB008.
+-- Raises CB002 for an unknown actor, CB008 when the actor lacks the role.
+-- Takes no lock.
 create or replace function ledger_authorize(p_actor_id text, p_org_id text, p_required text)
 returns void
 language plpgsql
@@ -254,7 +281,12 @@ declare
     v_role text;
 begin
     if p_actor_id is null then
-        return;
+        if ledger_is_operator() then
+            return;
+        end if;
+        raise exception using errcode = 'CB008',
+            message = 'An operator action (no acting user) is only accepted on the database owner''s connection: '
+                      'pass the acting user''s id.';
     end if;
     perform ledger_require_user(p_actor_id, 'Acting user');
     v_role := ledger_role_in(p_actor_id, p_org_id);

@@ -25,10 +25,54 @@ end;
 $$;
 
 
+-- ledger_create_user(p_user_id, p_email, p_display_name, p_is_system_admin,
+--                    p_password_hash, p_actor_id): returns nothing.
+-- Creates the user and writes the 'user.created' audit row (actor
+-- p_actor_id); checks no role: the caller did (create_user, or
+-- invite_organization_member for an org admin's new member). Raises CB009
+-- (bad id, email or name), CB010 (id or email taken).
+create or replace function ledger_create_user(
+    p_user_id text,
+    p_email text,
+    p_display_name text,
+    p_is_system_admin boolean,
+    p_password_hash text,
+    p_actor_id text
+)
+returns void
+language plpgsql
+as $$
+begin
+    perform ledger_check_id(p_user_id, 'User id');
+    perform ledger_check_text(p_email, 'Email', 254);
+    if p_email !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' then
+        raise exception using errcode = 'CB009',
+            message = format('Email %L is not an email address (expected name@example.com).', p_email);
+    end if;
+    perform ledger_check_text(p_display_name, 'Display name', 200, false);
+    if exists (select 1 from users where lower(email) = lower(btrim(p_email))) then
+        raise exception using errcode = 'CB010',
+            message = format('Email %L is already used by another user.', p_email);
+    end if;
+    insert into users (id, email, display_name, is_system_admin, password_hash)
+    values (p_user_id, lower(btrim(p_email)), nullif(btrim(p_display_name), ''),
+            coalesce(p_is_system_admin, false), p_password_hash)
+    on conflict (id) do nothing;
+    if not found then
+        raise exception using errcode = 'CB010', message = format('User id %L is already taken.', p_user_id);
+    end if;
+    perform ledger_audit(null, p_actor_id, 'user.created', 'user', p_user_id,
+                         jsonb_build_object('email', lower(btrim(p_email)),
+                                            'is_system_admin', coalesce(p_is_system_admin, false)));
+end;
+$$;
+
+
 -- create_user(p_user_id, p_email, p_display_name, p_is_system_admin,
 --             p_password_hash, p_actor_id): returns nothing.
--- p_actor_id, when given, must be a system admin. Raises CB009 (bad id, email
--- or name), CB010 (id or email taken), CB008, CB002.
+-- p_actor_id, when given, must be a system admin; null is the operator (on
+-- the owner's connection only). Raises CB009 (bad id, email or name), CB010
+-- (id or email taken), CB008, CB002.
 create or replace function create_user(
     p_user_id text,
     p_email text,
@@ -49,20 +93,7 @@ begin
     end if;
     perform ledger_check_text(p_display_name, 'Display name', 200, false);
     perform ledger_authorize(p_actor_id, null, 'system_admin');
-    if exists (select 1 from users where lower(email) = lower(btrim(p_email))) then
-        raise exception using errcode = 'CB010',
-            message = format('Email %L is already used by another user.', p_email);
-    end if;
-    insert into users (id, email, display_name, is_system_admin, password_hash)
-    values (p_user_id, lower(btrim(p_email)), nullif(btrim(p_display_name), ''),
-            coalesce(p_is_system_admin, false), p_password_hash)
-    on conflict (id) do nothing;
-    if not found then
-        raise exception using errcode = 'CB010', message = format('User id %L is already taken.', p_user_id);
-    end if;
-    perform ledger_audit(null, p_actor_id, 'user.created', 'user', p_user_id,
-                         jsonb_build_object('email', lower(btrim(p_email)),
-                                            'is_system_admin', coalesce(p_is_system_admin, false)));
+    perform ledger_create_user(p_user_id, p_email, p_display_name, p_is_system_admin, p_password_hash, p_actor_id);
 end;
 $$;
 

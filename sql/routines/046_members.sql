@@ -94,7 +94,7 @@ begin
     perform ledger_check_email(p_email);
     -- the role was checked above for this organization; create_user's own
     -- check (system admins only) is for users created outside any organization
-    perform create_user(p_user_id, p_email, p_display_name, false, p_password_hash, null);
+    perform ledger_create_user(p_user_id, p_email, p_display_name, false, p_password_hash, null);
     perform ledger_audit(p_org_id, p_actor_id, 'member.invited', 'user', p_user_id,
                          jsonb_build_object('email', lower(btrim(p_email)), 'role', p_role));
     perform add_organization_member(p_org_id, p_user_id, p_role, p_actor_id);

@@ -9,7 +9,8 @@
 -- is made).
 --
 -- Refusals: CB002 unknown user, CB007 concurrent password change, CB008 dead
--- session or missing role, CB009 malformed input, CB010 cookie already bound.
+-- session or missing role, CB009 malformed input, CB010 cookie already bound,
+-- CB013 too many failed logins.
 
 
 -- ledger_login_lockout_window(): returns how long failed logins count: after
@@ -21,6 +22,30 @@ language sql
 immutable
 as $$
     select interval '15 minutes';
+$$;
+
+
+-- ledger_login_max_attempts(): returns how many logins may fail within
+-- ledger_login_lockout_window() before begin_login_attempt refuses the next
+-- one. Raises nothing.
+create or replace function ledger_login_max_attempts()
+returns integer
+language sql
+immutable
+as $$
+    select 5;
+$$;
+
+
+-- ledger_session_lifetime(): returns the longest a login session lives,
+-- however active it is (besides check_user_session's idle timeout). Raises
+-- nothing.
+create or replace function ledger_session_lifetime()
+returns interval
+language sql
+immutable
+as $$
+    select interval '7 days';
 $$;
 
 
@@ -135,7 +160,8 @@ $$;
 -- user id when the session is live, and marks it seen (at most one write a
 -- minute). Raises CB008, with the reason and what to do, when the session is
 -- unknown, ended (logout, password changed or reset), idle for longer than
--- p_idle_timeout, or started before the user's latest password change. A
+-- p_idle_timeout, older than ledger_session_lifetime() (7 days) however
+-- active, or started before the user's latest password change. A
 -- refusal writes nothing. Takes no lock beyond the session row it touches.
 create or replace function check_user_session(p_session_id text, p_idle_timeout interval default interval '12 hours')
 returns text
@@ -168,6 +194,11 @@ begin
     if v_session.last_seen_at < now() - p_idle_timeout then
         raise exception using errcode = 'CB008',
             message = format('Your session expired after %s without activity: please log in again.', p_idle_timeout);
+    end if;
+    if v_session.started_at < now() - ledger_session_lifetime() then
+        raise exception using errcode = 'CB008',
+            message = format('Your login is older than %s, the longest a login lasts: please log in again.',
+                             ledger_session_lifetime());
     end if;
     update user_sessions set last_seen_at = now()
      where id = p_session_id and last_seen_at < now() - interval '1 minute';
@@ -307,5 +338,52 @@ begin
      where lower(email) = lower(btrim(p_email))
     returning failed_login_attempts into v_count;
     return v_count;
+end;
+$$;
+
+
+-- begin_login_attempt(p_email): returns the user who is trying to log in with
+-- this email (any case, surrounding spaces ignored): user id, email, name,
+-- bcrypt password hash and roles, one row; no row when no user with a
+-- password has this email (nothing is written). The attempt is counted
+-- BEFORE the caller checks the password: the user row is locked, the failures
+-- within ledger_login_lockout_window() are counted and this attempt is added
+-- to them, so parallel attempts queue on the row and at most
+-- ledger_login_max_attempts() passwords are ever checked per window. A
+-- successful login clears the count (start_user_session). Raises CB013 (and
+-- writes nothing) once the failures reach the maximum, saying when to try
+-- again. Locks the user row.
+create or replace function begin_login_attempt(p_email text)
+returns table (user_id text, email text, name text, password_hash text, roles text[])
+language plpgsql
+as $$
+declare
+    v_user users;
+    v_failures integer;
+begin
+    perform ledger_check_text(p_email, 'Email', 320);
+    select * into v_user from users u
+     where lower(u.email) = lower(btrim(p_email)) and u.password_hash is not null
+     for update;
+    if not found then
+        return;
+    end if;
+    v_failures := case when v_user.last_failed_login_at > now() - ledger_login_lockout_window()
+                       then v_user.failed_login_attempts else 0 end;
+    if v_failures >= ledger_login_max_attempts() then
+        raise exception using errcode = 'CB013',
+            message = format('Too many failed logins for this email: try again after %s, '
+                             'or ask a system admin to reset your password.',
+                             ledger_time_text(v_user.last_failed_login_at + ledger_login_lockout_window()));
+    end if;
+    update users u set failed_login_attempts = v_failures + 1, last_failed_login_at = now()
+     where u.id = v_user.id;
+    return query
+    select v_user.id, v_user.email, coalesce(v_user.display_name, v_user.email), v_user.password_hash,
+           array_remove(
+               array[case when v_user.is_system_admin then 'system_admin' end]
+               || coalesce((select array_agg(distinct m.role order by m.role)
+                            from organization_members m where m.user_id = v_user.id), '{}'),
+               null);
 end;
 $$;

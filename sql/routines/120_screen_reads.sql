@@ -22,7 +22,7 @@ stable
 as $$
     select m.org_id, m.org_name, m.org_status, m.role, m.is_default, s.plan, pl.name, s.status,
            m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent,
-           (select b.period_end from billing_current_period(m.org_id) b),
+           (select b.period_end from billing_current_period(m.org_id, p_user_id) b),  -- a member: passes its check
            coalesce(w.credits, 0), coalesce(w.requests, 0)
       from user_multi_org_credits m
       left join organization_subscriptions s

@@ -1,0 +1,226 @@
+-- Who may do what in this database. Runs last whenever routines are
+-- re-applied (CREATE OR REPLACE FUNCTION resets SECURITY DEFINER, and a new
+-- function starts with EXECUTE for PUBLIC), so everything below is stated
+-- again each time.
+--
+-- Roles (created by `billing db migrate` or `billing db roles`, see
+-- billing_core/roles.py):
+--   owner            the login that runs the migrations: owns every object;
+--                    on its own connection (no SET ROLE) it is the operator,
+--                    the only caller a NULL actor is accepted from
+--                    (ledger_is_operator in 010_checks.sql).
+--   billing_app      the Streamlit app and `billing --as USER`: the owner's
+--                    login after SET ROLE billing_app. SELECT on the tables
+--                    and views billing_core reads, except secrets (the cookie
+--                    key in app_settings, users.password_hash, user_sessions,
+--                    login_credentials); EXECUTE on the functions billing_core
+--                    calls (each checks its acting user); no INSERT, UPDATE
+--                    or DELETE anywhere.
+--   billing_service  metered services, through LOGIN roles that are members
+--                    of it (`billing db service-login NAME`): EXECUTE on the
+--                    charging functions only, no table, view or sequence.
+--   PUBLIC           nothing.
+--
+-- Every function granted to the app or the service is SECURITY DEFINER (it
+-- runs with the owner's rights, so callers need no table rights) with a
+-- pinned search_path; the ledger_* helpers stay SECURITY INVOKER (the app
+-- runs a few read helpers itself: the role checks billing_core issues).
+--
+-- To grant a new function: add its name to one list below (one per line);
+-- every overload of the name is covered. A listed name that does not exist
+-- fails the migration, so a rename cannot leave a grant behind silently.
+
+revoke all on all tables in schema public from public;
+revoke all on all sequences in schema public from public;
+revoke all on all functions in schema public from public;
+revoke all on all procedures in schema public from public;
+revoke create on schema public from public;
+alter default privileges revoke execute on functions from public;
+grant usage on schema public to billing_app, billing_service;
+
+-- Start from nothing for the two roles, so a right removed from a list below
+-- is really taken away.
+revoke all on all tables in schema public from billing_app, billing_service;
+revoke all on all sequences in schema public from billing_app, billing_service;
+revoke all on all functions in schema public from billing_app, billing_service;
+revoke all on all procedures in schema public from billing_app, billing_service;
+
+
+do $access$
+declare
+    -- metered services: the charging functions, and nothing else
+    v_service_functions text[] := array[
+        'has_sufficient_credits',
+        'deduct_credits',
+        'charge_usage',
+        'reserve_credits',
+        'settle_hold',
+        'settle_usage',
+        'release_hold',
+        'price_usage'
+    ];
+    -- the app (screens, `billing --as USER`): every function billing_core calls
+    -- on its behalf; each one checks its acting user (a NULL actor is refused
+    -- on the app's connection) or reads what billing_core checked first
+    v_app_functions text[] := array[
+        -- logins and sessions
+        'app_setting',
+        'start_user_session',
+        'check_user_session',
+        'resume_user_session',
+        'end_user_session',
+        'change_user_password',
+        'begin_login_attempt',
+        -- organizations and members
+        'create_organization',
+        'create_organization_with_plan',
+        'create_user',
+        'add_organization_member',
+        'add_organization_member_by_email',
+        'invite_organization_member',
+        'remove_organization_member',
+        'set_member_role',
+        'set_default_organization',
+        -- credits
+        'add_credits_to_pool',
+        'buy_credit_package',
+        'top_up_personal_balance',
+        'allocate_credits_to_user',
+        'allocate_credits_to_users',
+        'reclaim_credits_from_user',
+        'set_member_standing_credits',
+        'set_allocation_policy',
+        'set_monthly_refresh_amount',
+        'set_low_balance_threshold',
+        'acknowledge_credit_alert',
+        'resolve_credit_alert',
+        -- subscriptions and plans
+        'create_subscription',
+        'set_subscription_status',
+        'renew_subscription',
+        'change_subscription_plan',
+        'preview_subscription_change',
+        'schedule_subscription_change',
+        'cancel_subscription',
+        'reactivate_subscription',
+        'set_billing_calendar',
+        'billing_current_period',
+        'plan_catalogue',
+        'create_plan',
+        'edit_plan',
+        'rename_plan',
+        'retire_plan',
+        -- pricing
+        'price_usage',
+        'pricing_calculator',
+        'pricing_platform_rule_at',
+        'charging_org_for',
+        'set_model_price',
+        'set_service_price',
+        'set_platform_pricing_rule',
+        'set_org_pricing_override',
+        'save_credit_package',
+        -- screen reads (billing_core checks the actor before each)
+        'member_cards',
+        'member_daily_usage',
+        'member_recent_charges',
+        'member_usage_totals',
+        'org_allocations',
+        'org_billing_timeline',
+        'org_overview',
+        'org_runway',
+        'org_usage_by_day',
+        'org_usage_by_service',
+        'org_usage_by_user',
+        'analytics_credit_months',
+        'system_mrr_months',
+        'system_organizations',
+        'system_overview',
+        'system_plan_mix',
+        'audit_entries',
+        'audit_actors',
+        'audit_actions'
+    ];
+    -- read helpers the app runs itself (the role checks of billing_core.access):
+    -- SECURITY INVOKER, reading only what the app may read anyway
+    v_app_helpers text[] := array[
+        'ledger_is_operator',
+        'ledger_authorize',
+        'ledger_role_in',
+        'ledger_require_org',
+        'ledger_require_user'
+    ];
+    -- tables and views the app reads (users: some columns, below)
+    v_app_tables text[] := array[
+        'organizations',
+        'organization_members',
+        'credit_pools',
+        'user_credit_allocations',
+        'credit_allocation_events',
+        'credit_usage_attribution',
+        'credit_holds',
+        'credit_lots',
+        'credit_alerts',
+        'credit_packages',
+        'org_billing_history',
+        'organization_subscriptions',
+        'plans',
+        'plan_versions',
+        'model_prices',
+        'service_prices',
+        'platform_pricing_rules',
+        'org_pricing_overrides',
+        'billing_periods',
+        'billing_period_runs',
+        'audit_log',
+        'organization_credit_pools',
+        'org_billing_summary',
+        'user_multi_org_credits',
+        'top_credit_users_by_org',
+        'org_billing_metrics'
+    ];
+    v_name text;
+    v_function regprocedure;
+    v_audience text;
+    v_names text[];
+begin
+    foreach v_audience in array array['billing_service', 'billing_app', 'helpers'] loop
+        v_names := case v_audience
+            when 'billing_service' then v_service_functions
+            when 'billing_app' then v_app_functions
+            else v_app_helpers
+        end;
+        foreach v_name in array v_names loop
+            if not exists (select 1 from pg_proc where proname = v_name and pronamespace = 'public'::regnamespace) then
+                raise exception '990_access.sql grants % to %, but no function has that name: update the list.',
+                    v_name, v_audience;
+            end if;
+            for v_function in
+                select p.oid::regprocedure from pg_proc p
+                 where p.proname = v_name and p.pronamespace = 'public'::regnamespace
+            loop
+                if v_audience = 'helpers' then
+                    execute format('alter routine %s security invoker', v_function);
+                    execute format('grant execute on routine %s to billing_app', v_function);
+                else
+                    execute format('alter routine %s security definer set search_path = pg_catalog, public, pg_temp',
+                                   v_function);
+                    execute format('grant execute on routine %s to %I', v_function, v_audience);
+                end if;
+            end loop;
+        end loop;
+    end loop;
+
+    foreach v_name in array v_app_tables loop
+        if to_regclass(format('public.%I', v_name)) is null then
+            raise exception '990_access.sql grants SELECT on %, but there is no such table or view: update the list.',
+                v_name;
+        end if;
+        execute format('grant select on public.%I to billing_app', v_name);
+    end loop;
+end;
+$access$;
+
+-- users: everything the app shows, not the password hash (a login reads one
+-- user's hash through begin_login_attempt, which counts the attempt)
+grant select (id, email, display_name, is_system_admin, created_at, last_login_at) on users to billing_app;
