@@ -414,3 +414,14 @@ def test_names_with_html_and_markup_render_as_text(acme):
     question = at.warning[0].value
     assert screen_kit.md_text(CY_NAME) in question and CY_NAME in plain(question)
     assert at.selectbox(key="allocate_user").format_func("cy") == f"{CY_NAME} (cy@example.com)"
+
+
+def test_a_hostile_name_reaches_the_grid_formula_safe(acme):
+    hostile = '=HYPERLINK("http://evil.example","click")'
+    organizations.create_user(acme, None, "hal", "hal@example.com", hostile)
+    organizations.add_member(acme, None, "acme", "hal")
+    at = open_page("org_billing", "ada", "acme")
+    allocations = dataframe(at, "display_name", "usage_percent")
+    assert "'" + hostile in set(allocations.display_name) and hostile not in set(allocations.display_name)
+    assert allocations.allocated_credits.dtype.kind == "f"  # numbers stay numbers (sortable)
+    assert "'" + hostile in set(members_table(at).display_name)
