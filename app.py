@@ -22,6 +22,7 @@ from streamlit import config as st_config
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit_authenticator.utilities import LoginError
 
+import screen_kit as kit
 from billing_core import auth, database, migrations
 from billing_core.errors import BillingError
 
@@ -134,7 +135,7 @@ def _login_form(db: Engine, authenticator: stauth.Authenticate, credentials: dic
     st.title("Organization billing")
     notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
     if notice:
-        st.info(notice)
+        st.info(kit.md_text(notice))
     try:
         authenticator.login(
             location="main",
@@ -229,7 +230,7 @@ def _sidebar(url: str, roles: auth.UserRoles, choices: list[auth.OrgChoice]) -> 
     with st.sidebar:
         st.markdown("**Logged in as**")
         st.text(f"{roles.name}\n{roles.email}")
-        st.caption(" · ".join(roles.labels) if roles.labels else "No organization yet")
+        st.caption(kit.md_text(" · ".join(roles.labels)) if roles.labels else "No organization yet")
         if choices:
             # no widget key: the widget follows org_id (its index), so a page may set org_id too
             ids = [choice.org_id for choice in choices]
@@ -290,8 +291,7 @@ def main() -> None:
         db = database.get_engine(url)
         key = _cookie_key(url, os.environ.get(auth.COOKIE_KEY_ENV))
     except BillingError as exc:
-        st.error(str(exc))
-        st.stop()
+        kit.refuse(exc)
 
     state = st.session_state
     known = state.get("username") if state.get("authentication_status") else None

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from billing_core import auth, organizations
 from billing_core.database import PROJECT_ROOT, fetch
+from tests.screen_testing import plain
 
 APP = str(PROJECT_ROOT / "app.py")
 PASSWORD = "open sesame 1"
@@ -189,7 +190,7 @@ def test_a_dead_server_side_session_logs_the_browser_out(people, how, notice):
     at.run()
     assert not at.exception
     assert shows_login_form(at)
-    assert notice in at.info[0].value
+    assert notice in plain(at.info[0].value)
     assert "actor_id" not in at.session_state and not at.session_state["authentication_status"]
     assert navigation(at) == []
 
@@ -222,9 +223,9 @@ def test_account_page_changes_the_password_and_ends_other_logins(people):
         next(b for b in at.button if b.label == "Change password").click().run()
 
     submit("not my password", "brand new pass", "brand new pass")
-    assert at.error[0].value == "Your current password is not correct: nothing was changed."
+    assert plain(at.error[0].value) == "Your current password is not correct: nothing was changed."
     submit(PASSWORD, "short", "short")
-    assert "too short" in at.error[0].value
+    assert "too short" in plain(at.error[0].value)
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert stored == PASSWORD_HASH and session_row(db, elsewhere) == (False, None)
 
@@ -252,12 +253,40 @@ def test_system_admin_resets_a_password_from_the_account_page(people):
     at.switch_page("pages/account.py").run()
     text_input(at, "User's email").input("nobody@example.com")
     next(b for b in at.button if b.label == "Reset password").click().run()
-    assert at.error[0].value == "No user has the email 'nobody@example.com'."
+    assert plain(at.error[0].value) == "No user has the email 'nobody@example.com'."
     text_input(at, "User's email").input(" MIA@example.com ")
     next(b for b in at.button if b.label == "Reset password").click().run()
     assert not at.error
-    assert at.success[0].value.startswith("New password for mia@example.com (1 login(s) ended)")
+    assert plain(at.success[0].value).startswith("New password for mia@example.com (1 login(s) ended)")
     one_time = at.code[0].value
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert auth.password_matches(one_time, stored)
     assert session_row(db, mia_session) == (True, "password_reset")
+
+
+HOSTILE_NAME = "[click](http://evil.example) ![x](http://evil.example/i.png) :red[x] **b** <b>h</b>"
+
+
+def escaped(body: str) -> bool:
+    """True when no markdown or HTML in `body` can take effect: every markup character is backslash-escaped."""
+    return all(body.count(special) == body.count("\\" + special) for special in "[]()!*<>:_`#")
+
+
+def test_names_render_as_text_in_the_sidebar_caption_and_headings(people):
+    db = people
+    organizations.create_organization(db, None, "evil", HOSTILE_NAME)
+    organizations.add_member(db, None, "evil", "oscar", "admin")
+    at, _ = logged_in(db, "oscar")
+    at.session_state["org_id"] = "evil"
+    at.run()
+    assert not at.exception
+    [caption] = [c.value for c in at.sidebar.caption]
+    assert plain(caption) == f"Admin of Acme <script>alert(1)</script> · Member of Beta · Admin of {HOSTILE_NAME}"
+    assert escaped(caption.replace(" · ", " "))
+    at.switch_page("pages/org_billing.py").run()
+    assert not at.exception
+    headings = [h.value for h in at.subheader if HOSTILE_NAME in plain(h.value)]
+    assert headings and all(escaped(h) for h in headings)
+    at.switch_page("pages/my_credits.py").run()
+    cards = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
+    assert cards and all(escaped(m.replace("**", "", 1)[::-1].replace("**", "", 1)[::-1]) for m in cards)
