@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
-from billing_core import auth, organizations
+from billing_core import auth, invitations, organizations
 from billing_core.database import PROJECT_ROOT, fetch
 from tests.screen_testing import plain
 
@@ -290,3 +290,43 @@ def test_names_render_as_text_in_the_sidebar_caption_and_headings(people):
     at.switch_page("pages/my_credits.py").run()
     cards = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
     assert cards and all(escaped(m.replace("**", "", 1)[::-1].replace("**", "", 1)[::-1]) for m in cards)
+
+
+def test_an_invited_person_sets_their_own_password_at_the_login_page_then_accepts(people):
+    db = people
+    invitation = invitations.invite(db, "oscar", "acme", "newbie@example.com", display_name="New Bie")
+    at = anonymous().run()
+    assert shows_login_form(at)  # the code is no login: the login form stays email + password
+    next(b for b in at.button if b.key == "first_password_open").click().run()
+
+    def send(code: str, new: str) -> None:
+        fields = {t.key: t for t in at.text_input if t.key and t.key.startswith("first_")}
+        fields["first_email"].input(" NewBie@example.com ")
+        fields["first_code"].input(code)
+        fields["first_new"].input(new)
+        fields["first_repeat"].input(new)
+        next(b for b in at.button if b.key == "first_password_submit").click().run()
+        assert not at.exception
+
+    send("0" * 32, "my own password 1")
+    assert any("do not match an open invitation" in plain(e.value) for e in at.error)
+    send(invitation.one_time_code, "my own password 1")
+    assert any(plain(s.value).startswith("Password set for NewBie@example.com") for s in at.success)
+    assert auth.password_matches("my own password 1", fetch(db, "select password_hash from users"
+                                                                 " where id = 'newbie@example.com'")[0][0])
+    send(invitation.one_time_code, "taken over 1234")  # once
+    assert any("works once" in plain(e.value) for e in at.error)
+
+    # logged in with the new password: a notice says an invitation waits, My credits answers it
+    session = auth.start_session(db, "newbie@example.com")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "newbie@example.com"
+    at.session_state["billing_session_id"] = session
+    at.run()
+    assert not at.exception
+    assert any("1 invitation to an organization waiting for your answer" in i.value for i in at.sidebar.info)
+    next(b for b in at.button if b.label == "Accept").click().run()
+    assert auth.user_roles(db, "newbie@example.com").role_in("acme") == "member"
+    at.run()
+    assert not at.sidebar.info
