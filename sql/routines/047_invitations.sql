@@ -231,8 +231,8 @@ $$;
 -- Writes 'member.invitation_accepted' and 'member.added' audit rows. Locks the
 -- organization's pool row (membership changes of an organization are
 -- serialized there), then the invitation row. Raises CB002, CB008 (not the
--- invited user; an account that has not set its password yet), CB012 (not
--- pending any more).
+-- invited user; an account an invitation created that has not set its
+-- password yet), CB012 (not pending any more).
 create or replace function accept_organization_invitation(p_invitation_id text, p_actor_id text)
 returns text
 language plpgsql
@@ -245,7 +245,8 @@ begin
         perform ledger_lock_pool(v_invitation.org_id);
     end if;
     v_invitation := ledger_invitation_of(p_invitation_id, p_actor_id);
-    if (select password_hash is null from users where id = p_actor_id) then
+    if (select password_hash is null from users where id = p_actor_id)
+       and exists (select 1 from organization_invitations where user_id = p_actor_id and created_user) then
         raise exception using errcode = 'CB008',
             message = 'Set your password first (with the one-time code of the invitation), then log in and accept.';
     end if;
