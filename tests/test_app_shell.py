@@ -330,3 +330,16 @@ def test_an_invited_person_sets_their_own_password_at_the_login_page_then_accept
     assert auth.user_roles(db, "newbie@example.com").role_in("acme") == "member"
     at.run()
     assert not at.sidebar.info
+
+
+def test_an_invitation_names_its_organization_as_text(people):
+    db = people
+    organizations.create_organization(db, None, "evil", HOSTILE_NAME)
+    organizations.add_member(db, None, "evil", "oscar", "admin")
+    invitations.invite(db, "oscar", "evil", "mia@example.com")
+    at, _ = logged_in(db, "mia")
+    at.run()
+    at.switch_page("pages/my_credits.py").run()
+    assert not at.exception
+    [invitation] = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
+    assert plain(invitation).startswith(f"Oscar invites you to {HOSTILE_NAME} as member") and escaped(invitation)
