@@ -53,7 +53,9 @@ def invite(
 def pending_for_organization(db: Engine, actor_id: str | None, org_id: str) -> pd.DataFrame:
     """The organization's pending invitations, newest first (its admins): who was invited, never their name."""
     rows = fetch(
-        db, "select * from organization_pending_invitations(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id}
+        db,
+        "select * from organization_pending_invitations(:org_id, :actor_id)",
+        {"org_id": org_id, "actor_id": actor_id},
     )
     return frame(rows, ["invitation_id", "invited", "role", "invited_by", "created_at"])
 

@@ -176,7 +176,8 @@ def test_an_expired_or_revoked_code_sets_nothing_and_a_new_invitation_brings_a_n
     db = corps
     first = invitations.invite(db, "a-admin", "corp-a", "late@example.com")
     with db.begin() as conn:
-        conn.exec_driver_sql("update organization_invitations set code_expires_at = now() - %s", (timedelta(seconds=1),))
+        conn.exec_driver_sql("update organization_invitations set code_expires_at = now() - %s",
+                             (timedelta(seconds=1),))
     with pytest.raises(PermissionDenied):
         invitations.set_password_with_code(db, "late@example.com", first.one_time_code, "my own pass 1")
     invitations.revoke(db, "a-admin", first.invitation_id)

@@ -31,8 +31,8 @@ begin
     if p_actor_id is not null and ledger_role_in(p_actor_id, null) is distinct from 'system_admin' then
         perform ledger_authorize(p_actor_id, p_org_id, 'admin');
         raise exception using errcode = 'CB008',
-            message = 'An organization admin invites people by email (they join when they accept): use '
-                      'Invite, not Add.';
+            message = 'An organization admin invites people by email and they join when they accept: '
+                      'use Invite (invite_organization_member), not Add.';
     end if;
     perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');
     perform ledger_check_text(p_email, 'Email', 254);
