@@ -21,7 +21,8 @@ from streamlit import config as st_config
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit_authenticator.utilities import LoginError
 
-from billing_core import auth, database, migrations
+import screen_kit as kit
+from billing_core import auth, database, invitations, migrations
 from billing_core.errors import BillingError
 
 ROOT = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ NOTICE_KEY = "_billing_login_notice"
 RESUME_KEY = "_billing_cookie_session"  # the live session a returning login cookie is bound to
 WANTED_KEY = "_billing_wanted_page"  # the URL path a browser session opened with (a link, a reload)
 STARTED_KEY = "_billing_started"
+FIRST_PASSWORD_KEY = "_billing_first_password"  # the login page shows the "set your password" form
 LOGIN_SLEEP_ENV = "BILLING_LOGIN_SLEEP_SECONDS"  # pause before each login form (slows password guessing)
 
 # (path, title, icon, section, url path); listed only when the file exists and the roles allow it.
@@ -155,7 +157,7 @@ def _login_form(authenticator: stauth.Authenticate) -> None:
     st.title("Organization billing")
     notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
     if notice:
-        st.info(notice)
+        st.info(kit.md_text(notice))
     try:
         authenticator.login(
             location="main",  # no max_login_attempts: begin_login_attempt enforces the lockout
@@ -244,7 +246,7 @@ def _sidebar(url: str, roles: auth.UserRoles, choices: list[auth.OrgChoice]) -> 
     with st.sidebar:
         st.markdown("**Logged in as**")
         st.text(f"{roles.name}\n{roles.email}")
-        st.caption(" · ".join(roles.labels) if roles.labels else "No organization yet")
+        st.caption(kit.md_text(" · ".join(roles.labels)) if roles.labels else "No organization yet")
         if choices:
             # no widget key: the widget follows org_id (its index), so a page may set org_id too
             ids = [choice.org_id for choice in choices]
@@ -260,6 +262,14 @@ def _sidebar(url: str, roles: auth.UserRoles, choices: list[auth.OrgChoice]) -> 
         else:
             state["org_id"] = None
         st.button("Log out", key="logout_button", on_click=_request_logout, args=(url, state.get(SESSION_KEY)))
+
+
+def _invitation_notice(db: Engine, user_id: str) -> None:
+    """After the login: a notice in the sidebar while invitations wait for this user's answer (on My credits)."""
+    waiting = len(kit.read(db, invitations.mine, user_id))
+    if waiting:
+        st.sidebar.info(f"{kit.counted(waiting, 'invitation')} to an organization waiting for your answer: "
+                        "accept or decline on My credits.")
 
 
 def _leave_pages_folder_mode() -> None:
@@ -305,8 +315,7 @@ def main() -> None:
         db = database.app_engine(url)  # the app's role: what 990_access.sql grants billing_app
         key = _cookie_key(url, os.environ.get(auth.COOKIE_KEY_ENV))
     except BillingError as exc:
-        st.error(str(exc))
-        st.stop()
+        kit.refuse(exc)
 
     state = st.session_state
     known = state.get("username") if state.get("authentication_status") else None
@@ -334,11 +343,46 @@ def main() -> None:
     roles = auth.user_roles(db, user_id)
     choices = auth.organization_choices(db, roles)
     _sidebar(url, roles, choices)
+    _invitation_notice(db, user_id)
     _run_page(_pages_for(roles, state.get("org_id")))
 
 
 def _login_help() -> None:
     st.caption("Log in with your email address. Forgot your password? Ask a system admin to reset it.")
+    _first_password_form()
+
+
+def _set_first_password() -> None:
+    """The "First time here?" form was sent: the invitation's one-time code sets the person's own password."""
+    state = st.session_state
+    db = database.get_engine(_prepared_database(os.environ.get("DATABASE_URL")))
+    email = (state.get("first_email") or "").strip()
+    kit.write(
+        "first_password",
+        invitations.set_password_with_code, db, email, state.get("first_code") or "",
+        state.get("first_new") or "", state.get("first_repeat") or "",
+        success=f"Password set for {email}: log in with it above, then accept your invitation.",
+    )
+    for key in ("first_code", "first_new", "first_repeat"):
+        state[key] = ""
+
+
+def _first_password_form() -> None:
+    """For a person an invitation created an account for: set their own password with its one-time code."""
+    state = st.session_state
+    if not state.get(FIRST_PASSWORD_KEY):
+        st.button("First time here? Set your password with the one-time code of your invitation",
+                  key="first_password_open", on_click=lambda: state.update({FIRST_PASSWORD_KEY: True}))
+    else:
+        with st.form("first_password_form"):
+            st.markdown("**Set your password**")
+            st.text_input("Email", key="first_email")
+            st.text_input("One-time code", key="first_code", type="password")
+            st.text_input("New password", key="first_new", type="password",
+                          help=f"At least {auth.MIN_PASSWORD_LENGTH} characters.")
+            st.text_input("New password again", key="first_repeat", type="password")
+            st.form_submit_button("Set my password", key="first_password_submit", on_click=_set_first_password)
+    kit.show_flash("first_password")
 
 
 main()

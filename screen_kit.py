@@ -289,15 +289,30 @@ def filter_rows(frame: pd.DataFrame, query: str | None, columns: Iterable[str]) 
     return frame[mask]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet run a cell as a formula
+
+
+def formula_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (it starts with = + - @ TAB or CR), quoted with ';
+    anything else (numbers, dates, other text) unchanged. The one rule of every export: download buttons
+    and the grids' own "Download as CSV" and copy."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
+def formula_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` with `formula_safe` applied to its text cells; numeric columns keep their type."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if shown[column].dtype == object or pd.api.types.is_string_dtype(shown[column]):
+            shown[column] = shown[column].map(formula_safe)
+    return shown
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """The table as UTF-8 CSV; text cells that a spreadsheet would run as formulas are quoted with '."""
-
-    def safe(value: Any) -> Any:
-        if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            return "'" + value
-        return value
-
-    return frame.map(safe).to_csv(index=False).encode("utf-8")
+    return formula_safe_frame(frame).to_csv(index=False).encode("utf-8")
 
 
 def csv_download(frame: pd.DataFrame, file_name: str, label: str = "Download CSV", key: str | None = None) -> None:
@@ -456,6 +471,12 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def grid_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a grid shows of `frame`: Decimals as numbers (they sort as numbers), text formula-safe, because the
+    grid's toolbar "Download as CSV" and its copy export the cells exactly as shown."""
+    return formula_safe_frame(_display(frame))
+
+
 def table(
     frame: pd.DataFrame,
     columns: Mapping[str, Any],
@@ -463,18 +484,24 @@ def table(
     key: str | None = None,
     height: int | str = "auto",
     empty: str = "Nothing to show yet.",
-) -> None:
-    """A sortable table of `columns` (name -> column_config), in that order, without the index."""
+    on_select: str = "ignore",
+    selection_mode: str = "multi-row",
+) -> Any:
+    """A sortable table of `columns` (name -> column_config), in that order, without the index; every grid of
+    the app goes through here (see `grid_frame`). With on_select="rerun", returns the selection event (row
+    positions are those of `frame`); None for an empty frame."""
     if frame.empty:
         st.caption(md_text(empty))
-        return
-    st.dataframe(
-        _display(frame[list(columns)]),
+        return None
+    return st.dataframe(
+        grid_frame(frame[list(columns)]),
         column_config=dict(columns),
         column_order=list(columns),
         hide_index=True,
         key=key,
         height=height,
+        on_select=on_select,
+        selection_mode=selection_mode,
     )
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from sqlalchemy.engine import make_url
 
 from billing_core import (
+    auth,
     charging,
     credits,
     database,
@@ -188,8 +189,13 @@ def _cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_member_add(args: argparse.Namespace) -> int:
-    organizations.add_member(_engine(args), args.actor, args.org_id, args.user_id, args.role)
-    print(f"Added {args.user_id} to {args.org_id} as {args.role}.")
+    db = _engine(args)
+    organizations.add_member(db, args.actor, args.org_id, args.user_id, args.role)
+    joined = args.org_id in {m.org_id for m in auth.user_roles(db, args.user_id).memberships}
+    if not joined:  # an org admin's add is an invitation
+        print(f"Invited {args.user_id} to {args.org_id} as {args.role}: they join when they accept.")
+    else:
+        print(f"Added {args.user_id} to {args.org_id} as {args.role}.")
     return 0
 
 

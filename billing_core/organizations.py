@@ -53,7 +53,8 @@ def create_user(
 
 
 def add_member(db: Engine, actor_id: str | None, org_id: str, user_id: str, role: str = "member") -> None:
-    """Add an existing user to an organization as 'admin' or 'member'."""
+    """Add an existing user to an organization as 'admin' or 'member' (system admins; None for operators);
+    from an organization admin, a pending invitation the user accepts (see billing_core.invitations)."""
     call(
         db,
         "select add_organization_member(:org_id, :user_id, :role, :actor_id)",
@@ -62,55 +63,13 @@ def add_member(db: Engine, actor_id: str | None, org_id: str, user_id: str, role
 
 
 def add_member_by_email(db: Engine, actor_id: str | None, org_id: str, email: str, role: str = "member") -> str:
-    """Add the existing user with this email to an organization; returns their user id."""
+    """Add the existing user with this email to an organization (system admins; None for operators); returns
+    their user id. Organization admins invite instead (billing_core.invitations.invite)."""
     return call(
         db,
         "select add_organization_member_by_email(:org_id, :email, :role, :actor_id)",
         {"org_id": org_id, "email": email, "role": role, "actor_id": actor_id},
     )
-
-
-@dataclass(frozen=True)
-class Invitation:
-    """A user created by an invitation, with the one-time password to hand over once."""
-
-    user_id: str
-    email: str
-    one_time_password: str
-
-
-def invite_member(
-    db: Engine,
-    actor_id: str | None,
-    org_id: str,
-    email: str,
-    display_name: str | None = None,
-    role: str = "member",
-    user_id: str | None = None,
-) -> Invitation:
-    """Create a user with a one-time password and add them to the organization, in one transaction.
-
-    The user id defaults to the (lower-cased, trimmed) email; only the password's
-    bcrypt hash is stored, so the returned password can be shown once and never again.
-    """
-    from billing_core.auth import generate_password, hash_password  # here: auth imports modules of ours
-
-    password = generate_password()
-    chosen_id = (user_id or "").strip() or email.strip().lower()
-    call(
-        db,
-        "select invite_organization_member(:org_id, :user_id, :email, :display_name, :role, :password_hash, :actor_id)",
-        {
-            "org_id": org_id,
-            "user_id": chosen_id,
-            "email": email,
-            "display_name": display_name,
-            "role": role,
-            "password_hash": hash_password(password),
-            "actor_id": actor_id,
-        },
-    )
-    return Invitation(chosen_id, email.strip().lower(), password)
 
 
 def set_member_role(db: Engine, actor_id: str | None, org_id: str, user_id: str, role: str) -> None:

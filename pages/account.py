@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import screen_kit as kit
 from billing_core import auth, database
 from billing_core.errors import BillingError, NotFound
 
@@ -16,8 +17,7 @@ db = database.app_engine()
 try:
     roles = auth.user_roles(db, actor_id)
 except BillingError as exc:
-    st.error(str(exc))
-    st.stop()
+    kit.refuse(exc)
 
 st.title("Account")
 left, right = st.columns(2)
@@ -43,7 +43,7 @@ if submitted:
             db, actor_id, old, new, repeat=repeat, keep_session_id=st.session_state.get("billing_session_id")
         )
     except BillingError as exc:
-        st.error(str(exc))
+        kit.show_error(exc)
     else:
         elsewhere = f"{ended} other login{'s' if ended != 1 else ''}" if ended else "no other login"
         st.success(f"Password changed. This login stays open; {elsewhere} ended.")
@@ -62,7 +62,8 @@ if roles.is_system_admin:
             password = auth.generate_password()
             ended = auth.reset_password(db, actor_id, user_id, password)
         except BillingError as exc:
-            st.error(str(exc))
+            kit.show_error(exc)
         else:
-            st.success(f"New password for {email.strip().lower()} ({ended} login(s) ended). It is shown only once:")
+            st.success(kit.md_text(f"New password for {email.strip().lower()} ({ended} login(s) ended). "
+                                   "It is shown only once:"))
             st.code(password, language=None)

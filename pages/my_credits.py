@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import alerts, usage
+from billing_core import alerts, invitations, usage
 from billing_core.errors import BillingError
 
 st.title("My credits")
@@ -15,11 +15,35 @@ db = kit.engine()
 
 try:
     cards = kit.read(db, usage.member_cards, actor_id)
+    invited = kit.read(db, invitations.mine, actor_id)
 except BillingError as exc:
     kit.refuse(exc)
 
+# ------------------------------------------------------------ invitations waiting for my answer
+if not invited.empty:
+    st.subheader("Invitations")
+    for invitation in invited.itertuples():
+        with st.container(border=True):
+            text_col, accept_col, decline_col = st.columns([4, 1, 1])
+            text_col.markdown(kit.md_text(
+                f"{invitation.invited_by} invites you to {invitation.org_name} as {invitation.role} "
+                f"(since {invitation.created_at:%Y-%m-%d})."
+            ))
+            accept_col.button(
+                "Accept", key=f"accept_invitation_{invitation.invitation_id}", type="primary", on_click=kit.write,
+                args=("invitations", invitations.accept, db, actor_id, invitation.invitation_id),
+                kwargs={"success": f"You joined {invitation.org_name}."},
+            )
+            decline_col.button(
+                "Decline", key=f"decline_invitation_{invitation.invitation_id}", on_click=kit.write,
+                args=("invitations", invitations.decline, db, actor_id, invitation.invitation_id),
+                kwargs={"success": f"You declined the invitation to {invitation.org_name}."},
+            )
+kit.show_flash("invitations")
+
 if not cards:
-    st.info("You belong to no organization yet: an organization admin can add you.")
+    st.info("You belong to no organization yet: an organization admin can invite you; "
+            "their invitation shows here for you to accept.")
     st.stop()
 
 chosen = kit.chosen_org()

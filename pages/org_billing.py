@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import alerts, credits, organizations, periods, subscriptions, usage
+from billing_core import access, alerts, credits, invitations, organizations, periods, subscriptions, usage
 from billing_core.errors import BillingError
 
 st.title("Organization billing")
@@ -32,6 +32,8 @@ try:
     runway = kit.read(db, usage.runway, actor_id, org_id)
     open_alerts = kit.read(db, alerts.org_alerts, actor_id, org_id)
     lots = kit.read(db, periods.lots, actor_id, org_id)
+    pending = kit.read(db, invitations.pending_for_organization, actor_id, org_id)
+    is_system_admin = kit.read(db, access.role_in, actor_id, None) == "system_admin"
 except BillingError as exc:
     kit.refuse(exc)
 
@@ -410,7 +412,7 @@ with history_tab:
 
 
 def add_existing() -> None:
-    """The "Add an existing user" form was sent."""
+    """The "Add an existing user directly" form was sent (system admins: a trusted add, no invitation)."""
     email = (st.session_state.get("member_add_email") or "").strip()
     role = st.session_state.get("member_add_role", "member")
     kit.write(
@@ -420,22 +422,41 @@ def add_existing() -> None:
     )
 
 
-def invited(invitation: organizations.Invitation) -> str:
-    """Keep the one-time password for this render only; the message to show."""
+def invited(invitation: invitations.Invitation) -> str:
+    """Keep the one-time code for this render only; the message to show (the same whether the address has an
+    account or not)."""
     st.session_state["_org_billing_invitation"] = invitation
-    return f"Invited {invitation.email}: they log in with this email and the one-time password below."
+    return f"Invitation sent to {invitation.email}; they join when they accept."
 
 
-def invite_new() -> None:
-    """The "Invite a new user" form was sent."""
+def invite() -> None:
+    """The "Invite by email" form was sent."""
     kit.write(
         "member_invite",
-        organizations.invite_member, db, actor_id, org_id,
+        invitations.invite, db, actor_id, org_id,
         (st.session_state.get("member_invite_email") or "").strip(),
-        (st.session_state.get("member_invite_name") or "").strip() or None,
         st.session_state.get("member_invite_role", "member"),
-        (st.session_state.get("member_invite_user_id") or "").strip() or None,
+        (st.session_state.get("member_invite_name") or "").strip() or None,
         success=invited,
+    )
+
+
+def pending_label(invitation_id: str | None) -> str:
+    """How a pending invitation is named in the Revoke picker: who was invited, as what."""
+    row = pending[pending.invitation_id == invitation_id]
+    return f"{row.invited.iloc[0]} ({row.role.iloc[0]})" if not row.empty else str(invitation_id)
+
+
+@kit.refusing
+def ask_revoke() -> None:
+    """The "Revoke an invitation" form was sent: ask for confirmation."""
+    invitation_id = kit.chosen_member("member_revoke", "member_revoke_invitation", "Choose an invitation.")
+    who = pending_label(invitation_id)
+    kit.ask_confirmation(
+        "member_revoke",
+        f"Revoke the invitation of {who} to {org_name}? Their one-time code stops working too.",
+        lambda: invitations.revoke(db, actor_id, invitation_id),
+        success=f"Revoked the invitation of {who}.",
     )
 
 
@@ -478,27 +499,50 @@ with members_tab:
         },
         key="members_table",
     )
-    add_col, invite_col = st.columns(2)
-    with add_col:
+    invite_col, pending_col = st.columns(2)
+    with invite_col:
+        with st.form("member_invite_form"):
+            st.markdown("**Invite by email**")
+            st.caption("They join when they accept the invitation after logging in.")
+            st.text_input("Email", key="member_invite_email")
+            st.text_input("Name (for someone without an account yet)", key="member_invite_name")
+            st.selectbox("Role", ["member", "admin"], key="member_invite_role")
+            st.form_submit_button("Invite", key="member_invite_submit", on_click=invite)
+        kit.show_flash("member_invite")
+        invitation = st.session_state.pop("_org_billing_invitation", None)
+        if invitation is not None:
+            st.code(invitation.one_time_code, language=None)
+            st.caption(kit.md_text(
+                f"The one-time code, shown once: hand it to {invitation.email} privately. Someone without an "
+                "account here sets their own password with it on the login page (\"First time here?\"); it works "
+                "once, for 7 days. Someone with an account just logs in and accepts."
+            ))
+    with pending_col:
+        st.markdown("**Pending invitations**")
+        kit.table(
+            pending,
+            {
+                "invited": kit.text_column("Invited"),
+                "role": kit.text_column("Role"),
+                "invited_by": kit.text_column("By"),
+                "created_at": kit.datetime_column("Sent"),
+            },
+            key="pending_invitations_table",
+            empty="No invitation is waiting for an answer.",
+        )
+        if not pending.empty:
+            with st.form("member_revoke_form"):
+                st.selectbox("Invitation", pending.invitation_id.tolist(), format_func=pending_label,
+                             key="member_revoke_invitation")
+                st.form_submit_button("Revoke invitation", key="member_revoke_submit", on_click=ask_revoke)
+        kit.confirmation("member_revoke")
+    if is_system_admin:
         with st.form("member_add_form"):
-            st.markdown("**Add an existing user**")
+            st.markdown("**Add an existing user directly** (system admins)")
             st.text_input("Email", key="member_add_email")
             st.selectbox("Role", ["member", "admin"], key="member_add_role")
             st.form_submit_button("Add member", key="member_add_submit", on_click=add_existing)
         kit.show_flash("member_add")
-    with invite_col:
-        with st.form("member_invite_form"):
-            st.markdown("**Invite a new user**")
-            st.text_input("Email", key="member_invite_email")
-            st.text_input("Name", key="member_invite_name")
-            st.text_input("User id (optional)", key="member_invite_user_id", help="Defaults to the email.")
-            st.selectbox("Role", ["member", "admin"], key="member_invite_role")
-            st.form_submit_button("Invite", key="member_invite_submit", on_click=invite_new)
-        kit.show_flash("member_invite")
-        invitation = st.session_state.pop("_org_billing_invitation", None)
-        if invitation is not None:
-            st.code(invitation.one_time_password, language=None)
-            st.caption("Shown once: copy it now and hand it over privately. It is not stored anywhere readable.")
 
     role_col, remove_col = st.columns(2)
     with role_col:

@@ -64,15 +64,6 @@ def _card(label: str, metric: analytics.Metric, kind: str, fmt, earlier: str) ->
     )
 
 
-def _display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Decimals as numbers the grid can format (display only)."""
-    shown = frame.copy()
-    for column in shown.columns:
-        if shown[column].map(lambda v: isinstance(v, Decimal)).any():
-            shown[column] = pd.to_numeric(shown[column].map(lambda v: None if v is None else float(v)))
-    return shown
-
-
 def _by_month(frame: pd.DataFrame) -> pd.DataFrame:
     """Months as 'YYYY-MM' labels (display only)."""
     return frame.assign(month=frame.month.map(lambda m: f"{m:%Y-%m}"))
@@ -293,15 +284,7 @@ if orgs.empty:
 else:
     st.caption(f"{kit.counted(len(orgs), 'organization')}. Click a row to open its billing page.")
     shown = orgs.assign(subscription_status=orgs.subscription_status.map(lambda s: STATUS_WORDS.get(s, s)))
-    event = st.dataframe(
-        _display(shown[list(ORG_COLUMNS)]),
-        column_config=ORG_COLUMNS,
-        column_order=list(ORG_COLUMNS),
-        hide_index=True,
-        key="system_orgs",
-        on_select="rerun",
-        selection_mode="single-row",
-    )
+    event = kit.table(shown, ORG_COLUMNS, key="system_orgs", on_select="rerun", selection_mode="single-row")
     kit.csv_download(orgs, "organizations.csv", "Download organizations (CSV)", key="orgs_csv")
     picked = event.selection.rows if event is not None else []
     if picked:

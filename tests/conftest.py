@@ -119,7 +119,7 @@ def org(db: Engine) -> Org:
     for n in (1, 2, 3):
         user_id = f"user-{n}"
         organizations.create_user(db, None, user_id, f"{user_id}@example.com", f"Member {n}")
-        organizations.add_member(db, "admin-1", "test-org-001", user_id)
+        organizations.add_member(db, None, "test-org-001", user_id)
         members.append(user_id)
     return Org("test-org-001", "admin-1", tuple(members))
 

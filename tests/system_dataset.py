@@ -103,7 +103,7 @@ def build(db: Engine) -> Dataset:
     organizations.create_user(db, ds.sysadmin, ds.alpha_member, "alpha-member@example.com", "Al Member")
     organizations.create_user(db, ds.sysadmin, ds.beta_admin, "beta-admin@example.com", "Bea Admin")
     organizations.add_member(db, ds.sysadmin, "alpha", ds.alpha_admin, "admin")
-    organizations.add_member(db, ds.alpha_admin, "alpha", ds.alpha_member, "member")
+    organizations.add_member(db, ds.sysadmin, "alpha", ds.alpha_member, "member")
     organizations.add_member(db, ds.sysadmin, "beta", ds.beta_admin, "admin")
     organizations.add_member(db, ds.sysadmin, "gamma", ds.beta_admin, "admin")
 

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
-from billing_core import auth, organizations
+from billing_core import auth, invitations, organizations
 from billing_core.database import PROJECT_ROOT, fetch
+from tests.screen_testing import plain
 
 APP = str(PROJECT_ROOT / "app.py")
 PASSWORD = "open sesame 1"
@@ -189,7 +190,7 @@ def test_a_dead_server_side_session_logs_the_browser_out(people, how, notice):
     at.run()
     assert not at.exception
     assert shows_login_form(at)
-    assert notice in at.info[0].value
+    assert notice in plain(at.info[0].value)
     assert "actor_id" not in at.session_state and not at.session_state["authentication_status"]
     assert navigation(at) == []
 
@@ -222,9 +223,9 @@ def test_account_page_changes_the_password_and_ends_other_logins(people):
         next(b for b in at.button if b.label == "Change password").click().run()
 
     submit("not my password", "brand new pass", "brand new pass")
-    assert at.error[0].value == "Your current password is not correct: nothing was changed."
+    assert plain(at.error[0].value) == "Your current password is not correct: nothing was changed."
     submit(PASSWORD, "short", "short")
-    assert "too short" in at.error[0].value
+    assert "too short" in plain(at.error[0].value)
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert stored == PASSWORD_HASH and session_row(db, elsewhere) == (False, None)
 
@@ -252,11 +253,11 @@ def test_system_admin_resets_a_password_from_the_account_page(people):
     at.switch_page("pages/account.py").run()
     text_input(at, "User's email").input("nobody@example.com")
     next(b for b in at.button if b.label == "Reset password").click().run()
-    assert at.error[0].value == "No user has the email 'nobody@example.com'."
+    assert plain(at.error[0].value) == "No user has the email 'nobody@example.com'."
     text_input(at, "User's email").input(" MIA@example.com ")
     next(b for b in at.button if b.label == "Reset password").click().run()
     assert not at.error
-    assert at.success[0].value.startswith("New password for mia@example.com (1 login(s) ended)")
+    assert plain(at.success[0].value).startswith("New password for mia@example.com (1 login(s) ended)")
     one_time = at.code[0].value
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert auth.password_matches(one_time, stored)
@@ -292,3 +293,84 @@ def test_an_anonymous_page_load_reads_no_password_hash_and_the_app_runs_as_billi
     assert not at.exception
     assert all("password" not in entry for _, creds in loaded for entry in creds["usernames"].values())
     assert roles_used and set(roles_used) == {"app"}
+
+
+HOSTILE_NAME = "[click](http://evil.example) ![x](http://evil.example/i.png) :red[x] **b** <b>h</b>"
+
+
+def escaped(body: str) -> bool:
+    """True when no markdown or HTML in `body` can take effect: every markup character is backslash-escaped."""
+    return all(body.count(special) == body.count("\\" + special) for special in "[]()!*<>:_`#")
+
+
+def test_names_render_as_text_in_the_sidebar_caption_and_headings(people):
+    db = people
+    organizations.create_organization(db, None, "evil", HOSTILE_NAME)
+    organizations.add_member(db, None, "evil", "oscar", "admin")
+    at, _ = logged_in(db, "oscar")
+    at.session_state["org_id"] = "evil"
+    at.run()
+    assert not at.exception
+    [caption] = [c.value for c in at.sidebar.caption]
+    assert plain(caption) == f"Admin of Acme <script>alert(1)</script> · Member of Beta · Admin of {HOSTILE_NAME}"
+    assert escaped(caption.replace(" · ", " "))
+    at.switch_page("pages/org_billing.py").run()
+    assert not at.exception
+    headings = [h.value for h in at.subheader if HOSTILE_NAME in plain(h.value)]
+    assert headings and all(escaped(h) for h in headings)
+    at.switch_page("pages/my_credits.py").run()
+    cards = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
+    assert cards and all(escaped(m.replace("**", "", 1)[::-1].replace("**", "", 1)[::-1]) for m in cards)
+
+
+def test_an_invited_person_sets_their_own_password_at_the_login_page_then_accepts(people):
+    db = people
+    invitation = invitations.invite(db, "oscar", "acme", "newbie@example.com", display_name="New Bie")
+    at = anonymous().run()
+    assert shows_login_form(at)  # the code is no login: the login form stays email + password
+    next(b for b in at.button if b.key == "first_password_open").click().run()
+
+    def send(code: str, new: str) -> None:
+        fields = {t.key: t for t in at.text_input if t.key and t.key.startswith("first_")}
+        fields["first_email"].input(" NewBie@example.com ")
+        fields["first_code"].input(code)
+        fields["first_new"].input(new)
+        fields["first_repeat"].input(new)
+        next(b for b in at.button if b.key == "first_password_submit").click().run()
+        assert not at.exception
+
+    send("0" * 32, "my own password 1")
+    assert any("do not match an open invitation" in plain(e.value) for e in at.error)
+    send(invitation.one_time_code, "my own password 1")
+    assert any(plain(s.value).startswith("Password set for NewBie@example.com") for s in at.success)
+    assert auth.password_matches("my own password 1", fetch(db, "select password_hash from users"
+                                                                 " where id = 'newbie@example.com'")[0][0])
+    send(invitation.one_time_code, "taken over 1234")  # once
+    assert any("works once" in plain(e.value) for e in at.error)
+
+    # logged in with the new password: a notice says an invitation waits, My credits answers it
+    session = auth.start_session(db, "newbie@example.com")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "newbie@example.com"
+    at.session_state["billing_session_id"] = session
+    at.run()
+    assert not at.exception
+    assert any("1 invitation to an organization waiting for your answer" in i.value for i in at.sidebar.info)
+    next(b for b in at.button if b.label == "Accept").click().run()
+    assert auth.user_roles(db, "newbie@example.com").role_in("acme") == "member"
+    at.run()
+    assert not at.sidebar.info
+
+
+def test_an_invitation_names_its_organization_as_text(people):
+    db = people
+    organizations.create_organization(db, None, "evil", HOSTILE_NAME)
+    organizations.add_member(db, None, "evil", "oscar", "admin")
+    invitations.invite(db, "oscar", "evil", "mia@example.com")
+    at, _ = logged_in(db, "mia")
+    at.run()
+    at.switch_page("pages/my_credits.py").run()
+    assert not at.exception
+    [invitation] = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
+    assert plain(invitation).startswith(f"Oscar invites you to {HOSTILE_NAME} as member") and escaped(invitation)

@@ -139,7 +139,7 @@ def test_org_choice_default_then_first_then_personal_balance(db, ready, sysadmin
     assert (charge.org_id, charge.credits, charge.remaining) == (org_id, D("11.25"), D("488.75"))
 
     # joining an organization makes it the default (the personal balance never is), so it pays from then on
-    organizations.add_member(db, ready.admin, ready.id, "solo")
+    organizations.add_member(db, None, ready.id, "solo")
     credits.allocate(db, ready.admin, ready.id, "solo", 100)
     is_default = fetch(db, "select org_id, is_default from organization_members where user_id = 'solo' order by is_default")
     assert [tuple(r) for r in is_default] == [(org_id, False), (ready.id, True)]

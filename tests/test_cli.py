@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from billing_core import cli, credits, database, organizations, reports
+from billing_core import auth, cli, credits, database, organizations, reports
 from billing_core.database import fetch
 from tests.ledger_state import snapshot
 
@@ -475,3 +475,10 @@ def test_a_decimal_comma_is_not_read_as_a_thousands_separator(billing, ready):
 def test_verify_of_an_unknown_organization_is_refused(billing, ready):
     result = billing("verify", "--org", "acmee")  # a typo
     assert result.code != 0, result  # today: 0 and "Ledger verified: every invariant holds."
+
+
+def test_an_org_admins_member_add_is_an_invitation(billing, ready):
+    result = billing("--as", "ada", "member", "add", "acme", "oscar")
+    assert (result.code, result.out) == (0, "Invited oscar to acme as member: they join when they accept.\n")
+    assert "acme" not in {m.org_id for m in auth.user_roles(ready, "oscar").memberships}
+    assert billing("--as", "root", "member", "add", "acme", "olga").out == "Added olga to acme as member.\n"

@@ -206,7 +206,7 @@ def setup_org(db: Engine, members: list[str], pool_credits: int) -> None:
     organizations.add_member(db, None, ORG, ADMIN, "admin")
     for user_id in members:
         organizations.create_user(db, None, user_id, f"{user_id.lower()}@example.com")
-        organizations.add_member(db, ADMIN, ORG, user_id)
+        organizations.add_member(db, None, ORG, user_id)
     credits.add_credits(db, ADMIN, ORG, pool_credits, 100)
 
 
@@ -482,7 +482,7 @@ def test_mixed_storm_on_one_org_never_deadlocks_and_stays_exact(db, db_url, work
                     organizations.remove_member(engine, ADMIN, ORG, member)
                 except NotAMember:
                     pass  # another worker removed them first; it re-adds them too
-                organizations.add_member(engine, ADMIN, ORG, member)  # AlreadyExists if that one was first
+                organizations.add_member(engine, None, ORG, member)  # AlreadyExists if that one was first
                 credits.allocate(engine, ADMIN, ORG, member, 100)
 
             return "remove_add", remove_then_add

@@ -30,7 +30,7 @@ TABLES = {
     "organization_subscriptions", "audit_log", "schema_migrations", "plans", "plan_versions",
     "user_sessions", "app_settings", "model_prices", "service_prices", "platform_pricing_rules",
     "org_pricing_overrides", "credit_packages", "credit_holds",
-    "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts",
+    "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts", "organization_invitations",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from billing_core import credits, ledger, organizations, reports
+from billing_core import credits, invitations, ledger, organizations, reports
 from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
@@ -203,7 +203,7 @@ class LedgerMachine(RuleBasedStateMachine):
             organizations.create_user(db, None, user, f"{user}@example.com", f"User {name}")
         for index, org in enumerate(self.orgs):
             for name in sorted(INITIAL_MEMBERS[index]):
-                organizations.add_member(db, self.admins[index], org, self.users[name])
+                organizations.add_member(db, None, org, self.users[name])
                 self.model[org].members.add(self.users[name])
         self.next_request = itertools.count()
 
@@ -437,6 +437,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.refused(error, lambda: organizations.add_member(self.db, actor, org, user_id))
             return
         organizations.add_member(self.db, actor, org, user_id)
+        if actor is not None:  # an org admin's add is an invitation: the user joins when they accept
+            mine = invitations.mine(self.db, user_id)
+            invitations.accept(self.db, user_id, mine[mine.org_id == org].invitation_id.iloc[0])
         model.members.add(user_id)
 
     # the credit flow is what matters most: it gets most of the steps (and comes first,

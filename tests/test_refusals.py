@@ -127,7 +127,7 @@ def test_closed_allocation_refused(db, ready):
     org = ready.id
     credits.deduct(db, org, "user-1", 100, "llm", "m")
     assert organizations.remove_member(db, ready.admin, org, "user-1") == 900
-    organizations.add_member(db, ready.admin, org, "user-1")
+    organizations.add_member(db, None, org, "user-1")
     refused(db, AllocationInactive, "closed", lambda: credits.deduct(db, org, "user-1", 1, "llm", "m"))
     refused(db, AllocationInactive, "no active allocation", lambda: credits.reclaim(db, ready.admin, org, "user-1"))
     # what was used stays in the pool's used figure after the allocation closed

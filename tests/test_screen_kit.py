@@ -77,3 +77,27 @@ def test_bar_chart_keeps_people_with_the_same_name_apart_and_escapes_names():
     [trace] = fig["data"]
     assert list(trace["x"]) == [2.5, 1.0] and list(trace["y"]) == [0, 1]
     assert list(fig["layout"]["yaxis"]["ticktext"]) == ["&lt;b&gt;Sam&lt;/b&gt;"] * 2
+
+
+def test_grids_show_text_formula_safe_and_keep_numbers_numeric():
+    frame = pd.DataFrame({"name": ['=HYPERLINK("http://evil.example","click")', "-2+3", "\tx", "Ada"],
+                          "credits": [Decimal("-5.5"), Decimal(1), Decimal(2), Decimal(3)], "count": [1, -2, 3, 4]})
+    shown = kit.grid_frame(frame)
+    assert shown.name.tolist() == ['\'=HYPERLINK("http://evil.example","click")', "'-2+3", "'\tx", "Ada"]
+    assert pd.api.types.is_float_dtype(shown.credits) and shown.credits.tolist() == [-5.5, 1.0, 2.0, 3.0]
+    assert pd.api.types.is_integer_dtype(shown["count"])  # numbers stay numbers: the grid sorts them as numbers
+    assert kit.formula_safe("=1") == kit.csv_bytes(pd.DataFrame({"a": ["=1"]})).decode().splitlines()[1]  # one rule
+
+
+def test_every_grid_of_the_pages_goes_through_screen_kit():
+    """st.dataframe / st.data_editor only in screen_kit.table, which makes the grid's own export formula-safe."""
+    from pathlib import Path
+
+    root = Path(kit.__file__).resolve().parent
+    direct = [
+        f"{path.relative_to(root)}:{number}"
+        for path in [root / "app.py", *sorted((root / "pages").glob("*.py"))]
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "st.dataframe(" in line or "st.data_editor(" in line or "st.table(" in line
+    ]
+    assert direct == [], f"render grids with screen_kit.table: {direct}"

@@ -48,9 +48,9 @@ def dataset(db, db_url, monkeypatch):
     organizations.create_user(db, None, "mia", "mia@example.com", MIA_NAME)
     organizations.create_user(db, None, "ned", "ned@example.com", "Ned")
     organizations.create_user(db, None, "loner", "loner@example.com", "Lone Wolf")
-    organizations.add_member(db, "north-admin", "north", "mia")
-    organizations.add_member(db, "north-admin", "north", "ned")
-    organizations.add_member(db, "south-admin", "south", "mia")
+    organizations.add_member(db, None, "north", "mia")
+    organizations.add_member(db, None, "north", "ned")
+    organizations.add_member(db, None, "south", "mia")
 
     credits.add_credits(db, "north-admin", "north", 10_000, 10)
     credits.add_credits(db, "south-admin", "south", 2_000, 2)

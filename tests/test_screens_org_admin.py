@@ -33,9 +33,9 @@ from screen_testing import (
 )
 
 import screen_kit
-from billing_core import auth, credits, ledger, organizations, reports, subscriptions, usage
+from billing_core import auth, credits, invitations, ledger, organizations, reports, subscriptions, usage
 from billing_core.database import fetch
-from billing_core.errors import InvalidInput, PermissionDenied
+from billing_core.errors import PermissionDenied
 
 CY_NAME = 'Cy <img src=x onerror=alert(1)> "Quote" [link](javascript:alert(1))'
 
@@ -52,7 +52,7 @@ def acme(db, db_url, monkeypatch):
     subscriptions.create_subscription(db, "root", "acme", "platform", trial=False)  # paying now
     for user_id, name in (("bob", "Bob Builder"), ("cy", CY_NAME), ("dee", "Dee Dee")):
         organizations.create_user(db, None, user_id, f"{user_id}@example.com", name)
-        organizations.add_member(db, "ada", "acme", user_id)
+        organizations.add_member(db, None, "acme", user_id)
     organizations.create_user(db, None, "eve", "Eve@Example.com", "Eve Outside")
 
     credits.add_credits(db, "ada", "acme", 10_000, 10)
@@ -311,45 +311,90 @@ def members_table(at):
     return dataframe(at, "display_name", "joined_at").set_index("email")
 
 
-def test_adding_an_existing_user_by_email(acme):
+def invite_through_the_form(at, email: str, name: str = "", role: str = "member"):
+    submit(at, "member_invite", {"member_invite_email": email, "member_invite_name": name, "member_invite_role": role})
+    return at
+
+
+def test_inviting_answers_the_same_whether_the_email_has_an_account_or_not(acme):
     at = open_page("org_billing", "ada", "acme")
-    submit(at, "member_add", {"member_add_email": "  EVE@example.COM ", "member_add_role": "member"})
-    assert any("Added" in plain(s.value) for s in at.success)
-    assert members_table(at).loc["eve@example.com", "role"] == "member"
-    assert usage.org_overview(acme, "ada", "acme").member_count == 5
+    invite_through_the_form(at, "  Eve@example.COM ", "Typed Name")  # eve has an account (another user's)
+    [(eve_message, eve_code)] = [(plain(s.value), at.code[0].value) for s in at.success]
+    invite_through_the_form(at, "Newbie@Example.com", "New <b>Bie</b>", "admin")  # no account yet
+    [(new_message, new_code)] = [(plain(s.value), at.code[0].value) for s in at.success]
+    assert eve_message == "Invitation sent to eve@example.com; they join when they accept."
+    assert new_message == "Invitation sent to newbie@example.com; they join when they accept."
+    assert len(eve_code) == len(new_code) == 32
+    at.run()  # the next run no longer shows the code
+    assert not at.code
 
-    before = snapshot(acme)
-    submit(at, "member_add", {"member_add_email": "eve@example.com"})
-    assert errors(at) == ["User 'eve' is already a member of organization 'acme'."]
-    submit(at, "member_add", {"member_add_email": "nobody@example.com"})
-    assert errors(at) == ["No user has the email 'nobody@example.com': invite them as a new user instead."]
-    assert snapshot(acme) == before
-
-
-def test_inviting_a_new_user_shows_the_one_time_password_once(acme):
-    at = open_page("org_billing", "ada", "acme")
-    submit(at, "member_invite", {"member_invite_email": "Newbie@Example.com", "member_invite_name": "New <b>Bie</b>",
-                                 "member_invite_role": "admin"})
-    [code] = at.code
-    password = code.value
-    assert len(password) >= 12
+    pending = dataframe(at, "invited", "invited_by")
+    assert sorted(pending.invited) == ["eve@example.com", "newbie@example.com"]
+    page_text = " ".join(map(str, pending.to_numpy().ravel())) + " ".join(plain(t) for t in texts_of(at))
+    assert "Eve Outside" not in page_text and "Typed Name" not in page_text  # no name before they accept
+    assert "eve@example.com" not in members_table(at).index and "newbie@example.com" not in members_table(at).index
+    assert usage.org_overview(acme, "ada", "acme").member_count == 4
+    # the new account has no password (nobody can log in with it) and the admin's name for it
     [(stored_hash, display_name)] = fetch(
         acme, "select password_hash, display_name from users where id = 'newbie@example.com'")
-    assert auth.password_matches(password, stored_hash) and password not in stored_hash
-    assert display_name == "New <b>Bie</b>"
-    assert members_table(at).loc["newbie@example.com", ["display_name", "role"]].tolist() == ["New <b>Bie</b>", "admin"]
-    assert [a["action"] for a in audit(acme, "newbie@example.com")] == ["user.created", "member.invited", "member.added"]
-
-    at.run()  # the next run no longer shows it
-    assert not at.code
+    assert stored_hash is None and display_name == "New <b>Bie</b>"
+    assert organizations.get_user(acme, "eve").display_name == "Eve Outside"
 
     before = snapshot(acme)
-    submit(at, "member_invite", {"member_invite_email": "newbie@example.com"})
-    assert errors(at) == ["Email 'newbie@example.com' is already used by another user."]
-    submit(at, "member_invite", {"member_invite_email": "not an email"})
+    invite_through_the_form(at, "eve@example.com")
+    assert errors(at) == ["eve@example.com already has a pending invitation to organization 'acme': "
+                          "revoke it to send a new one."]
+    invite_through_the_form(at, "not an email")
     assert errors(at) == ["Email 'not an email' is not an email address (expected name@example.com)."]
+    invite_through_the_form(at, "bob@example.com")
+    assert errors(at) == ["bob@example.com is already a member of organization 'acme'."]  # the admin sees members anyway
     assert not at.code
     assert snapshot(acme) == before
+
+
+def texts_of(at) -> list[str]:
+    return [el.value for kind in ("markdown", "caption", "success", "info", "warning", "error")
+            for el in at.get(kind)]
+
+
+def test_an_invited_user_joins_only_by_accepting(acme):
+    auth.reset_password(acme, None, "eve", "eve's own pass")  # an account that can log in
+    at = open_page("org_billing", "ada", "acme")
+    invite_through_the_form(at, "eve@example.com", role="admin")
+    mine = open_page("my_credits", "eve", None)
+    assert any("Ada Admin invites you to Acme Analytics as admin" in plain(m.value) for m in mine.markdown)
+    [accept] = [b for b in mine.button if b.label == "Accept"]
+    accept.click().run()
+    assert not mine.exception
+    assert any(plain(s.value) == "You joined Acme Analytics." for s in mine.success)
+    assert auth.user_roles(acme, "eve").role_in("acme") == "admin"
+    assert not [b for b in mine.button if b.label == "Accept"]  # answered: gone
+    assert [a["action"] for a in audit(acme, "eve")] == ["user.created", "user.password_reset", "member.added"]
+
+
+def test_declining_and_revoking_through_the_screens(acme):
+    at = open_page("org_billing", "ada", "acme")
+    invite_through_the_form(at, "eve@example.com")
+    mine = open_page("my_credits", "eve", None)
+    next(b for b in mine.button if b.label == "Decline").click().run()
+    assert any(plain(s.value) == "You declined the invitation to Acme Analytics." for s in mine.success)
+    assert auth.user_roles(acme, "eve").role_in("acme") is None
+
+    at = open_page("org_billing", "ada", "acme")
+    invite_through_the_form(at, "newbie@example.com")
+    submit(at, "member_revoke", {})
+    assert any(plain(s.value) == "Revoked the invitation of newbie@example.com (member)." for s in at.success)
+    assert "invited" not in {c for t in at.dataframe for c in t.value.columns}  # no pending invitation left
+    assert organizations.get_user(acme, "newbie@example.com") is not None  # the account stays, without a password
+
+
+def test_only_system_admins_add_members_directly(acme):
+    at = open_page("org_billing", "ada", "acme")
+    assert "member_add_submit" not in [b.key for b in at.button]
+    root = open_page("org_billing", "root", "acme")
+    submit(root, "member_add", {"member_add_email": "  EVE@example.COM ", "member_add_role": "member"})
+    assert any(plain(s.value) == "Added EVE@example.COM (eve) as member." for s in root.success)
+    assert members_table(root).loc["eve@example.com", "role"] == "member"
 
 
 def audit(db, user_id):
@@ -386,17 +431,14 @@ def test_member_functions_check_the_role_in_the_database(acme):
     before = snapshot(acme)
     with pytest.raises(PermissionDenied):
         organizations.add_member_by_email(acme, "bob", "acme", "eve@example.com")
+    with pytest.raises(PermissionDenied, match="invites people by email"):
+        organizations.add_member_by_email(acme, "ada", "acme", "eve@example.com")
     with pytest.raises(PermissionDenied):
-        organizations.add_member_by_email(acme, "olga", "acme", "eve@example.com")
-    with pytest.raises(PermissionDenied):
-        organizations.invite_member(acme, "bob", "acme", "x@example.com")
-    with pytest.raises(InvalidInput, match="bcrypt password hash"):
-        fetch(acme, "select invite_organization_member('acme', 'x', 'x@example.com', null, 'member', 'secret', 'ada')")
+        invitations.invite(acme, "bob", "acme", "x@example.com")
+    with pytest.raises(PermissionDenied):  # an org admin invites into their own organization only
+        invitations.invite(acme, "olga", "acme", "x@example.com")
     assert snapshot(acme) == before
-    # an org admin invites into their own organization only
-    with pytest.raises(PermissionDenied):
-        organizations.invite_member(acme, "olga", "acme", "x@example.com")
-    organizations.invite_member(acme, "olga", "other", "x@example.com")
+    invitations.invite(acme, "olga", "other", "x@example.com")
     assert organizations.get_user(acme, "x@example.com") is not None
 
 
@@ -414,3 +456,14 @@ def test_names_with_html_and_markup_render_as_text(acme):
     question = at.warning[0].value
     assert screen_kit.md_text(CY_NAME) in question and CY_NAME in plain(question)
     assert at.selectbox(key="allocate_user").format_func("cy") == f"{CY_NAME} (cy@example.com)"
+
+
+def test_a_hostile_name_reaches_the_grid_formula_safe(acme):
+    hostile = '=HYPERLINK("http://evil.example","click")'
+    organizations.create_user(acme, None, "hal", "hal@example.com", hostile)
+    organizations.add_member(acme, None, "acme", "hal")
+    at = open_page("org_billing", "ada", "acme")
+    allocations = dataframe(at, "display_name", "usage_percent")
+    assert "'" + hostile in set(allocations.display_name) and hostile not in set(allocations.display_name)
+    assert allocations.allocated_credits.dtype.kind == "f"  # numbers stay numbers (sortable)
+    assert "'" + hostile in set(members_table(at).display_name)

@@ -99,10 +99,17 @@ $$;
 
 
 -- add_organization_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
--- Adds an existing user to the organization; the user's first organization
--- becomes their default (their personal balance does not count). p_actor_id,
--- when given, must be an admin of the org. Raises CB002, CB009 (unknown
--- role), CB010 (already a member), CB008, CB012 (a personal organization).
+-- Trusted callers (a system admin; a null actor: the operator) add the existing
+-- user directly: the user's first organization becomes their default (their
+-- personal balance does not count), with a 'member.added' audit row. An admin
+-- of the organization cannot add someone without their consent: the call makes
+-- a pending invitation (organization_invitations) that the user accepts or
+-- declines after logging in (accept_organization_invitation); the admin learns
+-- nothing about the user (no email, no name) before that. The role is checked
+-- before the user is looked up. Takes no lock. Raises CB002 (unknown
+-- organization or user), CB008 (neither trusted nor an admin of the
+-- organization), CB009 (unknown role), CB010 (already a member, or already
+-- invited), CB012 (a personal organization).
 create or replace function add_organization_member(
     p_org_id text,
     p_user_id text,
@@ -112,18 +119,39 @@ create or replace function add_organization_member(
 returns void
 language plpgsql
 as $$
+declare
+    v_trusted boolean := p_actor_id is null or ledger_role_in(p_actor_id, null) = 'system_admin';
 begin
     perform ledger_require_org(p_org_id);
-    perform ledger_require_user(p_user_id);
     if p_role is null or p_role not in ('admin', 'member') then
         raise exception using errcode = 'CB009',
             message = format('Role must be ''admin'' or ''member'' (got %L).', p_role);
     end if;
-    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    perform ledger_authorize(p_actor_id, p_org_id, case when v_trusted then 'system_admin' else 'admin' end);
+    perform ledger_require_user(p_user_id);
     if exists (select 1 from organizations where id = p_org_id and kind = 'personal') then
         raise exception using errcode = 'CB012',
             message = format('Organization %L is a personal balance: it has no members besides its owner.', p_org_id);
     end if;
+    if v_trusted then
+        perform ledger_insert_member(p_org_id, p_user_id, p_role, p_actor_id);
+    else
+        perform ledger_create_invitation(p_org_id, p_user_id, null, p_role, p_actor_id, false);
+    end if;
+end;
+$$;
+
+
+-- ledger_insert_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
+-- The membership row and its 'member.added' audit row, for callers that have
+-- checked the right to add (a trusted add, an accepted invitation). The user's
+-- first organization becomes their default. Raises CB010 (already a member).
+-- Takes no lock beyond the inserted row.
+create or replace function ledger_insert_member(p_org_id text, p_user_id text, p_role text, p_actor_id text)
+returns void
+language plpgsql
+as $$
+begin
     -- a personal balance (organizations.kind 'personal') never counts as the first organization
     insert into organization_members (org_id, user_id, role, is_default)
     values (p_org_id, p_user_id, p_role,
