@@ -107,14 +107,23 @@ def cancel_order(db: Engine, actor_id: str | None, order_id: str) -> Order:
 
 
 def grant_credits(
-    db: Engine, actor_id: str | None, org_id: str, credits: Amount, reason: str, *, expires_at: datetime | None = None
+    db: Engine,
+    actor_id: str | None,
+    org_id: str,
+    credits: Amount,
+    reason: str,
+    *,
+    expires_at: datetime | None = None,
+    occurred_at: datetime | None = None,
 ) -> Decimal:
     """Grant free credits with a reason (system admin or operator); returns the pool's new total."""
     return call(
         db,
-        "select grant_credits(:org_id, :credits, :reason, :actor_id, cast(:expires_at as timestamptz))",
+        "select grant_credits(:org_id, :credits, :reason, :actor_id, cast(:expires_at as timestamptz),"
+        " cast(:occurred_at as timestamptz))",
         {"org_id": org_id, "credits": to_decimal(credits, "Credits to grant"), "reason": reason,
-         "actor_id": actor_id, "expires_at": aware(expires_at, "Expiry")},
+         "actor_id": actor_id, "expires_at": aware(expires_at, "Expiry"),
+         "occurred_at": aware(occurred_at, "Grant time")},
     )
 
 

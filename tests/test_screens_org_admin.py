@@ -55,7 +55,7 @@ def acme(db, db_url, monkeypatch):
         organizations.add_member(db, "ada", "acme", user_id)
     organizations.create_user(db, None, "eve", "Eve@Example.com", "Eve Outside")
 
-    credits.add_credits(db, "ada", "acme", 10_000, 10)
+    credits.add_credits(db, None, "acme", 10_000, 10)
     credits.allocate(db, "ada", "acme", "bob", 1_000)
     credits.allocate(db, "ada", "acme", "cy", 500)
     now = datetime.now(UTC)

@@ -30,7 +30,7 @@ def acme(db, db_url, monkeypatch):
     for user_id in ("bob", "cy"):
         organizations.create_user(db, None, user_id, f"{user_id}@example.com", user_id.title())
         organizations.add_member(db, "ada", "acme", user_id)
-    credits.add_credits(db, "ada", "acme", 10_000, 10)
+    credits.add_credits(db, None, "acme", 10_000, 10)
     credits.allocate(db, "ada", "acme", "bob", 1_000)
     st.cache_data.clear()
     return db

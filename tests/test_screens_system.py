@@ -462,7 +462,7 @@ def test_overview_shows_mrr_movements_churn_and_credits_per_month(months):
     assert {kind: credit[kind][_label(0)] for kind in credit} == {
         "Sold": 0, "Granted": 0, "Consumed": 2_100, "Expired": 0}
     revenue = _table(at, "revenue").set_index("month").revenue
-    assert (revenue[_label(3)], revenue[_label(1)]) == (10, 8)
+    assert (revenue[_label(3)], revenue[_label(1)]) == (10, 7)
 
     at.selectbox(key="analytics_months").set_value(6).run()
     assert not at.exception
