@@ -60,6 +60,29 @@ class Order:
     canceled_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Quote:
+    """What an order would hold and cost, at the catalogue's price."""
+
+    package_code: str | None
+    ordered_credits: Decimal
+    bonus_credits: Decimal
+    credits: Decimal
+    price: Decimal
+    description: str
+
+
+def quote(db: Engine, *, package_code: str | None = None, credits: Amount | None = None) -> Quote:
+    """The credits and price of an order of a package or a number of credits, before it is placed."""
+    rows = fetch(
+        db,
+        "select package_code, ordered_credits, bonus_credits, credits, price, description"
+        " from credit_order_quote(:package_code, :credits)",
+        {"package_code": package_code, "credits": to_decimal(credits, "Credits to buy")},
+    )
+    return Quote(*rows[0])
+
+
 def _order(db: Engine, statement: str, params: dict) -> Order:
     rows = fetch(db, f"select {_SELECT} from {statement}", params)
     return Order(*rows[0])

@@ -47,30 +47,23 @@ end;
 $$;
 
 
--- create_credit_order(p_org_id, p_package_code, p_credits, p_actor_id):
--- returns the order, awaiting payment.
--- Orders either a credit package (p_package_code: its credits plus its bonus,
--- at its price) or a number of credits (p_credits: a whole number, at the
--- list price of $0.001 a credit); the price always comes from the
--- catalogue, never from the caller. Nothing enters the pool until the
--- payment is recorded (record_order_payment). p_actor_id: an admin of the
--- organization (the owner of a personal balance is its admin), a system
--- admin, or the operator. Locks nothing. Raises CB001 (credits: missing, 0,
--- negative, NaN, over 10^12, not whole), CB002 (organization, package),
--- CB008, CB009 (both or neither of package and credits), CB011, CB012
--- (package no longer on sale, or free).
-create or replace function create_credit_order(
-    p_org_id text,
-    p_package_code text,
-    p_credits numeric,
-    p_actor_id text
-)
-returns credit_orders
+-- credit_order_quote(p_package_code, p_credits): one row: what an order of
+-- a credit package (its credits plus its bonus, at its price) or of a whole
+-- number of credits (at the list price, $0.001 a credit) would hold and
+-- cost; the screens show it before the customer confirms. Writes nothing,
+-- locks nothing. Raises CB001 (credits: missing, 0, negative, NaN, over
+-- 10^12, not whole), CB002 (unknown package), CB009 (both or neither of
+-- package and credits), CB012 (package no longer on sale, or free).
+drop function if exists credit_order_quote(text, numeric);
+
+create function credit_order_quote(p_package_code text, p_credits numeric)
+returns table (package_code text, ordered_credits numeric, bonus_credits numeric, credits numeric,
+               price numeric, description text)
 language plpgsql
+stable
 as $$
 declare
     v_package credit_packages;
-    v_order credit_orders;
 begin
     if (p_package_code is null) = (p_credits is null) then
         raise exception using errcode = 'CB009',
@@ -82,45 +75,69 @@ begin
             raise exception using errcode = 'CB001',
                 message = format('Credits to buy must be a whole number (got %s).', ledger_amount_text(p_credits));
         end if;
-    else
-        select * into v_package from credit_packages where code = p_package_code;
-        if not found then
-            raise exception using errcode = 'CB002',
-                message = format('Credit package %L does not exist.', left(p_package_code, 80));
-        end if;
-        if not v_package.is_active then
-            raise exception using errcode = 'CB012',
-                message = format('Credit package %L is no longer on sale.', v_package.name);
-        end if;
-        if v_package.price <= 0 then
-            raise exception using errcode = 'CB012',
-                message = format('Credit package %L has no price: free credits are a grant by a system admin.',
-                                 v_package.name);
-        end if;
+        return query select null::text, p_credits, 0::numeric, p_credits, p_credits / 1000,
+                            format('%s credits at $0.001 a credit', ledger_amount_text(p_credits));
+        return;
     end if;
+    select * into v_package from credit_packages c where c.code = p_package_code;
+    if not found then
+        raise exception using errcode = 'CB002',
+            message = format('Credit package %L does not exist.', left(p_package_code, 80));
+    end if;
+    if not v_package.is_active then
+        raise exception using errcode = 'CB012',
+            message = format('Credit package %L is no longer on sale.', v_package.name);
+    end if;
+    if v_package.price <= 0 then
+        raise exception using errcode = 'CB012',
+            message = format('Credit package %L has no price: free credits are a grant by a system admin.',
+                             v_package.name);
+    end if;
+    return query select v_package.code, v_package.credits, v_package.bonus_credits,
+                        v_package.credits + v_package.bonus_credits, v_package.price,
+                        format('Package %s: %s credits%s for $%s', v_package.name,
+                               ledger_amount_text(v_package.credits),
+                               case when v_package.bonus_credits > 0
+                                    then format(' + %s bonus', ledger_amount_text(v_package.bonus_credits))
+                                    else '' end,
+                               ledger_amount_text(v_package.price));
+end;
+$$;
+
+
+-- create_credit_order(p_org_id, p_package_code, p_credits, p_actor_id):
+-- returns the order, awaiting payment.
+-- Orders either a credit package (p_package_code: its credits plus its bonus,
+-- at its price) or a number of credits (p_credits: a whole number, at the
+-- list price of $0.001 a credit), as credit_order_quote says; the price
+-- always comes from the catalogue, never from the caller. Nothing enters the
+-- pool until the payment is recorded (record_order_payment). p_actor_id: an
+-- admin of the organization (the owner of a personal balance is its admin),
+-- a system admin, or the operator. Locks nothing. Raises what
+-- credit_order_quote raises, and CB002 (organization), CB008, CB011.
+create or replace function create_credit_order(
+    p_org_id text,
+    p_package_code text,
+    p_credits numeric,
+    p_actor_id text
+)
+returns credit_orders
+language plpgsql
+as $$
+declare
+    v_quote record;
+    v_order credit_orders;
+begin
+    select * into v_quote from credit_order_quote(p_package_code, p_credits);
     perform ledger_require_org(p_org_id, true);
     perform ledger_authorize(p_actor_id, p_org_id, 'admin');
 
-    if p_credits is not null then
-        insert into credit_orders
-            (org_id, id, source, ordered_credits, credits, list_price, price, description, ordered_by)
-        values (p_org_id, ledger_new_order_id(), 'order', p_credits, p_credits,
-                p_credits / 1000, p_credits / 1000,
-                format('%s credits at $0.001 a credit', ledger_amount_text(p_credits)), p_actor_id)
-        returning * into v_order;
-    else
-        insert into credit_orders
-            (org_id, id, source, package_code, ordered_credits, bonus_credits, credits, list_price, price,
-             description, ordered_by)
-        values (p_org_id, ledger_new_order_id(), 'order', v_package.code, v_package.credits, v_package.bonus_credits,
-                v_package.credits + v_package.bonus_credits, v_package.price, v_package.price,
-                format('Package %s: %s credits%s for $%s', v_package.name, ledger_amount_text(v_package.credits),
-                       case when v_package.bonus_credits > 0
-                            then format(' + %s bonus', ledger_amount_text(v_package.bonus_credits)) else '' end,
-                       ledger_amount_text(v_package.price)),
-                p_actor_id)
-        returning * into v_order;
-    end if;
+    insert into credit_orders
+        (org_id, id, source, package_code, ordered_credits, bonus_credits, credits, list_price, price,
+         description, ordered_by)
+    values (p_org_id, ledger_new_order_id(), 'order', v_quote.package_code, v_quote.ordered_credits,
+            v_quote.bonus_credits, v_quote.credits, v_quote.price, v_quote.price, v_quote.description, p_actor_id)
+    returning * into v_order;
     perform ledger_audit(p_org_id, p_actor_id, 'order.created', 'credit_order', v_order.id,
                          jsonb_build_object('package_code', v_order.package_code, 'credits', v_order.credits,
                                             'price', v_order.price));
@@ -338,14 +355,17 @@ comment on function cancel_credit_order(text, text) is
     'Locks the pool, then the order. Raises CB002, CB008, CB009, CB012 (paid).';
 
 
--- grant_credits(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at):
--- returns the pool's total credits after the grant.
+-- grant_credits(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at,
+--               p_occurred_at): returns the pool's total credits after the grant.
 -- Gives free credits: a 'credit_grant' history row of $0 (never revenue)
 -- whose description is the reason, with metadata source 'grant', the reason
 -- and who granted (granted_as 'system_admin' or 'operator'); its lot follows
 -- (092_lots.sql). For a personal balance the credits are allocated to its
 -- owner. Only a system admin or the operator grants, and only with a reason.
 -- p_expires_at (default never): when the granted credits expire.
+-- p_occurred_at (default now) dates the history row of a grant entered after
+-- the fact (not in the future nor over 400 days ago); the credits are in the
+-- pool from the call on.
 -- Locks the pool row (then the owner's allocation). Raises CB001, CB002,
 -- CB008, CB009 (reason missing, too long or with control characters; expiry
 -- not in the future), CB011.
@@ -354,7 +374,8 @@ create or replace function grant_credits(
     p_credits numeric,
     p_reason text,
     p_actor_id text,
-    p_expires_at timestamptz default null
+    p_expires_at timestamptz default null,
+    p_occurred_at timestamptz default null
 )
 returns numeric
 language plpgsql
@@ -365,6 +386,7 @@ declare
 begin
     perform ledger_check_credits(p_credits, 'Credits to grant');
     perform ledger_check_text(p_reason, 'Reason for the grant', 500);
+    perform ledger_check_occurred_at(p_occurred_at, 'Grant time');
     if p_expires_at <= now() or p_expires_at = 'infinity' then
         raise exception using errcode = 'CB009',
             message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
@@ -385,11 +407,11 @@ begin
     end if;
     insert into org_billing_history
         (org_id, event_type, credits, amount, description, metadata, total_credits_after, created_by,
-         credits_expire_at)
+         credits_expire_at, created_at)
     values (p_org_id, 'credit_grant', p_credits, 0, btrim(p_reason),
             jsonb_build_object('source', 'grant', 'reason', btrim(p_reason),
                                'granted_as', case when p_actor_id is null then 'operator' else 'system_admin' end),
-            v_total, p_actor_id, p_expires_at);
+            v_total, p_actor_id, p_expires_at, coalesce(p_occurred_at, now()));
     select personal_user_id into v_owner from organizations where id = p_org_id;
     if v_owner is not null then
         perform ledger_allocate_locked(p_org_id, v_owner, p_credits, p_actor_id);
@@ -403,7 +425,7 @@ begin
 end;
 $$;
 
-comment on function grant_credits(text, numeric, text, text, timestamptz) is
+comment on function grant_credits(text, numeric, text, text, timestamptz, timestamptz) is
     'Grants free credits with a reason (system admin or operator only): a $0 credit_grant history row, never '
     'revenue. Returns the pool''s total. Locks the pool. Raises CB001, CB002, CB008, CB009, CB011.';
 
