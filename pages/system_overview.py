@@ -436,14 +436,15 @@ def ask_grant() -> None:
     )
 
 
-with st.form("grant_form"):
-    st.markdown("**Grant credits**")
-    st.selectbox("Organization", list(grant_orgs), format_func=grant_orgs.get, key="grant_org")
-    st.text_input("Credits to grant", key="grant_credits", placeholder="1,000")
-    st.text_input("Reason", key="grant_reason", max_chars=500, help="Why these credits are given, e.g. an outage.")
-    st.date_input("Expires on (optional)", value=None, key="grant_expires",
-                  help="Unused granted credits leave the pool when this day ends (UTC).")
-    st.form_submit_button("Grant credits", key="grant_submit", on_click=ask_grant)
+if grant_orgs:
+    with st.form("grant_form"):
+        st.markdown("**Grant credits**")
+        st.selectbox("Organization", list(grant_orgs), format_func=grant_orgs.get, key="grant_org")
+        st.text_input("Credits to grant", key="grant_credits", placeholder="1,000")
+        st.text_input("Reason", key="grant_reason", max_chars=500, help="Why these credits are given, e.g. an outage.")
+        st.date_input("Expires on (optional)", value=None, key="grant_expires",
+                      help="Unused granted credits leave the pool when this day ends (UTC).")
+        st.form_submit_button("Grant credits", key="grant_submit", on_click=ask_grant)
 kit.confirmation("grant")
 
 # ------------------------------------------------------------ create an organization
