@@ -202,13 +202,12 @@ def _cmd_orders_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_orders_list(args: argparse.Namespace) -> int:
-    if args.org_id is None or args.awaiting:
-        table = orders.awaiting_payment(_engine(), args.actor)
-        if args.org_id is not None:
-            table = table[table.org_id == args.org_id]
-        table = table.assign(status="awaiting_payment")
+    if args.org_id is None:
+        table = orders.awaiting_payment(_engine(), args.actor).assign(status="awaiting_payment")
     else:
         table = orders.orders_of(_engine(), args.actor, args.org_id)
+        if args.awaiting:
+            table = table[table.status == "awaiting_payment"]
     if table.empty:
         print("No orders.")
         return 0

@@ -55,7 +55,8 @@ def acme(db, db_url, monkeypatch):
         organizations.add_member(db, "ada", "acme", user_id)
     organizations.create_user(db, None, "eve", "Eve@Example.com", "Eve Outside")
 
-    credits.add_credits(db, None, "acme", 10_000, 10)
+    funding = orders.create_order(db, "ada", "acme", credits=10_000)  # bought: ordered by ada, paid as root records
+    orders.record_payment(db, "root", funding.id, "INV-ACME-1")
     credits.allocate(db, "ada", "acme", "bob", 1_000)
     credits.allocate(db, "ada", "acme", "cy", 500)
     now = datetime.now(UTC)
@@ -126,7 +127,7 @@ def test_org_read_models_hold_the_known_figures(acme):
     history = usage.billing_timeline(acme, "ada", "acme")
     assert "credit_purchase" in set(history.event_type)
     purchase = history[history.event_type == "credit_purchase"].iloc[0]
-    assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Ada Admin")
+    assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Root")  # who recorded it
 
 
 @pytest.mark.parametrize("reader", ["org_overview", "allocations", "usage_by_service", "usage_by_user",
@@ -277,7 +278,7 @@ def test_buying_a_package_and_canceling_the_order(acme):
     at.button(key="buy_confirm").click().run()
     assert not at.exception
     placed = orders.orders_of(acme, "ada", "acme")
-    placed = placed[placed.source == "order"]  # the fixture's funding was the operator's direct entry
+    placed = placed[placed.package_code.notna()]  # the fixture's funding was an order of 10,000 credits
     assert placed.package_code.tolist() == ["growth_50k"]
     at.selectbox(key="order_cancel_id").set_value(placed.id.iloc[0])
     at.button(key="order_cancel_submit").click().run()
