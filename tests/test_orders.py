@@ -277,3 +277,32 @@ def test_verify_reports_a_paid_order_that_brought_nothing_in(db, org):
               " values (:o, 'ord-forged', 'order', 10, 10, 0.01, 0.01, 'forged', 'paid', now(), now(), 'X-1')",
               {"o": org.id})
     assert violations(db) == {"paid_order_without_purchase", "revenue_matches_paid_orders"}
+
+
+def test_one_reference_raced_for_two_organizations_pays_one_order(db, db_url, two_orgs):
+    import threading
+
+    from billing_core import database
+
+    engine = database.get_engine(db_url)
+    mine = orders.create_order(db, two_orgs.admin, two_orgs.id, credits=1_000)
+    theirs = orders.create_order(db, "other-admin", "other-org", credits=2_000)
+    barrier = threading.Barrier(2, timeout=30)
+    outcomes: dict[str, object] = {}
+
+    def pay(order_id: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[order_id] = orders.record_payment(engine, None, order_id, "INV-RACE").status
+        except RequestConflict as exc:
+            outcomes[order_id] = exc
+
+    threads = [threading.Thread(target=pay, args=(o.id,)) for o in (mine, theirs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(type(v).__name__ for v in outcomes.values()) == ["RequestConflict", "str"]
+    assert fetch(db, "select count(*) from credit_orders where payment_reference = 'INV-RACE'")[0][0] == 1
+    assert pool_total(db, two_orgs.id) + pool_total(db, "other-org") in (D(1000), D(2000))
+    assert ledger.verify(db) == []
