@@ -306,3 +306,55 @@ def test_one_reference_raced_for_two_organizations_pays_one_order(db, db_url, tw
     assert fetch(db, "select count(*) from credit_orders where payment_reference = 'INV-RACE'")[0][0] == 1
     assert pool_total(db, two_orgs.id) + pool_total(db, "other-org") in (D(1000), D(2000))
     assert ledger.verify(db) == []
+
+
+# --------------------------------------------------------------------------- upgrading a database with purchases
+
+
+BEFORE_ORDERS = "60e430b"  # the last commit before credit orders (migration 0010)
+
+
+def test_purchases_recorded_before_orders_become_paid_orders(pg_server, tmp_path, monkeypatch):
+    import io
+    import subprocess
+    import tarfile
+    import uuid
+
+    import psycopg
+
+    from billing_core import migrations
+    from billing_core.database import PROJECT_ROOT
+
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", BEFORE_ORDERS, "sql"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BEFORE_ORDERS} is not in this checkout's history")
+    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tmp_path, filter="data")
+    name = f"billing_upgrade_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name)
+    try:
+        monkeypatch.setattr(migrations, "SQL_DIR", tmp_path / "sql")
+        migrations.migrate(url)
+        with psycopg.connect(url) as conn:
+            for org in ("a", "b"):
+                conn.execute("select create_organization(%s, %s)", [org, org.upper()])
+            conn.execute("select add_credits_to_pool('a', 10000, 10, null, null, 'INV-1')")
+            conn.execute("select add_credits_to_pool('b', 1000, 1, null, null, 'INV-1')")  # the old per-org rule
+            conn.execute("select add_credits_to_pool('a', 100, 1000000000)")  # the old exploit, now a paid order
+            conn.execute("select add_credits_to_pool('b', 500, 0)")  # an old free grant, no reason
+        monkeypatch.setattr(migrations, "SQL_DIR", PROJECT_ROOT / "sql")
+        assert "migrations/0010_credit_orders.sql" in migrations.migrate(url).migrations
+        with psycopg.connect(url) as conn:
+            migrated = conn.execute("select org_id, source, status, credits, price, payment_reference"
+                                    " from credit_orders order by org_id, credits").fetchall()
+            assert migrated == [
+                ("a", "migrated", "paid", D(100), D(1000000000), None),
+                ("a", "migrated", "paid", D(10000), D(10), "INV-1"),
+                ("b", "migrated", "paid", D(1000), D(1), None),
+            ]
+            # revenue = paid orders holds for them; the grant before the rule is not judged
+            assert conn.execute("select * from ledger_violations()").fetchall() == []
+            conn.execute("select add_credits_to_pool('b', 1000, 1, null, null, 'INV-2')")
+            assert conn.execute("select * from ledger_violations()").fetchall() == []
+    finally:
+        pg_server.drop_database(name)
