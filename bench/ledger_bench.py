@@ -17,7 +17,7 @@ at exit), with the server's default settings for every figure (the ones that mat
 
 1. creates database `ledger_bench`, migrates it with billing_core.migrations.migrate;
 2. loads 1,000 organizations x 64 users THROUGH THE STORED FUNCTIONS, set-based
-   (create_organization, create_user, add_organization_member, add_credits_to_pool,
+   (create_organization, create_user, add_organization_member, grant_credits,
    allocate_credits_to_user); every user gets 1,000,000 credits, so that 1-credit deductions
    never run out;
 3. measures with the wheel's pgbench (`-n -M prepared -j 2 -T <duration>`, custom scripts, the
@@ -241,7 +241,8 @@ class Bench:
              " case when u = 1 then 'admin' else 'member' end)"
              " from generate_series(1, %(orgs)s) o, generate_series(1, %(users)s) u")),
             ("pool credits",
-             "select add_credits_to_pool('org-' || o, %(credits)s * %(users)s, 0) from generate_series(1, %(orgs)s) o"),
+             ("select grant_credits('org-' || o, %(credits)s * %(users)s, 'Benchmark credits', null)"
+              " from generate_series(1, %(orgs)s) o")),
             ("allocations",
              ("select allocate_credits_to_user('org-' || o, 'u-' || o || '-' || u, %(credits)s, null)"
              " from generate_series(1, %(orgs)s) o, generate_series(1, %(users)s) u order by o, u")),

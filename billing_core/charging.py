@@ -196,7 +196,10 @@ def top_up_personal_balance(
     description: str | None = None,
     external_ref: str | None = None,
 ) -> tuple[str, Decimal]:
-    """Add credits to a user's individual balance (the user or a system admin); returns (org_id, remaining)."""
+    """Enter a paid top-up of a user's individual balance (system admins, the operator); returns (org_id, remaining).
+
+    A user buys for themself with `orders.order_personal_credits`, credited when the payment is recorded.
+    """
     rows = fetch(
         db,
         "select org_id, remaining from top_up_personal_balance(:user_id, :credits, :amount, :actor_id,"

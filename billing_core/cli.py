@@ -26,6 +26,7 @@ from billing_core import (
     demo,
     ledger,
     migrations,
+    orders,
     organizations,
     periods,
     pricing,
@@ -213,6 +214,51 @@ def _cmd_credits_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_credits_grant(args: argparse.Namespace) -> int:
+    total = orders.grant_credits(_engine(), args.actor, args.org_id, args.credits, args.reason)
+    print(f"Granted {args.credits} credits to {args.org_id} ({args.reason}); its pool now holds {_fmt(total)} credits.")
+    return 0
+
+
+def _print_order(order: orders.Order) -> None:
+    print(f"Order {order.id} of {order.org_id}: {order.description}: {_fmt(order.credits)} credits"
+          f" for ${_fmt(order.price)}, {order.status.replace('_', ' ')}"
+          + (f" (payment {order.payment_reference})" if order.payment_reference else "") + ".")
+
+
+def _cmd_orders_create(args: argparse.Namespace) -> int:
+    order = orders.create_order(_engine(), args.actor, args.org_id, package_code=args.package, credits=args.credits)
+    _print_order(order)
+    print("Its credits reach the pool when its payment is recorded (`billing orders pay ORDER_ID --reference REF`).")
+    return 0
+
+
+def _cmd_orders_list(args: argparse.Namespace) -> int:
+    if args.org_id is None:
+        table = orders.awaiting_payment(_engine(), args.actor).assign(status="awaiting_payment")
+    else:
+        table = orders.orders_of(_engine(), args.actor, args.org_id)
+        if args.awaiting:
+            table = table[table.status == "awaiting_payment"]
+    if table.empty:
+        print("No orders.")
+        return 0
+    for row in table.itertuples():
+        print(f"{row.id}  {row.org_id}  {row.status:<16}  {_fmt(row.credits):>14} credits  ${_fmt(row.price):>12}"
+              f"  {row.description}")
+    return 0
+
+
+def _cmd_orders_pay(args: argparse.Namespace) -> int:
+    _print_order(orders.record_payment(_engine(), args.actor, args.order_id, args.reference))
+    return 0
+
+
+def _cmd_orders_cancel(args: argparse.Namespace) -> int:
+    _print_order(orders.cancel_order(_engine(), args.actor, args.order_id))
+    return 0
+
+
 def _cmd_credits_allocate(args: argparse.Namespace) -> int:
     remaining = credits.allocate(_engine(args), args.actor, args.org_id, args.user_id, args.credits)
     print(f"{args.user_id} now has {_fmt(remaining)} credits remaining in {args.org_id}.")
@@ -356,11 +402,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("user_id")
 
     cr = sub.add_parser("credits", help="the credit flow").add_subparsers(dest="credits_command", metavar="ACTION", required=True, parser_class=_Parser)
-    p = command(cr, "add", _cmd_credits_add, "add purchased credits to an organization's pool")
+    p = command(cr, "add", _cmd_credits_add, "enter a purchase paid outside an order (operator or system admin):"
+                " recorded as a paid order")
     p.add_argument("org_id")
     p.add_argument("credits")
-    p.add_argument("--amount", required=True, help="what was paid, in dollars (0 for a free grant)")
-    p.add_argument("--reference", help="payment reference: the same reference twice adds once")
+    p.add_argument("--amount", required=True, help="what was paid, in dollars: above 0, at most the list price"
+                   " ($0.001 a credit); free credits are `credits grant`")
+    p.add_argument("--reference", help="payment reference, unique across organizations: the same reference twice adds once")
+    p = command(cr, "grant", _cmd_credits_grant, "grant free credits with a reason (operator or system admin);"
+                " a grant, never revenue")
+    p.add_argument("org_id")
+    p.add_argument("credits")
+    p.add_argument("--reason", required=True, help="why these credits are given (shown in billing history)")
     p = command(cr, "allocate", _cmd_credits_allocate, "allocate pool credits to a member")
     p.add_argument("org_id")
     p.add_argument("user_id")
@@ -376,6 +429,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service-type", required=True)
     p.add_argument("--service-name", required=True)
     p.add_argument("--request-id", help="idempotency key: a retry with the same id charges once")
+
+    od = sub.add_parser("orders", help="credit orders: buy at the list price, record payments").add_subparsers(
+        dest="orders_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = command(od, "create", _cmd_orders_create, "order a credit package or a number of credits at the list price;"
+                " the order awaits payment")
+    p.add_argument("org_id")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--package", help="a credit package's code (see the Pricing page)")
+    what.add_argument("--credits", help="a whole number of credits ($0.001 each)")
+    p = command(od, "list", _cmd_orders_list, "list an organization's orders, or every order awaiting payment")
+    p.add_argument("org_id", nargs="?", help="this organization's orders (default: all orders awaiting payment)")
+    p.add_argument("--awaiting", action="store_true", help="only orders awaiting payment")
+    p = command(od, "pay", _cmd_orders_pay, "record an order's payment (operator or system admin): its credits"
+                " reach the pool now")
+    p.add_argument("order_id")
+    p.add_argument("--reference", required=True, help="the payment's reference (invoice or transfer id):"
+                   " one payment credits one order")
+    p = command(od, "cancel", _cmd_orders_cancel, "cancel an order awaiting payment")
+    p.add_argument("order_id")
 
     p = command(sub, "price", _cmd_price, "price one metered event (credits, dollars and the arithmetic)")
     p.add_argument("service_type")

@@ -34,8 +34,10 @@ def add_credits(
     occurred_at: datetime | None = None,
     expires_at: datetime | None = None,
 ) -> Decimal:
-    """Add purchased (or, at $0, granted) credits to the pool; returns the pool's new total.
+    """Enter a purchase paid outside an order (system admins and the operator only); returns the pool's total.
 
+    It is recorded as a paid order; the amount must be above $0 (free credits are a grant:
+    `orders.grant_credits`) and at most the list price. Customers buy with `orders.create_order`.
     `occurred_at` dates the purchase's history row when it is entered after the fact;
     `expires_at` is when these credits expire (None: never).
     """

@@ -6,7 +6,9 @@ documented plans (some past due, some canceled, a few plan changes), 300 users
 with a weekday rhythm, purchases and billing history. Everything goes through
 the stored functions users and services call (create_organization_with_plan,
 create_user, add_organization_member, create_subscription,
-set_subscription_status, add_credits_to_pool, allocate_credits_to_user,
+set_subscription_status, create_credit_order and record_order_payment (each
+purchase an order paid by the system admin), grant_credits (promotional
+credits, with a reason), allocate_credits_to_user,
 charge_usage with the time each call happened, remove_organization_member,
 and for plans and periods schedule_subscription_change, cancel_subscription,
 set_allocation_policy, set_low_balance_threshold, edit_plan), set-based and
@@ -675,8 +677,7 @@ def _write_billing_features(conn: Connection, data: Dataset) -> None:
     )
     _run(
         conn,
-        "select count(add_credits_to_pool(o, 2000, 0, :actor, 'Promotional credits, 30 days', 'DEMO-PROMO-' || o,"
-        "                                 null, now() + interval '30 days'))"
+        "select count(grant_credits(o, 2000, 'Promotional credits, 30 days', :actor, now() + interval '30 days'))"
         "  from unnest(cast(:orgs as text[])) o",
         {"orgs": [showcase, *[org_id for org_id, _ in others[:3]]], "actor": SYSADMIN_ID},
     )
@@ -740,13 +741,15 @@ def _write(conn: Connection, data: Dataset) -> None:
             _run(conn, "select create_subscription(:org, :plan, :actor, 'monthly', :at)",
                  {"org": org_id, "plan": value, "actor": SYSADMIN_ID, "at": at})
 
-    # purchases over time, paid by each organization's first admin
+    # purchases over time: each organization's first admin orders credits at the list price, and the
+    # system admin records the payment (its invoice reference, dated when it was paid)
     _run(
         conn,
-        "select count(add_credits_to_pool(o, c, round(c / 1000, 4), a, null, r, t))"
+        "select count(record_order_payment((create_credit_order(o, null, c, a)).id, r, :sysadmin, t))"
         " from unnest(cast(:orgs as text[]), cast(:credits as numeric[]), cast(:actors as text[]),"
         "             cast(:refs as text[]), cast(:times as timestamptz[])) with ordinality as x(o, c, a, r, t, n)",
         {
+            "sysadmin": SYSADMIN_ID,
             "orgs": [p[1] for p in data.purchases],
             "credits": [p[2] for p in data.purchases],
             "actors": [p[3] for p in data.purchases],

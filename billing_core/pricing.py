@@ -342,7 +342,10 @@ def save_package(
 
 
 def buy_package(db: Engine, actor_id: str | None, org_id: str, code: str, *, external_ref: str | None = None) -> Decimal:
-    """Buy a credit package into an organization's pool (credits + bonus for its price); returns the pool's total."""
+    """Enter a package sale paid outside an order (system admins, the operator); returns the pool's total.
+
+    Customers order a package with `orders.create_order(..., package_code=...)`.
+    """
     return call(
         db,
         "select buy_credit_package(:org_id, :code, :actor_id, :external_ref)",

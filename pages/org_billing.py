@@ -6,13 +6,11 @@ checks the role again in billing_core.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-
 import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import access, alerts, credits, invitations, organizations, periods, subscriptions, usage
+from billing_core import access, alerts, credits, invitations, orders, organizations, periods, pricing, subscriptions, usage
 from billing_core.errors import BillingError
 
 st.title("Organization billing")
@@ -34,6 +32,8 @@ try:
     lots = kit.read(db, periods.lots, actor_id, org_id)
     pending = kit.read(db, invitations.pending_for_organization, actor_id, org_id)
     is_system_admin = kit.read(db, access.role_in, actor_id, None) == "system_admin"
+    order_list = kit.read(db, orders.orders_of, actor_id, org_id)
+    packages = kit.read(db, pricing.credit_packages, active_only=True)
 except BillingError as exc:
     kit.refuse(exc)
 
@@ -243,41 +243,54 @@ with chart_col:
     )
 
 
+package_label = {
+    row.code: f"{row.name}: {kit.fmt_credits(row.credits)} credits"
+              + (f" + {kit.fmt_credits(row.bonus_credits)} bonus" if row.bonus_credits else "")
+              + f" for {kit.fmt_money(row.price)}"
+    for row in packages.itertuples()
+}
+
+
 @kit.refusing
-def ask_add_credits() -> None:
-    """The "Add credits" form was sent: check the figures, then ask for confirmation."""
-    amount = kit.entered("add", "add_credits", "Credits to add")
-    paid = kit.entered("add", "add_paid", "Amount paid")
-    reference = (st.session_state.get("add_reference") or "").strip() or None
-    expiry_day = st.session_state.get("add_expires")
-    # credits expire when the chosen day ends (UTC); the database refuses a moment already past
-    expires_at = datetime.combine(expiry_day + timedelta(days=1), time.min, UTC) if expiry_day else None
+def ask_buy() -> None:
+    """The "Buy credits" form was sent: price the order from the catalogue, show it, then ask to confirm."""
+    if st.session_state.get("buy_kind") == "package":
+        code, amount = st.session_state.get("buy_package"), None
+        if code is None:
+            kit.flash("buy", "error", "Choose a credit package.")
+            return
+    else:
+        code, amount = None, kit.entered("buy", "buy_credits", "Credits to buy")
+    try:
+        offer = orders.quote(db, package_code=code, credits=amount)
+    except BillingError as exc:
+        kit.flash("buy", "error", str(exc))
+        return
     kit.ask_confirmation(
-        "add",
-        f"Add {kit.fmt_credits(amount)} credits, paid {kit.fmt_money(paid)}, to the pool of {org_name}"
-        + (f", expiring at the end of {expiry_day:%Y-%m-%d} (UTC)?" if expiry_day else "?"),
-        lambda: credits.add_credits(db, actor_id, org_id, amount, paid, external_ref=reference, expires_at=expires_at),
-        success=lambda total: f"Credits added: the pool now holds {kit.fmt_credits(total)} credits.",
+        "buy",
+        f"Order {kit.fmt_credits(offer.credits)} credits for {kit.fmt_money(offer.price)} ({offer.description}) "
+        f"for {org_name}? The order waits for payment: its credits reach the pool when the payment is recorded.",
+        lambda: orders.create_order(db, actor_id, org_id, package_code=code, credits=amount),
+        success=lambda order: f"Order {order.id} placed: {kit.fmt_money(order.price)} awaiting payment.",
     )
 
 
 with form_col:
-    with st.form("add_credits_form"):
-        st.markdown("**Add credits**")
-        st.text_input("Credits to add", key="add_credits", placeholder="10,000")
-        st.text_input("Amount paid (USD)", key="add_paid", placeholder="10.00",
-                      help="What was paid for these credits (1 credit = $0.001); 0 for a free grant.")
-        st.text_input("Payment reference (optional)", key="add_reference",
-                      help="An invoice or payment id: the same reference is recorded once.")
-        st.date_input("Expires on (optional)", value=None, key="add_expires",
-                      help="Unused credits of this purchase leave the pool when this day ends (UTC); "
-                           "the earliest-expiring credits are spent first.")
-        st.form_submit_button("Add credits", key="add_submit", on_click=ask_add_credits)
-    kit.confirmation("add")
+    with st.form("buy_credits_form"):
+        st.markdown("**Buy credits**")
+        st.radio("Buy", ["package", "credits"], horizontal=True, key="buy_kind",
+                 format_func={"package": "A credit package", "credits": "A number of credits"}.get)
+        st.selectbox("Credit package", list(package_label), format_func=package_label.get, key="buy_package")
+        st.text_input("Number of credits", key="buy_credits", placeholder="10,000",
+                      help="A whole number of credits at the list price: 1 credit = $0.001.")
+        st.form_submit_button("Review order", key="buy_submit", on_click=ask_buy)
+    kit.confirmation("buy")
+    st.caption("Prices come from the catalogue; the price is shown before you confirm. A system admin records "
+               "the payment, and the credits then reach the pool.")
 
 # ------------------------------------------------------------ sections
-allocations_tab, usage_tab, history_tab, members_tab = st.tabs(
-    ["Allocations", "Usage (30 days)", "Billing history", "Members"]
+allocations_tab, usage_tab, orders_tab, history_tab, members_tab = st.tabs(
+    ["Allocations", "Usage (30 days)", f"Orders ({len(order_list)})", "Billing history", "Members"]
 )
 
 
@@ -381,6 +394,46 @@ with usage_tab:
         ),
         key="usage_over_time",
     )
+
+ORDER_STATES = {"awaiting_payment": "awaiting payment", "paid": "paid", "canceled": "canceled"}
+awaiting = order_list[order_list.status == "awaiting_payment"]
+order_label = {row.id: f"{row.id}: {row.description} ({kit.fmt_money(row.price)})" for row in awaiting.itertuples()}
+
+
+@kit.refusing
+def ask_cancel_order() -> None:
+    """The "Cancel an order" form was sent: ask for confirmation."""
+    order_id = kit.chosen_member("order_cancel", "order_cancel_id", "Choose an order awaiting payment.")
+    kit.ask_confirmation(
+        "order_cancel",
+        f"Cancel order {order_label.get(order_id, order_id)}? It will not be paid.",
+        lambda: orders.cancel_order(db, actor_id, order_id),
+        success=f"Order {order_id} canceled.",
+    )
+
+
+with orders_tab:
+    kit.table(
+        order_list.assign(state=order_list.status.map(ORDER_STATES)),
+        {
+            "ordered_at": kit.datetime_column("Ordered"),
+            "id": kit.text_column("Order"),
+            "description": kit.text_column("What"),
+            "credits": kit.credits_column("Credits"),
+            "price": kit.money_column("Price"),
+            "state": kit.text_column("State"),
+            "payment_reference": kit.text_column("Payment reference"),
+            "paid_at": kit.datetime_column("Paid"),
+        },
+        key="orders_table",
+        empty="No orders yet: buy credits above.",
+    )
+    if not awaiting.empty:
+        with st.form("order_cancel_form"):
+            st.markdown("**Cancel an order awaiting payment**")
+            st.selectbox("Order", list(order_label), format_func=order_label.get, key="order_cancel_id")
+            st.form_submit_button("Cancel order", key="order_cancel_submit", on_click=ask_cancel_order)
+    kit.confirmation("order_cancel")
 
 with history_tab:
     if history.empty:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import analytics, auth, periods, subscriptions
+from billing_core import analytics, auth, orders, periods, subscriptions
 from billing_core.errors import BillingError
 
 st.title("System overview")
@@ -339,6 +340,95 @@ else:
                     f"{row.org_name}: subscription canceled.",
                 ),
             )
+
+# ------------------------------------------------------------ payments and grants
+st.subheader("Payments: orders awaiting payment")
+waiting = kit.read(db, orders.awaiting_payment, actor_id)
+waiting_label = {
+    row.id: f"{row.id}: {row.org_name} ({row.org_id}), {row.description}, {kit.fmt_money(row.price)}"
+    for row in waiting.itertuples()
+}
+if waiting.empty:
+    st.caption("No order is awaiting payment.")
+else:
+    kit.table(
+        waiting,
+        {
+            "ordered_at": kit.datetime_column("Ordered"),
+            "id": kit.text_column("Order"),
+            "org_name": kit.text_column("Organization"),
+            "org_id": kit.text_column("Id"),
+            "description": kit.text_column("What"),
+            "credits": kit.credits_column("Credits"),
+            "price": kit.money_column("Amount due"),
+            "ordered_by": kit.text_column("Ordered by"),
+        },
+        key="awaiting_payment_table",
+    )
+
+
+@kit.refusing
+def ask_record_payment() -> None:
+    """The "Record payment" form was sent: ask for confirmation, naming the order, the amount and the reference."""
+    order_id = kit.chosen_member("payment", "payment_order", "Choose an order awaiting payment.")
+    reference = (st.session_state.get("payment_reference") or "").strip()
+    if not reference:
+        kit.flash("payment", "error", "Give the payment's reference (the invoice or transfer id).")
+        return
+    kit.ask_confirmation(
+        "payment",
+        f"Record payment {reference} for order {waiting_label.get(order_id, order_id)}? Its credits reach the "
+        "organization's pool now.",
+        lambda: orders.record_payment(db, actor_id, order_id, reference),
+        success=lambda order: f"Payment {order.payment_reference} recorded: {kit.fmt_credits(order.credits)} "
+                              f"credits are in the pool of {order.org_id}.",
+    )
+
+
+if not waiting.empty:
+    with st.form("payment_form"):
+        st.markdown("**Record payment**")
+        st.selectbox("Order", list(waiting_label), format_func=waiting_label.get, key="payment_order")
+        st.text_input("Payment reference", key="payment_reference", max_chars=200,
+                      help="The invoice or transfer id: one payment credits one order, in any organization.")
+        st.form_submit_button("Record payment", key="payment_submit", type="primary", on_click=ask_record_payment)
+kit.confirmation("payment")
+
+grant_orgs = {row.org_id: f"{row.org_name} ({row.org_id})" for row in all_orgs.itertuples()}
+
+
+@kit.refusing
+def ask_grant() -> None:
+    """The "Grant credits" form was sent: check the figure and the reason, then ask for confirmation."""
+    org = kit.chosen_member("grant", "grant_org", "Choose an organization.")
+    amount = kit.entered("grant", "grant_credits", "Credits to grant")
+    reason = (st.session_state.get("grant_reason") or "").strip()
+    if not reason:
+        kit.flash("grant", "error", "Give the reason for the grant: it is shown in the billing history.")
+        return
+    expiry_day = st.session_state.get("grant_expires")
+    # credits expire when the chosen day ends (UTC); the database refuses a moment already past
+    expires_at = datetime.combine(expiry_day + timedelta(days=1), time.min, UTC) if expiry_day else None
+    kit.ask_confirmation(
+        "grant",
+        f"Grant {kit.fmt_credits(amount)} free credits to {grant_orgs.get(org, org)} for: {reason}"
+        + (f", expiring at the end of {expiry_day:%Y-%m-%d} (UTC)?" if expiry_day else "?")
+        + " A grant is not revenue.",
+        lambda: orders.grant_credits(db, actor_id, org, amount, reason, expires_at=expires_at),
+        success=lambda total: f"Granted: the pool of {org} now holds {kit.fmt_credits(total)} credits.",
+    )
+
+
+if grant_orgs:
+    with st.form("grant_form"):
+        st.markdown("**Grant credits**")
+        st.selectbox("Organization", list(grant_orgs), format_func=grant_orgs.get, key="grant_org")
+        st.text_input("Credits to grant", key="grant_credits", placeholder="1,000")
+        st.text_input("Reason", key="grant_reason", max_chars=500, help="Why these credits are given, e.g. an outage.")
+        st.date_input("Expires on (optional)", value=None, key="grant_expires",
+                      help="Unused granted credits leave the pool when this day ends (UTC).")
+        st.form_submit_button("Grant credits", key="grant_submit", on_click=ask_grant)
+kit.confirmation("grant")
 
 # ------------------------------------------------------------ create an organization
 st.subheader("Create an organization")

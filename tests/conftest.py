@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
-from billing_core import credits, database, migrations, organizations
+from billing_core import database, migrations, orders, organizations
 
 TEMPLATE = f"billing_test_template_{os.getpid()}"
 
@@ -126,8 +126,9 @@ def org(db: Engine) -> Org:
 
 @pytest.fixture
 def funded_org(db: Engine, org: Org) -> Org:
-    """`org` with 10,000 credits bought for $10."""
-    credits.add_credits(db, org.admin, org.id, 10_000, 10)
+    """`org` with 10,000 credits bought for $10: its admin's order, paid as recorded by the operator."""
+    order = orders.create_order(db, org.admin, org.id, credits=10_000)
+    orders.record_payment(db, None, order.id, f"PAY-{org.id}-funding")
     return org
 
 

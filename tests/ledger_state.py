@@ -28,6 +28,7 @@ _TABLES = (
     "credit_lots",
     "billing_periods",
     "credit_alerts",
+    "credit_orders",
 )
 
 

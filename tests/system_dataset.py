@@ -32,7 +32,7 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
-from billing_core import credits, organizations, subscriptions
+from billing_core import credits, orders, organizations, subscriptions
 from billing_core.database import fetch
 
 SYSADMIN = "root-admin"
@@ -121,17 +121,17 @@ def build(db: Engine) -> Dataset:
     _subscribe(db, "eta", "byok", "monthly", 40)
     _subscribe(db, "iota", "platform", "yearly", 20)
 
-    credits.add_credits(db, ds.alpha_admin, "alpha", 10_000, 10)
+    buy(db, ds.alpha_admin, "alpha", 10_000)
     credits.allocate(db, ds.alpha_admin, "alpha", ds.alpha_member, 1_000)
     credits.allocate(db, ds.alpha_admin, "alpha", ds.alpha_admin, 500)
     _charge(db, "alpha", ds.alpha_member, 5, 40, "contact_lookup", days_ago=40)
     _charge(db, "alpha", ds.alpha_member, 10, 50, "company_enrichment")
 
-    credits.add_credits(db, ds.beta_admin, "beta", 2_000, 2)
+    buy(db, ds.beta_admin, "beta", 2_000)
     credits.allocate(db, ds.beta_admin, "beta", ds.beta_admin, 300)
     _charge(db, "beta", ds.beta_admin, 12, 10, "contact_lookup")
 
-    credits.add_credits(db, ds.beta_admin, "gamma", 100, 0)
+    orders.grant_credits(db, ds.sysadmin, "gamma", 100, "Trial credits")
     credits.allocate(db, ds.beta_admin, "gamma", ds.beta_admin, 50)
     _charge(db, "gamma", ds.beta_admin, 3, 2, "intelligence_cache_lookup", days_ago=45)
     return ds
@@ -210,7 +210,7 @@ MRR_MONTHS = {
 CREDIT_MONTHS = {
     3: (10_000, 10, 0, 0, 0, 0),
     2: (0, 0, 1_100, 1_000, 20, 0),
-    1: (7_000, 8, 0, 0, 0, 500),
+    1: (7_000, 7, 0, 0, 0, 500),
     0: (0, 0, 0, 2_100, 45, 0),
 }
 ANVIL_CREDIT_MONTHS = {
@@ -243,6 +243,12 @@ def month_start(months_ago: int, now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     index = now.year * 12 + now.month - 1 - months_ago
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def buy(db: Engine, admin: str, org_id: str, credits_ordered: int, paid_at: datetime | None = None) -> None:
+    """The org admin orders credits at the list price; the system admin records the payment (dated `paid_at`)."""
+    order = orders.create_order(db, admin, org_id, credits=credits_ordered)
+    orders.record_payment(db, SYSADMIN, order.id, f"PAY-{order.id}", paid_at=paid_at)
 
 
 def _on(months_ago: int, day: int, hour: int = 12) -> datetime:
@@ -349,9 +355,9 @@ def build_months(db: Engine) -> MonthsDataset:
     subscribe("heath", "platform", "monthly", _on(1, 10))
     status("heath", "canceled", _on(1, 25))
 
-    credits.add_credits(db, ds.anvil_admin, "anvil", 10_000, 10, occurred_at=_on(3, 12))
-    credits.add_credits(db, ds.sysadmin, "anvil", 1_000, 0, occurred_at=_on(2, 12))
-    credits.add_credits(db, ds.anvil_admin, "anvil", 5_000, 5, occurred_at=_on(1, 12))
+    buy(db, ds.anvil_admin, "anvil", 10_000, _on(3, 12))
+    orders.grant_credits(db, ds.sysadmin, "anvil", 1_000, "Goodwill credits", occurred_at=_on(2, 12))
+    buy(db, ds.anvil_admin, "anvil", 5_000, _on(1, 12))
     credits.allocate(db, ds.anvil_admin, "anvil", ds.anvil_member, 3_000)
     for _ in range(20):
         credits.deduct(db, "anvil", ds.anvil_member, 50, "company_enrichment", "company-enrichment",
@@ -360,10 +366,10 @@ def build_months(db: Engine) -> MonthsDataset:
         credits.deduct(db, "anvil", ds.anvil_member, 40, "llm", "gpt-4o")
     _stand_in_expiry(db, "anvil", 500, _on(1, 28))
 
-    credits.add_credits(db, ds.ember_admin, "ember", 2_000, 3, occurred_at=_on(1, 3))
+    buy(db, ds.ember_admin, "ember", 2_000, _on(1, 3))
     credits.allocate(db, ds.ember_admin, "ember", ds.ember_admin, 1_900)
     for _ in range(30):
         credits.deduct(db, "ember", ds.ember_admin, 50, "company_enrichment", "company-enrichment")
 
-    credits.add_credits(db, ds.sysadmin, "jade", 100, 0, occurred_at=_on(2, 12))
+    orders.grant_credits(db, ds.sysadmin, "jade", 100, "Pilot credits", occurred_at=_on(2, 12))
     return ds

@@ -56,7 +56,7 @@ def test_a_pool_alert_opens_below_the_threshold_and_resolves_with_a_purchase(db,
     pool_alerts = alerts.org_alerts(db, org.admin, org.id)
     assert list(pool_alerts.kind) == ["pool_low"] and list(pool_alerts.observed) == [8500]
 
-    credits.add_credits(db, org.admin, org.id, 1000, 1)  # 9,500 unspent
+    credits.add_credits(db, None, org.id, 1000, 1)  # 9,500 unspent
     assert alerts.org_alerts(db, org.admin, org.id).empty
     assert list(alerts.org_alerts(db, org.admin, org.id, include_resolved=True).status) == ["resolved"]
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from billing_core import analytics, audit, credits, organizations, usage
+from billing_core import analytics, audit, organizations, usage
 from billing_core.database import fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 from tests import system_dataset as data
@@ -215,19 +215,21 @@ def test_audit_log_scope_and_filters(db, ds):
     assert set(alpha.entries.org_id) == {"alpha"}
     # created, admin and member added, subscribed, credits bought, two allocations opened
     assert sorted(alpha.entries.action) == sorted([
-        "organization.created", "member.added", "member.added", "subscription.created", "credits.purchased",
-        "allocation.created", "allocation.created"])
+        "organization.created", "member.added", "member.added", "subscription.created", "order.created",
+        "order.paid", "credits.purchased", "allocation.created", "allocation.created"])
     assert audit.entries(db, ds.sysadmin, "alpha").total == alpha.total
 
     by_actor = audit.entries(db, ds.sysadmin, "alpha", by_actor=ds.alpha_admin)
     assert set(by_actor.entries.actor_id) == {ds.alpha_admin}
-    assert by_actor.total == 4  # added the member, bought, allocated twice
+    assert by_actor.total == 4  # added the member, ordered credits, allocated twice
     assert by_actor.entries.actor_name.iloc[0] == "Alice <i>Admin</i>"
     changes = audit.entries(db, ds.sysadmin, actions=["subscription.status_changed"])
     assert sorted(changes.entries.org_id) == ["delta", "epsilon", "eta", "zeta"]
     assert set(changes.entries.actor_name) == {"Root Admin"}
-    purchases = audit.entries(db, ds.sysadmin, by_actor=ds.beta_admin, actions=["credits.purchased"])
-    assert sorted(purchases.entries.org_id) == ["beta", "gamma"]
+    purchases = audit.entries(db, ds.sysadmin, by_actor=ds.beta_admin, actions=["order.created"])
+    assert sorted(purchases.entries.org_id) == ["beta"]
+    recorded = audit.entries(db, ds.sysadmin, by_actor=ds.sysadmin, actions=["credits.purchased", "credits.granted"])
+    assert sorted(recorded.entries.org_id) == ["alpha", "beta", "gamma"]
     assert '"credits": 2000' in purchases.entries.set_index("org_id").loc["beta", "details"]
 
     today = fetch(db, "select (now() at time zone 'utc')::date")[0][0]
@@ -426,7 +428,7 @@ def test_an_org_admin_reads_their_own_burn_rate_and_runway(db, months):
     assert (jade.remaining_credits, jade.burn_per_day, jade.runway_days, jade.runs_out_at) == (100, 0, None, None)
 
     # a runway that does not come out even: 1,007 credits left at 50 a day is 20.14 days
-    credits.add_credits(db, months.ember_admin, "ember", 507, 1)
+    data.buy(db, months.ember_admin, "ember", 507)
     ember = usage.runway(db, months.ember_admin, "ember", as_of=now)
     assert ember.runway_days == Decimal("20.1")
     assert ember.runs_out_at == now + timedelta(days=20, hours=3, minutes=21, seconds=36)  # 0.14 days unrounded

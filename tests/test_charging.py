@@ -131,9 +131,9 @@ def sysadmin(db) -> str:
 def test_org_choice_default_then_first_then_personal_balance(db, ready, sysadmin, db_url):
     organizations.create_user(db, None, "solo", "solo@example.com", "Solo")
     # no organization: the individual balance, created by the first top-up
-    org_id, remaining = charging.top_up_personal_balance(db, "solo", "solo", 500, D("0.5"), external_ref="p-1")
+    org_id, remaining = charging.top_up_personal_balance(db, sysadmin, "solo", 500, D("0.5"), external_ref="p-1")
     assert org_id.startswith("personal-") and remaining == D("500")
-    assert charging.top_up_personal_balance(db, "solo", "solo", 500, D("0.5"), external_ref="p-1") == (org_id, D("500"))
+    assert charging.top_up_personal_balance(db, sysadmin, "solo", 500, D("0.5"), external_ref="p-1") == (org_id, D("500"))
     assert charging.charging_org(db, "solo") == org_id
     charge = charging.charge_usage(db, "solo", GPT4O, request_id="s-1")
     assert (charge.org_id, charge.credits, charge.remaining) == (org_id, D("11.25"), D("488.75"))
@@ -148,7 +148,7 @@ def test_org_choice_default_then_first_then_personal_balance(db, ready, sysadmin
     # several organizations: the default one, else the first joined; a named one always
     organizations.create_organization(db, None, "second-org", "Second Org")
     organizations.add_member(db, None, "second-org", "solo", "admin")
-    credits.add_credits(db, "solo", "second-org", 100, 0)
+    credits.add_credits(db, None, "second-org", 100, D("0.1"))
     credits.allocate(db, "solo", "second-org", "solo", 100)
     assert charging.charging_org(db, "solo") == ready.id
     organizations.set_default_organization(db, "solo", "second-org")
@@ -174,15 +174,17 @@ def test_org_choice_default_then_first_then_personal_balance(db, ready, sysadmin
 
 def test_personal_balance_refusals(db, ready):
     organizations.create_user(db, None, "solo", "solo@example.com")
-    org_id, _ = charging.top_up_personal_balance(db, None, "solo", 100, 0)
-    refused_all(db, PermissionDenied, "not a system admin",
-                lambda: charging.top_up_personal_balance(db, "user-1", "solo", 100, 0))
+    org_id, _ = charging.top_up_personal_balance(db, None, "solo", 100, D("0.1"))
+    refused_all(db, PermissionDenied, "create an order",
+                lambda: charging.top_up_personal_balance(db, "user-1", "solo", 100, D("0.1")))
+    refused_all(db, PermissionDenied, "create an order",
+                lambda: charging.top_up_personal_balance(db, "solo", "solo", 100, D("0.1")))
     refused_all(db, InvalidAmount, "greater than 0", lambda: charging.top_up_personal_balance(db, "solo", "solo", -1, 0))
     refused_all(db, NotFound, "does not exist", lambda: charging.top_up_personal_balance(db, None, "ghost", 1, 0))
     refused_all(db, RuleViolation, "personal balance", lambda: organizations.add_member(db, None, org_id, "user-1"))
-    charging.top_up_personal_balance(db, None, "solo", 100, 1, external_ref="pay-9")
+    charging.top_up_personal_balance(db, None, "solo", 100, D("0.1"), external_ref="pay-9")
     refused_all(db, RequestConflict, "already recorded",
-                lambda: charging.top_up_personal_balance(db, None, "solo", 200, 1, external_ref="pay-9"))
+                lambda: charging.top_up_personal_balance(db, None, "solo", 200, D("0.1"), external_ref="pay-9"))
     assert ledger.verify(db) == []
 
 
@@ -190,9 +192,9 @@ def test_buying_a_package_for_a_personal_balance_allocates_it(db, ready):
     from billing_core import pricing
 
     organizations.create_user(db, None, "solo", "solo@example.com")
-    org_id, _ = charging.top_up_personal_balance(db, None, "solo", 1, 0)
-    assert pricing.buy_package(db, "solo", org_id, "growth_50k", external_ref="pk-1") == D("52501")
-    assert pricing.buy_package(db, "solo", org_id, "growth_50k", external_ref="pk-1") == D("52501")
+    org_id, _ = charging.top_up_personal_balance(db, None, "solo", 1, D("0.001"))
+    assert pricing.buy_package(db, None, org_id, "growth_50k", external_ref="pk-1") == D("52501")
+    assert pricing.buy_package(db, None, org_id, "growth_50k", external_ref="pk-1") == D("52501")
     row = fetch(db, "select allocated_credits from user_credit_allocations where org_id = :o and is_active", {"o": org_id})
     assert row[0][0] == D("52501")
     assert ledger.verify(db) == []

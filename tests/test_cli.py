@@ -85,7 +85,8 @@ def test_every_operator_command(billing, db, db_url):
     assert added == Result(0, "Pool of acme now holds 10,000 credits.\n", "")
     # the same payment reference again adds nothing
     assert run("credits", "add", "acme", "10000", "--amount", "10", "--reference", "INV-1") == added
-    assert run("credits", "add", "acme", "0.5", "--amount", "0").out == "Pool of acme now holds 10,000.5 credits.\n"
+    assert run("credits", "grant", "acme", "0.5", "--reason", "Pilot bonus").out == (
+        "Granted 0.5 credits to acme (Pilot bonus); its pool now holds 10,000.5 credits.\n")
 
     assert run("credits", "allocate", "acme", "bob", "1000").out == "bob now has 1,000 credits remaining in acme.\n"
     assert run("--as", "ada", "credits", "allocate", "acme", "bob", "0.25").code == 0
@@ -135,7 +136,7 @@ def ready(db):
     organizations.add_member(db, None, "other", "olga", "admin")
     organizations.add_member(db, None, "other", "oscar")
     credits.add_credits(db, None, "acme", 10_000, 10)
-    credits.add_credits(db, None, "other", 100, 1)
+    credits.add_credits(db, None, "other", 100, "0.1")
     credits.allocate(db, None, "acme", "bob", 1_000)
     credits.allocate(db, None, "other", "oscar", 10)
     return db
@@ -295,6 +296,51 @@ def test_refusal_messages_name_the_problem(billing, ready):
     assert "--amount" in billing("credits", "add", "acme", "5").err
 
 
+def test_orders_commands(billing, ready):
+    run = billing
+    created = run("--as", "ada", "orders", "create", "acme", "--package", "growth_50k")
+    assert created.code == 0, created
+    order_id = re.search(r"Order (ord-\w+) of acme", created.out).group(1)
+    assert "52,500 credits for $50, awaiting payment." in created.out
+    by_credits = run("--as", "ada", "orders", "create", "acme", "--credits", "2500")
+    other_id = re.search(r"Order (ord-\w+)", by_credits.out).group(1)
+    assert "2,500 credits for $2.5, awaiting payment." in by_credits.out
+
+    waiting = run("orders", "list", "--awaiting")
+    assert waiting.code == 0 and order_id in waiting.out and other_id in waiting.out
+    assert order_id in run("--as", "ada", "orders", "list", "acme").out
+    # the org admin neither records a payment nor grants, nor adds credits at a price
+    check_all(billing, ready, [
+        ("--as", "ada", "orders", "pay", order_id, "--reference", "INV-9"),
+        ("--as", "ada", "orders", "list"),
+        ("--as", "ada", "credits", "grant", "acme", "100", "--reason", "mine"),
+        ("--as", "ada", "credits", "add", "acme", "1000000000000", "--amount", "0"),
+        ("--as", "ada", "credits", "add", "acme", "100", "--amount", "0.0001"),
+        ("credits", "add", "acme", "100", "--amount", "0"),  # free credits are a grant
+        ("credits", "add", "acme", "100", "--amount", "1000000000"),  # above the list price
+        ("credits", "grant", "acme", "100", "--reason", " "),
+        ("--as", "bob", "orders", "create", "acme", "--credits", "10"),
+        ("orders", "create", "acme", "--credits", "1.5"),
+        ("orders", "pay", "ord-nope", "--reference", "INV-9"),
+    ], 1)
+    check_all(billing, ready, [
+        ("orders", "create", "acme"),
+        ("orders", "create", "acme", "--package", "growth_50k", "--credits", "5"),
+        ("orders", "pay", order_id),
+    ], 2)
+
+    paid = run("orders", "pay", order_id, "--reference", "INV-9")
+    assert paid.code == 0 and "paid (payment INV-9)." in paid.out
+    assert reports.pool(ready, "ada", "acme").total_credits == Decimal("62500")
+    assert run("orders", "pay", order_id, "--reference", "INV-9").code == 0  # a retry: nothing more
+    assert reports.pool(ready, "ada", "acme").total_credits == Decimal("62500")
+    assert "one payment credits one order" in run("orders", "pay", other_id, "--reference", "INV-9").err
+    assert "canceled" in run("--as", "ada", "orders", "cancel", other_id).out
+    assert run("orders", "list").out == "No orders.\n"
+    assert run("--as", "root", "credits", "grant", "acme", "100", "--reason", "Outage credit").code == 0
+    assert run("verify").code == 0
+
+
 def test_request_id_reused_for_another_charge_is_refused(billing, ready):
     first = billing("credits", "deduct", "acme", "bob", "5", *DEDUCT, "--request-id", "r-1")
     assert first.out == "Charged. bob has 995 credits remaining in acme.\n"
@@ -317,11 +363,11 @@ def test_request_id_reused_for_another_charge_is_refused(billing, ready):
 
 
 def test_payment_reference_reused_with_other_figures_is_refused(billing, ready):
-    assert billing("credits", "add", "acme", "100", "--amount", "1", "--reference", "INV-9").code == 0
+    assert billing("credits", "add", "acme", "1000", "--amount", "1", "--reference", "INV-9").code == 0
     before = snapshot(ready)
-    result = billing("credits", "add", "acme", "200", "--amount", "1", "--reference", "INV-9")
+    result = billing("credits", "add", "acme", "2000", "--amount", "1", "--reference", "INV-9")
     assert_one_line_refusal(result, 1)
-    assert "INV-9" in result.err and "new reference" in result.err
+    assert "INV-9" in result.err and "one payment credits one order" in result.err
     assert snapshot(ready) == before
 
 
@@ -332,7 +378,7 @@ def test_quotes_html_and_sql_in_ids_and_names_are_stored_verbatim(billing, ready
     assert billing("org", "create", org_id, name).code == 0
     assert billing("user", "create", user_id, "bobby@example.com", "--name", "<img src=x onerror=alert(1)>").code == 0
     assert billing("member", "add", org_id, user_id, "--role", "admin").code == 0
-    assert billing("credits", "add", org_id, "10", "--amount", "0").code == 0
+    assert billing("credits", "grant", org_id, "10", "--reason", name).code == 0
     allocated = billing("credits", "allocate", org_id, user_id, "4").out
     assert allocated == f"{user_id} now has 4 credits remaining in {org_id}.\n"
     assert billing("credits", "deduct", org_id, user_id, "1", "--service-type", "llm", "--service-name", name,

@@ -33,7 +33,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from billing_core import credits, database, ledger, organizations, reports
+from billing_core import credits, database, ledger, orders, organizations, reports
 from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
@@ -207,7 +207,7 @@ def setup_org(db: Engine, members: list[str], pool_credits: int) -> None:
     for user_id in members:
         organizations.create_user(db, None, user_id, f"{user_id.lower()}@example.com")
         organizations.add_member(db, None, ORG, user_id)
-    credits.add_credits(db, ADMIN, ORG, pool_credits, 100)
+    orders.grant_credits(db, None, ORG, pool_credits, "Credits for the concurrency test")
 
 
 def allocations(db: Engine) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
@@ -489,7 +489,7 @@ def test_mixed_storm_on_one_org_never_deadlocks_and_stays_exact(db, db_url, work
         if roll < 0.85:
 
             def buy() -> None:
-                credits.add_credits(engine, ADMIN, ORG, 200, 0)
+                credits.add_credits(engine, None, ORG, 200, "0.2")
                 with lock:
                     purchased[0] += 200
 

@@ -8,7 +8,7 @@ from billing_core.database import fetch
 
 def test_documented_scenario(db, org):
     """Add 10,000; allocate 1,000 leaves 9,000; deduct 50 for company_enrichment; a second member is independent."""
-    assert credits.add_credits(db, org.admin, org.id, 10_000, 10) == Decimal(10_000)
+    assert credits.add_credits(db, None, org.id, 10_000, 10) == Decimal(10_000)
     pool = reports.pool(db, org.admin, org.id)
     assert (pool.total_credits, pool.available_credits) == (10_000, 10_000)
 
@@ -42,5 +42,5 @@ def test_pool_history_and_audit_trace_every_change(db, funded_org):
     assert list(history.event_type) == ["credit_purchase"]
     assert history.iloc[0].amount == 10
     actions = [r[0] for r in fetch(db, "select action from audit_log where org_id = :o order by id", {"o": org.id})]
-    assert actions[-3:] == ["credits.purchased", "allocation.created", "credits.reclaimed"]
+    assert actions[-5:] == ["order.created", "credits.purchased", "order.paid", "allocation.created", "credits.reclaimed"]
     assert ledger.verify(db) == []

@@ -171,7 +171,7 @@ def test_hold_refusals_change_nothing(db, ready):
     organizations.create_organization(db, None, "other-org", "Other Org")
     organizations.create_user(db, None, "outsider", "outsider@example.com")
     organizations.add_member(db, None, "other-org", "outsider", "admin")
-    credits.add_credits(db, "outsider", "other-org", 100, 0)
+    credits.add_credits(db, None, "other-org", 100, "0.1")
     credits.allocate(db, "outsider", "other-org", "outsider", 100)
     charging.reserve(db, "outsider", 10, "theirs", "llm", "gpt-4o", org_id="other-org")
     reserve(db, org, "mine", 10)

@@ -52,7 +52,7 @@ def test_same_request_id_for_another_charge_is_refused(db, ready, user, amount, 
 def test_request_ids_are_scoped_per_organization(db, ready):
     organizations.create_organization(db, None, "org-b", "Org B")
     organizations.add_member(db, None, "org-b", "user-1")
-    credits.add_credits(db, None, "org-b", 100, 0)
+    credits.add_credits(db, None, "org-b", 100, "0.1")
     credits.allocate(db, None, "org-b", "user-1", 100)
     credits.deduct(db, ready.id, "user-1", 10, "llm", "m", request_id="shared-id")
     assert credits.deduct(db, "org-b", "user-1", 10, "llm", "m", request_id="shared-id") == 90
@@ -60,11 +60,11 @@ def test_request_ids_are_scoped_per_organization(db, ready):
 
 
 def test_purchase_with_payment_reference_is_recorded_once(db, ready):
-    assert credits.add_credits(db, None, ready.id, 500, 5, external_ref="inv-1") == 10_500
-    assert credits.add_credits(db, None, ready.id, 500, 5, external_ref="inv-1") == 10_500
+    assert credits.add_credits(db, None, ready.id, 500, "0.5", external_ref="inv-1") == 10_500
+    assert credits.add_credits(db, None, ready.id, 500, "0.5", external_ref="inv-1") == 10_500
     assert reports.pool(db, ready.admin, ready.id).total_credits == 10_500
     with pytest.raises(RequestConflict, match="already recorded"):
-        credits.add_credits(db, None, ready.id, 600, 5, external_ref="inv-1")
+        credits.add_credits(db, None, ready.id, 600, "0.5", external_ref="inv-1")
     assert ledger.verify(db) == []
 
 

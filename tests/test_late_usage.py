@@ -69,7 +69,7 @@ def test_future_or_too_old_usage_is_refused_and_changes_nothing(db, charged, off
         credits.deduct(db, charged.id, "user-1", 5, "llm", "gpt-4o-mini", occurred_at=at)
     assert words in str(caught.value) and "Usage time" in str(caught.value)
     with pytest.raises(InvalidInput, match=words):
-        credits.add_credits(db, charged.admin, charged.id, 100, 1, occurred_at=at)
+        credits.add_credits(db, None, charged.id, 100, "0.1", occurred_at=at)
     assert snapshot(db) == before
 
 
@@ -91,10 +91,10 @@ def test_a_time_without_timezone_is_refused(db, charged):
 
 def test_a_late_purchase_is_dated_and_stays_idempotent(db, charged):
     bought = db_now(db) - timedelta(days=12)
-    total = credits.add_credits(db, charged.admin, charged.id, 5000, 5, external_ref="INV-9", occurred_at=bought)
+    total = credits.add_credits(db, None, charged.id, 5000, 5, external_ref="INV-9", occurred_at=bought)
     assert total == 15_000
     # the same payment reference again (a redelivered webhook) adds nothing, whatever date it carries
-    assert credits.add_credits(db, charged.admin, charged.id, 5000, 5, external_ref="INV-9") == total
+    assert credits.add_credits(db, None, charged.id, 5000, 5, external_ref="INV-9") == total
     [row] = fetch(db, "select created_at, recorded_at, event_type, audit.details from org_billing_history h"
                       " cross join lateral (select details from audit_log where action = 'credits.purchased'"
                       " and details->>'external_ref' = 'INV-9') audit where external_ref = 'INV-9'")
@@ -108,7 +108,7 @@ def test_sql_callers_keep_their_calls_and_no_ambiguous_versions_exist(db, charge
     # integrators call with the documented arguments; the new one is optional
     remaining = fetch(db, "select deduct_credits('test-org-001', 'user-1', 2.5, 'llm', 'gpt-4o', 'sql-1')")[0][0]
     assert remaining == Decimal("997.5")
-    assert fetch(db, "select add_credits_to_pool('test-org-001', 10, 0)")[0][0] == Decimal(10_010)
+    assert fetch(db, "select add_credits_to_pool('test-org-001', 10, 0.01)")[0][0] == Decimal(10_010)
     versions = fetch(db, "select proname, count(*) from pg_proc where proname in"
                          " ('deduct_credits', 'add_credits_to_pool') group by proname order by proname")
     assert [tuple(v) for v in versions] == [("add_credits_to_pool", 1), ("deduct_credits", 1)]

@@ -29,10 +29,10 @@ def lots(db, org_id: str) -> list[tuple]:
 
 def test_usage_consumes_the_earliest_expiring_lot_first_and_never_expiring_last(db, org, db_url):
     t0 = now(db)
-    credits.add_credits(db, org.admin, org.id, 100, 1, description="never expires")
-    credits.add_credits(db, org.admin, org.id, 100, 1, expires_at=t0 + 10 * DAY)
-    credits.add_credits(db, org.admin, org.id, 100, 1, expires_at=t0 + 5 * DAY)
-    credits.add_credits(db, org.admin, org.id, 100, 1, expires_at=t0 + 20 * DAY)
+    credits.add_credits(db, None, org.id, 100, "0.1", description="never expires")
+    credits.add_credits(db, None, org.id, 100, "0.1", expires_at=t0 + 10 * DAY)
+    credits.add_credits(db, None, org.id, 100, "0.1", expires_at=t0 + 5 * DAY)
+    credits.add_credits(db, None, org.id, 100, "0.1", expires_at=t0 + 20 * DAY)
     credits.allocate(db, org.admin, org.id, "user-1", 400)
     credits.deduct(db, org.id, "user-1", 150, "llm", "gpt")
 
@@ -62,8 +62,8 @@ def test_usage_consumes_the_earliest_expiring_lot_first_and_never_expiring_last(
 
 def test_expiry_takes_back_unused_credits_in_proportion_remainder_to_the_largest(db, org, db_url):
     t0 = now(db)
-    credits.add_credits(db, org.admin, org.id, 1000, 1, expires_at=t0 + 5 * DAY)
-    credits.add_credits(db, org.admin, org.id, 500, 1)
+    credits.add_credits(db, None, org.id, 1000, 1, expires_at=t0 + 5 * DAY)
+    credits.add_credits(db, None, org.id, 500, "0.5")
     credits.allocate(db, org.admin, org.id, "user-1", 600)
     credits.allocate(db, org.admin, org.id, "user-2", 300)
     credits.deduct(db, org.id, "user-1", 200, "llm", "gpt")
@@ -106,15 +106,15 @@ def test_period_grants_expire_at_the_period_end_as_breakage(db, funded_org, db_u
 
 def test_bad_expiries_are_refused(db, org):
     refused(db, InvalidInput, "must be a moment in the future",
-            lambda: credits.add_credits(db, org.admin, org.id, 10, 1, expires_at=now(db) - DAY))
+            lambda: credits.add_credits(db, None, org.id, 10, "0.01", expires_at=now(db) - DAY))
     refused(db, InvalidInput, "no timezone",
-            lambda: credits.add_credits(db, org.admin, org.id, 10, 1, expires_at=datetime(2099, 1, 1)))
+            lambda: credits.add_credits(db, None, org.id, 10, "0.01", expires_at=datetime(2099, 1, 1)))
 
 
 def test_a_payment_reference_replayed_with_another_expiry_is_refused(db, org):
     at = now(db) + 30 * DAY
-    credits.add_credits(db, org.admin, org.id, 10, 1, external_ref="pay-1", expires_at=at)
-    assert credits.add_credits(db, org.admin, org.id, 10, 1, external_ref="pay-1", expires_at=at) == 10
+    credits.add_credits(db, None, org.id, 10, "0.01", external_ref="pay-1", expires_at=at)
+    assert credits.add_credits(db, None, org.id, 10, "0.01", external_ref="pay-1", expires_at=at) == 10
     from billing_core.errors import RequestConflict
     refused(db, RequestConflict, "already recorded",
-            lambda: credits.add_credits(db, org.admin, org.id, 10, 1, external_ref="pay-1"))
+            lambda: credits.add_credits(db, None, org.id, 10, "0.01", external_ref="pay-1"))

@@ -31,6 +31,7 @@ TABLES = {
     "user_sessions", "app_settings", "model_prices", "service_prices", "platform_pricing_rules",
     "org_pricing_overrides", "credit_packages", "credit_holds",
     "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts", "organization_invitations",
+    "credit_orders", "ledger_rules_since",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",
@@ -43,6 +44,7 @@ KEY_FUNCTIONS = {
     "create_user", "add_organization_member", "set_member_role", "set_default_organization",
     "ledger_violations", "ledger_authorize", "ledger_role_in", "ledger_require_org",
     "create_subscription", "set_subscription_status", "create_organization_with_plan",
+    "create_credit_order", "record_order_payment", "cancel_credit_order", "grant_credits",
 }
 
 

@@ -155,7 +155,7 @@ def test_rollover_carries_unused_up_to_the_cap_without_growing_the_standing_amou
 
 
 def test_standing_amounts_and_a_pool_that_cannot_fund_them(db, org):
-    credits.add_credits(db, org.admin, org.id, 100, 1)
+    credits.add_credits(db, None, org.id, 100, "0.1")
     credits.allocate(db, org.admin, org.id, "user-1", 10)
     periods.set_standing_credits(db, org.admin, org.id, "user-1", 80)
     periods.set_standing_credits(db, org.admin, org.id, "user-2", 120)  # no allocation yet: one opens

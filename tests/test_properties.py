@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -247,7 +247,7 @@ class LedgerMachine(RuleBasedStateMachine):
             model = self.model[org]
             bought = data.draw(st.sampled_from([10_000, 100, Decimal("12345.678901"), 0]), label="bought")
             if bought:
-                assert credits.add_credits(self.db, None, org, bought, 10) == bought
+                assert credits.add_credits(self.db, None, org, bought, "0.1") == bought
                 model.total += bought
             for user_id in sorted(model.members):
                 share = data.draw(st.sampled_from([Decimal("250.5"), 10, 1, 0]), label="share")
@@ -260,12 +260,17 @@ class LedgerMachine(RuleBasedStateMachine):
         model = self.model[org]
         kind = data.draw(st.sampled_from(["amount", "amount", "amount", "max"]), label="add kind")
         amount = MAX_PER_OPERATION if kind == "max" else draw_amount(data, None)
-        paid = data.draw(st.sampled_from([0, Decimal("9.99"), "10", Decimal("1234.5678")]), label="paid")
-        actor, allowed = self.draw_actor(data, org_index)
+        paid = data.draw(st.sampled_from([0, Decimal("0.0001"), Decimal("9.99"), "10", Decimal("1234.5678")]),
+                         label="paid")
+        actor, _ = self.draw_actor(data, org_index)
 
         error = amount_error(amount)
-        if error is None and not allowed:
-            error = PermissionDenied
+        if error is None and actor is not None:
+            error = PermissionDenied  # only the operator (or a system admin) enters a purchase directly
+        if error is None:
+            list_price = max((as_decimal(amount) * 10).to_integral_value(ROUND_CEILING) / 10000, Decimal("0.0001"))
+            if Decimal(paid) == 0 or Decimal(paid) > list_price:
+                error = InvalidAmount  # free credits are a grant; no price above the list price
         if error is None and model.total + as_decimal(amount) > MAX_POOL:
             error = InvalidAmount
         if error is not None:

@@ -69,8 +69,8 @@ def test_bad_purchase_amounts_refused(db, ready, amount, words):
 
 def test_pool_cannot_overflow(db, ready):
     for _ in range(9):
-        credits.add_credits(db, None, ready.id, 10**12, 0)
-    refused(db, InvalidAmount, "would exceed", lambda: credits.add_credits(db, None, ready.id, 10**12, 0))
+        credits.add_credits(db, None, ready.id, 10**12, 10**9)
+    refused(db, InvalidAmount, "would exceed", lambda: credits.add_credits(db, None, ready.id, 10**12, 10**9))
 
 
 def test_unknown_ids_refused(db, ready):
@@ -94,7 +94,7 @@ def test_user_of_another_organization_refused(db, ready):
             lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "outsider"], 5))
     # an admin of another organization has no say here
     refused(db, PermissionDenied, "not an admin", lambda: credits.allocate(db, "outsider", org, "user-1", 5))
-    refused(db, PermissionDenied, "not an admin", lambda: credits.add_credits(db, "outsider", org, 5, 0))
+    refused(db, PermissionDenied, "cannot add credits", lambda: credits.add_credits(db, "outsider", org, 5, 0))
 
 
 def test_members_cannot_act_as_admins(db, ready):
@@ -171,7 +171,7 @@ def test_text_with_quotes_html_and_sql_is_just_text(db, ready):
     organizations.create_organization(db, None, "quote'org", name)
     organizations.create_user(db, None, "bobby'tables", "bobby@example.com", name)
     organizations.add_member(db, None, "quote'org", "bobby'tables", "admin")
-    credits.add_credits(db, None, "quote'org", 100, 1, description=name)
+    credits.add_credits(db, None, "quote'org", 100, "0.1", description=name)
     credits.allocate(db, "bobby'tables", "quote'org", "bobby'tables", 10)
     credits.deduct(db, "quote'org", "bobby'tables", 1, "llm", name[:200], request_id=name)
     mine = reports.my_credits(db, "bobby'tables").iloc[0]

@@ -52,8 +52,8 @@ def dataset(db, db_url, monkeypatch):
     organizations.add_member(db, None, "north", "ned")
     organizations.add_member(db, None, "south", "mia")
 
-    credits.add_credits(db, "north-admin", "north", 10_000, 10)
-    credits.add_credits(db, "south-admin", "south", 2_000, 2)
+    credits.add_credits(db, None, "north", 10_000, 10)
+    credits.add_credits(db, None, "south", 2_000, 2)
     credits.allocate(db, "north-admin", "north", "mia", 1_000)
     credits.allocate(db, "north-admin", "north", "ned", 500)
     credits.allocate(db, "south-admin", "south", "mia", 400)

@@ -33,7 +33,7 @@ from screen_testing import (
 )
 
 import screen_kit
-from billing_core import auth, credits, invitations, ledger, organizations, reports, subscriptions, usage
+from billing_core import auth, credits, invitations, ledger, orders, organizations, reports, subscriptions, usage
 from billing_core.database import fetch
 from billing_core.errors import PermissionDenied
 
@@ -55,7 +55,8 @@ def acme(db, db_url, monkeypatch):
         organizations.add_member(db, None, "acme", user_id)
     organizations.create_user(db, None, "eve", "Eve@Example.com", "Eve Outside")
 
-    credits.add_credits(db, "ada", "acme", 10_000, 10)
+    funding = orders.create_order(db, "ada", "acme", credits=10_000)  # bought: ordered by ada, paid as root records
+    orders.record_payment(db, "root", funding.id, "INV-ACME-1")
     credits.allocate(db, "ada", "acme", "bob", 1_000)
     credits.allocate(db, "ada", "acme", "cy", 500)
     now = datetime.now(UTC)
@@ -126,7 +127,7 @@ def test_org_read_models_hold_the_known_figures(acme):
     history = usage.billing_timeline(acme, "ada", "acme")
     assert "credit_purchase" in set(history.event_type)
     purchase = history[history.event_type == "credit_purchase"].iloc[0]
-    assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Ada Admin")
+    assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Root")  # who recorded it
 
 
 @pytest.mark.parametrize("reader", ["org_overview", "allocations", "usage_by_service", "usage_by_user",
@@ -238,12 +239,52 @@ def test_taking_back_and_adding_credits_through_the_forms(acme):
     assert allocation_of(acme, "cy") == (Decimal("22.5"), 0)
     assert metric_values(at, "Available") == ["9,077.5"]
 
-    submit(at, "add", {"add_credits": "5,000", "add_paid": "5", "add_reference": "INV-7"})
-    assert reports.pool(acme, "ada", "acme").total_credits == 15_000
+    # credits are bought, not added: an order at the list price, credited once its payment is recorded
+    at.radio(key="buy_kind").set_value("credits")
+    submit(at, "buy", {"buy_credits": "5,000"}, confirm=False)
+    question = plain(at.warning[-1].value)
+    assert "Order 5,000 credits for $5.00" in question and "waits for payment" in question
+    at.button(key="buy_confirm").click().run()
+    assert reports.pool(acme, "ada", "acme").total_credits == 10_000
+    order = orders.orders_of(acme, "ada", "acme").iloc[0]  # newest first
+    assert (order.credits, order.price, order.status) == (5000, 5, "awaiting_payment")
+    assert dataframe(at, "state", "payment_reference").state.tolist()[0] == "awaiting payment"
+    orders.record_payment(acme, None, order.id, "INV-7")
+    st.cache_data.clear()  # the operator recorded it outside the app: drop the page's 30 s read cache
+    at = open_page("org_billing", "ada", "acme")
     assert metric_values(at, "Total credits") == ["15,000"]
     history = dataframe(at, "event_type", "total_credits_after")
     assert history.iloc[0][["credits", "amount", "total_credits_after"]].tolist() == [5000, 5, 15000]
+    assert dataframe(at, "state", "payment_reference").iloc[0][["state", "payment_reference"]].tolist() == [
+        "paid", "INV-7"]
     assert ledger.verify(acme) == []
+
+
+def test_the_add_credits_form_with_a_typed_price_is_gone(acme):
+    at = open_page("org_billing", "ada", "acme")
+    keys = {w.key for w in at.text_input}
+    assert not {"add_credits", "add_paid", "add_reference"} & keys
+    assert not any("Amount paid" in w.label for w in at.text_input)
+    assert "buy_credits" in keys
+
+
+def test_buying_a_package_and_canceling_the_order(acme):
+    at = open_page("org_billing", "ada", "acme")
+    at.radio(key="buy_kind").set_value("package")
+    at.selectbox(key="buy_package").set_value("growth_50k")
+    at.button(key="buy_submit").click().run()
+    question = plain(at.warning[-1].value)
+    assert "Order 52,500 credits for $50.00 (Package Growth 50K: 50000 credits + 2500 bonus for $50)" in question
+    at.button(key="buy_confirm").click().run()
+    assert not at.exception
+    placed = orders.orders_of(acme, "ada", "acme")
+    placed = placed[placed.package_code.notna()]  # the fixture's funding was an order of 10,000 credits
+    assert placed.package_code.tolist() == ["growth_50k"]
+    at.selectbox(key="order_cancel_id").set_value(placed.id.iloc[0])
+    at.button(key="order_cancel_submit").click().run()
+    at.button(key="order_cancel_confirm").click().run()
+    assert orders.orders_of(acme, "ada", "acme").set_index("id").status[placed.id.iloc[0]] == "canceled"
+    assert reports.pool(acme, "ada", "acme").total_credits == 10_000
 
 
 def test_cancelling_a_confirmation_changes_nothing(acme):
@@ -274,17 +315,23 @@ BAD_INPUT = [
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "1,5"},
      ("Credits to take back has a comma out of place (got '1,5'): use a dot for decimals, "
       "commas only between groups of three digits.")),
-    ("add", {"add_credits": "0", "add_paid": "1"}, "Credits to add must be greater than 0 (got 0)."),
-    ("add", {"add_credits": "100", "add_paid": "-1"}, "Purchase amount cannot be negative (got -1)."),
-    ("add", {"add_credits": "lots", "add_paid": "1"}, "Credits to add is not a number (got 'lots')."),
-    ("add", {"add_credits": "100", "add_paid": ""}, "Amount paid is not a number (got '')."),
+    ("buy", {"buy_credits": "0"}, "Credits to buy must be greater than 0 (got 0)."),
+    ("buy", {"buy_credits": "-5"}, "Credits to buy must be greater than 0 (got -5)."),
+    ("buy", {"buy_credits": "1e13"},
+     "Credits to buy is too large: at most 1,000,000,000,000 credits per operation (got 10000000000000)."),
+    ("buy", {"buy_credits": "lots"}, "Credits to buy is not a number (got 'lots')."),
+    ("buy", {"buy_credits": ""}, "Credits to buy is not a number (got '')."),
+    ("buy", {"buy_credits": "100.5"}, "Credits to buy must be a whole number (got 100.5)."),
+    ("buy", {"buy_credits": "0.0000001"}, "Credits to buy has more than 6 decimal places (got 0.0000001)."),
 ]
 
 
-@pytest.mark.parametrize("form", ["allocate", "reclaim", "add"])
+@pytest.mark.parametrize("form", ["allocate", "reclaim", "buy"])
 def test_bad_form_input_shows_the_refusal_and_changes_nothing(acme, form):
     at = open_page("org_billing", "ada", "acme")
     before = snapshot(acme)
+    if form == "buy":
+        at.radio(key="buy_kind").set_value("credits")
     for case_form, fields, message in BAD_INPUT:
         if case_form != form:
             continue

@@ -30,7 +30,7 @@ def acme(db, db_url, monkeypatch):
     for user_id in ("bob", "cy"):
         organizations.create_user(db, None, user_id, f"{user_id}@example.com", user_id.title())
         organizations.add_member(db, None, "acme", user_id)
-    credits.add_credits(db, "ada", "acme", 10_000, 10)
+    credits.add_credits(db, None, "acme", 10_000, 10)
     credits.allocate(db, "ada", "acme", "bob", 1_000)
     st.cache_data.clear()
     return db
@@ -147,10 +147,10 @@ def test_runway_and_lots_are_shown(acme):
     assert len(lots) == 1 and lots.credits.iloc[0] == 10_000
 
 
-def test_credits_bought_with_an_expiry_become_a_lot_that_expires(acme):
+def test_credits_granted_with_an_expiry_become_a_lot_that_expires(acme):
     day = (datetime.now(UTC) + timedelta(days=10)).date()
-    at = open_page("org_billing", "ada", "acme")
-    send(at, "add", add_credits="2,000", add_paid="2", add_expires=day)
+    at = open_page("system_overview", "root")
+    send(at, "grant", grant_org="acme", grant_credits="2,000", grant_reason="Launch promotion", grant_expires=day)
     assert not errors(at)
     lots = periods.lots(acme, "ada", "acme")
     expiring = lots[lots.expires_at.notna()]
@@ -161,8 +161,9 @@ def test_credits_bought_with_an_expiry_become_a_lot_that_expires(acme):
 
 def test_an_expiry_in_the_past_is_refused(acme):
     before = snapshot(acme)
-    at = open_page("org_billing", "ada", "acme")
-    send(at, "add", add_credits="2,000", add_paid="2", add_expires=(datetime.now(UTC) - timedelta(days=2)).date())
+    at = open_page("system_overview", "root")
+    send(at, "grant", grant_org="acme", grant_credits="2,000", grant_reason="Launch promotion",
+         grant_expires=(datetime.now(UTC) - timedelta(days=2)).date())
     assert errors(at)
     assert snapshot(acme) == before
 

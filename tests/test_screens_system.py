@@ -125,7 +125,7 @@ def test_overview_shows_the_datasets_figures(ds):
     row = next(m.value for m in at.markdown if "Delta" in m.value)
     assert "<b>" not in row and plain(row).startswith("**Delta <b>bold</b>** · delta · Starter")
     assert no_html_allowed(at)
-    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription", "Create organization"]
+    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription", "Grant credits", "Create organization"]
 
     exported = _download(at, "Download organizations (CSV)")
     assert sorted(exported.org_id) == sorted(data.ORG_NAMES)
@@ -344,7 +344,7 @@ def test_audit_log_for_a_system_admin_with_filters(ds, db):
 
     at.selectbox(key="audit_org").set_value("alpha").run()
     table = _table(at, "action")
-    assert set(table.org_id) == {"alpha"} and len(table) == 7
+    assert set(table.org_id) == {"alpha"} and len(table) == 9  # its order: created, then paid
 
     at.selectbox(key="audit_actor").set_value(ds.alpha_admin).run()
     table = _table(at, "action")
@@ -377,9 +377,9 @@ def test_audit_log_for_an_org_admin_shows_only_their_organization(ds):
     assert not at.exception and not errors(at)
     assert "audit_org" not in [s.key for s in at.selectbox]
     table = _table(at, "action")
-    assert set(table.org_id) == {"alpha"} and len(table) == 7
+    assert set(table.org_id) == {"alpha"} and len(table) == 9  # its order: created, then paid
     assert {"Root Admin", "Alice <i>Admin</i>"} == set(table.actor_name)
-    assert _download(at, "Download these entries (CSV)").org_id.tolist() == ["alpha"] * 7
+    assert _download(at, "Download these entries (CSV)").org_id.tolist() == ["alpha"] * 9
     assert no_html_allowed(at)
 
     at.multiselect(key="audit_actions").set_value(["credits.purchased"]).run()
@@ -462,7 +462,7 @@ def test_overview_shows_mrr_movements_churn_and_credits_per_month(months):
     assert {kind: credit[kind][_label(0)] for kind in credit} == {
         "Sold": 0, "Granted": 0, "Consumed": 2_100, "Expired": 0}
     revenue = _table(at, "revenue").set_index("month").revenue
-    assert (revenue[_label(3)], revenue[_label(1)]) == (10, 8)
+    assert (revenue[_label(3)], revenue[_label(1)]) == (10, 7)
 
     at.selectbox(key="analytics_months").set_value(6).run()
     assert not at.exception

@@ -71,6 +71,18 @@ as $$
           from lots l
          group by l.org_id
     ),
+    -- what the analytics count as sold (credits in for money: 080_analytics.sql)
+    sold_rows as (
+        select h.*
+          from org_billing_history h
+         where (p_org_id is null or h.org_id = p_org_id)
+           and ((h.credits > 0 and h.amount > 0) or h.event_type = 'credit_purchase')
+    ),
+    paid_orders as (
+        select o.*
+          from credit_orders o
+         where o.status = 'paid' and (p_org_id is null or o.org_id = p_org_id)
+    ),
     settled_usage as (
         select p.org_id, coalesce(sum(c.credits_used), 0) as credits
           from pools p
@@ -229,6 +241,57 @@ as $$
       left join credit_usage_attribution c on c.org_id = h.org_id and c.request_id = h.request_id
      where h.status = 'settled' and (p_org_id is null or h.org_id = p_org_id)
        and coalesce(c.credits_used, 0) <> h.settled_credits
+    union all
+    -- money comes in through paid orders: every row counted as sold is the
+    -- purchase row of one paid order of the same organization, credits and price
+    select 'purchase_without_paid_order', h.org_id, 'history ' || h.id,
+           format('%s of %s credits for $%s: %s', h.event_type, h.credits, h.amount,
+                  case when h.credit_order_id is null then 'names no order'
+                       when o.id is null then format('order %s does not exist', h.credit_order_id)
+                       when o.status <> 'paid' then format('order %s is %s', o.id, o.status)
+                       else format('order %s is for %s credits at $%s', o.id, o.credits, o.price) end)
+      from sold_rows h
+      left join credit_orders o on o.org_id = h.org_id and o.id = h.credit_order_id
+     where h.event_type <> 'credit_purchase' or o.id is null or o.status <> 'paid'
+        or o.credits <> h.credits or o.price <> h.amount
+    union all
+    -- ... and every paid order brought its credits in
+    select 'paid_order_without_purchase', o.org_id, 'order ' || o.id,
+           format('order paid (reference %s) for %s credits but no purchase row names it',
+                  coalesce(o.payment_reference, 'none'), o.credits)
+      from paid_orders o
+     where not exists (select 1 from org_billing_history h
+                        where h.org_id = o.org_id and h.credit_order_id = o.id and h.event_type = 'credit_purchase')
+    union all
+    -- revenue in the analytics (history rows sold for money) = the paid orders' prices
+    select 'revenue_matches_paid_orders', coalesce(r.org_id, q.org_id), 'revenue',
+           format('analytics revenue $%s, paid orders $%s', coalesce(r.revenue, 0), coalesce(q.paid, 0))
+      from (select h.org_id, sum(h.amount) as revenue from sold_rows h
+             where h.credits > 0 and h.amount > 0 group by h.org_id) r
+      full join (select o.org_id, sum(o.price) as paid from paid_orders o group by o.org_id) q
+        on q.org_id = r.org_id
+     where coalesce(r.revenue, 0) <> coalesce(q.paid, 0)
+    union all
+    -- no credits enter a pool but through a paid order or a grant: a system
+    -- admin's or the operator's with a reason (metadata source 'grant'), or
+    -- the period job's (no actor, metadata naming its source); rows recorded
+    -- before the rule existed (0010_credit_orders.sql) are not judged
+    select 'credits_without_order_or_grant', h.org_id, 'history ' || h.id,
+           format('%s brought %s credits ($%s) by %s without %s', h.event_type, h.credits, h.amount,
+                  coalesce(h.created_by, 'the operator'),
+                  case when h.event_type = 'credit_grant' then 'a system admin''s grant with a reason'
+                       else 'a paid order or a grant' end)
+      from org_billing_history h
+     where (p_org_id is null or h.org_id = p_org_id) and h.credits > 0
+       and h.recorded_at >= coalesce((select r.since from ledger_rules_since r
+                                       where r.rule = 'credits_enter_through_orders_or_grants'), '-infinity')
+       and not (h.event_type = 'credit_purchase' and h.amount > 0 and h.credit_order_id is not null)
+       and not (h.event_type = 'credit_grant' and h.amount = 0
+                and ((h.metadata ->> 'source' = 'grant'
+                      and coalesce(btrim(h.metadata ->> 'reason'), '') <> ''
+                      and h.metadata ->> 'granted_as' in ('system_admin', 'operator')
+                      and (h.created_by is null) = (h.metadata ->> 'granted_as' = 'operator'))
+                     or (h.created_by is null and coalesce(h.metadata ->> 'source', 'grant') <> 'grant')))
     union all
     -- a personal balance has its owner as its only member, an admin
     select 'personal_organization_members', o.id, 'members',

@@ -458,13 +458,17 @@ $$;
 
 -- buy_credit_package(p_org_id, p_package_code, p_actor_id, p_external_ref):
 -- returns the pool's total credits after the purchase.
--- Adds the package's credits plus its bonus to the pool for its price, as
--- one purchase (add_credits_to_pool: one billing history row describing the
--- package). For a personal balance the credits are allocated to its owner
--- in the same transaction. p_external_ref makes it idempotent like
--- add_credits_to_pool. Locks the pool row (then, for a personal balance, the
--- owner's allocation). Raises CB002 (unknown package), CB012 (package not on
--- sale) and whatever add_credits_to_pool raises.
+-- A trusted caller's direct entry of a package sale paid outside an order
+-- (a system admin or the operator; a customer orders the package with
+-- create_credit_order instead, credited when its payment is recorded): adds
+-- the package's credits plus its bonus to the pool for its price, as one
+-- purchase (add_credits_to_pool: a paid order and one billing history row
+-- describing the package). For a personal balance the credits are allocated
+-- to its owner in the same transaction. p_external_ref makes it idempotent
+-- like add_credits_to_pool. Locks the pool row (then, for a personal
+-- balance, the owner's allocation). Raises CB002 (unknown package), CB008,
+-- CB012 (package not on sale, or free) and whatever add_credits_to_pool
+-- raises.
 create or replace function buy_credit_package(
     p_org_id text,
     p_package_code text,
@@ -479,6 +483,7 @@ declare
     v_owner text;
     v_description text;
 begin
+    perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'record a package sale');
     select * into v_package from credit_packages where code = p_package_code;
     if not found then
         raise exception using errcode = 'CB002',
@@ -487,6 +492,11 @@ begin
     if not v_package.is_active then
         raise exception using errcode = 'CB012',
             message = format('Credit package %L is no longer on sale.', v_package.name);
+    end if;
+    if v_package.price <= 0 then
+        raise exception using errcode = 'CB012',
+            message = format('Credit package %L has no price: free credits are a grant (grant_credits, with a reason).',
+                             v_package.name);
     end if;
     v_description := format('Package %s: %s credits%s for $%s', v_package.name, ledger_amount_text(v_package.credits),
                             case when v_package.bonus_credits > 0

@@ -558,12 +558,15 @@ $$;
 -- top_up_personal_balance(p_user_id, p_credits, p_purchase_amount,
 --                         p_actor_id, p_description, p_external_ref):
 -- returns (org_id, remaining).
--- Adds credits to the user's individual balance: a personal organization
--- (created on the first top-up, the user its only member and admin; never
--- their default organization) whose credits are all allocated to the user.
--- The purchase is one add_credits_to_pool (billing history row) and one
--- allocation, in one transaction; p_external_ref makes it idempotent.
--- p_actor_id: the user themself or a system admin (null: a trusted job).
+-- A trusted caller's direct entry of a paid purchase for a user's individual
+-- balance: a personal organization (created on the first top-up or order,
+-- the user its only member and admin; never their default organization)
+-- whose credits are all allocated to the user. Only a system admin or the
+-- operator (null actor) enters it: a user buys for themself with an order
+-- (order_personal_credits), credited when its payment is recorded.
+-- The purchase is one add_credits_to_pool (a paid order and its billing
+-- history row: amount above $0, at most the list price) and one allocation,
+-- in one transaction; p_external_ref makes it idempotent.
 -- Locks the pool row, then the allocation. Raises CB001, CB002, CB007,
 -- CB008, CB009.
 create or replace function top_up_personal_balance(
@@ -579,31 +582,12 @@ language plpgsql
 as $$
 declare
     v_org text;
-    v_name text;
 begin
     perform ledger_require_user(p_user_id);
     perform ledger_check_credits(p_credits, 'Credits to add');
     perform ledger_check_money(p_purchase_amount, 'Purchase amount');
-    if p_actor_id is distinct from p_user_id then
-        perform ledger_authorize(p_actor_id, null, 'system_admin');
-    end if;
-    v_org := personal_organization_of(p_user_id);
-    if v_org is null then
-        select left('Personal balance: ' || coalesce(u.display_name, u.email), 200) into v_name
-          from users u where u.id = p_user_id;
-        insert into organizations (id, name, kind, personal_user_id)
-        values ('personal-' || gen_random_uuid()::text, v_name, 'personal', p_user_id)
-        on conflict (personal_user_id) where personal_user_id is not null do nothing
-        returning id into v_org;
-        if v_org is null then
-            v_org := personal_organization_of(p_user_id);  -- created meanwhile by a concurrent top-up
-        else
-            insert into credit_pools (org_id) values (v_org);
-            insert into organization_members (org_id, user_id, role, is_default) values (v_org, p_user_id, 'admin', false);
-            perform ledger_audit(v_org, p_actor_id, 'organization.created', 'organization', v_org,
-                                 jsonb_build_object('name', v_name, 'kind', 'personal', 'user_id', p_user_id));
-        end if;
-    end if;
+    perform ledger_authorize_credits_in(p_actor_id, null, 'top up an individual balance');
+    v_org := ledger_personal_organization(p_user_id, p_actor_id);
     perform ledger_lock_pool(v_org);
     if p_external_ref is not null
        and exists (select 1 from org_billing_history b where b.org_id = v_org and b.external_ref = p_external_ref) then
