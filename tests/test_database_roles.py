@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from billing_core import charging, cli, credits, database, roles
+from billing_core import charging, cli, credits, database, orders, roles
 from billing_core.database import call, fetch
 from billing_core.errors import PermissionDenied
 from billing_core.pricing import Usage
@@ -223,7 +223,10 @@ def test_app_role_writes_no_table_and_reads_users_without_their_hash(db, app_db,
 
 
 def test_app_role_does_what_the_screens_do_with_an_acting_user(db, org, app_db):
-    assert credits.add_credits(app_db, org.admin, org.id, 1_000, 1) == 1_000
+    order = orders.create_order(app_db, org.admin, org.id, credits=1_000)  # the screen's "Buy credits"
+    with pytest.raises(PermissionDenied, match="only a system admin or the operator"):
+        credits.add_credits(app_db, org.admin, org.id, 1_000, 1)
+    orders.record_payment(db, None, order.id, "INV-APP-ROLE-1")  # the operator records the payment
     assert credits.allocate(app_db, org.admin, org.id, "user-1", 100) == 100
     assert credits.reclaim(app_db, org.admin, org.id, "user-1", 40) == 40
     with pytest.raises(PermissionDenied, match="not an admin"):
