@@ -398,6 +398,65 @@ def test_same_request_id_for_different_users_charges_one_of_them(db, db_url, wor
     assert_ledger_sound(db, db_url)
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["free-for-all", "queued-behind-another-charge"])
+def test_charge_usage_retries_that_queued_behind_their_first_call_answer_replayed(db, db_url, worker_engine, queued):
+    """Finding 11: one charge_usage request id from 8 connections at once: one charge, answered replayed = false
+    once and replayed = true by every retry (they all answered false, the retries that waited on the first
+    call's row lock included)."""
+    setup_org(db, ["m-1"], 1_000)
+    credits.allocate(db, ADMIN, ORG, "m-1", 100)
+    workers = 8
+    engine = worker_engine(workers)
+
+    def call():
+        return charging.charge_usage(engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG,
+                                     request_id="charge-storm")
+
+    storm = Workers([[(w, call)] for w in range(workers)])
+    if queued:
+        with deduction_held_open(db_url, "m-1", Decimal(1), "another-charge"):
+            storm.start()
+            wait_for_lock_waiters(db_url, workers)
+    else:
+        storm.start()
+    outcomes = storm.join()
+
+    assert [describe(o.error) for o in outcomes if o.error] == []
+    assert Counter(o.value.replayed for o in outcomes) == Counter({False: 1, True: workers - 1})
+    expected = Decimal(50 - (1 if queued else 0))
+    assert {(o.value.credits, o.value.remaining) for o in outcomes} == {(Decimal(50), expected)}
+    rows = [r for r in attribution(db) if r.request_id == "charge-storm"]
+    assert [(r.credits_used, r.remaining_after) for r in rows] == [(Decimal(50), expected)]
+    assert allocations(db)["m-1"][1] == 50 + (1 if queued else 0)
+    assert ledger.verify(db) == []
+
+
+def test_reserve_retries_queued_behind_a_first_call_that_took_the_rest_answer_replayed(db, db_url, worker_engine):
+    """Finding 11 for holds: the first reserve of a request id leaves nothing free; its retries, queued on the
+    allocation row behind it, must answer as it did (replayed), not "insufficient credits"."""
+    setup_org(db, ["m-1"], 1_000)
+    credits.allocate(db, ADMIN, ORG, "m-1", 9)
+    workers = 8
+    engine = worker_engine(workers)
+
+    def call():
+        return charging.reserve(engine, "m-1", 8, "hold-storm", "llm", "gpt-4o", org_id=ORG)
+
+    storm = Workers([[(w, call)] for w in range(workers)])
+    with deduction_held_open(db_url, "m-1", Decimal(1), "another-charge"):  # 8 left: exactly the hold
+        storm.start()
+        wait_for_lock_waiters(db_url, workers)
+    outcomes = storm.join()
+
+    assert [describe(o.error) for o in outcomes if o.error] == []
+    assert Counter(o.value.replayed for o in outcomes) == Counter({False: 1, True: workers - 1})
+    assert {(o.value.credits, o.value.remaining) for o in outcomes} == {(Decimal(8), Decimal(0))}
+    [(used, held)] = fetch(db, "select used_credits, held_credits from user_credit_allocations"
+                               " where org_id = :org and is_active", {"org": ORG})
+    assert (used, held) == (1, 8)
+    assert ledger.verify(db) == []
+
+
 # --------------------------------------------------------------------------- lock order: no deadlock
 
 

@@ -59,8 +59,10 @@ $$;
 -- answers as the first call did (replayed true); with another user, service
 -- or usage it raises CB007. An event that costs 0 credits (a free service,
 -- a BYOK call without fee) is answered but writes no row.
--- Locks only the member's allocation row. Raises what price_usage,
--- deduct_credits and charging_org_for raise.
+-- Locks a transaction advisory lock on (organization, request id), so calls
+-- with the same request id run one after another (a retry that queued behind
+-- its first call answers replayed), then only the member's allocation row.
+-- Raises what price_usage, deduct_credits and charging_org_for raise.
 create or replace function charge_usage(
     p_org_id text,
     p_user_id text,
@@ -85,6 +87,10 @@ begin
     org_id := charging_org_for(p_user_id, p_org_id);
     perform ledger_check_occurred_at(p_occurred_at, 'Usage time');
     if p_request_id is not null then
+        -- Calls with one request id queue here, one after another, until each commits: a retry that
+        -- arrives while its first call is in flight looks for the first call's row (in the next,
+        -- new statement) only once that call committed, and answers replayed.
+        perform pg_advisory_xact_lock(hashtextextended('charge-usage:' || org_id || '/' || p_request_id, 0));
         select * into v_first from credit_usage_attribution c
          where c.org_id = charge_usage.org_id and c.request_id = p_request_id;
         if found then
