@@ -446,7 +446,8 @@ $$;
 -- returns nothing. Raises CB009 unless the service type is a lowercase key
 -- (letters, digits, '_', '.', '-'; at most 64), the service name is 1-200
 -- characters, the request id (optional) 1-200 characters and the metadata a
--- JSON object of at most 8 kB.
+-- JSON object of at most 8 kB, not counting its 'pricing' and 'hold' entries
+-- (the ledger's own: charge_usage and settle add them), which may take 8 kB more.
 create or replace function ledger_check_usage(
     p_service_type text,
     p_service_name text,
@@ -471,8 +472,14 @@ begin
     if p_metadata is null or jsonb_typeof(p_metadata) <> 'object' then
         raise exception using errcode = 'CB009', message = 'Metadata must be a JSON object.';
     end if;
-    if octet_length(p_metadata::text) > 8192 then
+    -- the caller's metadata: 8 kB; what the ledger itself adds (charge_usage's pricing explanation,
+    -- settle_hold's hold figures) is counted apart
+    if octet_length((p_metadata - 'pricing' - 'hold')::text) > 8192 then
         raise exception using errcode = 'CB009', message = 'Metadata is too large: at most 8 kB.';
+    end if;
+    if octet_length(p_metadata::text) > 16384 then
+        raise exception using errcode = 'CB009',
+            message = 'Metadata is too large: its ''pricing'' and ''hold'' entries may take at most 8 kB more.';
     end if;
 end;
 $$;

@@ -58,7 +58,8 @@ $$;
 -- charging_org_for. The same p_request_id again charges nothing more and
 -- answers as the first call did (replayed true); with another user, service
 -- or usage it raises CB007. An event that costs 0 credits (a free service,
--- a BYOK call without fee) is answered but writes no row.
+-- a BYOK call without fee) is answered but writes no row. p_metadata is
+-- limited to 8 kB on its own; the stored row holds it and the explanation.
 -- Locks a transaction advisory lock on (organization, request id), so calls
 -- with the same request id run one after another (a retry that queued behind
 -- its first call answers replayed), then only the member's allocation row.
@@ -86,6 +87,8 @@ declare
 begin
     org_id := charging_org_for(p_user_id, p_org_id);
     perform ledger_check_occurred_at(p_occurred_at, 'Usage time');
+    -- the caller's metadata alone counts against its 8 kB; the explanation is added to it below
+    perform ledger_check_usage(p_service_type, p_service_name, p_request_id, coalesce(p_metadata, '{}'));
     if p_request_id is not null then
         -- Calls with one request id queue here, one after another, until each commits: a retry that
         -- arrives while its first call is in flight looks for the first call's row (in the next,
