@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing_core import credits, ledger, organizations, reports
+from billing_core import charging, credits, ledger, organizations, periods, plans, pricing, reports
+from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
     AlreadyExists,
@@ -20,6 +21,7 @@ from billing_core.errors import (
     PermissionDenied,
     RuleViolation,
 )
+from billing_core.pricing import Usage
 from tests.ledger_state import refused
 
 BAD_AMOUNTS = [
@@ -203,3 +205,38 @@ def test_the_only_admin_stays(db, ready):
     organizations.set_member_role(db, ready.admin, ready.id, "user-2", "admin")
     organizations.set_member_role(db, "user-2", ready.id, ready.admin, "member")
     assert ledger.verify(db) == []
+
+
+@pytest.mark.parametrize("amount", [Decimal("Infinity"), Decimal("-Infinity")], ids=["infinity", "minus-infinity"])
+def test_an_infinite_amount_is_refused_as_infinite_by_every_checker(db, ready, amount):
+    """Finding 13: an infinite amount used to be refused with "got #.######"; every door says it is infinite."""
+    org = ready.id
+    charging.reserve(db, "user-1", 10, "open-hold", "llm", "gpt-4o", org_id=org)
+    doors = {
+        "allocate": lambda: credits.allocate(db, ready.admin, org, "user-1", amount),
+        "reclaim": lambda: credits.reclaim(db, ready.admin, org, "user-1", amount),
+        "deduct": lambda: credits.deduct(db, org, "user-1", amount, "llm", "gpt-4o"),
+        "has_sufficient_credits": lambda: credits.has_sufficient_credits(db, org, "user-1", amount),
+        "allocate_to_members": lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "user-2"], amount),
+        "reserve": lambda: charging.reserve(db, "user-1", amount, "h-inf", "llm", "gpt-4o", org_id=org),
+        "settle": lambda: charging.settle(db, org, "open-hold", amount),
+        "monthly refresh": lambda: periods.set_monthly_refresh(db, None, org, amount),
+        "low-balance threshold": lambda: periods.set_low_balance_threshold(db, ready.admin, org, amount),
+        "plan price": lambda: plans.create_plan(db, None, "inf_plan", "Inf", amount, "markup"),
+        "plan credits": lambda: plans.create_plan(db, None, "inf_plan", "Inf", 10, "markup", included_credits=amount),
+        "model rate": lambda: pricing.set_model_price(db, None, "openai", "inf-model", amount, 1),
+        "markup": lambda: pricing.set_platform_rules(db, None, markup=amount),
+        "BYOK fee": lambda: pricing.set_platform_rules(db, None, byok_fee_credits=amount),
+        "tokens": lambda: pricing.price_usage(db, org, Usage("llm", "gpt-4o", amount, 0)),
+        "requests": lambda: pricing.price_usage(db, org, Usage("company_enrichment", "x", requests=amount)),
+    }
+    for door, action in doors.items():
+        message = refused(db, InvalidAmount, "infinite", action)
+        assert "#" not in message and "finite" in message, (door, message)
+    # the SQL checkers themselves, as a metered service or another routine calls them
+    for check in ("ledger_check_credits(:a, 'Credits')", "ledger_check_money(:a, 'Amount')",
+                  "pricing_check_rate(:a, 'Rate')", "pricing_check_count(:a, 'Tokens', 0, 10)",
+                  "pricing_check_markup(:a)"):
+        message = refused(db, InvalidAmount, "is infinite", lambda check=check: fetch(db, f"select {check}", {"a": amount}))
+        assert str(amount) in message
+    assert [r[0] for r in fetch(db, "select ledger_amount_text(:a)", {"a": amount})] == [str(amount)]

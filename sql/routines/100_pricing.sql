@@ -22,7 +22,7 @@
 
 -- pricing_check_figure(p_value, p_what, p_max, p_scale, p_unit): returns
 -- nothing. Raises CB001 unless p_value is a number >= 0 (0: free), at most
--- p_max, with at most p_scale decimals. p_unit ('dollars' or 'credits')
+-- p_max, with at most p_scale decimals (not infinite). p_unit ('dollars' or 'credits')
 -- words the message.
 create or replace function pricing_check_figure(
     p_value numeric,
@@ -39,6 +39,11 @@ begin
     if p_value is null or p_value = 'NaN' then
         raise exception using errcode = 'CB001',
             message = format('%s is missing or not a number: give an amount in %s (0 for none).', p_what, p_unit);
+    end if;
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a finite amount in %s (0 for none).',
+                             p_what, p_value, p_unit);
     end if;
     if p_value < 0 then
         raise exception using errcode = 'CB001',
@@ -81,6 +86,10 @@ begin
         raise exception using errcode = 'CB001',
             message = format('%s is missing or not a number: give a whole number.', p_what);
     end if;
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a whole number.', p_what, p_value);
+    end if;
     if p_value <> trunc(p_value) then
         raise exception using errcode = 'CB001',
             message = format('%s must be a whole number (got %s).', p_what, ledger_amount_text(p_value));
@@ -114,6 +123,11 @@ language plpgsql
 immutable
 as $$
 begin
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('Markup is infinite (got %s): give a finite number greater than 0 and at most 100.',
+                             p_value);
+    end if;
     if p_value is null or p_value = 'NaN' or p_value <= 0 or p_value > 100 or p_value <> round(p_value, 4) then
         raise exception using errcode = 'CB001',
             message = format('Markup must be a number greater than 0 and at most 100, with at most 4 decimals '
