@@ -475,3 +475,15 @@ def test_a_decimal_comma_is_not_read_as_a_thousands_separator(billing, ready):
 def test_verify_of_an_unknown_organization_is_refused(billing, ready):
     result = billing("verify", "--org", "acmee")  # a typo
     assert result.code != 0, result  # today: 0 and "Ledger verified: every invariant holds."
+
+
+def test_a_nul_character_is_refused_in_one_line(billing, ready, db):
+    """Finding 14: text holding \\x00 is a refusal (exit 1, one line), not a traceback."""
+    check_all(billing, db, [
+        ("org", "create", "nul\x00org", "X"),
+        ("user", "create", "carol", "carol@example.com", "--name", "Car\x00ol"),
+        ("credits", "deduct", "acme", "bob", "1", "--service-type", "llm", "--service-name", "gpt\x00"),
+        ("credits", "deduct", "acme", "bob", "1", *DEDUCT, "--request-id", "r\x00"),
+    ], 1)
+    result = billing("credits", "deduct", "acme", "bob", "1", *DEDUCT, "--request-id", "r\x00")
+    assert "NUL character" in result.err and "\x00" not in result.err

@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
-from billing_core import charging, credits, ledger, organizations, periods, plans, pricing, reports
+from billing_core import charging, credits, database, ledger, organizations, periods, plans, pricing, reports
 from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
@@ -240,3 +241,32 @@ def test_an_infinite_amount_is_refused_as_infinite_by_every_checker(db, ready, a
         message = refused(db, InvalidAmount, "is infinite", lambda check=check: fetch(db, f"select {check}", {"a": amount}))
         assert str(amount) in message
     assert [r[0] for r in fetch(db, "select ledger_amount_text(:a)", {"a": amount})] == [str(amount)]
+
+
+def test_a_nul_character_in_text_is_refused_as_invalid_input(db, ready):
+    """Finding 14: PostgreSQL cannot store \\x00 in text; it used to surface as a raw DataError."""
+    org = ready.id
+    doors = [
+        lambda: organizations.create_organization(db, None, "nul\x00org", "X"),
+        lambda: organizations.create_organization(db, None, "nul-org", "Name\x00"),
+        lambda: organizations.create_user(db, None, "u-nul", "nul@example.com", "Ada\x00"),
+        lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt\x00-4o"),
+        lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", request_id="r\x00"),
+        lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "user-\x002"], 1),
+        lambda: charging.charge_usage(db, "user-1", Usage("llm", "gpt-4o\x00"), org_id=org),
+        lambda: reports.pool(db, "admin-1\x00", org),
+    ]
+    for action in doors:
+        refused(db, InvalidInput, "contains a NUL character", action)
+    message = refused(db, InvalidInput, "contains a NUL character",
+                      lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", request_id="r\x00"))
+    assert message.startswith("Request id contains a NUL character")
+    # inside JSON metadata the character travels escaped (\u0000), which jsonb cannot hold either
+    message = refused(db, InvalidInput, "contains a NUL character",
+                      lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", metadata={"trace": "a\x00b"}))
+    assert "metadata" in message
+    # a caller that executes on its own connection (the period job's procedure call) gets the same translation
+    with pytest.raises(sa.exc.DataError) as caught, db.connect() as conn:
+        conn.execute(sa.text("select cast(:t as text)"), {"t": "a\x00"})
+    translated = database.domain_error(caught.value)
+    assert isinstance(translated, InvalidInput) and "contains a NUL character" in str(translated)
