@@ -360,7 +360,7 @@ def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
     boundary = periods.current_period(db, org.admin, "flight").period_end
     assert boundary - datetime.now(UTC) < timedelta(days=6)
     ttl = int((boundary - datetime.now(UTC)).total_seconds()) + 7200
-    charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt", org_id="flight", ttl_seconds=ttl)
+    charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt-4o", org_id="flight", ttl_seconds=ttl)
 
     periods.run(db, boundary + HOUR)
 

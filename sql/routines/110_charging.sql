@@ -212,8 +212,11 @@ $$;
 -- request id again holds nothing more and answers as the first call did;
 -- with another user, amount or service it raises CB007, as it does when the
 -- request id was already charged. p_org_id null: see charging_org_for.
--- Locks the member's allocation row. Raises CB001, CB002, CB003, CB005,
--- CB006, CB007, CB009, CB011.
+-- The service must be one the price list prices now: a fixed-price service
+-- type, else p_service_name a model with a price (as price_usage requires).
+-- Locks the member's allocation row. Raises CB001, CB002 (also: a model with
+-- no price), CB003, CB005, CB006, CB007, CB009 (also: a withdrawn service or
+-- model), CB011.
 create or replace function reserve_credits(
     p_org_id text,
     p_user_id text,
@@ -239,6 +242,10 @@ begin
     perform ledger_check_credits(p_credits, 'Credits to hold');
     perform ledger_check_request_id(p_request_id);
     perform ledger_check_usage(p_service_type, p_service_name, p_request_id, '{}');
+    -- a call the price list cannot price is refused now, as price_usage would, not when settle_usage prices it
+    if (pricing_service_price_at(p_service_type, now())).id is null then
+        perform pricing_model_price_at(p_service_name, now());
+    end if;
     if p_ttl_seconds is not null and p_ttl_seconds not between 1 and 604800 then
         raise exception using errcode = 'CB001',
             message = format('Hold lifetime must be between 1 second and 7 days (604800 seconds); got %s.',
