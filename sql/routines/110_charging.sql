@@ -60,9 +60,9 @@ $$;
 -- or usage it raises CB007. An event that costs 0 credits (a free service,
 -- a BYOK call without fee) is answered but writes no row. p_metadata is
 -- limited to 8 kB on its own; the stored row holds it and the explanation.
--- Locks a transaction advisory lock on (organization, request id), so calls
--- with the same request id run one after another (a retry that queued behind
--- its first call answers replayed), then only the member's allocation row.
+-- Locks only the member's allocation row, before it looks for the request
+-- id when one is given: a retry that queued behind its first call finds that
+-- call's row and answers replayed.
 -- Raises what price_usage, deduct_credits and charging_org_for raise.
 create or replace function charge_usage(
     p_org_id text,
@@ -90,10 +90,19 @@ begin
     -- the caller's metadata alone counts against its 8 kB; the explanation is added to it below
     perform ledger_check_usage(p_service_type, p_service_name, p_request_id, coalesce(p_metadata, '{}'));
     if p_request_id is not null then
-        -- Calls with one request id queue here, one after another, until each commits: a retry that
-        -- arrives while its first call is in flight looks for the first call's row (in the next,
-        -- new statement) only once that call committed, and answers replayed.
-        perform pg_advisory_xact_lock(hashtextextended('charge-usage:' || org_id || '/' || p_request_id, 0));
+        -- Lock the member's allocation row first (the charge below locks it anyway): a retry that
+        -- arrives while its first call is in flight queues here, and looks for the first call's row
+        -- (in the next, new statement) only once that call committed, so it answers replayed. A
+        -- second look, in a new statement, finds the member's new allocation when a period reset
+        -- closed the one this waited on.
+        perform 1 from user_credit_allocations a
+         where a.org_id = charge_usage.org_id and a.user_id = p_user_id and a.is_active
+           for update;
+        if not found then
+            perform 1 from user_credit_allocations a
+             where a.org_id = charge_usage.org_id and a.user_id = p_user_id and a.is_active
+               for update;
+        end if;
         select * into v_first from credit_usage_attribution c
          where c.org_id = charge_usage.org_id and c.request_id = p_request_id;
         if found then
