@@ -663,6 +663,10 @@ def period_reset_held_open(db_url: str) -> Iterator[None]:
 def _charge_kinds(engine: Engine) -> dict[str, Callable[[], Any]]:
     return {
         "deduct_credits": lambda: credits.deduct(engine, ORG, "m-1", 1, "llm", "gpt-4o", request_id="during-reset"),
+        "deduct_credits, no request id": lambda: credits.deduct(engine, ORG, "m-1", 1, "llm", "gpt-4o"),
+        "charge_usage, no request id": lambda: charging.charge_usage(
+            engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG
+        ).remaining,
         "charge_usage": lambda: charging.charge_usage(
             engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG, request_id="during-reset"
         ).remaining,
@@ -675,7 +679,8 @@ def _charge_kinds(engine: Engine) -> dict[str, Callable[[], Any]]:
 
 @pytest.mark.parametrize(
     ("kind", "expected_remaining"),
-    [("deduct_credits", 4999), ("charge_usage", 4950), ("reserve_credits", 4999), ("settle_hold", 5070)],
+    [("deduct_credits", 4999), ("deduct_credits, no request id", 4999), ("charge_usage", 4950),
+     ("charge_usage, no request id", 4950), ("reserve_credits", 4999), ("settle_hold", 5070)],
 )
 def test_a_charge_that_waits_on_a_period_reset_is_made_on_the_new_allocation(
     db, db_url, worker_engine, kind, expected_remaining
