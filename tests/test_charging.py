@@ -237,7 +237,8 @@ def test_the_callers_metadata_alone_counts_against_its_8_kb(db, ready):
     # over 8 kB of the caller's own is still refused, by every door, and changes nothing
     too_big = {"trace": "x" * 8200}
     refused_all(db, InvalidInput, "at most 8 kB",
-                lambda: charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="big-3", metadata=too_big))
+                lambda: charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="big-3",
+                                              metadata=too_big))
     refused_all(db, InvalidInput, "at most 8 kB",
                 lambda: credits.deduct(db, ready.id, "user-1", 1, "llm", "gpt-4o", metadata=too_big))
     charging.reserve(db, "user-1", 100, "big-4", "llm", "gpt-4o", org_id=ready.id)

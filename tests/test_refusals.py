@@ -235,10 +235,10 @@ def test_an_infinite_amount_is_refused_as_infinite_by_every_checker(db, ready, a
         message = refused(db, InvalidAmount, "infinite", action)
         assert "#" not in message and "finite" in message, (door, message)
     # the SQL checkers themselves, as a metered service or another routine calls them
-    for check in ("ledger_check_credits(:a, 'Credits')", "ledger_check_money(:a, 'Amount')",
-                  "pricing_check_rate(:a, 'Rate')", "pricing_check_count(:a, 'Tokens', 0, 10)",
-                  "pricing_check_markup(:a)"):
-        message = refused(db, InvalidAmount, "is infinite", lambda check=check: fetch(db, f"select {check}", {"a": amount}))
+    for check in ("select ledger_check_credits(:a, 'Credits')", "select ledger_check_money(:a, 'Amount')",
+                  "select pricing_check_rate(:a, 'Rate')", "select pricing_check_count(:a, 'Tokens', 0, 10)",
+                  "select pricing_check_markup(:a)"):
+        message = refused(db, InvalidAmount, "is infinite", lambda check=check: fetch(db, check, {"a": amount}))
         assert str(amount) in message
     assert [r[0] for r in fetch(db, "select ledger_amount_text(:a)", {"a": amount})] == [str(amount)]
 
