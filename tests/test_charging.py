@@ -221,3 +221,29 @@ def test_a_call_reported_late_is_judged_by_the_plan_it_was_made_under(db, ready)
         charging.charge_usage(db, "user-1", own_key, org_id=ready.id, request_id="now-byok")
     assert charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="now-managed").credits == D("11.25")
     assert ledger.verify(db) == []
+
+
+def test_the_callers_metadata_alone_counts_against_its_8_kb(db, ready):
+    """Finding 12: 7.6 kB of caller metadata plus the pricing explanation is stored; the caller's 8 kB is its own."""
+    big = {"trace": "x" * 7600}
+    charge = charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="big-1", metadata=big)
+    assert (charge.credits, charge.replayed) == (D("11.25"), False)
+    [row] = [r for r in attribution(db, ready.id) if r.request_id == "big-1"]
+    assert row.metadata["trace"] == big["trace"] and row.metadata["pricing"]["credits"] == 11.25
+    # a held call settled by its usage: the caller's metadata, the explanation and the hold's figures
+    charging.reserve(db, "user-1", 100, "big-2", "llm", "gpt-4o", org_id=ready.id)
+    settled = charging.settle_usage(db, ready.id, "big-2", input_tokens=1000, output_tokens=500, metadata=big)
+    assert settled.credits == D("11.25")
+    [row] = [r for r in attribution(db, ready.id) if r.request_id == "big-2"]
+    assert row.metadata["trace"] == big["trace"] and "pricing" in row.metadata and "hold" in row.metadata
+    # over 8 kB of the caller's own is still refused, by every door, and changes nothing
+    too_big = {"trace": "x" * 8200}
+    refused_all(db, InvalidInput, "at most 8 kB",
+                lambda: charging.charge_usage(db, "user-1", GPT4O, org_id=ready.id, request_id="big-3",
+                                              metadata=too_big))
+    refused_all(db, InvalidInput, "at most 8 kB",
+                lambda: credits.deduct(db, ready.id, "user-1", 1, "llm", "gpt-4o", metadata=too_big))
+    charging.reserve(db, "user-1", 100, "big-4", "llm", "gpt-4o", org_id=ready.id)
+    refused_all(db, InvalidInput, "at most 8 kB", lambda: charging.settle(db, ready.id, "big-4", 10, metadata=too_big))
+    assert len(attribution(db, ready.id)) == 2
+    assert ledger.verify(db) == []

@@ -528,3 +528,15 @@ def test_an_org_admins_member_add_is_an_invitation(billing, ready):
     assert (result.code, result.out) == (0, "Invited oscar to acme as member: they join when they accept.\n")
     assert "acme" not in {m.org_id for m in auth.user_roles(ready, "oscar").memberships}
     assert billing("--as", "root", "member", "add", "acme", "olga").out == "Added olga to acme as member.\n"
+
+
+def test_a_nul_character_is_refused_in_one_line(billing, ready, db):
+    """Finding 14: text holding \\x00 is a refusal (exit 1, one line), not a traceback."""
+    check_all(billing, db, [
+        ("org", "create", "nul\x00org", "X"),
+        ("user", "create", "carol", "carol@example.com", "--name", "Car\x00ol"),
+        ("credits", "deduct", "acme", "bob", "1", "--service-type", "llm", "--service-name", "gpt\x00"),
+        ("credits", "deduct", "acme", "bob", "1", *DEDUCT, "--request-id", "r\x00"),
+    ], 1)
+    result = billing("credits", "deduct", "acme", "bob", "1", *DEDUCT, "--request-id", "r\x00")
+    assert "NUL character" in result.err and "\x00" not in result.err

@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +34,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from billing_core import credits, database, ledger, orders, organizations, reports
+from billing_core import charging, credits, database, ledger, orders, organizations, periods, reports
 from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
@@ -43,6 +44,7 @@ from billing_core.errors import (
     NotAMember,
     RequestConflict,
 )
+from billing_core.pricing import Usage
 from tests.ledger_state import billing_verify
 
 ORG = "conc-org"
@@ -396,6 +398,65 @@ def test_same_request_id_for_different_users_charges_one_of_them(db, db_url, wor
     assert_ledger_sound(db, db_url)
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["free-for-all", "queued-behind-another-charge"])
+def test_charge_usage_retries_that_queued_behind_their_first_call_answer_replayed(db, db_url, worker_engine, queued):
+    """Finding 11: one charge_usage request id from 8 connections at once: one charge, answered replayed = false
+    once and replayed = true by every retry (they all answered false, the retries that waited on the first
+    call's row lock included)."""
+    setup_org(db, ["m-1"], 1_000)
+    credits.allocate(db, ADMIN, ORG, "m-1", 100)
+    workers = 8
+    engine = worker_engine(workers)
+
+    def call():
+        return charging.charge_usage(engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG,
+                                     request_id="charge-storm")
+
+    storm = Workers([[(w, call)] for w in range(workers)])
+    if queued:
+        with deduction_held_open(db_url, "m-1", Decimal(1), "another-charge"):
+            storm.start()
+            wait_for_lock_waiters(db_url, workers)
+    else:
+        storm.start()
+    outcomes = storm.join()
+
+    assert [describe(o.error) for o in outcomes if o.error] == []
+    assert Counter(o.value.replayed for o in outcomes) == Counter({False: 1, True: workers - 1})
+    expected = Decimal(50 - (1 if queued else 0))
+    assert {(o.value.credits, o.value.remaining) for o in outcomes} == {(Decimal(50), expected)}
+    rows = [r for r in attribution(db) if r.request_id == "charge-storm"]
+    assert [(r.credits_used, r.remaining_after) for r in rows] == [(Decimal(50), expected)]
+    assert allocations(db)["m-1"][1] == 50 + (1 if queued else 0)
+    assert ledger.verify(db) == []
+
+
+def test_reserve_retries_queued_behind_a_first_call_that_took_the_rest_answer_replayed(db, db_url, worker_engine):
+    """Finding 11 for holds: the first reserve of a request id leaves nothing free; its retries, queued on the
+    allocation row behind it, must answer as it did (replayed), not "insufficient credits"."""
+    setup_org(db, ["m-1"], 1_000)
+    credits.allocate(db, ADMIN, ORG, "m-1", 9)
+    workers = 8
+    engine = worker_engine(workers)
+
+    def call():
+        return charging.reserve(engine, "m-1", 8, "hold-storm", "llm", "gpt-4o", org_id=ORG)
+
+    storm = Workers([[(w, call)] for w in range(workers)])
+    with deduction_held_open(db_url, "m-1", Decimal(1), "another-charge"):  # 8 left: exactly the hold
+        storm.start()
+        wait_for_lock_waiters(db_url, workers)
+    outcomes = storm.join()
+
+    assert [describe(o.error) for o in outcomes if o.error] == []
+    assert Counter(o.value.replayed for o in outcomes) == Counter({False: 1, True: workers - 1})
+    assert {(o.value.credits, o.value.remaining) for o in outcomes} == {(Decimal(8), Decimal(0))}
+    [(used, held)] = fetch(db, "select used_credits, held_credits from user_credit_allocations"
+                               " where org_id = :org and is_active", {"org": ORG})
+    assert (used, held) == (1, 8)
+    assert ledger.verify(db) == []
+
+
 # --------------------------------------------------------------------------- lock order: no deadlock
 
 
@@ -562,4 +623,150 @@ def test_mixed_storm_on_one_org_never_deadlocks_and_stays_exact(db, db_url, work
         {"org": ORG},
     )[0][0]
     assert pool.total_credits == 50_000 + purchased[0] + settled
+    assert_ledger_sound(db, db_url)
+
+
+# --------------------------------------------------------------------------- charges during a period reset
+
+
+def backdate_org(db: Engine, days: int) -> None:
+    """Test set-up: ORG opened `days` ago on a calendar starting each month's 1st (UTC): boundaries are due."""
+    fetch(
+        db,
+        "update organizations set created_at = now() - make_interval(days => :d), billing_anchor_day = 1,"
+        " billing_timezone = 'UTC' where id = :org",
+        {"d": days, "org": ORG},
+    )
+
+
+def active_allocation_id(db: Engine, user_id: str) -> str:
+    return fetch(
+        db,
+        "select id from user_credit_allocations where org_id = :org and user_id = :u and is_active",
+        {"org": ORG, "u": user_id},
+    )[0][0]
+
+
+@contextmanager
+def period_reset_held_open(db_url: str) -> Iterator[None]:
+    """The period job's work on ORG (close every allocation, reopen them) in a transaction left open until
+    the block ends, then committed: calls that arrive meanwhile queue on the allocation rows it closed."""
+    with psycopg.connect(db_url) as conn:  # not autocommit: the job's locks stay held
+        run_id = conn.execute("insert into billing_period_runs (run_as_of) values (now()) returning id").fetchone()[0]
+        closed = conn.execute("select periods_closed from billing_periods_process_org(%s, %s, now())",
+                              [run_id, ORG]).fetchone()[0]
+        assert closed >= 1
+        yield
+        conn.commit()
+
+
+def _charge_kinds(engine: Engine) -> dict[str, Callable[[], Any]]:
+    return {
+        "deduct_credits": lambda: credits.deduct(engine, ORG, "m-1", 1, "llm", "gpt-4o", request_id="during-reset"),
+        "deduct_credits, no request id": lambda: credits.deduct(engine, ORG, "m-1", 1, "llm", "gpt-4o"),
+        "charge_usage, no request id": lambda: charging.charge_usage(
+            engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG
+        ).remaining,
+        "charge_usage": lambda: charging.charge_usage(
+            engine, "m-1", Usage("company_enrichment", "clearbit"), org_id=ORG, request_id="during-reset"
+        ).remaining,
+        "reserve_credits": lambda: charging.reserve(
+            engine, "m-1", 1, "during-reset", "llm", "gpt-4o", org_id=ORG
+        ).remaining,
+        "settle_hold": lambda: charging.settle(engine, ORG, "held-before", 30).remaining,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_remaining"),
+    [("deduct_credits", 4999), ("deduct_credits, no request id", 4999), ("charge_usage", 4950),
+     ("charge_usage, no request id", 4950), ("reserve_credits", 4999), ("settle_hold", 5070)],
+)
+def test_a_charge_that_waits_on_a_period_reset_is_made_on_the_new_allocation(
+    db, db_url, worker_engine, kind, expected_remaining
+):
+    """Finding 6: a charge queued behind the period job's close-and-reopen of the member's allocation.
+
+    Under read committed the waiting UPDATE re-checks the closed row (no longer
+    active) and its snapshot cannot see the new allocation: it used to be
+    refused "has 5000 remaining, 1 needed". It must be made, on the new one.
+    """
+    setup_org(db, ["m-1"], 20_000)
+    credits.allocate(db, ADMIN, ORG, "m-1", 5_000)
+    if kind == "settle_hold":
+        charging.reserve(db, "m-1", 100, "held-before", "llm", "gpt-4o", org_id=ORG)  # in flight across the reset
+    backdate_org(db, 40)
+    before = active_allocation_id(db, "m-1")
+    engine = worker_engine(1)
+    charge = _charge_kinds(engine)[kind]
+
+    with period_reset_held_open(db_url):
+        worker = Workers([[(kind, charge)]]).start()
+        wait_for_lock_waiters(db_url, 1)
+    [outcome] = worker.join()
+
+    assert outcome.error is None, describe(outcome.error)
+    assert outcome.value == expected_remaining
+    after = active_allocation_id(db, "m-1")
+    assert after != before  # the reset did happen under the charge
+    if kind in ("reserve_credits", "settle_hold"):
+        [row] = fetch(db, "select allocation_id, status from credit_holds where org_id = :org and request_id = :r",
+                      {"org": ORG, "r": "during-reset" if kind == "reserve_credits" else "held-before"})
+        assert tuple(row) == (after, "open" if kind == "reserve_credits" else "settled")
+    if kind != "reserve_credits":
+        rows = attribution(db)
+        assert [r.allocation_id for r in rows] == [after]
+    assert ledger.verify(db) == []
+    assert fetch(db, "select count(*) from ledger_violations()")[0][0] == 0
+
+
+def test_the_real_period_job_under_charges_refuses_none_of_them(db, db_url, worker_engine):
+    """Finding 6 with the real job: six runs of run_billing_periods (each closing and reopening every
+    allocation) while four connections keep charging members who can afford every charge."""
+    members = [f"m-{n}" for n in range(1, 5)]
+    setup_org(db, members, 40_000)
+    for member in members:
+        credits.allocate(db, ADMIN, ORG, member, 5_000)
+    backdate_org(db, 200)
+    created = fetch(db, "select created_at from organizations where id = :org", {"org": ORG})[0][0]
+    engine = worker_engine(4)
+    done = threading.Event()
+    runs: list[Any] = []
+
+    def job() -> None:
+        try:
+            for k in range(1, 7):
+                runs.append(periods.run(db, created + k * timedelta(days=31)))
+                time.sleep(0.05)
+        finally:
+            done.set()
+
+    def charger(member: str) -> list[Any]:
+        outcomes = []
+        n = 0
+        while not done.is_set() or n < 20:
+            try:
+                outcomes.append(credits.deduct(engine, ORG, member, 1, "llm", "gpt-4o", request_id=f"{member}-{n}"))
+            except Exception as exc:  # noqa: BLE001 - judged below
+                outcomes.append(exc)
+            n += 1
+        return outcomes
+
+    results: dict[str, list[Any]] = {}
+    threads = [threading.Thread(target=lambda m=m: results.__setitem__(m, charger(m)), daemon=True) for m in members]
+    job_thread = threading.Thread(target=job, daemon=True)
+    for thread in [*threads, job_thread]:
+        thread.start()
+    for thread in [job_thread, *threads]:
+        thread.join(JOIN_TIMEOUT * 2)
+        assert not thread.is_alive()
+
+    assert len(runs) == 6 and all(r.orgs_failed == 0 for r in runs)
+    assert sum(r.periods_closed for r in runs) >= 6
+    refusals = [(m, describe(o)) for m, outcomes in results.items() for o in outcomes if isinstance(o, Exception)]
+    assert refusals == []
+    charged = sum(len(outcomes) for outcomes in results.values())
+    rows = attribution(db)
+    assert len(rows) == charged
+    assert reports.pool(db, ADMIN, ORG).used_credits == charged
     assert_ledger_sound(db, db_url)

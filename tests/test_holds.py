@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from billing_core import charging, credits, database, ledger, organizations, reports
+from billing_core import charging, credits, database, ledger, organizations, pricing, reports
 from billing_core.database import fetch
 from billing_core.errors import (
     HoldNotOpen,
@@ -23,7 +23,7 @@ from billing_core.errors import (
 )
 from tests.ledger_state import billing_verify
 from tests.time_travel import earlier, into_the_past
-from tests.test_pricing import refused_all
+from tests.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 
 D = Decimal
 
@@ -197,6 +197,32 @@ def test_hold_refusals_change_nothing(db, ready):
     refused_all(db, InsufficientCredits, "no credits allocated",
                 lambda: charging.reserve(db, "user-2", 5, "u2", "llm", "gpt-4o", org_id=org))
     refused_all(db, InvalidInput, "infinity", lambda: fetch(db, "select release_expired_holds('infinity')"))
+
+
+def test_a_hold_for_a_call_the_price_list_cannot_price_is_refused_up_front(db, ready, sysadmin):
+    """Finding 16: reserve_credits accepted any model name, and settle_usage then failed; it refuses as
+    price_usage does, and nothing is held."""
+    org = ready.id
+    refused_all(db, NotFound, "no price for model 'gpt-17-imaginary'",
+                lambda: charging.reserve(db, "user-1", 10, "h-x", "llm", "gpt-17-imaginary", org_id=org))
+    # a withdrawn model or service is refused too, with what price_usage says
+    pricing.set_model_price(db, sysadmin, "openai", "gpt-4o", 1, 1, available=False)
+    refused_all(db, InvalidInput, "withdrawn",
+                lambda: charging.reserve(db, "user-1", 10, "h-y", "llm", "gpt-4o", org_id=org))
+    pricing.set_service_price(db, sysadmin, "contact_lookup", 10, available=False)
+    refused_all(db, InvalidInput, "not offered",
+                lambda: charging.reserve(db, "user-1", 10, "h-z", "contact_lookup", "apollo", org_id=org))
+    # what the price list prices is held: a model with a price, a fixed-price service under any label
+    assert charging.reserve(db, "user-1", 10, "h-1", "llm", "gpt-4o-mini", org_id=org).credits == 10
+    assert charging.reserve(db, "user-1", 60, "h-2", "company_enrichment", "any label", org_id=org).credits == 60
+    assert charging.settle_usage(db, org, "h-1", input_tokens=100).credits > 0
+    assert charging.settle_usage(db, org, "h-2").credits == 50
+    assert allocation(db, org) == (D("1000"), D("50") + charged_credits(db, org, "h-1"), D("0"))
+
+
+def charged_credits(db, org_id, request_id):
+    return fetch(db, "select credits_used from credit_usage_attribution where org_id = :o and request_id = :r",
+                 {"o": org_id, "r": request_id})[0][0]
 
 
 # --------------------------------------------------------------------------- concurrency

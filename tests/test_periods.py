@@ -369,7 +369,7 @@ def test_a_call_in_flight_keeps_its_hold_across_the_boundary(db, org):
     boundary = periods.current_period(db, org.admin, "flight").period_end
     assert boundary - datetime.now(UTC) < timedelta(days=6)
     ttl = int((boundary - datetime.now(UTC)).total_seconds()) + 7200
-    charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt", org_id="flight", ttl_seconds=ttl)
+    charging.reserve(db, "user-1", 50, "call-across", "llm", "gpt-4o", org_id="flight", ttl_seconds=ttl)
     # the job refuses a future time: the set-up happened SHIFT ago, the call is still in flight now
     into_the_past(db, keep=("credit_holds.expires_at",))
     boundary = earlier(boundary)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
-from billing_core import credits, ledger, organizations, reports
+from billing_core import charging, credits, database, ledger, organizations, periods, plans, pricing, reports
+from billing_core.database import fetch
 from billing_core.errors import (
     AllocationInactive,
     AlreadyExists,
@@ -20,6 +22,7 @@ from billing_core.errors import (
     PermissionDenied,
     RuleViolation,
 )
+from billing_core.pricing import Usage
 from tests.ledger_state import refused
 
 BAD_AMOUNTS = [
@@ -203,3 +206,67 @@ def test_the_only_admin_stays(db, ready):
     organizations.set_member_role(db, ready.admin, ready.id, "user-2", "admin")
     organizations.set_member_role(db, "user-2", ready.id, ready.admin, "member")
     assert ledger.verify(db) == []
+
+
+@pytest.mark.parametrize("amount", [Decimal("Infinity"), Decimal("-Infinity")], ids=["infinity", "minus-infinity"])
+def test_an_infinite_amount_is_refused_as_infinite_by_every_checker(db, ready, amount):
+    """Finding 13: an infinite amount used to be refused with "got #.######"; every door says it is infinite."""
+    org = ready.id
+    charging.reserve(db, "user-1", 10, "open-hold", "llm", "gpt-4o", org_id=org)
+    doors = {
+        "allocate": lambda: credits.allocate(db, ready.admin, org, "user-1", amount),
+        "reclaim": lambda: credits.reclaim(db, ready.admin, org, "user-1", amount),
+        "deduct": lambda: credits.deduct(db, org, "user-1", amount, "llm", "gpt-4o"),
+        "has_sufficient_credits": lambda: credits.has_sufficient_credits(db, org, "user-1", amount),
+        "allocate_to_members": lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "user-2"], amount),
+        "reserve": lambda: charging.reserve(db, "user-1", amount, "h-inf", "llm", "gpt-4o", org_id=org),
+        "settle": lambda: charging.settle(db, org, "open-hold", amount),
+        "monthly refresh": lambda: periods.set_monthly_refresh(db, None, org, amount),
+        "low-balance threshold": lambda: periods.set_low_balance_threshold(db, ready.admin, org, amount),
+        "plan price": lambda: plans.create_plan(db, None, "inf_plan", "Inf", amount, "markup"),
+        "plan credits": lambda: plans.create_plan(db, None, "inf_plan", "Inf", 10, "markup", included_credits=amount),
+        "model rate": lambda: pricing.set_model_price(db, None, "openai", "inf-model", amount, 1),
+        "markup": lambda: pricing.set_platform_rules(db, None, markup=amount),
+        "BYOK fee": lambda: pricing.set_platform_rules(db, None, byok_fee_credits=amount),
+        "tokens": lambda: pricing.price_usage(db, org, Usage("llm", "gpt-4o", amount, 0)),
+        "requests": lambda: pricing.price_usage(db, org, Usage("company_enrichment", "x", requests=amount)),
+    }
+    for door, action in doors.items():
+        message = refused(db, InvalidAmount, "infinite", action)
+        assert "#" not in message and "finite" in message, (door, message)
+    # the SQL checkers themselves, as a metered service or another routine calls them
+    for check in ("select ledger_check_credits(:a, 'Credits')", "select ledger_check_money(:a, 'Amount')",
+                  "select pricing_check_rate(:a, 'Rate')", "select pricing_check_count(:a, 'Tokens', 0, 10)",
+                  "select pricing_check_markup(:a)"):
+        message = refused(db, InvalidAmount, "is infinite", lambda check=check: fetch(db, check, {"a": amount}))
+        assert str(amount) in message
+    assert [r[0] for r in fetch(db, "select ledger_amount_text(:a)", {"a": amount})] == [str(amount)]
+
+
+def test_a_nul_character_in_text_is_refused_as_invalid_input(db, ready):
+    """Finding 14: PostgreSQL cannot store \\x00 in text; it used to surface as a raw DataError."""
+    org = ready.id
+    doors = [
+        lambda: organizations.create_organization(db, None, "nul\x00org", "X"),
+        lambda: organizations.create_organization(db, None, "nul-org", "Name\x00"),
+        lambda: organizations.create_user(db, None, "u-nul", "nul@example.com", "Ada\x00"),
+        lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt\x00-4o"),
+        lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", request_id="r\x00"),
+        lambda: credits.allocate_to_members(db, ready.admin, org, ["user-1", "user-\x002"], 1),
+        lambda: charging.charge_usage(db, "user-1", Usage("llm", "gpt-4o\x00"), org_id=org),
+        lambda: reports.pool(db, "admin-1\x00", org),
+    ]
+    for action in doors:
+        refused(db, InvalidInput, "contains a NUL character", action)
+    message = refused(db, InvalidInput, "contains a NUL character",
+                      lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", request_id="r\x00"))
+    assert message.startswith("Request id contains a NUL character")
+    # inside JSON metadata the character travels escaped (\u0000), which jsonb cannot hold either
+    message = refused(db, InvalidInput, "contains a NUL character",
+                      lambda: credits.deduct(db, org, "user-1", 1, "llm", "gpt-4o", metadata={"trace": "a\x00b"}))
+    assert "metadata" in message
+    # a caller that executes on its own connection (the period job's procedure call) gets the same translation
+    with pytest.raises(sa.exc.DataError) as caught, db.connect() as conn:
+        conn.execute(sa.text("select cast(:t as text)"), {"t": "a\x00"})
+    translated = database.domain_error(caught.value)
+    assert isinstance(translated, InvalidInput) and "contains a NUL character" in str(translated)

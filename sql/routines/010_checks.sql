@@ -25,7 +25,8 @@
 
 
 -- ledger_amount_text(p_amount): an amount as a person reads it in a message:
--- no trailing zeros, scientific notation past 15 digits. Raises nothing.
+-- no trailing zeros, scientific notation past 15 digits, 'Infinity' and
+-- '-Infinity' as such. Raises nothing.
 create or replace function ledger_amount_text(p_amount numeric)
 returns text
 language sql
@@ -33,15 +34,18 @@ immutable
 as $$
     select case
         when p_amount is null then 'nothing'
-        when p_amount = 'NaN' or abs(p_amount) < 1e15 then trim_scale(p_amount)::text
+        when p_amount = 'NaN' or abs(p_amount) = 'Infinity' then p_amount::text
+        when abs(p_amount) < 1e15 then trim_scale(p_amount)::text
         else btrim(to_char(p_amount, '9.99EEEE'))
     end;
 $$;
 
 
 -- ledger_check_credits(p_credits, p_what): returns nothing.
--- Raises CB001 unless p_credits is a number > 0, at most 1,000,000,000,000
--- and with at most 6 decimal places. p_what names the amount in the message.
+-- Raises CB001 unless p_credits is a finite number > 0, at most
+-- 1,000,000,000,000 and with at most 6 decimal places (the message says
+-- which: missing, not a number, infinite, not above 0, too large, too
+-- precise). p_what names the amount in the message.
 create or replace function ledger_check_credits(p_credits numeric, p_what text)
 returns void
 language plpgsql
@@ -55,6 +59,11 @@ begin
     if p_credits = 'NaN' then
         raise exception using errcode = 'CB001',
             message = format('%s is not a number: give a number of credits greater than 0.', p_what);
+    end if;
+    if abs(p_credits) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a finite number of credits greater than 0.',
+                             p_what, p_credits);
     end if;
     if p_credits <= 0 then
         raise exception using errcode = 'CB001',
@@ -74,8 +83,8 @@ $$;
 
 
 -- ledger_check_money(p_amount, p_what): returns nothing.
--- Raises CB001 unless p_amount is a number >= 0, at most 10,000,000,000 and
--- with at most 4 decimal places.
+-- Raises CB001 unless p_amount is a finite number >= 0, at most
+-- 10,000,000,000 and with at most 4 decimal places.
 create or replace function ledger_check_money(p_amount numeric, p_what text)
 returns void
 language plpgsql
@@ -89,6 +98,10 @@ begin
     if p_amount = 'NaN' then
         raise exception using errcode = 'CB001',
             message = format('%s is not a number: give an amount in dollars.', p_what);
+    end if;
+    if abs(p_amount) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a finite amount in dollars.', p_what, p_amount);
     end if;
     if p_amount < 0 then
         raise exception using errcode = 'CB001',

@@ -557,7 +557,8 @@ $$;
 -- returns nothing. Raises CB009 unless the service type is a lowercase key
 -- (letters, digits, '_', '.', '-'; at most 64), the service name is 1-200
 -- characters, the request id (optional) 1-200 characters and the metadata a
--- JSON object of at most 8 kB.
+-- JSON object of at most 8 kB, not counting its 'pricing' and 'hold' entries
+-- (the ledger's own: charge_usage and settle add them), which may take 8 kB more.
 create or replace function ledger_check_usage(
     p_service_type text,
     p_service_name text,
@@ -582,8 +583,14 @@ begin
     if p_metadata is null or jsonb_typeof(p_metadata) <> 'object' then
         raise exception using errcode = 'CB009', message = 'Metadata must be a JSON object.';
     end if;
-    if octet_length(p_metadata::text) > 8192 then
+    -- the caller's metadata: 8 kB; what the ledger itself adds (charge_usage's pricing explanation,
+    -- settle_hold's hold figures) is counted apart
+    if octet_length((p_metadata - 'pricing' - 'hold')::text) > 8192 then
         raise exception using errcode = 'CB009', message = 'Metadata is too large: at most 8 kB.';
+    end if;
+    if octet_length(p_metadata::text) > 16384 then
+        raise exception using errcode = 'CB009',
+            message = 'Metadata is too large: its ''pricing'' and ''hold'' entries may take at most 8 kB more.';
     end if;
 end;
 $$;
@@ -676,6 +683,9 @@ drop function if exists deduct_credits(text, text, numeric, text, text, text, js
 -- current allocation.
 -- The charge that takes the allocation from under 90% used to 90% or more
 -- also opens its low-balance alert (094_alerts.sql; once per allocation).
+-- A charge that waited on the member's allocation while a period reset
+-- closed it and opened the next one is charged to the new allocation (one
+-- more attempt, in a new statement), never refused for it.
 -- Locks only the member's allocation row. Raises CB001, CB002, CB003, CB005,
 -- CB006, CB007, CB009 (also: p_occurred_at in the future or more than 400
 -- days ago), CB011.
@@ -699,6 +709,7 @@ declare
     v_used numeric;
     v_remaining numeric;
     v_recorded boolean;
+    v_attempt integer;
 begin
     -- one expression for the common case; the checks that name what is wrong
     -- (and raise) run only when it fails. This is the hottest path of the ledger.
@@ -721,37 +732,53 @@ begin
 
     -- The charge and its attribution row in one statement. The UPDATE's WHERE
     -- clause is re-checked on the newest row version after a wait, so
-    -- concurrent charges can never overdraw the allocation.
-    with charged as (
-        update user_credit_allocations
-           set used_credits = used_credits + p_credits, updated_at = now()
-         where org_id = p_org_id and user_id = p_user_id and is_active
-           and remaining_credits - held_credits >= p_credits
-           and exists (select 1 from organizations where id = p_org_id and status = 'active')
-           -- a retry of a recorded request touches nothing: it is answered below
-           and not exists (select 1 from credit_usage_attribution
-                            where org_id = p_org_id and request_id = p_request_id)
-        returning id, allocated_credits, used_credits, remaining_credits - held_credits as remaining_credits
-    ), recorded as (
-        insert into credit_usage_attribution
-            (org_id, user_id, allocation_id, credits_used, service_type, service_name,
-             request_id, metadata, remaining_after, created_at)
-        select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
-               p_request_id, p_metadata, c.remaining_credits, coalesce(p_occurred_at, now())
-          from charged c
-        on conflict (org_id, request_id) where request_id is not null do nothing
-        returning 1
-    )
-    select c.id, c.allocated_credits, c.used_credits, c.remaining_credits, exists (select 1 from recorded)
-      into v_allocation_id, v_allocated, v_used, v_remaining, v_recorded
-      from charged c;
-    if v_recorded then
-        -- crossing 90% used: rare, one extra insert
-        if v_used * 10 >= v_allocated * 9 and (v_used - p_credits) * 10 < v_allocated * 9 then
-            perform ledger_raise_allocation_alert(p_org_id, v_allocation_id, p_user_id, v_allocated, v_used);
+    -- concurrent charges can never overdraw the allocation. The loop runs it
+    -- a second time only when it charged nothing (see the end of the loop).
+    for v_attempt in 1 .. 2 loop
+        with charged as (
+            update user_credit_allocations
+               set used_credits = used_credits + p_credits, updated_at = now()
+             where org_id = p_org_id and user_id = p_user_id and is_active
+               and remaining_credits - held_credits >= p_credits
+               and exists (select 1 from organizations where id = p_org_id and status = 'active')
+               -- a retry of a recorded request touches nothing: it is answered below
+               and not exists (select 1 from credit_usage_attribution
+                                where org_id = p_org_id and request_id = p_request_id)
+            returning id, allocated_credits, used_credits, remaining_credits - held_credits as remaining_credits
+        ), recorded as (
+            insert into credit_usage_attribution
+                (org_id, user_id, allocation_id, credits_used, service_type, service_name,
+                 request_id, metadata, remaining_after, created_at)
+            select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
+                   p_request_id, p_metadata, c.remaining_credits, coalesce(p_occurred_at, now())
+              from charged c
+            on conflict (org_id, request_id) where request_id is not null do nothing
+            returning 1
+        )
+        select c.id, c.allocated_credits, c.used_credits, c.remaining_credits, exists (select 1 from recorded)
+          into v_allocation_id, v_allocated, v_used, v_remaining, v_recorded
+          from charged c;
+        if v_recorded then
+            -- crossing 90% used: rare, one extra insert
+            if v_used * 10 >= v_allocated * 9 and (v_used - p_credits) * 10 < v_allocated * 9 then
+                perform ledger_raise_allocation_alert(p_org_id, v_allocation_id, p_user_id, v_allocated, v_used);
+            end if;
+            return v_remaining;
         end if;
-        return v_remaining;
-    end if;
+        -- Charged nothing. Under read committed, an UPDATE that waited on the
+        -- member's allocation while the period job closed it and opened the next
+        -- one re-checks the closed row (no longer active) and cannot see the new
+        -- one: its statement's snapshot is older than the new row. When a new
+        -- statement (a new snapshot) finds an active allocation that pays for
+        -- the charge, run the charge once more; otherwise answer or refuse below.
+        exit when v_allocation_id is not null or v_attempt = 2
+               or (p_request_id is not null
+                   and exists (select 1 from credit_usage_attribution
+                                where org_id = p_org_id and request_id = p_request_id))
+               or not exists (select 1 from user_credit_allocations
+                               where org_id = p_org_id and user_id = p_user_id and is_active
+                                 and remaining_credits - held_credits >= p_credits);
+    end loop;
 
     -- Nothing recorded: a retry of a recorded request id (also one that queued
     -- behind its own first call and found the balance spent), or a refusal.

@@ -22,7 +22,7 @@
 
 -- pricing_check_figure(p_value, p_what, p_max, p_scale, p_unit): returns
 -- nothing. Raises CB001 unless p_value is a number >= 0 (0: free), at most
--- p_max, with at most p_scale decimals. p_unit ('dollars' or 'credits')
+-- p_max, with at most p_scale decimals (not infinite). p_unit ('dollars' or 'credits')
 -- words the message.
 create or replace function pricing_check_figure(
     p_value numeric,
@@ -39,6 +39,11 @@ begin
     if p_value is null or p_value = 'NaN' then
         raise exception using errcode = 'CB001',
             message = format('%s is missing or not a number: give an amount in %s (0 for none).', p_what, p_unit);
+    end if;
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a finite amount in %s (0 for none).',
+                             p_what, p_value, p_unit);
     end if;
     if p_value < 0 then
         raise exception using errcode = 'CB001',
@@ -81,6 +86,10 @@ begin
         raise exception using errcode = 'CB001',
             message = format('%s is missing or not a number: give a whole number.', p_what);
     end if;
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('%s is infinite (got %s): give a whole number.', p_what, p_value);
+    end if;
     if p_value <> trunc(p_value) then
         raise exception using errcode = 'CB001',
             message = format('%s must be a whole number (got %s).', p_what, ledger_amount_text(p_value));
@@ -114,6 +123,11 @@ language plpgsql
 immutable
 as $$
 begin
+    if abs(p_value) = 'Infinity' then
+        raise exception using errcode = 'CB001',
+            message = format('Markup is infinite (got %s): give a finite number greater than 0 and at most 100.',
+                             p_value);
+    end if;
     if p_value is null or p_value = 'NaN' or p_value <= 0 or p_value > 100 or p_value <> round(p_value, 4) then
         raise exception using errcode = 'CB001',
             message = format('Markup must be a number greater than 0 and at most 100, with at most 4 decimals '
@@ -549,6 +563,63 @@ as $$
 $$;
 
 
+-- pricing_service_price_at(p_service_type, p_at): returns the fixed price
+-- of the service type in force at p_at, or null when the type has none (a
+-- model call: see pricing_model_price_at). Raises CB009 when the service is
+-- withdrawn at p_at. Takes no lock.
+create or replace function pricing_service_price_at(p_service_type text, p_at timestamptz)
+returns service_prices
+language plpgsql
+stable
+as $$
+declare
+    v_service service_prices;
+begin
+    select * into v_service from service_prices
+     where service_type = p_service_type and effective_from <= p_at
+     order by effective_from desc limit 1;
+    if found and not v_service.is_available then
+        raise exception using errcode = 'CB009',
+            message = format('Service %L is not offered since %s.', p_service_type,
+                             ledger_time_text(v_service.effective_from));
+    end if;
+    return v_service;
+end;
+$$;
+
+
+-- pricing_model_price_at(p_model, p_at): returns the model's provider prices
+-- in force at p_at. Raises CB002 when the model has no price then (the
+-- message lists known models), CB009 when it is withdrawn. Takes no lock.
+create or replace function pricing_model_price_at(p_model text, p_at timestamptz)
+returns model_prices
+language plpgsql
+stable
+as $$
+declare
+    v_model model_prices;
+begin
+    select * into v_model from model_prices
+     where model = p_model and effective_from <= p_at
+     order by effective_from desc limit 1;
+    if not found then
+        raise exception using errcode = 'CB002',
+            message = format('No price for model %L at %s: ask a system admin to add it on the Pricing page '
+                             '(known models: %s).', left(p_model, 200), ledger_time_text(p_at),
+                             coalesce((select string_agg(m, ', ' order by m)
+                                         from (select distinct model as m from model_prices
+                                                where effective_from <= p_at and is_available limit 20) known),
+                                      'none'));
+    end if;
+    if not v_model.is_available then
+        raise exception using errcode = 'CB009',
+            message = format('Model %L is withdrawn since %s.', p_model, ledger_time_text(v_model.effective_from));
+    end if;
+    return v_model;
+end;
+$$;
+
+
 -- pricing_quote(p_org_id, p_plan_code, p_pricing_mode, p_service_type,
 --               p_service_name, p_input_tokens, p_output_tokens, p_images,
 --               p_requests, p_byok, p_at): returns (credits, explanation).
@@ -597,15 +668,8 @@ begin
                                     'images', p_images, 'requests', p_requests),
         'credits_per_usd', 1000, 'rounding', 'half away from zero to 6 decimals, once, at the end');
 
-    select * into v_service from service_prices
-     where service_type = p_service_type and effective_from <= p_at
-     order by effective_from desc limit 1;
-    if found then
-        if not v_service.is_available then
-            raise exception using errcode = 'CB009',
-                message = format('Service %L is not offered since %s.', p_service_type,
-                                 ledger_time_text(v_service.effective_from));
-        end if;
+    v_service := pricing_service_price_at(p_service_type, p_at);
+    if v_service.id is not null then
         credits := round(v_service.credits * p_requests, 6);
         explanation := v_base || jsonb_build_object(
             'method', 'fixed_price', 'service_price_id', v_service.id,
@@ -615,23 +679,7 @@ begin
         return;
     end if;
 
-    select * into v_model from model_prices
-     where model = p_service_name and effective_from <= p_at
-     order by effective_from desc limit 1;
-    if not found then
-        raise exception using errcode = 'CB002',
-            message = format('No price for model %L at %s: ask a system admin to add it on the Pricing page '
-                             '(known models: %s).', left(p_service_name, 200), ledger_time_text(p_at),
-                             coalesce((select string_agg(m, ', ' order by m)
-                                         from (select distinct model as m from model_prices
-                                                where effective_from <= p_at and is_available limit 20) known),
-                                      'none'));
-    end if;
-    if not v_model.is_available then
-        raise exception using errcode = 'CB009',
-            message = format('Model %L is withdrawn since %s.', p_service_name,
-                             ledger_time_text(v_model.effective_from));
-    end if;
+    v_model := pricing_model_price_at(p_service_name, p_at);
     if v_byok and p_pricing_mode = 'markup' then
         raise exception using errcode = 'CB012',
             message = format('Plan %s runs on managed provider keys: calls with your own key (BYOK) need a '

@@ -58,9 +58,12 @@ $$;
 -- charging_org_for. The same p_request_id again charges nothing more and
 -- answers as the first call did (replayed true); with another user, service
 -- or usage it raises CB007. An event that costs 0 credits (a free service,
--- a BYOK call without fee) is answered but writes no row.
--- Locks only the member's allocation row. Raises what price_usage,
--- deduct_credits and charging_org_for raise.
+-- a BYOK call without fee) is answered but writes no row. p_metadata is
+-- limited to 8 kB on its own; the stored row holds it and the explanation.
+-- Locks only the member's allocation row, before it looks for the request
+-- id when one is given: a retry that queued behind its first call finds that
+-- call's row and answers replayed.
+-- Raises what price_usage, deduct_credits and charging_org_for raise.
 create or replace function charge_usage(
     p_org_id text,
     p_user_id text,
@@ -84,7 +87,22 @@ declare
 begin
     org_id := charging_org_for(p_user_id, p_org_id);
     perform ledger_check_occurred_at(p_occurred_at, 'Usage time');
+    -- the caller's metadata alone counts against its 8 kB; the explanation is added to it below
+    perform ledger_check_usage(p_service_type, p_service_name, p_request_id, coalesce(p_metadata, '{}'));
     if p_request_id is not null then
+        -- Lock the member's allocation row first (the charge below locks it anyway): a retry that
+        -- arrives while its first call is in flight queues here, and looks for the first call's row
+        -- (in the next, new statement) only once that call committed, so it answers replayed. A
+        -- second look, in a new statement, finds the member's new allocation when a period reset
+        -- closed the one this waited on.
+        perform 1 from user_credit_allocations a
+         where a.org_id = charge_usage.org_id and a.user_id = p_user_id and a.is_active
+           for update;
+        if not found then
+            perform 1 from user_credit_allocations a
+             where a.org_id = charge_usage.org_id and a.user_id = p_user_id and a.is_active
+               for update;
+        end if;
         select * into v_first from credit_usage_attribution c
          where c.org_id = charge_usage.org_id and c.request_id = p_request_id;
         if found then
@@ -197,12 +215,17 @@ $$;
 -- Holds p_credits of the member's allocation for a call in progress, until
 -- settle_hold, release_hold or expiry (p_ttl_seconds, default the platform
 -- rule's hold lifetime). remaining is what the member can still spend. When
--- the member is short, their own expired holds are freed first. The same
+-- the member is short, their own expired holds are freed first. A reserve
+-- that waited on the member's allocation while a period reset closed it and
+-- opened the next one holds on the new allocation. The same
 -- request id again holds nothing more and answers as the first call did;
 -- with another user, amount or service it raises CB007, as it does when the
 -- request id was already charged. p_org_id null: see charging_org_for.
--- Locks the member's allocation row. Raises CB001, CB002, CB003, CB005,
--- CB006, CB007, CB009, CB011.
+-- The service must be one the price list prices now: a fixed-price service
+-- type, else p_service_name a model with a price (as price_usage requires).
+-- Locks the member's allocation row. Raises CB001, CB002 (also: a model with
+-- no price), CB003, CB005, CB006, CB007, CB009 (also: a withdrawn service or
+-- model), CB011.
 create or replace function reserve_credits(
     p_org_id text,
     p_user_id text,
@@ -228,6 +251,10 @@ begin
     perform ledger_check_credits(p_credits, 'Credits to hold');
     perform ledger_check_request_id(p_request_id);
     perform ledger_check_usage(p_service_type, p_service_name, p_request_id, '{}');
+    -- a call the price list cannot price is refused now, as price_usage would, not when settle_usage prices it
+    if (pricing_service_price_at(p_service_type, now())).id is null then
+        perform pricing_model_price_at(p_service_name, now());
+    end if;
     if p_ttl_seconds is not null and p_ttl_seconds not between 1 and 604800 then
         raise exception using errcode = 'CB001',
             message = format('Hold lifetime must be between 1 second and 7 days (604800 seconds); got %s.',
@@ -251,32 +278,44 @@ begin
                and exists (select 1 from organizations o where o.id = v_org and o.status = 'active')
             returning a.id, a.remaining_credits - a.held_credits into v_allocation_id, v_remaining;
             exit when found or v_attempt = 2;
-            -- short: free this member's own expired holds (under the allocation's lock), then try once more
+            -- Short, as its statement saw it. Lock the member's active allocation in a new statement (a
+            -- new snapshot: after a wait on an allocation that a period reset closed and reopened, the
+            -- first UPDATE could not see the new one), free the member's own expired holds, and try once
+            -- more when that allocation now pays for the hold.
             select a.id into v_allocation_id from user_credit_allocations a
              where a.org_id = v_org and a.user_id = p_user_id and a.is_active
                for update;
-            exit when not found
-                   or ledger_free_holds(v_org, v_allocation_id, 'expired', 'expired', null, now()) = 0;
+            exit when not found;
+            perform ledger_free_holds(v_org, v_allocation_id, 'expired', 'expired', null, now());
+            exit when not exists (select 1 from user_credit_allocations a
+                                   where a.org_id = v_org and a.id = v_allocation_id
+                                     and a.remaining_credits - a.held_credits >= p_credits);
         end loop;
         if v_remaining is null then
-            perform ledger_refuse_deduction(v_org, p_user_id, p_credits);
+            -- a first call with this request id that committed while this one waited may have taken
+            -- what was left: answer as it did; otherwise refuse
+            select * into v_hold from credit_holds h where h.org_id = v_org and h.request_id = p_request_id;
+            if not found then
+                perform ledger_refuse_deduction(v_org, p_user_id, p_credits);
+            end if;
+        else
+            insert into credit_holds (org_id, request_id, user_id, allocation_id, credits, service_type,
+                                      service_name, remaining_at_reserve, expires_at)
+            values (v_org, p_request_id, p_user_id, v_allocation_id, p_credits, p_service_type, p_service_name,
+                    v_remaining, now() + make_interval(secs => v_ttl))
+            on conflict on constraint credit_holds_request_once do nothing
+            returning * into v_hold;
+            if v_hold.id is not null then
+                return query select v_org, p_request_id, p_credits, v_hold.expires_at, v_remaining, false;
+                return;
+            end if;
+            -- the first call with this request id committed while this one waited for the allocation:
+            -- take this hold back and answer as the first call did
+            update user_credit_allocations a
+               set held_credits = held_credits - p_credits
+             where a.org_id = v_org and a.id = v_allocation_id;
+            select * into v_hold from credit_holds h where h.org_id = v_org and h.request_id = p_request_id;
         end if;
-        insert into credit_holds (org_id, request_id, user_id, allocation_id, credits, service_type, service_name,
-                                  remaining_at_reserve, expires_at)
-        values (v_org, p_request_id, p_user_id, v_allocation_id, p_credits, p_service_type, p_service_name,
-                v_remaining, now() + make_interval(secs => v_ttl))
-        on conflict on constraint credit_holds_request_once do nothing
-        returning * into v_hold;
-        if v_hold.id is not null then
-            return query select v_org, p_request_id, p_credits, v_hold.expires_at, v_remaining, false;
-            return;
-        end if;
-        -- the first call with this request id committed while this one waited for the allocation:
-        -- take this hold back and answer as the first call did
-        update user_credit_allocations a
-           set held_credits = held_credits - p_credits
-         where a.org_id = v_org and a.id = v_allocation_id;
-        select * into v_hold from credit_holds h where h.org_id = v_org and h.request_id = p_request_id;
     end if;
     if v_hold.user_id <> p_user_id or v_hold.credits <> p_credits
        or v_hold.service_type <> p_service_type or v_hold.service_name <> p_service_name then
@@ -315,17 +354,27 @@ $$;
 
 
 -- ledger_lock_hold(p_hold): returns the hold as it stands once its
--- allocation's row and then its own row are locked (the lock order).
+-- allocation's row and then its own row are locked (the lock order). A hold
+-- that a period reset moved to the member's new allocation while this waited
+-- is followed there: that allocation is locked too, before the hold.
 create or replace function ledger_lock_hold(p_hold credit_holds)
 returns credit_holds
 language plpgsql
 as $$
 declare
     v_hold credit_holds;
+    v_allocation_id text := p_hold.allocation_id;
+    v_now_on text;
 begin
-    perform 1 from user_credit_allocations a
-     where a.org_id = p_hold.org_id and a.id = p_hold.allocation_id
-       for update;
+    loop
+        perform 1 from user_credit_allocations a
+         where a.org_id = p_hold.org_id and a.id = v_allocation_id
+           for update;
+        -- a new statement: sees a move that committed while the lock above waited
+        select h.allocation_id into v_now_on from credit_holds h where h.org_id = p_hold.org_id and h.id = p_hold.id;
+        exit when v_now_on is not distinct from v_allocation_id;
+        v_allocation_id := v_now_on;  -- only a period reset moves a hold, under its old allocation's lock
+    end loop;
     select * into v_hold from credit_holds h where h.org_id = p_hold.org_id and h.id = p_hold.id for update;
     return v_hold;
 end;
