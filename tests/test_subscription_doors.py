@@ -282,7 +282,7 @@ def test_the_period_job_and_hold_expiry_refuse_a_future_time(db, db_url, org_wit
     org = org_with_root
     credits.add_credits(db, None, org.id, 1000, 1)
     credits.allocate(db, None, org.id, "user-1", 500)
-    charging.reserve(db, "user-1", 100, "in-flight", "llm", "gpt", org_id=org.id)
+    charging.reserve(db, "user-1", 100, "in-flight", "llm", "gpt-4o", org_id=org.id)
     runs = fetch(db, "select count(*) from billing_period_runs")[0][0]
 
     with psycopg.connect(db_url, autocommit=True) as conn:
