@@ -1,0 +1,1 @@
+"""billing_core: the organization billing domain, typed Python over the PostgreSQL ledger."""

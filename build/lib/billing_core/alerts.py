@@ -1,0 +1,56 @@
+"""Low-balance alerts: an allocation past 90% used, a pool below its threshold.
+
+The database raises them (sql/routines/094_alerts.sql); here they are listed
+and acknowledged or resolved, with the acting user's role checked in SQL.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.database import call, fetch, frame
+
+COLUMNS = (
+    "id", "kind", "status", "user_id", "allocation_id", "threshold", "observed", "message", "created_at",
+    "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by",
+)
+
+
+def org_alerts(db: Engine, actor_id: str, org_id: str, *, include_resolved: bool = False) -> pd.DataFrame:
+    """The organization's alerts, newest first; unresolved ones only unless asked (org admins)."""
+    rows = fetch(
+        db,
+        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
+        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
+        " where org_id = :org_id and (:all or status <> 'resolved') order by created_at desc, id desc",
+        {"org_id": org_id, "all": include_resolved},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    return frame(rows, COLUMNS)
+
+
+def my_alerts(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """The acting member's own unresolved alerts in the organization, newest first."""
+    rows = fetch(
+        db,
+        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
+        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
+        " where org_id = :org_id and user_id = :actor_id and status <> 'resolved' order by created_at desc, id desc",
+        {"org_id": org_id, "actor_id": actor_id},
+        checks=access.org_checks(actor_id, org_id, "member"),
+    )
+    return frame(rows, COLUMNS)
+
+
+def acknowledge(db: Engine, actor_id: str | None, org_id: str, alert_id: int) -> None:
+    """Mark an alert as seen (org admins, or the member it is about)."""
+    call(db, "select acknowledge_credit_alert(:org_id, :alert_id, :actor_id)",
+         {"org_id": org_id, "alert_id": alert_id, "actor_id": actor_id})
+
+
+def resolve(db: Engine, actor_id: str | None, org_id: str, alert_id: int) -> None:
+    """Close an alert (org admins, or the member it is about)."""
+    call(db, "select resolve_credit_alert(:org_id, :alert_id, :actor_id)",
+         {"org_id": org_id, "alert_id": alert_id, "actor_id": actor_id})

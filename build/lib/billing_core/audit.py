@@ -1,0 +1,117 @@
+"""The audit log: who did what, when, filterable.
+
+System admins read every entry (or one organization's); an org admin reads
+their organization's entries only. The role check runs in SQL
+(`ledger_authorize`) in the read's own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.database import fetch
+from billing_core.errors import InvalidInput
+
+ENTRY_COLUMNS = [
+    "created_at", "org_id", "org_name", "actor_id", "actor_name", "action", "target_type", "target_id",
+    "details", "id",
+]
+
+MAX_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Matching audit entries, newest first, and how many matched in all."""
+
+    entries: pd.DataFrame
+    total: int
+
+
+@dataclass(frozen=True)
+class AuditChoices:
+    """What the filters can offer: the actions and actors found in the log in scope."""
+
+    actions: list[str]
+    actors: pd.DataFrame  # actor_id, actor_name
+
+
+# who an entry with no acting user was written by: a trusted job or the operator's CLI
+OPERATOR = "operator (no user: CLI or scheduled job)"
+
+
+def _scope_check(actor_id: str, org_id: str | None) -> tuple:
+    # no organization: the whole log, system admins only; else that org's admins (and system admins)
+    return access.check(actor_id, org_id, "admin" if org_id is not None else "system_admin")
+
+
+def _start_of(day: date | datetime | None) -> datetime | None:
+    if day is None or isinstance(day, datetime):
+        return day
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _end_of(day: date | datetime | None) -> datetime | None:
+    """The first moment after `day` (a date means the whole day, UTC); a datetime is taken as is."""
+    if day is None or isinstance(day, datetime):
+        return day
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+def entries(
+    db: Engine,
+    actor_id: str,
+    org_id: str | None = None,
+    *,
+    by_actor: str | None = None,
+    actions: Sequence[str] | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    limit: int = 500,
+) -> AuditPage:
+    """Audit entries newest first: one organization's (its admins) or all (system admins), filtered.
+
+    `by_actor` keeps one acting user's entries, `actions` the listed actions;
+    `since` / `until` are inclusive days (UTC) or exact moments.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"The number of entries to show must be between 1 and {MAX_LIMIT} (got {limit}).")
+    start, end = _start_of(since), _end_of(until)
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
+    rows = fetch(
+        db,
+        "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit)",
+        {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
+         "limit": limit},
+        checks=[_scope_check(actor_id, org_id)],
+    )
+    total = int(rows[0][-1]) if rows else 0
+    frame = pd.DataFrame([tuple(r)[:-1] for r in rows], columns=ENTRY_COLUMNS)
+    frame["actor_name"] = frame["actor_name"].where(frame["actor_id"].notna(), OPERATOR)
+    return AuditPage(frame, total)
+
+
+def choices(db: Engine, actor_id: str, org_id: str | None = None) -> AuditChoices:
+    """The actions and acting users present in the log, in the same scope as `entries`."""
+    check = [_scope_check(actor_id, org_id)]
+    params = {"org_id": org_id}
+    actions = fetch(
+        db,
+        "select * from audit_actions(:org_id)",
+        params,
+        checks=check,
+    )
+    actors = fetch(
+        db,
+        "select * from audit_actors(:org_id)",
+        params,
+        checks=check,
+    )
+    return AuditChoices([r[0] for r in actions], pd.DataFrame([tuple(r) for r in actors], columns=["actor_id", "actor_name"]))

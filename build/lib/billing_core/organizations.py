@@ -1,0 +1,146 @@
+"""Organizations, users and memberships."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.database import call, fetch
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who can log in."""
+
+    id: str
+    email: str
+    display_name: str
+    is_system_admin: bool
+
+
+def create_organization(db: Engine, actor_id: str | None, org_id: str, name: str) -> None:
+    """Create an organization with an empty credit pool (system admins; None for operators)."""
+    call(db, "select create_organization(:org_id, :name, :actor_id)", {"org_id": org_id, "name": name, "actor_id": actor_id})
+
+
+def create_user(
+    db: Engine,
+    actor_id: str | None,
+    user_id: str,
+    email: str,
+    display_name: str | None = None,
+    *,
+    is_system_admin: bool = False,
+    password_hash: str | None = None,
+) -> None:
+    """Create a user (system admins; None for operators)."""
+    call(
+        db,
+        "select create_user(:user_id, :email, :display_name, :is_system_admin, :password_hash, :actor_id)",
+        {
+            "user_id": user_id,
+            "email": email,
+            "display_name": display_name,
+            "is_system_admin": is_system_admin,
+            "password_hash": password_hash,
+            "actor_id": actor_id,
+        },
+    )
+
+
+def add_member(db: Engine, actor_id: str | None, org_id: str, user_id: str, role: str = "member") -> None:
+    """Add an existing user to an organization as 'admin' or 'member' (system admins; None for operators);
+    from an organization admin, a pending invitation the user accepts (see billing_core.invitations)."""
+    call(
+        db,
+        "select add_organization_member(:org_id, :user_id, :role, :actor_id)",
+        {"org_id": org_id, "user_id": user_id, "role": role, "actor_id": actor_id},
+    )
+
+
+def add_member_by_email(db: Engine, actor_id: str | None, org_id: str, email: str, role: str = "member") -> str:
+    """Add the existing user with this email to an organization (system admins; None for operators); returns
+    their user id. Organization admins invite instead (billing_core.invitations.invite)."""
+    return call(
+        db,
+        "select add_organization_member_by_email(:org_id, :email, :role, :actor_id)",
+        {"org_id": org_id, "email": email, "role": role, "actor_id": actor_id},
+    )
+
+
+def set_member_role(db: Engine, actor_id: str | None, org_id: str, user_id: str, role: str) -> None:
+    """Change a member's role; the organization keeps at least one admin."""
+    call(
+        db,
+        "select set_member_role(:org_id, :user_id, :role, :actor_id)",
+        {"org_id": org_id, "user_id": user_id, "role": role, "actor_id": actor_id},
+    )
+
+
+def remove_member(db: Engine, actor_id: str | None, org_id: str, user_id: str) -> Decimal:
+    """Remove a member; returns the unused credits that went back to the pool."""
+    return call(
+        db,
+        "select remove_organization_member(:org_id, :user_id, :actor_id)",
+        {"org_id": org_id, "user_id": user_id, "actor_id": actor_id},
+    )
+
+
+def set_default_organization(db: Engine, actor_id: str, org_id: str) -> None:
+    """Make `org_id` the organization the acting user spends from by default."""
+    call(db, "select set_default_organization(:actor_id, :org_id)", {"actor_id": actor_id, "org_id": org_id})
+
+
+def get_user(db: Engine, user_id: str) -> User | None:
+    """The user with this id, or None."""
+    rows = fetch(
+        db,
+        "select id, email, coalesce(display_name, email), is_system_admin from users where id = :user_id",
+        {"user_id": user_id},
+    )
+    return User(*rows[0]) if rows else None
+
+
+def default_organization(db: Engine, user_id: str) -> str | None:
+    """The organization a user spends from when none is named: the default, else the first joined, else their
+    individual balance (None: none of these)."""
+    return call(
+        db,
+        "select m.org_id from organization_members m join organizations o on o.id = m.org_id"
+        " where m.user_id = :user_id order by (o.kind = 'organization') desc, m.is_default desc, m.joined_at, m.org_id"
+        " limit 1",
+        {"user_id": user_id},
+    )
+
+
+def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """The organization's members with their role and current allocation (org admins)."""
+    rows = fetch(
+        db,
+        "select user_id, email, display_name, role, is_default, allocated_credits, used_credits,"
+        " remaining_credits, usage_percent from user_multi_org_credits where org_id = :org_id"
+        " order by display_name, user_id",
+        {"org_id": org_id},
+        checks=[access.check(actor_id, org_id, "admin")],
+    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "user_id", "email", "display_name", "role", "is_default",
+            "allocated_credits", "used_credits", "remaining_credits", "usage_percent",
+        ],
+    )
+
+
+def organizations(db: Engine, actor_id: str) -> pd.DataFrame:
+    """Every organization with its status (system admins); individual balances are not organizations."""
+    rows = fetch(
+        db,
+        "select id, name, status, created_at from organizations where kind = 'organization' order by name, id",
+        checks=[access.check(actor_id, None, "system_admin")],
+    )
+    return pd.DataFrame(rows, columns=["org_id", "name", "status", "created_at"])

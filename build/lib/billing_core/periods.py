@@ -1,0 +1,206 @@
+"""Billing periods: each organization's period settings, its credit lots, and the period job.
+
+Settings and the job are stored functions (sql/routines/090_periods.sql,
+092_lots.sql); the database checks roles and writes the audit rows. The job,
+`run`, is the procedure run_billing_periods: one organization per
+transaction, so it is called on a connection outside any transaction block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.amounts import Amount, to_decimal
+from billing_core.database import call, domain_error, fetch, frame
+from billing_core.moments import aware
+
+POLICIES = ("reset", "rollover")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the period job and what it did."""
+
+    id: int
+    run_as_of: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    orgs_processed: int
+    periods_closed: int
+    lots_expired: int
+    holds_released: int
+    orgs_failed: int
+    errors: list
+
+
+@dataclass(frozen=True)
+class CurrentPeriod:
+    """An organization's current billing period as the job keeps it, and when the next one ends."""
+
+    period_start: datetime
+    period_end: datetime
+    next_period_end: datetime
+
+
+def set_calendar(db: Engine, actor_id: str | None, org_id: str, anchor_day: int, timezone: str) -> None:
+    """Set the day of the month (1-31) and time zone periods start on; the current period keeps its end."""
+    call(
+        db,
+        "select set_billing_calendar(:org_id, :day, :zone, :actor_id)",
+        {"org_id": org_id, "day": anchor_day, "zone": timezone, "actor_id": actor_id},
+    )
+
+
+def set_policy(
+    db: Engine, actor_id: str | None, org_id: str, policy: str, rollover_cap: Amount | None = None
+) -> None:
+    """Set what unused allocations do at a boundary: 'reset', or 'rollover' up to `rollover_cap` per member."""
+    call(
+        db,
+        "select set_allocation_policy(:org_id, :policy, :cap, :actor_id)",
+        {"org_id": org_id, "policy": policy, "cap": to_decimal(rollover_cap, "Rollover cap"), "actor_id": actor_id},
+    )
+
+
+def set_standing_credits(
+    db: Engine, actor_id: str | None, org_id: str, user_id: str, credits: Amount | None
+) -> None:
+    """Set what a member's allocation reopens at each period (None: what they had in the closing period)."""
+    call(
+        db,
+        "select set_member_standing_credits(:org_id, :user_id, :credits, :actor_id)",
+        {"org_id": org_id, "user_id": user_id, "credits": to_decimal(credits, "Standing credits"), "actor_id": actor_id},
+    )
+
+
+def set_low_balance_threshold(db: Engine, actor_id: str | None, org_id: str, threshold: Amount | None) -> None:
+    """Set the unspent-credit level below which the pool raises an alert (None: no alert)."""
+    call(
+        db,
+        "select set_low_balance_threshold(:org_id, :threshold, :actor_id)",
+        {"org_id": org_id, "threshold": to_decimal(threshold, "Low-balance threshold"), "actor_id": actor_id},
+    )
+
+
+def set_monthly_refresh(db: Engine, actor_id: str | None, org_id: str, credits: Amount) -> None:
+    """Set the credits granted to the pool at every period start (system admins)."""
+    call(
+        db,
+        "select set_monthly_refresh_amount(:org_id, :credits, :actor_id)",
+        {"org_id": org_id, "credits": to_decimal(credits, "Monthly refresh amount"), "actor_id": actor_id},
+    )
+
+
+def run(db: Engine, now: datetime | None = None) -> Run:
+    """Do all due period work for every organization up to `now` (default: the database clock); returns the run."""
+    try:
+        with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            run_id = conn.execute(
+                sa.text("call run_billing_periods(cast(:now as timestamptz), null)"),
+                {"now": aware(now, "Run time")},
+            ).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        domain = domain_error(exc)
+        if domain is not None:
+            raise domain from None
+        raise
+    return Run(*fetch(db, _RUNS["by_id"], {"id": run_id})[0])
+
+
+_RUNS = {
+    "by_id": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
+             " holds_released, orgs_failed, errors from billing_period_runs where id = :id",
+    "latest": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
+              " holds_released, orgs_failed, errors from billing_period_runs order by id desc limit 1",
+}
+
+
+def last_run(db: Engine) -> Run | None:
+    """The latest run of the period job (finished or not), or None if it never ran."""
+    runs = [Run(*row) for row in fetch(db, _RUNS["latest"])]
+    return runs[0] if runs else None
+
+
+def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
+    """The organization's current billing period and the end of the next one (members of the org)."""
+    access.check(actor_id, org_id, "member")  # refuses a missing actor: in SQL a null actor is a trusted job
+    row = fetch(
+        db,
+        "select period_start, period_end, next_period_end from billing_current_period(:org_id, :actor_id)",
+        {"org_id": org_id, "actor_id": actor_id},
+    )[0]
+    return CurrentPeriod(*row)
+
+
+PERIOD_COLUMNS = (
+    "period_start", "period_end", "is_baseline", "refresh_credits", "included_credits", "allocations_closed",
+    "allocations_opened", "credits_requested", "credits_allocated", "recorded_at",
+)
+
+
+def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """The periods the job opened for the organization, newest first (org admins)."""
+    rows = fetch(
+        db,
+        "select period_start, period_end, is_baseline, refresh_credits, included_credits, allocations_closed,"
+        " allocations_opened, credits_requested, credits_allocated, recorded_at from billing_periods"
+        " where org_id = :org_id order by period_start desc",
+        {"org_id": org_id},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    return frame(rows, PERIOD_COLUMNS)
+
+
+LOT_COLUMNS = (
+    "id", "source", "credits", "granted_at", "expires_at", "consumed_credits", "expired_credits",
+    "remaining_credits", "expired_at",
+)
+
+
+def lots(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """The organization's credit lots, earliest expiring first (org admins).
+
+    remaining_credits is what is neither settled as consumed nor expired; usage
+    since the job last ran is not settled yet.
+    """
+    rows = fetch(
+        db,
+        "select id, source, credits, granted_at, expires_at, consumed_credits, expired_credits,"
+        " credits - consumed_credits - expired_credits, expired_at"
+        " from credit_lots where org_id = :org_id order by expires_at nulls last, granted_at, id",
+        {"org_id": org_id},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    return frame(rows, LOT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An organization's period settings."""
+
+    anchor_day: int
+    timezone: str
+    allocation_policy: str
+    rollover_cap: Decimal | None
+    low_balance_threshold: Decimal | None
+    monthly_refresh_amount: Decimal
+
+
+def settings(db: Engine, actor_id: str, org_id: str) -> Settings:
+    """The organization's calendar, allocation policy, threshold and refresh amount (members of the org)."""
+    rows = fetch(
+        db,
+        "select o.billing_anchor_day, o.billing_timezone, coalesce(p.allocation_policy, 'reset'), p.rollover_cap,"
+        " p.low_balance_threshold, coalesce(p.monthly_refresh_amount, 0)"
+        " from organizations o left join credit_pools p on p.org_id = o.id where o.id = :org_id",
+        {"org_id": org_id},
+        checks=access.org_checks(actor_id, org_id, "member"),
+    )
+    return Settings(*rows[0])

@@ -1,0 +1,353 @@
+"""The pricing engine: price tables, their edits, pricing one event, the cost calculator, credit packages.
+
+The arithmetic and every rule live in SQL (sql/routines/100_pricing.sql);
+this module passes parameters and shapes answers for the Pricing page: lists
+as DataFrames, edit functions that the database validates (each edit is a new
+effective-dated row and an audit row), the calculator as one row per plan.
+1 credit = $0.001; credits are rounded once, half away from zero, to 6 decimals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.amounts import Amount, to_decimal
+from billing_core.database import call, fetch, frame
+from billing_core.moments import aware
+
+CREDITS_PER_DOLLAR = Decimal(1000)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One metered event: which service (and model), how much of it, on whose provider key."""
+
+    service_type: str
+    service_name: str  # the model for model calls; any label for fixed-price services
+    input_tokens: Amount = 0
+    output_tokens: Amount = 0
+    images: Amount = 0
+    requests: Amount = 1
+    byok: bool = False  # True: the customer's own provider key
+
+    def params(self) -> dict[str, Any]:
+        """The event as the stored functions' parameters."""
+        return {
+            "service_type": self.service_type,
+            "service_name": self.service_name,
+            **usage_counts(self.input_tokens, self.output_tokens, self.images, self.requests, self.byok),
+        }
+
+
+def usage_counts(input_tokens: Amount, output_tokens: Amount, images: Amount, requests: Amount, byok: bool) -> dict[str, Any]:
+    """An event's counts as the stored functions' parameters (exact numbers; floats refused)."""
+    return {
+        "input_tokens": to_decimal(input_tokens, "Input tokens"),
+        "output_tokens": to_decimal(output_tokens, "Output tokens"),
+        "images": to_decimal(images, "Images"),
+        "requests": to_decimal(requests, "Requests"),
+        "byok": bool(byok),
+    }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What an event costs in credits, with the arithmetic (provider cost, markup or fee, rounding)."""
+
+    credits: Decimal
+    explanation: dict[str, Any]
+
+    @property
+    def dollars(self) -> Decimal:
+        """The credits in dollars (exact)."""
+        return self.credits / CREDITS_PER_DOLLAR
+
+
+def explanation(text: str | None) -> dict[str, Any] | None:
+    """A stored explanation (jsonb as text) as a dict whose numbers are exact Decimals."""
+    return json.loads(text, parse_float=Decimal) if text is not None else None
+
+
+def price_usage(db: Engine, org_id: str | None, usage: Usage, *, at: datetime | None = None) -> Quote:
+    """Price one event for an organization (None: platform rules, no plan) at `at` (default now)."""
+    rows = fetch(
+        db,
+        "select credits, explanation::text from price_usage(:org_id, :service_type, :service_name,"
+        " :input_tokens, :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
+        {"org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
+    )
+    return Quote(rows[0][0], explanation(rows[0][1]))
+
+
+CALCULATOR_COLUMNS = (
+    "plan_code", "plan_name", "pricing_mode", "monthly_price", "allowed", "credits", "dollars", "note", "explanation",
+)
+
+
+def calculator(
+    db: Engine, actor_id: str, usage: Usage, *, org_id: str | None = None, at: datetime | None = None
+) -> pd.DataFrame:
+    """The event priced under each plan: credits and dollars, or why the plan refuses it (system admins)."""
+    rows = fetch(
+        db,
+        "select plan_code, plan_name, pricing_mode, monthly_price, allowed, credits, dollars, note,"
+        " explanation::text from pricing_calculator(:org_id, :service_type, :service_name, :input_tokens,"
+        " :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
+        {"org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
+        checks=[access.check(actor_id, None, "system_admin")],
+    )
+    return frame([(*row[:-1], explanation(row[-1])) for row in rows], CALCULATOR_COLUMNS)
+
+
+def _admin_list(db: Engine, actor_id: str, statement: str, params: dict[str, Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    rows = fetch(db, statement, params, checks=[access.check(actor_id, None, "system_admin")])
+    return frame(rows, columns)
+
+
+MODEL_PRICE_COLUMNS = (
+    "id", "provider", "model", "effective_from", "usd_per_1k_input", "usd_per_1k_output", "usd_per_image",
+    "usd_per_request", "is_available", "note", "created_by", "created_at",
+)
+
+
+def model_prices(db: Engine, actor_id: str, *, at: datetime | None = None, history: bool = False) -> pd.DataFrame:
+    """Model prices in force at `at` (default now), one row per model; `history`: every row, scheduled ones too."""
+    return _admin_list(
+        db,
+        actor_id,
+        "select id, provider, model, effective_from, usd_per_1k_input, usd_per_1k_output, usd_per_image,"
+        " usd_per_request, is_available, note, created_by, created_at from model_prices m"
+        " where :history or m.id = (select c.id from model_prices c where c.model = m.model"
+        "   and c.effective_from <= coalesce(cast(:at as timestamptz), now()) order by c.effective_from desc limit 1)"
+        " order by provider, model, effective_from",
+        {"at": aware(at, "Time"), "history": history},
+        MODEL_PRICE_COLUMNS,
+    )
+
+
+SERVICE_PRICE_COLUMNS = ("id", "service_type", "effective_from", "credits", "is_available", "note", "created_by", "created_at")
+
+
+def service_prices(db: Engine, actor_id: str, *, history: bool = False) -> pd.DataFrame:
+    """Fixed-price services in force now, one row each; `history`: every row, scheduled ones too."""
+    return _admin_list(
+        db,
+        actor_id,
+        "select id, service_type, effective_from, credits, is_available, note, created_by, created_at"
+        "  from service_prices s"
+        " where :history or s.id = (select c.id from service_prices c where c.service_type = s.service_type"
+        "                            and c.effective_from <= now() order by c.effective_from desc limit 1)"
+        " order by service_type, effective_from",
+        {"history": history},
+        SERVICE_PRICE_COLUMNS,
+    )
+
+
+PLATFORM_RULE_COLUMNS = (
+    "id", "effective_from", "markup", "byok_fee_credits", "hold_ttl_seconds", "in_force", "note", "created_by", "created_at",
+)
+
+
+def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
+    """Every platform rule (markup, BYOK fee, hold lifetime), newest first; `in_force` marks the current one."""
+    return _admin_list(
+        db,
+        actor_id,
+        "select id, effective_from, markup, byok_fee_credits, hold_ttl_seconds,"
+        " id = (pricing_platform_rule_at(now())).id, note, created_by, created_at"
+        " from platform_pricing_rules order by effective_from desc",
+        {},
+        PLATFORM_RULE_COLUMNS,
+    )
+
+
+ORG_OVERRIDE_COLUMNS = ("org_id", "org_name", "id", "effective_from", "markup", "byok_fee_credits", "note", "created_by", "created_at")
+
+
+def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:
+    """Organizations' pricing overrides (all, or one org's), newest first."""
+    return _admin_list(
+        db,
+        actor_id,
+        "select v.org_id, o.name, v.id, v.effective_from, v.markup, v.byok_fee_credits, v.note, v.created_by,"
+        " v.created_at from org_pricing_overrides v join organizations o on o.id = v.org_id"
+        " where cast(:org_id as text) is null or v.org_id = :org_id order by o.name, v.org_id, v.effective_from desc",
+        {"org_id": org_id},
+        ORG_OVERRIDE_COLUMNS,
+    )
+
+
+PACKAGE_COLUMNS = (
+    "code", "name", "credits", "bonus_credits", "total_credits", "price", "usd_per_1000_credits", "is_active", "sort_order",
+)
+
+
+def credit_packages(db: Engine, *, active_only: bool = False) -> pd.DataFrame:
+    """The credit packages (a public catalogue, like the plans), in display order; what 1,000 credits cost in each."""
+    rows = fetch(
+        db,
+        "select code, name, credits, bonus_credits, credits + bonus_credits, price,"
+        " round(price * 1000 / (credits + bonus_credits), 4), is_active, sort_order"
+        " from credit_packages where is_active or not :active_only order by sort_order, code",
+        {"active_only": active_only},
+    )
+    return frame(rows, PACKAGE_COLUMNS)
+
+
+def set_model_price(
+    db: Engine,
+    actor_id: str | None,
+    provider: str,
+    model: str,
+    usd_per_1k_input: Amount,
+    usd_per_1k_output: Amount,
+    *,
+    usd_per_image: Amount = 0,
+    usd_per_request: Amount = 0,
+    effective_from: datetime | None = None,
+    available: bool = True,
+    note: str | None = None,
+) -> int:
+    """Record a model's provider prices from `effective_from` (default now) on; returns the row id (system admins)."""
+    return call(
+        db,
+        "select set_model_price(:actor_id, :provider, :model, :input, :output, :image, :request,"
+        " cast(:effective_from as timestamptz), :available, :note)",
+        {
+            "actor_id": actor_id,
+            "provider": provider,
+            "model": model,
+            "input": to_decimal(usd_per_1k_input, "Price per 1,000 input tokens"),
+            "output": to_decimal(usd_per_1k_output, "Price per 1,000 output tokens"),
+            "image": to_decimal(usd_per_image, "Price per image"),
+            "request": to_decimal(usd_per_request, "Price per request"),
+            "effective_from": aware(effective_from, "Effective time"),
+            "available": available,
+            "note": note,
+        },
+    )
+
+
+def set_service_price(
+    db: Engine,
+    actor_id: str | None,
+    service_type: str,
+    credits: Amount,
+    *,
+    effective_from: datetime | None = None,
+    available: bool = True,
+    note: str | None = None,
+) -> int:
+    """Record a fixed-price service's credits per call from `effective_from` on; returns the row id (system admins)."""
+    return call(
+        db,
+        "select set_service_price(:actor_id, :service_type, :credits, cast(:effective_from as timestamptz),"
+        " :available, :note)",
+        {
+            "actor_id": actor_id,
+            "service_type": service_type,
+            "credits": to_decimal(credits, "Credits per call"),
+            "effective_from": aware(effective_from, "Effective time"),
+            "available": available,
+            "note": note,
+        },
+    )
+
+
+def set_platform_rules(
+    db: Engine,
+    actor_id: str | None,
+    *,
+    markup: Amount | None = None,
+    byok_fee_credits: Amount | None = None,
+    hold_ttl_seconds: int | None = None,
+    effective_from: datetime | None = None,
+    note: str | None = None,
+) -> int:
+    """Change the platform's markup, BYOK fee or hold lifetime from `effective_from` on (None keeps a figure)."""
+    return call(
+        db,
+        "select set_platform_pricing_rule(:actor_id, :markup, :fee, :ttl, cast(:effective_from as timestamptz), :note)",
+        {
+            "actor_id": actor_id,
+            "markup": to_decimal(markup, "Markup"),
+            "fee": to_decimal(byok_fee_credits, "BYOK platform fee per call"),
+            "ttl": hold_ttl_seconds,
+            "effective_from": aware(effective_from, "Effective time"),
+            "note": note,
+        },
+    )
+
+
+def set_org_override(
+    db: Engine,
+    actor_id: str | None,
+    org_id: str,
+    *,
+    markup: Amount | None,
+    byok_fee_credits: Amount | None = None,
+    effective_from: datetime | None = None,
+    note: str | None = None,
+) -> int:
+    """Give an organization its own markup and BYOK fee (None: the platform's) from `effective_from` on."""
+    return call(
+        db,
+        "select set_org_pricing_override(:org_id, :actor_id, :markup, :fee, cast(:effective_from as timestamptz), :note)",
+        {
+            "org_id": org_id,
+            "actor_id": actor_id,
+            "markup": to_decimal(markup, "Markup"),
+            "fee": to_decimal(byok_fee_credits, "BYOK platform fee per call"),
+            "effective_from": aware(effective_from, "Effective time"),
+            "note": note,
+        },
+    )
+
+
+def save_package(
+    db: Engine,
+    actor_id: str | None,
+    code: str,
+    name: str,
+    credits: Amount,
+    bonus_credits: Amount,
+    price: Amount,
+    *,
+    active: bool = True,
+    sort_order: int = 0,
+) -> bool:
+    """Create or edit a credit package; True when it was created (system admins)."""
+    return call(
+        db,
+        "select save_credit_package(:actor_id, :code, :name, :credits, :bonus, :price, :active, :sort_order)",
+        {
+            "actor_id": actor_id,
+            "code": code,
+            "name": name,
+            "credits": to_decimal(credits, "Package credits"),
+            "bonus": to_decimal(bonus_credits, "Bonus credits"),
+            "price": to_decimal(price, "Package price"),
+            "active": active,
+            "sort_order": sort_order,
+        },
+    )
+
+
+def buy_package(db: Engine, actor_id: str | None, org_id: str, code: str, *, external_ref: str | None = None) -> Decimal:
+    """Enter a package sale paid outside an order (system admins, the operator); returns the pool's total.
+
+    Customers order a package with `orders.create_order(..., package_code=...)`.
+    """
+    return call(
+        db,
+        "select buy_credit_package(:org_id, :code, :actor_id, :external_ref)",
+        {"org_id": org_id, "code": code, "actor_id": actor_id, "external_ref": external_ref},
+    )

@@ -1,0 +1,297 @@
+"""Read models of the member and org admin screens: cards, usage series, timelines.
+
+Every function takes the acting user and runs its role check in the read's
+transaction. A member reads only their own figures (in the organizations they
+belong to); org admins (and system admins) read their organization's.
+Usage windows are the last `days` days up to now, the same window as the
+views' 30-day figures; days are UTC calendar days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from billing_core import access
+from billing_core.database import fetch, frame
+from billing_core.errors import InvalidInput, NotFound, PermissionDenied
+from billing_core.moments import aware
+
+WINDOW_DAYS = 30
+
+
+def _days(days: int) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
+        raise InvalidInput(f"A usage window is 1 to 366 days (got {days!r}).")
+    return days
+
+
+def _self_check(actor_id: str) -> tuple[str, dict[str, Any]]:
+    """A check statement: the acting user exists (a member reading their own figures)."""
+    if not actor_id:
+        raise PermissionDenied("No acting user: log in first.")
+    return ("select ledger_require_user(:actor_id, 'Acting user')", {"actor_id": actor_id})
+
+
+def _member_scope(actor_id: str, org_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """Checks for a member's own reads: all their organizations, or one they may read."""
+    if org_id is None:
+        return [_self_check(actor_id)]
+    return access.org_checks(actor_id, org_id, "member")
+
+
+def _org_frame(
+    db: Engine, actor_id: str, org_id: str, statement: str, columns: list[str], **params: Any
+) -> pd.DataFrame:
+    """One read of an organization's figures (its admins), as a frame with `columns`."""
+    rows = fetch(db, statement, {"org_id": org_id, **params}, checks=access.org_checks(actor_id, org_id, "admin"))
+    return frame(rows, columns)
+
+
+def _member_frame(
+    db: Engine, actor_id: str, org_id: str | None, statement: str, columns: list[str], **params: Any
+) -> pd.DataFrame:
+    """One read of the acting user's own figures (one organization, or all of theirs), as a frame."""
+    checks = _member_scope(actor_id, org_id)
+    rows = fetch(db, statement, {"actor_id": actor_id, "org_id": org_id, **params}, checks=checks)
+    return frame(rows, columns)
+
+
+# ---------------------------------------------------------------- member
+
+
+@dataclass(frozen=True)
+class MemberCard:
+    """What a member holds in one organization, with the plan and 30-day usage."""
+
+    org_id: str
+    org_name: str
+    org_status: str
+    role: str
+    is_default: bool
+    plan: str | None
+    plan_name: str | None
+    subscription_status: str | None
+    allocated_credits: Decimal
+    used_credits: Decimal
+    remaining_credits: Decimal
+    usage_percent: Decimal
+    next_reset: datetime | None
+    credits_used_30d: Decimal
+    requests_30d: int
+
+
+def member_cards(db: Engine, actor_id: str, days: int = WINDOW_DAYS) -> list[MemberCard]:
+    """One card per organization of the acting user, default first (the user's own figures)."""
+    rows = fetch(
+        db,
+        "select * from member_cards(:actor_id, :days)",
+        {"actor_id": actor_id, "days": _days(days)},
+        checks=[_self_check(actor_id)],
+    )
+    return [MemberCard(*row) for row in rows]
+
+
+def comparison_frame(cards: list[MemberCard]) -> pd.DataFrame:
+    """The member's cards as one table: one row per organization, for comparing them."""
+    columns = [f for f in MemberCard.__dataclass_fields__]
+    return pd.DataFrame([asdict(card) for card in cards], columns=columns)
+
+
+MY_DAILY_COLUMNS = ["day", "service_type", "credits_used", "requests"]
+
+
+def my_daily_usage(db: Engine, actor_id: str, org_id: str | None = None, days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """The acting user's credits per UTC day and service (one organization, or all of theirs)."""
+    return _member_frame(
+        db, actor_id, org_id,
+        "select * from member_daily_usage(:actor_id, :org_id, :days)",
+        MY_DAILY_COLUMNS, days=_days(days),
+    )
+
+
+MY_CHARGES_COLUMNS = [
+    "created_at", "org_id", "org_name", "service_type", "service_name", "credits_used", "remaining_after",
+]
+
+
+def my_recent_charges(db: Engine, actor_id: str, org_id: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """The acting user's newest charges (one organization, or all of theirs), newest first."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput(f"Show 1 to 1000 charges (got {limit}).")
+    return _member_frame(
+        db, actor_id, org_id,
+        "select * from member_recent_charges(:actor_id, :org_id, :limit)",
+        MY_CHARGES_COLUMNS, limit=limit,
+    )
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Credits, requests and distinct services over a window."""
+
+    credits_used: Decimal
+    requests: int
+    services: int
+
+
+def my_totals(db: Engine, actor_id: str, org_id: str | None = None, days: int = WINDOW_DAYS) -> UsageTotals:
+    """The acting user's totals over the window (one organization, or all of theirs)."""
+    rows = fetch(
+        db,
+        "select * from member_usage_totals(:actor_id, :org_id, :days)",
+        {"actor_id": actor_id, "org_id": org_id, "days": _days(days)},
+        checks=_member_scope(actor_id, org_id),
+    )
+    return UsageTotals(*rows[0])
+
+
+# ---------------------------------------------------------------- org admin
+
+
+@dataclass(frozen=True)
+class OrgOverview:
+    """An organization's header: name, pool figures, members and its current subscription."""
+
+    org_id: str
+    org_name: str
+    org_status: str
+    member_count: int
+    total_credits: Decimal
+    allocated_credits: Decimal
+    used_credits: Decimal
+    available_credits: Decimal
+    monthly_refresh_amount: Decimal
+    plan: str | None
+    plan_name: str | None
+    subscription_status: str | None
+    price_amount: Decimal | None
+    currency: str | None
+    billing_cycle: str | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    trial_ends_at: datetime | None
+    cancel_at_period_end: bool | None
+    canceled_at: datetime | None
+    scheduled_plan: str | None
+    scheduled_plan_name: str | None
+
+    @property
+    def has_subscription(self) -> bool:
+        """True when the organization has (or had) a subscription."""
+        return self.plan is not None
+
+    @property
+    def is_live(self) -> bool:
+        """True while the subscription is trialing, active or past due (not canceled)."""
+        return self.subscription_status in ("trialing", "active", "past_due")
+
+
+def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
+    """The organization's pool, member count and subscription: live, else the latest (org admins)."""
+    rows = fetch(
+        db,
+        "select * from org_overview(:org_id)",
+        {"org_id": org_id},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    if not rows:
+        raise NotFound(f"Organization {org_id!r} does not exist.")
+    return OrgOverview(*rows[0])
+
+
+ALLOCATION_COLUMNS = [
+    "user_id", "display_name", "email", "role", "allocated_credits", "used_credits", "remaining_credits",
+    "usage_percent", "period_start", "joined_at", "standing_credits",
+]
+
+
+def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """Every member with their role and current allocation, most used first (org admins)."""
+    return _org_frame(
+        db, actor_id, org_id,
+        "select * from org_allocations(:org_id)",
+        ALLOCATION_COLUMNS,
+    )
+
+
+SERVICE_COLUMNS = ["service_type", "credits_used", "requests"]
+
+
+def usage_by_service(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """The organization's credits per service type over the window, largest first (org admins)."""
+    return _org_frame(
+        db, actor_id, org_id,
+        "select * from org_usage_by_service(:org_id, :days)",
+        SERVICE_COLUMNS, days=_days(days),
+    )
+
+
+USER_USAGE_COLUMNS = ["user_id", "display_name", "email", "is_member", "credits_used", "requests"]
+
+
+def usage_by_user(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """The organization's credits per user over the window, largest first; former members too (org admins)."""
+    return _org_frame(
+        db, actor_id, org_id,
+        "select * from org_usage_by_user(:org_id, :days)",
+        USER_USAGE_COLUMNS, days=_days(days),
+    )
+
+
+DAILY_COLUMNS = ["day", "credits_used", "requests"]
+
+
+def usage_over_time(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """The organization's credits per UTC day over the window, days without usage as 0 (org admins)."""
+    return _org_frame(
+        db, actor_id, org_id,
+        "select * from org_usage_by_day(:org_id, :days)",
+        DAILY_COLUMNS, days=_days(days),
+    )
+
+
+HISTORY_COLUMNS = [
+    "created_at", "event_type", "credits", "amount", "currency", "description", "total_credits_after",
+    "created_by", "created_by_name",
+]
+
+
+def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -> pd.DataFrame:
+    """The organization's billing history (purchases, plan changes, invoices...), newest first (org admins)."""
+    if not 1 <= limit <= 5000:
+        raise InvalidInput(f"Show 1 to 5000 events (got {limit}).")
+    return _org_frame(
+        db, actor_id, org_id,
+        "select * from org_billing_timeline(:org_id, :limit)",
+        HISTORY_COLUMNS, limit=limit,
+    )
+
+
+@dataclass(frozen=True)
+class Runway:
+    """How long an organization's credits last: what is left, its 30-day burn rate, the days that gives."""
+
+    org_id: str
+    remaining_credits: Decimal
+    credits_used_30d: Decimal
+    burn_per_day: Decimal
+    runway_days: Decimal | None  # None: nothing used in the last 30 days
+    runs_out_at: datetime | None  # None as well past 100 years
+
+
+def runway(db: Engine, actor_id: str, org_id: str, *, as_of: datetime | None = None) -> Runway:
+    """The organization's remaining credits, burn rate per day over the last 30 days and runway (org admins)."""
+    rows = fetch(
+        db,
+        "select org_id, remaining_credits, credits_used_30d, burn_per_day, runway_days, runs_out_at"
+        "  from org_runway(:org_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"org_id": org_id, "as_of": aware(as_of, "The moment described")},
+        checks=access.org_checks(actor_id, org_id, "admin"),
+    )
+    return Runway(*rows[0])
