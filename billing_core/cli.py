@@ -18,12 +18,12 @@ from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
+import billing_demo as demo
 from billing_core import (
     auth,
     charging,
     credits,
     database,
-    demo,
     ledger,
     migrations,
     orders,
