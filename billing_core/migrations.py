@@ -24,7 +24,6 @@ from billing_core.database import PROJECT_ROOT
 from billing_core.errors import MigrationError
 
 
-
 def sql_dir() -> Path:
     """The sql/ folder: inside the installed package (a wheel ships it as billing_core/sql), else the checkout's."""
     installed = Path(__file__).resolve().parent / "sql"
