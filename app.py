@@ -10,7 +10,6 @@ organization): the sidebar selector follows org_id.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit_authenticator.utilities import LoginError
 
 import screen_kit as kit
-from billing_core import auth, database, invitations, migrations
+from billing_core import auth, database, invitations, migrations, settings
 from billing_core.errors import BillingError
 
 ROOT = Path(__file__).resolve().parent
@@ -35,7 +34,6 @@ RESUME_KEY = "_billing_cookie_session"  # the live session a returning login coo
 WANTED_KEY = "_billing_wanted_page"  # the URL path a browser session opened with (a link, a reload)
 STARTED_KEY = "_billing_started"
 FIRST_PASSWORD_KEY = "_billing_first_password"  # the login page shows the "set your password" form
-LOGIN_SLEEP_ENV = "BILLING_LOGIN_SLEEP_SECONDS"  # pause before each login form (slows password guessing)
 
 # (path, title, icon, section, url path); listed only when the file exists and the roles allow it.
 # The URL paths differ from the file names on purpose: while Streamlit still treats the pages/
@@ -311,9 +309,9 @@ def main() -> None:
     _leave_pages_folder_mode()
     st.set_page_config(page_title="Organization billing", page_icon="💳", layout="wide")
     try:
-        url = _prepared_database(os.environ.get("DATABASE_URL"))
+        url = _prepared_database(settings.database_url())
         db = database.app_engine(url)  # the app's role: what 990_access.sql grants billing_app
-        key = _cookie_key(url, os.environ.get(auth.COOKIE_KEY_ENV))
+        key = _cookie_key(url, settings.COOKIE_KEY.value())
     except BillingError as exc:
         kit.refuse(exc)
 
@@ -326,7 +324,7 @@ def main() -> None:
         key,
         COOKIE_EXPIRY_DAYS,
         auto_hash=False,
-        login_sleep_time=float(os.environ.get(LOGIN_SLEEP_ENV, "0.7")),
+        login_sleep_time=settings.login_sleep_seconds(),
     )
     _check_passwords_in_database(db, authenticator)
     user_id = _identify(db, authenticator, credentials)
@@ -355,7 +353,7 @@ def _login_help() -> None:
 def _set_first_password() -> None:
     """The "First time here?" form was sent: the invitation's one-time code sets the person's own password."""
     state = st.session_state
-    db = database.get_engine(_prepared_database(os.environ.get("DATABASE_URL")))
+    db = database.get_engine(_prepared_database(settings.database_url()))
     email = (state.get("first_email") or "").strip()
     kit.write(
         "first_password",

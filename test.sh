@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the product and its test dependencies into .venv and run every test
-# against a real PostgreSQL (embedded unless DATABASE_URL is set).
+# Install the product and its test dependencies into .venv, lint the tree with
+# ruff (pyproject.toml's [tool.ruff]), then run every test against a real
+# PostgreSQL (embedded unless DATABASE_URL is set).
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -9,4 +10,5 @@ cd "$(dirname "$0")"
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -79,7 +79,8 @@ from psycopg import sql as pgsql
 from streamlit import logger as streamlit_logger
 from streamlit.testing.v1 import AppTest
 
-from billing_core import analytics, auth, database, demo, migrations
+import billing_demo as demo
+from billing_core import analytics, auth, database, migrations
 
 
 class _Harmless(logging.Filter):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,15 +27,15 @@ from typing import Any
 import bcrypt
 from sqlalchemy.engine import Engine
 
-from billing_core import access
+from billing_core import access, settings
 from billing_core.database import call, fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; bcrypt 5 refuses longer input
-MIN_COOKIE_KEY_LENGTH = 32
+MIN_COOKIE_KEY_LENGTH = settings.MIN_COOKIE_KEY_LENGTH
 COOKIE_KEY_SETTING = "login.cookie_key"
-COOKIE_KEY_ENV = "BILLING_COOKIE_KEY"
+COOKIE_KEY_ENV = settings.COOKIE_KEY.name
 MAX_LOGIN_ATTEMPTS = 5  # ledger_login_max_attempts(), within ledger_login_lockout_window() (15 minutes)
 PASSWORD_RULES = (
     f"At least {MIN_PASSWORD_LENGTH} characters (a few words make a good one); not a common password,"
@@ -277,13 +276,8 @@ def record_failed_login(db: Engine, email: str, attempts: int = 1) -> int | None
 
 def cookie_key(db: Engine) -> str:
     """The login cookie's signing key: BILLING_COOKIE_KEY, else a random key generated once and kept in the database."""
-    configured = os.environ.get(COOKIE_KEY_ENV, "").strip()
+    configured = settings.cookie_key()
     if configured:
-        if len(configured) < MIN_COOKIE_KEY_LENGTH:
-            raise InvalidInput(
-                f"{COOKIE_KEY_ENV} is too short to sign login cookies safely: use at least "
-                f"{MIN_COOKIE_KEY_LENGTH} random characters, or unset it to let the app generate one."
-            )
         return configured
     return call(
         db,

@@ -18,12 +18,12 @@ from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
+import billing_demo as demo
 from billing_core import (
     auth,
     charging,
     credits,
     database,
-    demo,
     ledger,
     migrations,
     orders,
@@ -32,6 +32,7 @@ from billing_core import (
     pricing,
     reports,
     roles,
+    settings,
 )
 from billing_core.errors import BillingError, DatabaseUnavailable, MigrationError
 
@@ -487,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"billing: refused: {_escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as exc:  # noqa: BLE001 -- an unexpected fault: one line, traceback on request
-        if os.environ.get("BILLING_DEBUG"):
+        if settings.debug():
             traceback.print_exc()
         print(f"billing: unexpected error: {type(exc).__name__}: {exc} (set BILLING_DEBUG=1 for details)", file=sys.stderr)
         return 70

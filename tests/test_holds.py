@@ -22,8 +22,8 @@ from billing_core.errors import (
     RequestConflict,
 )
 from tests.ledger_state import billing_verify
-from tests.time_travel import earlier, into_the_past
 from tests.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
+from tests.time_travel import earlier, into_the_past
 
 D = Decimal
 
@@ -199,7 +199,7 @@ def test_hold_refusals_change_nothing(db, ready):
     refused_all(db, InvalidInput, "infinity", lambda: fetch(db, "select release_expired_holds('infinity')"))
 
 
-def test_a_hold_for_a_call_the_price_list_cannot_price_is_refused_up_front(db, ready, sysadmin):
+def test_a_hold_for_a_call_the_price_list_cannot_price_is_refused_up_front(db, ready, sysadmin):  # noqa: F811
     """Finding 16: reserve_credits accepted any model name, and settle_usage then failed; it refuses as
     price_usage does, and nothing is held."""
     org = ready.id
@@ -320,7 +320,7 @@ def test_concurrent_reserve_settle_release_and_deduct_stay_exact(db, db_url, rea
     assert unexpected == []
     # a settle or release may only fail because its reserve did not happen (refused for lack of credits)
     refused_reserves = {o[1][1] for o in outcomes if o[1][0] == "reserve" and o[3] is not None}
-    for worker, (kind, key), _, error in outcomes:
+    for _worker, (kind, key), _, error in outcomes:
         if error is not None and kind in ("settle", "release"):
             assert key in refused_reserves or isinstance(error, HoldNotOpen), (kind, key, error)
 
@@ -338,7 +338,7 @@ def test_concurrent_reserve_settle_release_and_deduct_stay_exact(db, db_url, rea
     # each request id charged at most once, whatever the racing retries did
     assert fetch(db, "select count(distinct request_id) = count(*) from credit_usage_attribution")[0][0]
     # what callers were told agrees with the rows: every successful settle reported its own figure
-    for worker, (kind, key), value, error in outcomes:
+    for _worker, (kind, key), value, error in outcomes:
         if kind == "settle" and error is None and value.credits:
             assert hold_row(db, org, f"h-{key}")[:2] == ("settled", value.credits)
     assert billing_verify(db_url).returncode == 0

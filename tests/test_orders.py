@@ -61,7 +61,7 @@ def test_org_admin_cannot_record_a_purchase_at_any_price(db, org, amount):
 def test_a_trillion_credits_for_nothing_is_refused_even_for_the_operator(db, org, sysadmin):
     for actor in (None, sysadmin):
         refused(db, InvalidAmount, "grant_credits",
-                lambda: credits.add_credits(db, actor, org.id, 1_000_000_000_000, 0))
+                lambda actor=actor: credits.add_credits(db, actor, org.id, 1_000_000_000_000, 0))
     assert pool_total(db, org.id) == 0
 
 
@@ -93,7 +93,7 @@ def test_the_customer_never_chooses_the_price_of_an_order(db, org):
         fetch(db, "update credit_orders set price = 0.01 where id = :id", {"id": by_credits.id})
     for bad, words in [(0, "greater than 0"), (-5, "greater than 0"), ("1.5", "whole number"),
                        (D("1e13"), "too large"), ("abc", "not a number")]:
-        refused(db, InvalidAmount, words, lambda: orders.create_order(db, org.admin, org.id, credits=bad))
+        refused(db, InvalidAmount, words, lambda bad=bad: orders.create_order(db, org.admin, org.id, credits=bad))
     refused(db, InvalidInput, "one of the two", lambda: orders.create_order(db, org.admin, org.id))
     refused(db, InvalidInput, "one of the two",
             lambda: orders.create_order(db, org.admin, org.id, package_code="growth_50k", credits=10))

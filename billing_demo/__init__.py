@@ -1,5 +1,8 @@
 """Demo data: a realistic, deterministic dataset loaded through the ledger's own functions.
 
+Not part of the domain: this package sits beside billing_core and uses only its public
+functions and the stored functions (`billing demo` and ./start.sh load it).
+
 `load(db)` fills an empty database with about 40 organizations on the
 documented plans (some past due, some canceled, a few plan changes), 300 users
 (a third of them in two or three organizations), allocations, 90 days of usage
