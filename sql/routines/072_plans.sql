@@ -3,7 +3,7 @@
 -- A version's terms (price, pricing mode, included credits, trial) never
 -- change once written; a system admin's edit adds a version with an
 -- effective date, now or later, and never before the latest version's.
--- Subscriptions pay the version they reference (070_subscriptions.sql) and
+-- Subscriptions pay the version they reference (068_subscription_terms.sql) and
 -- move to a newer version of their plan at their first period start on or
 -- after its effective date (renew_subscription), with a billing history row.
 -- Catalogue changes lock the plan's row (FOR UPDATE) and write audit_log rows

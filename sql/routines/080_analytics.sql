@@ -27,7 +27,7 @@
 -- subscriptions' current state:
 --   * an organization's MRR at moment t is the mrr_after of its latest
 --     subscription history row (metadata ? 'mrr_after', see
---     070_subscriptions.sql) dated before t; 0 before its first. Trialing,
+--     069_subscription_events.sql) dated before t; 0 before its first. Trialing,
 --     canceled: 0; active, past due: the monthly amount. Whatever writes such
 --     a row (plan changes, trials, reactivations) moves MRR, whatever its
 --     event_type.

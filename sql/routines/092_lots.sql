@@ -169,7 +169,7 @@ $$;
 -- taken back (p_credits, or every unused credit when members hold fewer).
 -- Takes unused credits back from the members' active allocations because lot
 -- p_lot_id expired or its included credits were not earned (a plan change or
--- cancel, 070_subscriptions.sql): each gives in proportion to their unused
+-- cancel, 071_subscription_commands.sql): each gives in proportion to their unused
 -- credits (allocated - used - held by calls in flight; rounded
 -- down to 6 decimals); what rounding leaves is taken from the largest unused
 -- first (ties: user id). Writes one 'expiry' allocation event per member.
