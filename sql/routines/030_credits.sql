@@ -22,6 +22,10 @@ as $$
                 else p_at::text end;
 $$;
 
+comment on function ledger_time_text(timestamptz) is
+    'ledger_time_text(p_at): a moment as a person reads it in a message: ''YYYY-MM-DD HH:MM:SS UTC''. Raises '
+    'nothing.';
+
 
 -- ledger_check_occurred_at(p_occurred_at, p_what): returns nothing.
 -- For events reported after the fact (a metered service charging its calls
@@ -52,6 +56,12 @@ begin
 end;
 $$;
 
+comment on function ledger_check_occurred_at(timestamptz, text) is
+    'ledger_check_occurred_at(p_occurred_at, p_what): returns nothing. For events reported after the fact (a '
+    'metered service charging its calls late, a purchase or plan change entered later): null is "now"; otherwise '
+    'the time must be neither in the future (more than one minute ahead of the database clock: an allowance for '
+    'the caller''s clock skew) nor more than 400 days ago. Raises CB009.';
+
 
 -- add_credits_to_pool's signatures before p_occurred_at and p_expires_at were
 -- added: create or replace cannot add a parameter, and two versions would make
@@ -71,6 +81,10 @@ immutable
 as $$
     select greatest(ceil(p_credits * 10) / 10000, 0.0001);
 $$;
+
+comment on function ledger_list_price(numeric) is
+    'ledger_list_price(p_credits): the catalogue''s list price of p_credits credits in dollars (1 credit = '
+    '$0.001), rounded up to the cent''s hundredth ($0.0001, money''s precision). Raises nothing.';
 
 
 -- ledger_authorize_credits_in(p_actor_id, p_org_id, p_what): returns nothing.
@@ -94,6 +108,11 @@ begin
     perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');
 end;
 $$;
+
+comment on function ledger_authorize_credits_in(text, text, text) is
+    'ledger_authorize_credits_in(p_actor_id, p_org_id, p_what): returns nothing. Only trusted callers put credits '
+    'in a pool directly: a system admin, or the operator (a null actor, as ledger_authorize decides). Anyone else '
+    'is told to buy through an order. Raises CB002 (unknown actor), CB008.';
 
 
 -- ledger_record_purchase_locked(p_org_id, p_order_id, p_credits, p_amount,
@@ -151,6 +170,15 @@ begin
     return v_total;
 end;
 $$;
+
+comment on function ledger_record_purchase_locked(text, text, numeric, numeric, text, text, text, timestamptz, timestamptz) is
+    'ledger_record_purchase_locked(p_org_id, p_order_id, p_credits, p_amount, p_actor_id, p_description, '
+    'p_external_ref, p_occurred_at, p_expires_at): returns the pool''s total credits after the purchase. The one '
+    'internal path by which bought credits enter a pool: adds p_credits to the pool, writes the '
+    '''credit_purchase'' history row naming the paid order p_order_id (its lot follows from the row, '
+    '092_lots.sql), the audit row, and re-evaluates the pool''s low-balance alert. The caller holds the pool lock '
+    'and has checked the figures, the actor and the order (paid). Raises CB001 (the pool would exceed 10^13 '
+    'credits).';
 
 
 -- add_credits_to_pool(p_org_id, p_credits, p_purchase_amount, p_actor_id,
@@ -271,6 +299,25 @@ begin
 end;
 $$;
 
+comment on function add_credits_to_pool(text, numeric, numeric, text, text, text, timestamptz, timestamptz) is
+    'add_credits_to_pool(p_org_id, p_credits, p_purchase_amount, p_actor_id, p_description, p_external_ref, '
+    'p_occurred_at, p_expires_at): returns the pool''s total credits after the purchase. A trusted caller''s '
+    'direct entry of a purchase that was paid outside an order (a system admin, or the operator: a null actor on '
+    'the owner''s connection; anyone else gets CB008 and is told to create an order). It is recorded as a paid '
+    'order (source ''direct'', credit_orders) and one ''credit_purchase'' history row naming it, so every credit '
+    'that enters a pool has a paid order or a grant. The amount paid must be more than $0 (free credits are a '
+    'grant: grant_credits, with a reason) and at most the list price of the credits (1 credit = $0.001): a price '
+    'above it is a typo that would land in revenue; below it is a discount the trusted caller agreed to. '
+    'p_external_ref (the payment''s id) is unique across all organizations: the same reference again for the same '
+    'organization and figures changes nothing and returns the first answer; for other figures or another '
+    'organization it raises CB007. p_occurred_at (default now) dates the history row when the purchase is entered '
+    'after the fact; its recorded_at stays the time of the call. The credits are in the pool from the call on, '
+    'whatever the date. p_expires_at (default never) is when the credits expire: their lot''s unconsumed '
+    'remainder then leaves the pool (092_lots.sql). Re-evaluates the pool''s low-balance alert (094_alerts.sql). '
+    'Locks the pool row. Raises CB001 (also: $0, above the list price), CB002, CB011, CB008, CB007 (reference '
+    'reused with other figures or for another organization), CB009 (also: p_occurred_at in the future or more '
+    'than 400 days ago, p_expires_at not in the future).';
+
 
 -- ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_actor_id): returns
 -- the member's remaining credits. Adds p_credits to the member's active
@@ -315,6 +362,11 @@ begin
 end;
 $$;
 
+comment on function ledger_allocate_locked(text, text, numeric, text) is
+    'ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_actor_id): returns the member''s remaining credits. '
+    'Adds p_credits to the member''s active allocation, opening one if there is none. The caller holds the pool '
+    'lock and has checked the amount, the membership and the pool''s available credits.';
+
 
 -- ledger_refuse_short_pool(p_pool, p_needed): raises CB004 when the pool's
 -- available credits are below p_needed; returns nothing otherwise.
@@ -333,6 +385,10 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_refuse_short_pool(credit_pools, numeric) is
+    'ledger_refuse_short_pool(p_pool, p_needed): raises CB004 when the pool''s available credits are below '
+    'p_needed; returns nothing otherwise.';
 
 
 -- allocate_credits_to_user(p_org_id, p_user_id, p_credits, p_allocated_by):
@@ -363,6 +419,12 @@ begin
     return ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_allocated_by);
 end;
 $$;
+
+comment on function allocate_credits_to_user(text, text, numeric, text) is
+    'allocate_credits_to_user(p_org_id, p_user_id, p_credits, p_allocated_by): returns the member''s remaining '
+    'credits after the allocation. Moves p_credits from the pool''s available credits to the member''s active '
+    'allocation (created if missing). p_allocated_by must be an admin of the org (null: a trusted job). Locks the '
+    'pool row, then the allocation. Raises CB001, CB002, CB003, CB004, CB008, CB011.';
 
 
 -- allocate_credits_to_users(p_org_id, p_user_ids, p_credits, p_allocated_by):
@@ -407,6 +469,12 @@ begin
     return v_count;
 end;
 $$;
+
+comment on function allocate_credits_to_users(text, text[], numeric, text) is
+    'allocate_credits_to_users(p_org_id, p_user_ids, p_credits, p_allocated_by): returns the number of members '
+    'allocated to. Gives each listed member p_credits, all or nothing. Locks the pool row, then the allocations '
+    'in user id order, whatever order the list has. Raises CB001, CB002, CB003, CB004, CB008, CB009 (empty list '
+    'or a user listed twice), CB011.';
 
 
 -- reclaim_credits_from_user(p_org_id, p_user_id, p_credits, p_reclaimed_by):
@@ -472,6 +540,13 @@ begin
     return v_credits;
 end;
 $$;
+
+comment on function reclaim_credits_from_user(text, text, numeric, text) is
+    'reclaim_credits_from_user(p_org_id, p_user_id, p_credits, p_reclaimed_by): returns the credits taken back. '
+    'Moves unused credits from the member''s active allocation back to the pool''s available credits; p_credits '
+    'null takes back everything unused. Never takes back credits already used or held for a call in progress. '
+    'Locks the pool row, then the allocation. Raises CB001, CB002, CB003, CB005 (fewer unused credits than '
+    'asked), CB006 (no active allocation), CB008.';
 
 
 -- ledger_close_allocation's signature before p_closed_at was added.
@@ -552,6 +627,17 @@ begin
 end;
 $$;
 
+comment on function ledger_close_allocation(text, text, text, timestamptz, boolean) is
+    'ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id, p_closed_at, p_keep_holds): returns the '
+    'unused credits returned to the pool. Closes an active allocation: unused credits (held ones included) return '
+    'to the pool''s available credits (''close'' event), what it used leaves the pool''s total (a '
+    '''usage_settlement'' billing history row) and moves to closed_used_credits, so the pool''s used figure is '
+    'unchanged. Its open credit holds are released (status ''released'', reason ''allocation_closed''), unless '
+    'p_keep_holds: then they stay open for the caller to move to the member''s next allocation in the same '
+    'transaction (a period reset). p_closed_at (default now: the period job passes the boundary) is the '
+    'allocation''s period_end and the settlement row''s date. The caller holds the pool lock; locks the '
+    'allocation, then its holds.';
+
 
 -- ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata):
 -- returns nothing. Raises CB009 unless the service type is a lowercase key
@@ -595,6 +681,13 @@ begin
 end;
 $$;
 
+comment on function ledger_check_usage(text, text, text, jsonb) is
+    'ledger_check_usage(p_service_type, p_service_name, p_request_id, p_metadata): returns nothing. Raises CB009 '
+    'unless the service type is a lowercase key (letters, digits, ''_'', ''.'', ''-''; at most 64), the service '
+    'name is 1-200 characters, the request id (optional) 1-200 characters and the metadata a JSON object of at '
+    'most 8 kB, not counting its ''pricing'' and ''hold'' entries (the ledger''s own: charge_usage and settle add '
+    'them), which may take 8 kB more.';
+
 
 -- ledger_replay_deduction(p_first, p_user_id, p_credits, p_service_type,
 -- p_service_name): returns the remaining credits the first call answered.
@@ -623,6 +716,11 @@ begin
     return p_first.remaining_after;
 end;
 $$;
+
+comment on function ledger_replay_deduction(credit_usage_attribution, text, numeric, text, text) is
+    'ledger_replay_deduction(p_first, p_user_id, p_credits, p_service_type, p_service_name): returns the '
+    'remaining credits the first call answered. Raises CB007 when the retry differs from the first call in user, '
+    'amount or service.';
 
 
 -- ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises,
@@ -661,6 +759,11 @@ begin
                          ledger_amount_text(p_credits));
 end;
 $$;
+
+comment on function ledger_refuse_deduction(text, text, numeric) is
+    'ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises, saying why a deduction found no '
+    'allocation able to pay: CB002 (unknown org or user), CB011 (org not active), CB003 (not a member), CB006 '
+    '(allocation closed), CB005 (no allocation, or too few credits remaining).';
 
 
 -- deduct_credits's signature before p_occurred_at was added (see
@@ -807,6 +910,21 @@ begin
 end;
 $$;
 
+comment on function deduct_credits(text, text, numeric, text, text, text, jsonb, timestamptz) is
+    'deduct_credits(p_org_id, p_user_id, p_credits, p_service_type, p_service_name, p_request_id, p_metadata, '
+    'p_occurred_at): returns the member''s remaining credits after the charge (net of credits held for calls in '
+    'progress, which a charge cannot spend). Charges the member''s active allocation and writes one attribution '
+    'row, in one statement; the pool''s used figure follows from the allocation. A non-null p_request_id makes '
+    'the call idempotent per organization: the same request again charges nothing more and returns the first '
+    'answer; the same request id with another user, amount or service raises CB007. p_occurred_at, for a call '
+    'reported after the fact, is when the call happened (default now): the attribution row''s created_at; its '
+    'recorded_at is the time of the charge. The charge always comes out of the member''s current allocation. The '
+    'charge that takes the allocation from under 90% used to 90% or more also opens its low-balance alert '
+    '(094_alerts.sql; once per allocation). A charge that waited on the member''s allocation while a period reset '
+    'closed it and opened the next one is charged to the new allocation (one more attempt, in a new statement), '
+    'never refused for it. Locks only the member''s allocation row. Raises CB001, CB002, CB003, CB005, CB006, '
+    'CB007, CB009 (also: p_occurred_at in the future or more than 400 days ago), CB011.';
+
 
 -- has_sufficient_credits(p_org_id, p_user_id, p_credits): true when the
 -- member's active allocation has at least p_credits remaining, net of held
@@ -834,3 +952,8 @@ begin
     return v_remaining >= p_credits;
 end;
 $$;
+
+comment on function has_sufficient_credits(text, text, numeric) is
+    'has_sufficient_credits(p_org_id, p_user_id, p_credits): true when the member''s active allocation has at '
+    'least p_credits remaining, net of held credits, and the organization is active. Takes no lock (the answer '
+    'can be stale by the time of the charge; deduct_credits decides). Raises CB001, CB002, CB003.';

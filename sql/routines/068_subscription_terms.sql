@@ -100,6 +100,11 @@ begin
 end;
 $$;
 
+comment on function organization_subscriptions_defaults() is
+    'organization_subscriptions_defaults(): trigger function (before insert): fills what an integrator''s plain '
+    'INSERT leaves out: plan_version (the version in force at created_at), number (the organization''s next) and '
+    'current_period_full_start (current_period_start). Raises nothing.';
+
 
 create or replace trigger organization_subscriptions_defaults
     before insert on organization_subscriptions
@@ -125,6 +130,11 @@ begin
     return next;
 end;
 $$;
+
+comment on function subscription_period_at(text, text, timestamptz) is
+    'subscription_period_at(p_org_id, p_billing_cycle, p_at): the full billing period holding p_at for this '
+    'cycle: the calendar period''s start and the boundary one (monthly) or twelve (yearly) calendar periods '
+    'later. Raises CB002 for an unknown organization.';
 
 
 -- subscription_proration(p_old_price, p_new_price, p_full_start,
@@ -153,6 +163,12 @@ as $$
            ) c;
 $$;
 
+comment on function subscription_proration(numeric, numeric, timestamptz, timestamptz, timestamptz) is
+    'subscription_proration(p_old_price, p_new_price, p_full_start, p_period_end, p_at): what a change at p_at '
+    'inside the period [p_full_start, p_period_end) is worth: the seconds left and in the full period, the credit '
+    'for the unused part of p_old_price and the charge for the same part of p_new_price (each rounded to cents), '
+    'and net = charge - credit. Exact NUMERIC arithmetic. Raises nothing.';
+
 
 -- ledger_require_plan(p_plan): returns the plan's row.
 -- Raises CB009 for a missing or unknown plan code, naming the known ones.
@@ -175,6 +191,10 @@ begin
 end;
 $$;
 
+comment on function ledger_require_plan(text) is
+    'ledger_require_plan(p_plan): returns the plan''s row. Raises CB009 for a missing or unknown plan code, '
+    'naming the known ones.';
+
 
 -- ledger_require_open_plan(p_plan): returns the plan's row. Raises CB009 for
 -- an unknown plan, CB012 for a retired one (nobody may move to it).
@@ -196,6 +216,10 @@ begin
 end;
 $$;
 
+comment on function ledger_require_open_plan(text) is
+    'ledger_require_open_plan(p_plan): returns the plan''s row. Raises CB009 for an unknown plan, CB012 for a '
+    'retired one (nobody may move to it).';
+
 
 -- subscription_cycle_price(p_plan, p_at, p_billing_cycle): the version of
 -- plan p_plan in force at p_at, and the price a subscription on it pays per
@@ -212,6 +236,10 @@ begin
 end;
 $$;
 
+comment on function subscription_cycle_price(text, timestamptz, text) is
+    'subscription_cycle_price(p_plan, p_at, p_billing_cycle): the version of plan p_plan in force at p_at, and '
+    'the price a subscription on it pays per period (monthly price, x12 when yearly). Raises nothing.';
+
 
 -- subscription_withhold(p_credit, p_overspent): the refund left of p_credit
 -- (dollars) once the included credits used above the earned share
@@ -225,3 +253,8 @@ immutable
 as $$
     select greatest(p_credit - round(coalesce(p_overspent, 0) * 0.001, 2), 0);
 $$;
+
+comment on function subscription_withhold(numeric, numeric) is
+    'subscription_withhold(p_credit, p_overspent): the refund left of p_credit (dollars) once the included '
+    'credits used above the earned share (p_overspent credits) are paid for at the list price (1 credit = '
+    '$0.001), rounded to cents, never below 0: the refund is withheld for that part. Raises nothing.';

@@ -60,6 +60,13 @@ begin
 end;
 $$;
 
+comment on function ledger_subscription_event(organization_subscriptions, organization_subscriptions, text, text, text, timestamptz, numeric, text, jsonb) is
+    'ledger_subscription_event(p_subscription, p_before, p_event_type, p_description, p_actor_id, p_occurred_at, '
+    'p_amount, p_external_ref, p_extra): appends the subscription''s org_billing_history row (metadata as '
+    'described at the top of 068_subscription_terms.sql, plus p_extra) dated p_occurred_at; p_before is the '
+    'subscription before the event (null: it is new). With an external_ref already recorded for the organization '
+    'it writes nothing. Locks nothing.';
+
 
 -- subscription_invoice(p_subscription, p_from): appends the 'invoice' row of
 -- the subscription's current period for the part [p_from, period end) it
@@ -90,6 +97,12 @@ begin
 end;
 $$;
 
+comment on function subscription_invoice(organization_subscriptions, timestamptz) is
+    'subscription_invoice(p_subscription, p_from): appends the ''invoice'' row of the subscription''s current '
+    'period for the part [p_from, period end) it pays: price_amount x that part''s seconds / the full period''s, '
+    'in cents, dated p_from. Idempotent: its external_ref names the subscription''s number and the period''s '
+    'start. Locks nothing.';
+
 
 -- subscription_proration_metadata(p_s, p_p): the 'proration' metadata of a
 -- change or cancel row: the period, and p_p's seconds, credit and charge
@@ -108,6 +121,10 @@ begin
 end;
 $$;
 
+comment on function subscription_proration_metadata(organization_subscriptions, record) is
+    'subscription_proration_metadata(p_s, p_p): the ''proration'' metadata of a change or cancel row: the period, '
+    'and p_p''s seconds, credit and charge (a subscription_proration row). Raises nothing.';
+
 
 -- subscription_included_metadata(p_ic, p_withheld): the 'included' metadata
 -- of a change or cancel row: what subscription_included_change did
@@ -124,6 +141,11 @@ begin
         'refund_withheld', p_withheld));
 end;
 $$;
+
+comment on function subscription_included_metadata(record, numeric) is
+    'subscription_included_metadata(p_ic, p_withheld): the ''included'' metadata of a change or cancel row: what '
+    'subscription_included_change did (taken_back, overspent, granted credits) and the refund withheld for the '
+    'overspent credits (dollars). Raises nothing.';
 
 
 -- subscription_included_text(p_ic, p_withheld): the words a change or cancel
@@ -147,6 +169,10 @@ begin
 end;
 $$;
 
+comment on function subscription_included_text(record, numeric) is
+    'subscription_included_text(p_ic, p_withheld): the words a change or cancel row''s description adds about '
+    'included credits ('''' when nothing moved). Raises nothing.';
+
 
 -- subscription_last_event_at(p_subscription): when the subscription's latest
 -- history row (a change, an invoice) is dated. Raises nothing.
@@ -160,6 +186,10 @@ as $$
      where h.org_id = p_subscription.org_id
        and h.metadata ->> 'subscription_id' = p_subscription.id;
 $$;
+
+comment on function subscription_last_event_at(organization_subscriptions) is
+    'subscription_last_event_at(p_subscription): when the subscription''s latest history row (a change, an '
+    'invoice) is dated. Raises nothing.';
 
 
 -- org_included_credits(p_org_id, p_at): the credits the organization's plan
@@ -188,3 +218,10 @@ as $$
                 and v.version = coalesce((last.metadata ->> 'plan_version')::integer, 1)
          where last.metadata ->> 'status' in ('trialing', 'active', 'past_due')), 0);
 $$;
+
+comment on function org_included_credits(text, timestamptz) is
+    'org_included_credits(p_org_id, p_at): the credits the organization''s plan includes each billing period, as '
+    'it stood at p_at: the plan version named by its latest subscription history row at or before p_at, while '
+    'that row says the subscription is live (0 otherwise, and 0 for an unknown organization). The period job '
+    'calls renew_subscription first, so that a version or plan taking effect at a boundary is the one read there. '
+    'Locks nothing; raises nothing.';

@@ -34,6 +34,11 @@ begin
 end;
 $$;
 
+comment on function subscription_end_at(organization_subscriptions, timestamptz, text, jsonb) is
+    'subscription_end_at(p_s, p_at, p_why, p_audit): returns the subscription canceled at p_at (by the renewal: a '
+    'pending cancel reached its date), with its history row saying p_why and an audit row carrying p_audit. The '
+    'caller holds the locks. Raises nothing.';
+
 
 -- subscription_trial_end_at(p_s, p_at): returns the trialing subscription
 -- made active at p_at, with its history and audit rows (no invoice: the
@@ -57,6 +62,10 @@ begin
     return v_s;
 end;
 $$;
+
+comment on function subscription_trial_end_at(organization_subscriptions, timestamptz) is
+    'subscription_trial_end_at(p_s, p_at): returns the trialing subscription made active at p_at, with its '
+    'history and audit rows (no invoice: the caller writes it). The caller holds the locks. Raises nothing.';
 
 
 -- subscription_included_change(p_org_id, p_at, p_new_included, p_why):
@@ -192,6 +201,23 @@ begin
 end;
 $$;
 
+comment on function subscription_included_change(text, timestamptz, numeric, text) is
+    'subscription_included_change(p_org_id, p_at, p_new_included, p_why): returns (taken_back, overspent, '
+    'granted): what a change now does to the period''s included credits (the rule, README "Included credits"). '
+    'Included credits are earned in proportion to the time on the plan: of a live ''plan_included'' lot granted '
+    'for [start, end), the part (end - p_at) / (end - start) is not earned at p_at (rounded down to 6 decimals). '
+    'First the organization''s due period work up to p_at is done (the period job''s own '
+    'billing_periods_process_org, so a late job cannot grant the old plan''s credits after the change) and its '
+    'lots settled. Then, per live included lot, the unearned part still unspent is taken back: from the pool''s '
+    'unallocated credits first, then from members'' unused allocations in proportion (ledger_take_back_unused), '
+    'written as a ''credit_expiry'' history row dated p_at (metadata.reason p_why, taken_back true; written also '
+    'when nothing could be taken, so that the lot counts as settled: it stopped earning with its plan) and as the '
+    'lot''s expired credits; overspent is the unearned part that could not be taken back (already spent, or held '
+    'by calls in flight). Then, outside the baseline period, the new plan''s p_new_included credits are granted '
+    'pro rata for the rest of the current period as a ''credit_grant'' row (source ''plan_included'') dated p_at '
+    'and expiring at the period end. The caller holds the organization''s row lock; this locks the pool, then '
+    'allocations in user id order, then lots. Raises XX000 (lots cannot cover usage: see ledger_settle_lots).';
+
 
 -- subscription_advance(p_org_id, p_until): returns how many history rows it
 -- wrote. Applies to the organization's live subscription everything due up
@@ -300,6 +326,13 @@ begin
 end;
 $$;
 
+comment on function subscription_advance(text, timestamptz) is
+    'subscription_advance(p_org_id, p_until): returns how many history rows it wrote. Applies to the '
+    'organization''s live subscription everything due up to p_until, in time order (see the top of '
+    '068_subscription_terms.sql): trial end, then at each period boundary a pending cancel, a scheduled change or '
+    'the move to the version in force, and the next period with its invoice. The caller holds the organization''s '
+    'row lock; this locks the subscription row. Raises nothing of its own.';
+
 
 -- renew_subscription(p_org_id, p_until, p_actor_id): returns how many
 -- history rows it wrote (0: nothing was due). Applies to the organization's
@@ -329,3 +362,12 @@ begin
     return subscription_advance(p_org_id, coalesce(p_until, now()));
 end;
 $$;
+
+comment on function renew_subscription(text, timestamptz, text) is
+    'renew_subscription(p_org_id, p_until, p_actor_id): returns how many history rows it wrote (0: nothing was '
+    'due). Applies to the organization''s live subscription everything due up to p_until (default now): trial '
+    'end, pending cancel, scheduled change, move to the plan version in force, next periods with one invoice '
+    'each, catching up every missed period. Running it again, or later, writes nothing twice. Also refreshes '
+    'plans'' copy of the versions in force. p_actor_id must be a system admin (null: the period job). Locks the '
+    'organization''s row, then the subscription. Raises CB002 (unknown organization or actor), CB008, CB009 '
+    '(p_until in the future or more than 400 days ago).';

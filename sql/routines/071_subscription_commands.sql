@@ -39,6 +39,12 @@ begin
 end;
 $$;
 
+comment on function subscription_check_dated(text, text, timestamptz, text) is
+    'subscription_check_dated(p_actor_id, p_org_id, p_at, p_what): returns nothing. Only a trusted caller dates a '
+    'subscription change: when p_at is given and is not the transaction''s now, p_actor_id must be a system admin '
+    '(null: the operator, ledger_authorize decides on which connection). An org admin''s change happens now. '
+    'Raises CB002 (unknown actor), CB008.';
+
 
 -- subscription_check_rate(p_actor_id): returns nothing. An org admin (not a
 -- system admin, not a job) may make at most 5 subscription changes (audit
@@ -73,6 +79,12 @@ begin
     end if;
 end;
 $$;
+
+comment on function subscription_check_rate(text) is
+    'subscription_check_rate(p_actor_id): returns nothing. An org admin (not a system admin, not a job) may make '
+    'at most 5 subscription changes (audit actions ''subscription.*'') in any hour, across organizations. Takes '
+    'the actor''s transaction-level advisory lock first, so two parallel calls cannot both be the 5th (read '
+    'committed: the count is a new snapshot after the lock). Raises CB013 saying when the actor may try again.';
 
 
 -- subscription_lock_live(p_org_id, p_actor_id, p_at, p_must_be_active):
@@ -117,6 +129,14 @@ begin
     return v_s;
 end;
 $$;
+
+comment on function subscription_lock_live(text, text, timestamptz, boolean) is
+    'subscription_lock_live(p_org_id, p_actor_id, p_at, p_must_be_active): returns the organization''s live '
+    'subscription, brought up to p_at. Checks the organization (active, when p_must_be_active) and that the actor '
+    'is a system admin or an admin of it, locks the organization''s row, applies the rate limit, applies what was '
+    'due up to p_at (subscription_advance), and checks that p_at is not before the subscription''s latest event. '
+    'Raises CB002 (unknown organization or actor, no live subscription), CB008, CB009 (p_at before the latest '
+    'event), CB011, CB013.';
 
 
 -- create_subscription(p_org_id, p_plan, p_actor_id, p_billing_cycle,
@@ -242,6 +262,23 @@ begin
 end;
 $$;
 
+comment on function create_subscription(text, text, text, text, timestamptz, boolean) is
+    'create_subscription(p_org_id, p_plan, p_actor_id, p_billing_cycle, p_started_at, p_trial): returns the new '
+    'subscription''s id. Subscribes the organization to the version of a plan in force at the start (monthly; '
+    'twelve times its price when p_billing_cycle is ''yearly''), for the calendar period holding the start (a '
+    'first, shorter period when it starts inside one). p_started_at (default now) dates a subscription entered '
+    'after the fact: its created_at and history row; it cannot be earlier than the end of the organization''s '
+    'previous subscription; system admins and the operator only. p_trial: null gives the version''s trial (status '
+    '''trialing'', trial_ends_at = start + trial days, no invoice yet) when the subscription starts now and the '
+    'organization never subscribed before (a trial is once per organization, ever); true from a system admin or '
+    'the operator forces it whatever the start; true from an org admin is the same as null for a first '
+    'subscription and refused after any earlier one; false never. Without a trial it is ''active'' with an '
+    'invoice for its first period. p_actor_id must be a system admin or an admin of the organization (null: a '
+    'trusted job); org admins are rate limited. Locks the organization''s row. Raises CB002 (unknown organization '
+    'or actor), CB008 (also: an org admin dating it or asking a second trial), CB009 (unknown plan or billing '
+    'cycle, bad p_started_at), CB010 (the organization already has a live subscription), CB011 (organization '
+    'suspended or closed), CB012 (retired plan), CB013.';
+
 
 -- change_subscription_plan(p_org_id, p_plan, p_actor_id, p_occurred_at):
 -- returns the change: the subscription, its new plan, version and price, the
@@ -344,6 +381,22 @@ begin
 end;
 $$;
 
+comment on function change_subscription_plan(text, text, text, timestamptz) is
+    'change_subscription_plan(p_org_id, p_plan, p_actor_id, p_occurred_at): returns the change: the subscription, '
+    'its new plan, version and price, the current period, and the proration: seconds left of the full period, the '
+    'credit for the unused part of the old price, the charge for the same part of the new one (cents), and amount '
+    '= charge - credit, which is the history row''s amount (negative: owed to the organization; 0 during a trial, '
+    'when nothing was charged). Moves the live subscription to the version of p_plan in force now (upgrade or '
+    'downgrade) after applying what was due up to p_occurred_at (default now; a past time from system admins and '
+    'the operator only); a scheduled change is dropped; a pending cancel stays. The period''s included credits '
+    'follow the rule at the top of 068_subscription_terms.sql: the old plan''s unearned, unspent part is taken '
+    'back, the new plan''s are granted pro rata, and the credit is reduced (withheld) for included credits spent '
+    'above the earned share: proration_credit and amount are after that (the row''s metadata.included has the '
+    'figures). p_actor_id must be a system admin or an admin of the organization (null: a trusted job); org '
+    'admins are rate limited. Locks the organization''s row, then the subscription, then the pool, allocations '
+    'and lots. Raises CB002, CB008 (also: an org admin giving a time), CB009 (unknown plan, bad time), CB011, '
+    'CB012 (retired plan, or already on it), CB013.';
+
 
 -- preview_subscription_change(p_org_id, p_plan, p_actor_id, p_at): returns
 -- what change_subscription_plan would return at p_at (default now), writing
@@ -384,6 +437,11 @@ begin
                         v_row.proration_credit, v_row.proration_charge, v_row.amount;
 end;
 $$;
+
+comment on function preview_subscription_change(text, text, text, timestamptz) is
+    'preview_subscription_change(p_org_id, p_plan, p_actor_id, p_at): returns what change_subscription_plan would '
+    'return at p_at (default now), writing nothing: it makes the change inside a subtransaction and rolls it back '
+    '(locks taken are released with it). Raises what the change would raise.';
 
 
 -- schedule_subscription_change(p_org_id, p_plan, p_actor_id, p_occurred_at):
@@ -450,6 +508,16 @@ begin
     return v_s.current_period_end;
 end;
 $$;
+
+comment on function schedule_subscription_change(text, text, text, timestamptz) is
+    'schedule_subscription_change(p_org_id, p_plan, p_actor_id, p_occurred_at): returns when the change applies: '
+    'the current period''s end. Sets the live subscription''s scheduled plan (replacing an earlier schedule); '
+    'renew_subscription applies it at that boundary, at the version in force then. Undo it with '
+    'reactivate_subscription. p_occurred_at (default now) dates a schedule entered after the fact (system admins '
+    'and the operator only). p_actor_id must be a system admin or an admin of the organization (null: a trusted '
+    'job); org admins are rate limited. Locks the organization''s row, then the subscription. Raises CB002, CB008 '
+    '(also: an org admin giving a time), CB009 (unknown plan), CB011, CB012 (retired plan, already on it or '
+    'scheduled for it, a cancel pending), CB013.';
 
 
 -- cancel_subscription(p_org_id, p_actor_id, p_at_period_end, p_occurred_at):
@@ -545,6 +613,18 @@ begin
 end;
 $$;
 
+comment on function cancel_subscription(text, text, boolean, timestamptz) is
+    'cancel_subscription(p_org_id, p_actor_id, p_at_period_end, p_occurred_at): returns the amount recorded: '
+    'minus the credit for the unused part of the period when canceled now (active or past due; 0 in a trial), '
+    'reduced for included credits spent above the earned share (see the top of 068_subscription_terms.sql; the '
+    'unearned, unspent included credits are taken back), 0 at period end. p_at_period_end (default true) keeps '
+    'the subscription until its period end (renew_subscription ends it then; a trial ends with the trial) and '
+    'drops a scheduled change; otherwise it ends at p_occurred_at (default now; a past time from system admins '
+    'and the operator only) and the organization may subscribe again. p_actor_id must be a system admin or an '
+    'admin of the organization (null: a trusted job); org admins are rate limited. Locks the organization''s row, '
+    'then the subscription (then, canceled now, the pool, allocations and lots). Raises CB002, CB008 (also: an '
+    'org admin giving a time), CB009 (bad time), CB012 (already set to end), CB013.';
+
 
 -- reactivate_subscription(p_org_id, p_actor_id, p_occurred_at): returns
 -- nothing. Undoes
@@ -599,6 +679,14 @@ begin
                                                            else 'scheduled_change' end));
 end;
 $$;
+
+comment on function reactivate_subscription(text, text, timestamptz) is
+    'reactivate_subscription(p_org_id, p_actor_id, p_occurred_at): returns nothing. Undoes what the live '
+    'subscription was set to do at its period end: a cancel, or a scheduled plan change. (A canceled organization '
+    'subscribes again with create_subscription.) p_occurred_at (default now) dates it after the fact (system '
+    'admins and the operator only). p_actor_id must be a system admin or an admin of the organization (null: a '
+    'trusted job); org admins are rate limited. Locks the organization''s row, then the subscription. Raises '
+    'CB002 (no live subscription), CB008, CB012 (nothing to undo), CB013.';
 
 
 -- set_subscription_status(p_org_id, p_status, p_actor_id, p_occurred_at):
@@ -694,6 +782,17 @@ begin
 end;
 $$;
 
+comment on function set_subscription_status(text, text, text, timestamptz) is
+    'set_subscription_status(p_org_id, p_status, p_actor_id, p_occurred_at): returns nothing. Moves the '
+    'organization''s live subscription to ''active'' (payment received, or a trial converted), ''past_due'' '
+    '(payment failed) or ''canceled'' (ends it: canceled_at is set, no credit is given - refunds are the external '
+    'billing system''s - and the organization may subscribe again), after applying what was due up to '
+    'p_occurred_at. Setting the status it already has changes nothing (a repeated webhook, say). p_occurred_at '
+    '(default now) dates a change entered after the fact; it cannot be earlier than the subscription''s last '
+    'change. p_actor_id must be a system admin (null: a trusted job). Locks the organization''s row, then the '
+    'subscription. Raises CB002 (unknown organization or actor, or no live subscription), CB008, CB009 (unknown '
+    'status, bad p_occurred_at).';
+
 
 -- create_organization_with_plan(p_org_id, p_name, p_plan, p_admin_user_id,
 --     p_admin_email, p_admin_name, p_admin_password_hash, p_actor_id,
@@ -734,3 +833,12 @@ begin
     return create_subscription(p_org_id, p_plan, p_actor_id, p_billing_cycle, p_started_at);
 end;
 $$;
+
+comment on function create_organization_with_plan(text, text, text, text, text, text, text, text, text, timestamptz) is
+    'create_organization_with_plan(p_org_id, p_name, p_plan, p_admin_user_id, p_admin_email, p_admin_name, '
+    'p_admin_password_hash, p_actor_id, p_billing_cycle, p_started_at): returns the subscription''s id. Opens an '
+    'organization in one transaction: the organization and its empty pool, a NEW user (the bcrypt hash of a '
+    'one-time password) who becomes its first admin, and its subscription; all of it or nothing. p_actor_id must '
+    'be a system admin (null: a trusted job). Locks the new organization''s row. Raises CB002 (unknown actor), '
+    'CB008, CB009 (bad id, name, email, plan, billing cycle, start, or a password hash that is not a bcrypt '
+    'hash), CB010 (organization id, user id or email taken).';

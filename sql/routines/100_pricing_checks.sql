@@ -67,6 +67,11 @@ begin
 end;
 $$;
 
+comment on function pricing_check_figure(numeric, text, numeric, integer, text) is
+    'pricing_check_figure(p_value, p_what, p_max, p_scale, p_unit): returns nothing. Raises CB001 unless p_value '
+    'is a number >= 0 (0: free), at most p_max, with at most p_scale decimals (not infinite). p_unit (''dollars'' '
+    'or ''credits'') words the message.';
+
 
 -- pricing_check_rate(p_value, p_what): returns nothing. Raises CB001 unless
 -- p_value is a dollar rate >= 0, at most 1,000,000 and with at most 8 decimals.
@@ -77,6 +82,10 @@ immutable
 as $$
     select pricing_check_figure(p_value, p_what, 1000000, 8, 'dollars');
 $$;
+
+comment on function pricing_check_rate(numeric, text) is
+    'pricing_check_rate(p_value, p_what): returns nothing. Raises CB001 unless p_value is a dollar rate >= 0, at '
+    'most 1,000,000 and with at most 8 decimals.';
 
 
 -- pricing_check_count(p_value, p_what, p_min, p_max): returns nothing.
@@ -107,6 +116,10 @@ begin
 end;
 $$;
 
+comment on function pricing_check_count(numeric, text, numeric, numeric) is
+    'pricing_check_count(p_value, p_what, p_min, p_max): returns nothing. Raises CB001 unless p_value is a whole '
+    'number between p_min and p_max.';
+
 
 -- pricing_check_credit_price(p_value, p_what): returns nothing. Raises CB001
 -- unless p_value is a number of credits >= 0 (0: free), at most
@@ -118,6 +131,10 @@ immutable
 as $$
     select pricing_check_figure(p_value, p_what, 1000000000, 6, 'credits');
 $$;
+
+comment on function pricing_check_credit_price(numeric, text) is
+    'pricing_check_credit_price(p_value, p_what): returns nothing. Raises CB001 unless p_value is a number of '
+    'credits >= 0 (0: free), at most 1,000,000,000, with at most 6 decimals.';
 
 
 -- pricing_check_markup(p_value): returns nothing. Raises CB001 unless the
@@ -140,6 +157,10 @@ begin
     end if;
 end;
 $$;
+
+comment on function pricing_check_markup(numeric) is
+    'pricing_check_markup(p_value): returns nothing. Raises CB001 unless the markup is a number > 0 and at most '
+    '100, with at most 4 decimals.';
 
 
 -- pricing_effective_from(p_effective_from): returns the moment a new price
@@ -169,6 +190,11 @@ begin
 end;
 $$;
 
+comment on function pricing_effective_from(timestamptz) is
+    'pricing_effective_from(p_effective_from): returns the moment a new price row takes effect: p_effective_from, '
+    'or now when null. Raises CB009 when it lies in the past (more than a minute ago: history is never rewritten) '
+    'or more than 5 years ahead.';
+
 
 -- pricing_check_moment(p_at): returns p_at, or now when null. Raises CB009
 -- for an infinite moment.
@@ -184,3 +210,6 @@ begin
     return coalesce(p_at, now());
 end;
 $$;
+
+comment on function pricing_check_moment(timestamptz) is
+    'pricing_check_moment(p_at): returns p_at, or now when null. Raises CB009 for an infinite moment.';

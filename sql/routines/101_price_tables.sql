@@ -67,6 +67,14 @@ begin
 end;
 $$;
 
+comment on function set_model_price(text, text, text, numeric, numeric, numeric, numeric, timestamptz, boolean, text) is
+    'set_model_price(p_actor_id, p_provider, p_model, p_usd_per_1k_input, p_usd_per_1k_output, p_usd_per_image, '
+    'p_usd_per_request, p_effective_from, p_is_available, p_note): returns the new row''s id. Records a model''s '
+    'provider prices from p_effective_from (default now) on; p_is_available false withdraws the model from then '
+    'on. Locks nothing (the unique key serializes two edits at the same moment). Raises CB001 (bad rate), CB002 '
+    '(unknown actor), CB008 (not a system admin), CB009 (bad provider, model, note or time), CB010 (a row for '
+    'this model at this moment exists).';
+
 
 -- set_service_price(p_actor_id, p_service_type, p_credits, p_effective_from,
 --                   p_is_available, p_note): returns the new row's id.
@@ -110,6 +118,12 @@ begin
 end;
 $$;
 
+comment on function set_service_price(text, text, numeric, timestamptz, boolean, text) is
+    'set_service_price(p_actor_id, p_service_type, p_credits, p_effective_from, p_is_available, p_note): returns '
+    'the new row''s id. Records a fixed-price service''s credits per call from p_effective_from (default now) on; '
+    'p_is_available false withdraws it. Locks nothing. Raises CB001, CB002, CB008, CB009, CB010 (a row at this '
+    'moment exists).';
+
 
 -- pricing_platform_rule_at(p_at): returns the platform rule in force at p_at
 -- (the seed row is in force from 2024-01-01). Raises CB002 when none is.
@@ -130,6 +144,10 @@ begin
     return v_rule;
 end;
 $$;
+
+comment on function pricing_platform_rule_at(timestamptz) is
+    'pricing_platform_rule_at(p_at): returns the platform rule in force at p_at (the seed row is in force from '
+    '2024-01-01). Raises CB002 when none is.';
 
 
 -- set_platform_pricing_rule(p_actor_id, p_markup, p_byok_fee_credits,
@@ -188,6 +206,12 @@ begin
 end;
 $$;
 
+comment on function set_platform_pricing_rule(text, numeric, numeric, integer, timestamptz, text) is
+    'set_platform_pricing_rule(p_actor_id, p_markup, p_byok_fee_credits, p_hold_ttl_seconds, p_effective_from, '
+    'p_note): returns the new row''s id. The platform''s markup, BYOK fee per call and default hold lifetime from '
+    'p_effective_from (default now) on; a null figure keeps the one in force then. Locks nothing. Raises CB001, '
+    'CB002, CB008, CB009, CB010.';
+
 
 -- set_org_pricing_override(p_org_id, p_actor_id, p_markup,
 --                          p_byok_fee_credits, p_effective_from, p_note):
@@ -236,3 +260,9 @@ begin
     return v_id;
 end;
 $$;
+
+comment on function set_org_pricing_override(text, text, numeric, numeric, timestamptz, text) is
+    'set_org_pricing_override(p_org_id, p_actor_id, p_markup, p_byok_fee_credits, p_effective_from, p_note): '
+    'returns the new row''s id. The organization''s own markup and BYOK fee from p_effective_from (default now) '
+    'on; a null figure follows the platform rule (both null: back to the platform''s rules). Locks nothing. '
+    'Raises CB001, CB002 (unknown org or actor), CB008, CB009, CB010.';

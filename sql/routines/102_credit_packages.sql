@@ -56,6 +56,12 @@ begin
 end;
 $$;
 
+comment on function save_credit_package(text, text, text, numeric, numeric, numeric, boolean, integer) is
+    'save_credit_package(p_actor_id, p_code, p_name, p_credits, p_bonus_credits, p_price, p_is_active, '
+    'p_sort_order): returns true when the package was created, false when an existing one was changed. Creates or '
+    'edits a package; the audit row keeps the figures before and after (past purchases keep theirs in billing '
+    'history). Locks the package row. Raises CB001 (credits, bonus or price), CB002, CB008, CB009 (code or name).';
+
 
 -- buy_credit_package(p_org_id, p_package_code, p_actor_id, p_external_ref):
 -- returns the pool's total credits after the purchase.
@@ -117,3 +123,14 @@ begin
                                p_external_ref => p_external_ref);
 end;
 $$;
+
+comment on function buy_credit_package(text, text, text, text) is
+    'buy_credit_package(p_org_id, p_package_code, p_actor_id, p_external_ref): returns the pool''s total credits '
+    'after the purchase. A trusted caller''s direct entry of a package sale paid outside an order (a system admin '
+    'or the operator; a customer orders the package with create_credit_order instead, credited when its payment '
+    'is recorded): adds the package''s credits plus its bonus to the pool for its price, as one purchase '
+    '(add_credits_to_pool: a paid order and one billing history row describing the package). For a personal '
+    'balance the credits are allocated to its owner in the same transaction. p_external_ref makes it idempotent '
+    'like add_credits_to_pool. Locks the pool row (then, for a personal balance, the owner''s allocation). Raises '
+    'CB002 (unknown package), CB008, CB012 (package not on sale, or free) and whatever add_credits_to_pool '
+    'raises.';

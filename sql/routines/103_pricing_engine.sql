@@ -34,6 +34,12 @@ as $$
       left join plans p on p.code = s.plan;
 $$;
 
+comment on function pricing_mode_of(text, timestamptz) is
+    'pricing_mode_of(p_org_id, p_at): returns (plan_code, pricing_mode) of the subscription the organization had '
+    'at p_at (default now: its live one), so that a call reported late is judged by the plan it was made under; '
+    '(null, ''markup'') without one, or for a null organization (null, ''mixed'': a bare price, no plan to '
+    'restrict it). Raises nothing, takes no lock.';
+
 
 -- pricing_service_price_at(p_service_type, p_at): returns the fixed price
 -- of the service type in force at p_at, or null when the type has none (a
@@ -58,6 +64,11 @@ begin
     return v_service;
 end;
 $$;
+
+comment on function pricing_service_price_at(text, timestamptz) is
+    'pricing_service_price_at(p_service_type, p_at): returns the fixed price of the service type in force at '
+    'p_at, or null when the type has none (a model call: see pricing_model_price_at). Raises CB009 when the '
+    'service is withdrawn at p_at. Takes no lock.';
 
 
 -- pricing_model_price_at(p_model, p_at): returns the model's provider prices
@@ -90,6 +101,11 @@ begin
     return v_model;
 end;
 $$;
+
+comment on function pricing_model_price_at(text, timestamptz) is
+    'pricing_model_price_at(p_model, p_at): returns the model''s provider prices in force at p_at. Raises CB002 '
+    'when the model has no price then (the message lists known models), CB009 when it is withdrawn. Takes no '
+    'lock.';
 
 
 -- pricing_quote(p_org_id, p_plan_code, p_pricing_mode, p_service_type,
@@ -204,6 +220,13 @@ begin
 end;
 $$;
 
+comment on function pricing_quote(text, text, text, text, text, numeric, numeric, numeric, numeric, boolean, timestamptz) is
+    'pricing_quote(p_org_id, p_plan_code, p_pricing_mode, p_service_type, p_service_name, p_input_tokens, '
+    'p_output_tokens, p_images, p_requests, p_byok, p_at): returns (credits, explanation). Prices one event under '
+    'the given plan and pricing mode with the rules in force at p_at (the organization''s override, when p_org_id '
+    'is given). Checks its inputs. Raises CB001 (counts), CB002 (unknown model), CB009 (service withdrawn, model '
+    'withdrawn, bad text), CB012 (the mode does not allow this kind of call). Takes no lock.';
+
 
 -- price_usage(p_org_id, p_service_type, p_service_name, p_input_tokens,
 --             p_output_tokens, p_images, p_requests, p_byok, p_at): returns
@@ -242,6 +265,13 @@ begin
                          pricing_check_moment(p_at)) q;
 end;
 $$;
+
+comment on function price_usage(text, text, text, numeric, numeric, numeric, numeric, boolean, timestamptz) is
+    'price_usage(p_org_id, p_service_type, p_service_name, p_input_tokens, p_output_tokens, p_images, p_requests, '
+    'p_byok, p_at): returns (credits, explanation): what one metered event costs the organization at p_at '
+    '(default now) under its live plan, exactly, and the arithmetic (jsonb: usage, rates, provider cost, markup '
+    'or fee, unrounded and rounded credits, dollars). p_org_id null prices with the platform''s rules and no plan '
+    'restriction. Takes no lock. Raises CB002 (unknown organization or model) and whatever pricing_quote raises.';
 
 
 -- pricing_calculator(p_org_id, p_service_type, p_service_name,
@@ -300,3 +330,10 @@ begin
     end loop;
 end;
 $$;
+
+comment on function pricing_calculator(text, text, text, numeric, numeric, numeric, numeric, boolean, timestamptz) is
+    'pricing_calculator(p_org_id, p_service_type, p_service_name, p_input_tokens, p_output_tokens, p_images, '
+    'p_requests, p_byok, p_at): one row per plan of the catalogue: what the event costs under that plan (credits '
+    'and dollars), or allowed = false with the reason when the plan refuses that kind of call. p_org_id (may be '
+    'null) brings its pricing override. Takes no lock. Raises what pricing_quote raises, except CB012, which '
+    'becomes a row''s note.';
