@@ -4,13 +4,13 @@
 -- credit package or a number of credits at the catalogue's list price; the
 -- order waits for payment. A system admin or the operator records the
 -- payment with its reference: the credits then reach the pool through the
--- one purchase path (ledger_record_purchase_locked, 030_credits.sql), in the
+-- one purchase path (ledger_record_purchase_locked, 030_credit_purchases.sql), in the
 -- same transaction. A grant (free credits) is a system admin's or the
 -- operator's act with a reason: a 'credit_grant' history row of $0, never
 -- revenue.
 --
 -- Lock order: the organization's pool row first, then the order row, then
--- (for a personal balance) the owner's allocation: as in 030_credits.sql.
+-- (for a personal balance) the owner's allocation: as in 030_credit_purchases.sql.
 
 
 -- ledger_new_order_id(): a new order id, 'ord-' and 16 hex digits. Raises

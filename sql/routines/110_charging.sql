@@ -12,7 +12,7 @@
 -- id per organization; settle charges the actual amount as one attribution
 -- row with the same request id. Lock order: the allocation row, then its
 -- hold rows (closing an allocation, which takes the pool first, releases its
--- open holds: 030_credits.sql).
+-- open holds: 031_credit_allocations.sql).
 
 
 -- charging_org_for(p_user_id, p_org_id): returns the organization to charge:
