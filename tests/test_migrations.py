@@ -166,7 +166,7 @@ def test_new_migration_is_applied_once(db_url, sql_copy):
 
 def test_changed_routine_is_reapplied(db_url, sql_copy):
     before = {name: (checksum, at) for name, _, checksum, at in applied(db_url)}
-    routine = sql_copy / "routines" / "030_credits.sql"
+    routine = sql_copy / "routines" / "030_credit_purchases.sql"
     routine.write_text(
         routine.read_text()
         + "\ncreate or replace function migration_probe() returns int language sql as $$ select 42 $$;\n"
@@ -180,7 +180,7 @@ def test_changed_routine_is_reapplied(db_url, sql_copy):
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select migration_probe()").fetchone()[0] == 42
     after = {name: (checksum, at) for name, _, checksum, at in applied(db_url)}
-    assert after["routines/030_credits.sql"][0] != before["routines/030_credits.sql"][0]
+    assert after["routines/030_credit_purchases.sql"][0] != before["routines/030_credit_purchases.sql"][0]
     for name in files("migrations"):
         assert after[name] == before[name]
     # views were dropped and recreated along the way: they still answer

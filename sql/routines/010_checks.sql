@@ -40,6 +40,10 @@ as $$
     end;
 $$;
 
+comment on function ledger_amount_text(numeric) is
+    'ledger_amount_text(p_amount): an amount as a person reads it in a message: no trailing zeros, scientific '
+    'notation past 15 digits, ''Infinity'' and ''-Infinity'' as such. Raises nothing.';
+
 
 -- ledger_check_credits(p_credits, p_what): returns nothing.
 -- Raises CB001 unless p_credits is a finite number > 0, at most
@@ -81,6 +85,11 @@ begin
 end;
 $$;
 
+comment on function ledger_check_credits(numeric, text) is
+    'ledger_check_credits(p_credits, p_what): returns nothing. Raises CB001 unless p_credits is a finite number > '
+    '0, at most 1,000,000,000,000 and with at most 6 decimal places (the message says which: missing, not a '
+    'number, infinite, not above 0, too large, too precise). p_what names the amount in the message.';
+
 
 -- ledger_check_money(p_amount, p_what): returns nothing.
 -- Raises CB001 unless p_amount is a finite number >= 0, at most
@@ -118,6 +127,10 @@ begin
 end;
 $$;
 
+comment on function ledger_check_money(numeric, text) is
+    'ledger_check_money(p_amount, p_what): returns nothing. Raises CB001 unless p_amount is a finite number >= 0, '
+    'at most 10,000,000,000 and with at most 4 decimal places.';
+
 
 -- ledger_check_text(p_value, p_what, p_max_length, p_required): returns nothing.
 -- Raises CB009 when a required value is missing or blank, when the value is
@@ -152,6 +165,11 @@ begin
 end;
 $$;
 
+comment on function ledger_check_text(text, text, integer, boolean) is
+    'ledger_check_text(p_value, p_what, p_max_length, p_required): returns nothing. Raises CB009 when a required '
+    'value is missing or blank, when the value is longer than p_max_length characters, or when it holds control '
+    'characters. Quotes, HTML and SQL are ordinary text here: values travel as parameters.';
+
 
 -- ledger_check_id(p_id, p_what): returns nothing.
 -- Raises CB009 unless p_id is 1-128 characters with no spaces or control
@@ -172,6 +190,10 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_check_id(text, text) is
+    'ledger_check_id(p_id, p_what): returns nothing. Raises CB009 unless p_id is 1-128 characters with no spaces '
+    'or control characters (the format of organization and user ids).';
 
 
 -- ledger_require_org(p_org_id, p_must_be_active): returns the organization's status.
@@ -199,6 +221,10 @@ begin
 end;
 $$;
 
+comment on function ledger_require_org(text, boolean) is
+    'ledger_require_org(p_org_id, p_must_be_active): returns the organization''s status. Raises CB002 for an '
+    'unknown organization and, when p_must_be_active, CB011 for a suspended or closed one. Takes no lock.';
+
 
 -- ledger_require_user(p_user_id, p_what): returns nothing.
 -- Raises CB002 when no user has this id. Takes no lock.
@@ -214,6 +240,10 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_require_user(text, text) is
+    'ledger_require_user(p_user_id, p_what): returns nothing. Raises CB002 when no user has this id. Takes no '
+    'lock.';
 
 
 -- ledger_require_member(p_org_id, p_user_id): returns the member's role.
@@ -237,6 +267,10 @@ begin
 end;
 $$;
 
+comment on function ledger_require_member(text, text) is
+    'ledger_require_member(p_org_id, p_user_id): returns the member''s role. Raises CB002 for an unknown user, '
+    'CB003 when the user is not a member of the organization. Takes no lock.';
+
 
 -- ledger_role_in(p_actor_id, p_org_id): returns 'system_admin', 'admin',
 -- 'member' or null (no role). Raises nothing, takes no lock.
@@ -250,6 +284,10 @@ as $$
         else (select role from organization_members where org_id = p_org_id and user_id = p_actor_id)
     end;
 $$;
+
+comment on function ledger_role_in(text, text) is
+    'ledger_role_in(p_actor_id, p_org_id): returns ''system_admin'', ''admin'', ''member'' or null (no role). '
+    'Raises nothing, takes no lock.';
 
 
 -- ledger_is_operator(): true when the calling connection is the operator's:
@@ -275,6 +313,16 @@ as $$
                                         where c.oid = 'public.organizations'::pg_catalog.regclass),
                                       'MEMBER'));
 $$;
+
+comment on function ledger_is_operator() is
+    'ledger_is_operator(): true when the calling connection is the operator''s: the database owner''s own login '
+    '(the CLI without --as, cron jobs, migrations) with no SET ROLE in effect. Decided from the CALLER, not from '
+    'current_user (inside a SECURITY DEFINER function current_user is always the owner): '
+    'current_setting(''role'') is the SET ROLE value (''none'' when none is set; SECURITY DEFINER does not change '
+    'it, checked on PostgreSQL 15 and 18), session_user the login. The owner is the owner of the schema''s tables '
+    '(whoever ran the migrations); a superuser login, or a login that is a member of the owner, counts as the '
+    'owner. The app''s connections (SET ROLE billing_app) and metered services'' logins (members of '
+    'billing_service) are never the operator. Raises nothing, takes no lock.';
 
 
 -- ledger_authorize(p_actor_id, p_org_id, p_required): returns nothing.
@@ -317,6 +365,14 @@ begin
 end;
 $$;
 
+comment on function ledger_authorize(text, text, text) is
+    'ledger_authorize(p_actor_id, p_org_id, p_required): returns nothing. p_required is ''system_admin'', '
+    '''admin'' (of p_org_id) or ''member'' (of p_org_id). A system admin passes every check; an org admin passes '
+    '''member'' checks of their organization. A null actor is the operator: it passes only on the operator''s '
+    'connection (ledger_is_operator(): the owner''s login without SET ROLE); from the app''s or a metered '
+    'service''s connection it raises CB008. Raises CB002 for an unknown actor, CB008 when the actor lacks the '
+    'role. Takes no lock.';
+
 
 -- ledger_audit(...): appends one row to audit_log. Locks nothing.
 create or replace function ledger_audit(
@@ -333,3 +389,6 @@ as $$
     insert into audit_log (org_id, actor_id, action, target_type, target_id, details)
     values (p_org_id, p_actor_id, p_action, p_target_type, p_target_id, coalesce(p_details, '{}'));
 $$;
+
+comment on function ledger_audit(text, text, text, text, text, jsonb) is
+    'ledger_audit(...): appends one row to audit_log. Locks nothing.';

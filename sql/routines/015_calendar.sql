@@ -20,6 +20,10 @@ begin
 end;
 $$;
 
+comment on function ledger_check_timezone(text) is
+    'ledger_check_timezone(p_timezone): returns nothing. Raises CB009 unless p_timezone is a time zone name '
+    'PostgreSQL knows (''UTC'', ''Europe/Berlin''...).';
+
 
 -- ledger_check_anchor_day(p_day): returns nothing.
 -- Raises CB009 unless p_day is a day of the month, 1 to 31.
@@ -36,6 +40,9 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_check_anchor_day(integer) is
+    'ledger_check_anchor_day(p_day): returns nothing. Raises CB009 unless p_day is a day of the month, 1 to 31.';
 
 
 -- billing_period_start_in(p_anchor_day, p_timezone, p_year, p_month): when
@@ -58,6 +65,11 @@ as $$
                - 1))::timestamp
            at time zone p_timezone;
 $$;
+
+comment on function billing_period_start_in(integer, text, integer, integer) is
+    'billing_period_start_in(p_anchor_day, p_timezone, p_year, p_month): when the billing period that starts in '
+    'that calendar month starts: local midnight of the anchor day (the month''s last day when it is shorter), in '
+    'p_timezone. Raises nothing for valid arguments.';
 
 
 -- billing_period_bounds(p_anchor_day, p_timezone, p_at): the billing period
@@ -95,6 +107,12 @@ begin
 end;
 $$;
 
+comment on function billing_period_bounds(integer, text, timestamptz) is
+    'billing_period_bounds(p_anchor_day, p_timezone, p_at): the billing period [period_start, period_end) that '
+    'contains p_at, for a calendar anchored on p_anchor_day in p_timezone. Periods are calendar months: anchor '
+    'day 31 gives Jan 31, Feb 28 (29 in a leap year), Mar 31... Raises CB009 for an unknown time zone or an '
+    'anchor day outside 1-31.';
+
 
 -- org_billing_period(p_org_id, p_at): the billing period of organization
 -- p_org_id that contains p_at, on its own anchor day and time zone.
@@ -116,3 +134,7 @@ begin
                    from billing_period_bounds(v_org.billing_anchor_day, v_org.billing_timezone, p_at) b;
 end;
 $$;
+
+comment on function org_billing_period(text, timestamptz) is
+    'org_billing_period(p_org_id, p_at): the billing period of organization p_org_id that contains p_at, on its '
+    'own anchor day and time zone. Raises CB002 for an unknown organization.';

@@ -24,6 +24,11 @@ begin
 end;
 $$;
 
+comment on function create_organization(text, text, text) is
+    'create_organization(p_org_id, p_name, p_actor_id): returns nothing. Creates the organization and its empty '
+    'credit pool. p_actor_id, when given, must be a system admin. Raises CB009 (bad id or name), CB010 (id '
+    'taken), CB008, CB002 (unknown actor).';
+
 
 -- ledger_create_user(p_user_id, p_email, p_display_name, p_is_system_admin,
 --                    p_password_hash, p_actor_id): returns nothing.
@@ -67,6 +72,12 @@ begin
 end;
 $$;
 
+comment on function ledger_create_user(text, text, text, boolean, text, text) is
+    'ledger_create_user(p_user_id, p_email, p_display_name, p_is_system_admin, p_password_hash, p_actor_id): '
+    'returns nothing. Creates the user and writes the ''user.created'' audit row (actor p_actor_id); checks no '
+    'role: the caller did (create_user, or invite_organization_member for an org admin''s new member). Raises '
+    'CB009 (bad id, email or name), CB010 (id or email taken).';
+
 
 -- create_user(p_user_id, p_email, p_display_name, p_is_system_admin,
 --             p_password_hash, p_actor_id): returns nothing.
@@ -96,6 +107,11 @@ begin
     perform ledger_create_user(p_user_id, p_email, p_display_name, p_is_system_admin, p_password_hash, p_actor_id);
 end;
 $$;
+
+comment on function create_user(text, text, text, boolean, text, text) is
+    'create_user(p_user_id, p_email, p_display_name, p_is_system_admin, p_password_hash, p_actor_id): returns '
+    'nothing. p_actor_id, when given, must be a system admin; null is the operator (on the owner''s connection '
+    'only). Raises CB009 (bad id, email or name), CB010 (id or email taken), CB008, CB002.';
 
 
 -- add_organization_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
@@ -141,6 +157,17 @@ begin
 end;
 $$;
 
+comment on function add_organization_member(text, text, text, text) is
+    'add_organization_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing. Trusted callers (a system '
+    'admin; a null actor: the operator) add the existing user directly: the user''s first organization becomes '
+    'their default (their personal balance does not count), with a ''member.added'' audit row. An admin of the '
+    'organization cannot add someone without their consent: the call makes a pending invitation '
+    '(organization_invitations) that the user accepts or declines after logging in '
+    '(accept_organization_invitation); the admin learns nothing about the user (no email, no name) before that. '
+    'The role is checked before the user is looked up. Takes no lock. Raises CB002 (unknown organization or '
+    'user), CB008 (neither trusted nor an admin of the organization), CB009 (unknown role), CB010 (already a '
+    'member, or already invited), CB012 (a personal organization).';
+
 
 -- ledger_insert_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
 -- The membership row and its 'member.added' audit row, for callers that have
@@ -167,6 +194,12 @@ begin
 end;
 $$;
 
+comment on function ledger_insert_member(text, text, text, text) is
+    'ledger_insert_member(p_org_id, p_user_id, p_role, p_actor_id): returns nothing. The membership row and its '
+    '''member.added'' audit row, for callers that have checked the right to add (a trusted add, an accepted '
+    'invitation). The user''s first organization becomes their default. Raises CB010 (already a member). Takes no '
+    'lock beyond the inserted row.';
+
 
 -- ledger_require_other_admin(p_org_id, p_user_id): returns nothing.
 -- Raises CB012 when p_user_id is the organization's only admin. The caller
@@ -188,6 +221,11 @@ begin
 end;
 $$;
 
+comment on function ledger_require_other_admin(text, text) is
+    'ledger_require_other_admin(p_org_id, p_user_id): returns nothing. Raises CB012 when p_user_id is the '
+    'organization''s only admin. The caller holds the organization''s pool lock, which serializes membership '
+    'changes.';
+
 
 -- ledger_lock_pool(p_org_id): returns the pool row, locked FOR UPDATE.
 -- Creates an empty pool for an organization that has none (organizations
@@ -208,6 +246,11 @@ begin
     return v_pool;
 end;
 $$;
+
+comment on function ledger_lock_pool(text) is
+    'ledger_lock_pool(p_org_id): returns the pool row, locked FOR UPDATE. Creates an empty pool for an '
+    'organization that has none (organizations inserted directly by an integrator). The pool row is the first '
+    'lock every pool-changing function takes; allocation rows come after it, in user id order.';
 
 
 -- set_member_role(p_org_id, p_user_id, p_role, p_actor_id): returns nothing.
@@ -245,6 +288,10 @@ begin
 end;
 $$;
 
+comment on function set_member_role(text, text, text, text) is
+    'set_member_role(p_org_id, p_user_id, p_role, p_actor_id): returns nothing. Locks the pool row (serializes '
+    'membership changes of the org). Raises CB002, CB003, CB009, CB008, CB012 (demoting the only admin).';
+
 
 -- set_default_organization(p_user_id, p_org_id): returns nothing.
 -- Makes p_org_id the organization the user spends from by default.
@@ -261,6 +308,10 @@ begin
      where user_id = p_user_id and is_default <> (org_id = p_org_id);
 end;
 $$;
+
+comment on function set_default_organization(text, text) is
+    'set_default_organization(p_user_id, p_org_id): returns nothing. Makes p_org_id the organization the user '
+    'spends from by default. Raises CB002, CB003.';
 
 
 -- remove_organization_member(p_org_id, p_user_id, p_actor_id): returns the
@@ -298,3 +349,9 @@ begin
     return v_returned;
 end;
 $$;
+
+comment on function remove_organization_member(text, text, text) is
+    'remove_organization_member(p_org_id, p_user_id, p_actor_id): returns the credits returned to the pool. '
+    'Closes the member''s active allocation (unused credits go back to the pool, what was used stays in history) '
+    'and deletes the membership. Locks the pool row, then the allocation. Raises CB002, CB003, CB008, CB012 '
+    '(removing the only admin).';

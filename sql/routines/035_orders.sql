@@ -4,13 +4,13 @@
 -- credit package or a number of credits at the catalogue's list price; the
 -- order waits for payment. A system admin or the operator records the
 -- payment with its reference: the credits then reach the pool through the
--- one purchase path (ledger_record_purchase_locked, 030_credits.sql), in the
+-- one purchase path (ledger_record_purchase_locked, 030_credit_purchases.sql), in the
 -- same transaction. A grant (free credits) is a system admin's or the
 -- operator's act with a reason: a 'credit_grant' history row of $0, never
 -- revenue.
 --
 -- Lock order: the organization's pool row first, then the order row, then
--- (for a personal balance) the owner's allocation: as in 030_credits.sql.
+-- (for a personal balance) the owner's allocation: as in 030_credit_purchases.sql.
 
 
 -- ledger_new_order_id(): a new order id, 'ord-' and 16 hex digits. Raises
@@ -22,6 +22,9 @@ volatile
 as $$
     select 'ord-' || left(replace(gen_random_uuid()::text, '-', ''), 16);
 $$;
+
+comment on function ledger_new_order_id() is
+    'ledger_new_order_id(): a new order id, ''ord-'' and 16 hex digits. Raises nothing.';
 
 
 -- ledger_order(p_order_id, p_lock): returns the order, locked FOR UPDATE
@@ -45,6 +48,10 @@ begin
     return v_order;
 end;
 $$;
+
+comment on function ledger_order(text, boolean) is
+    'ledger_order(p_order_id, p_lock): returns the order, locked FOR UPDATE when p_lock. Raises CB009 (malformed '
+    'id), CB002 (no such order).';
 
 
 -- credit_order_quote(p_package_code, p_credits): one row: what an order of
@@ -103,6 +110,13 @@ begin
                                ledger_amount_text(v_package.price));
 end;
 $$;
+
+comment on function credit_order_quote(text, numeric) is
+    'credit_order_quote(p_package_code, p_credits): one row: what an order of a credit package (its credits plus '
+    'its bonus, at its price) or of a whole number of credits (at the list price, $0.001 a credit) would hold and '
+    'cost; the screens show it before the customer confirms. Writes nothing, locks nothing. Raises CB001 '
+    '(credits: missing, 0, negative, NaN, over 10^12, not whole), CB002 (unknown package), CB009 (both or neither '
+    'of package and credits), CB012 (package no longer on sale, or free).';
 
 
 -- create_credit_order(p_org_id, p_package_code, p_credits, p_actor_id):
@@ -184,6 +198,11 @@ begin
     return v_org;
 end;
 $$;
+
+comment on function ledger_personal_organization(text, text) is
+    'ledger_personal_organization(p_user_id, p_actor_id): returns the id of the user''s personal organization '
+    '(their individual balance), creating it (the user its only member and admin, never their default '
+    'organization; an empty pool) when missing. The caller has checked the actor. Raises CB002.';
 
 
 -- order_personal_credits(p_user_id, p_package_code, p_credits, p_actor_id):
@@ -445,6 +464,10 @@ begin
 end;
 $$;
 
+comment on function credit_orders_of(text, text) is
+    'credit_orders_of(p_org_id, p_actor_id): the organization''s orders, newest first. p_actor_id: an admin of '
+    'the organization, a system admin or the operator. Locks nothing. Raises CB002, CB008.';
+
 
 -- credit_orders_awaiting_payment(p_actor_id): every order awaiting payment,
 -- oldest first, with its organization's name. System admins and the
@@ -465,3 +488,7 @@ begin
          order by o.ordered_at, o.id;
 end;
 $$;
+
+comment on function credit_orders_awaiting_payment(text) is
+    'credit_orders_awaiting_payment(p_actor_id): every order awaiting payment, oldest first, with its '
+    'organization''s name. System admins and the operator only. Locks nothing. Raises CB002, CB008.';

@@ -31,6 +31,10 @@ select p.org_id,
          where a.org_id = p.org_id and a.is_active
        ) active on true;
 
+comment on view organization_credit_pools is
+    'One row per pool. used_credits is exact at every snapshot: what closed allocations used plus what the active '
+    'ones have used so far.';
+
 
 -- One row per membership: what each user holds in each of their organizations.
 create view user_multi_org_credits as
@@ -60,6 +64,9 @@ select m.user_id,
   left join user_credit_allocations a
          on a.org_id = m.org_id and a.user_id = m.user_id and a.is_active;
 
+comment on view user_multi_org_credits is
+    'One row per membership: what each user holds in each of their organizations.';
+
 
 -- Users ranked by the credits they used in each organization over the last
 -- 30 days (only users with usage).
@@ -76,6 +83,9 @@ select t.org_id,
          where created_at >= now() - interval '30 days'
          group by org_id, user_id) t
   join users u on u.id = t.user_id;
+
+comment on view top_credit_users_by_org is
+    'Users ranked by the credits they used in each organization over the last 30 days (only users with usage).';
 
 
 -- Usage analytics per organization: the last 30 days against the 30 before.
@@ -111,6 +121,9 @@ select o.id as org_id,
            and c.created_at < now() - interval '30 days'
        ) prev on true;
 
+comment on view org_billing_metrics is
+    'Usage analytics per organization: the last 30 days against the 30 before.';
+
 
 -- One row per organization: its pool, plan, members and recent usage.
 -- Personal balances (organizations.kind 'personal') are not listed.
@@ -142,3 +155,7 @@ select o.id as org_id,
          on s.org_id = o.id and s.status in ('trialing', 'active', 'past_due')
   join org_billing_metrics mt on mt.org_id = o.id
  where o.kind = 'organization';
+
+comment on view org_billing_summary is
+    'One row per organization: its pool, plan, members and recent usage. Personal balances (organizations.kind '
+    '''personal'') are not listed.';

@@ -46,6 +46,15 @@ begin
 end;
 $$;
 
+comment on function add_organization_member_by_email(text, text, text, text) is
+    'add_organization_member_by_email(p_org_id, p_email, p_role, p_actor_id): returns the id of the user added. '
+    'Adds the existing user with this email (any case) to the organization, for trusted callers only: a system '
+    'admin, or a null actor (the operator). An admin of the organization is refused (CB008) and told to invite '
+    'instead: a person joins an organization only by accepting its invitation. The role is checked before the '
+    'email is looked up, so no one else learns which addresses have accounts. Takes no lock. Raises CB002 '
+    '(unknown organization, no user with this email), CB008, CB009 (missing email, unknown role), CB010 (already '
+    'a member), CB012 (a personal organization).';
+
 
 -- ledger_check_email(p_email): returns nothing. Raises CB009 unless p_email
 -- looks like name@example.com (the test create_user applies), at most 254
@@ -63,3 +72,7 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_check_email(text) is
+    'ledger_check_email(p_email): returns nothing. Raises CB009 unless p_email looks like name@example.com (the '
+    'test create_user applies), at most 254 characters, without control characters.';

@@ -37,6 +37,10 @@ as $$
     select interval '7 days';
 $$;
 
+comment on function ledger_invitation_code_lifetime() is
+    'ledger_invitation_code_lifetime(): how long an invitation''s one-time code can set the invited person''s '
+    'first password. Raises nothing.';
+
 
 -- ledger_code_digest(p_code): returns the hex sha256 of a one-time code, as
 -- stored (the code itself is 122 random bits: a fast digest is enough).
@@ -48,6 +52,10 @@ immutable
 as $$
     select encode(sha256(convert_to(btrim(p_code), 'UTF8')), 'hex');
 $$;
+
+comment on function ledger_code_digest(text) is
+    'ledger_code_digest(p_code): returns the hex sha256 of a one-time code, as stored (the code itself is 122 '
+    'random bits: a fast digest is enough). Raises nothing.';
 
 
 -- ledger_create_invitation(p_org_id, p_user_id, p_email, p_role, p_actor_id,
@@ -107,6 +115,14 @@ begin
     return query select v_id, v_code;
 end;
 $$;
+
+comment on function ledger_create_invitation(text, text, text, text, text, boolean) is
+    'ledger_create_invitation(p_org_id, p_user_id, p_email, p_role, p_actor_id, p_created_user): returns '
+    '(invitation_id, one_time_code). The pending invitation of an existing user, for callers that checked the '
+    'actor''s right to invite. The code is stored (as its digest) only when it may set the account''s first '
+    'password: the account has none and an invitation of this organization created it. Writes ''member.invited'' '
+    '(target: the invitation, never the user, so that the organization''s audit log says nothing about the '
+    'account). Raises CB010 (already a member, already invited). Takes no lock beyond the inserted row.';
 
 
 -- invite_organization_member(p_org_id, p_email, p_role, p_actor_id,
@@ -171,6 +187,20 @@ begin
 end;
 $$;
 
+comment on function invite_organization_member(text, text, text, text, text) is
+    'invite_organization_member(p_org_id, p_email, p_role, p_actor_id, p_display_name): returns (invitation_id, '
+    'one_time_code). Invites the person with this email address (any case) to the organization as ''admin'' or '
+    '''member''. An address without an account gets one (user id: the address, or a generated id when the address '
+    'is taken as an id; display name p_display_name; no password). The answer has the same shape either way, and '
+    'the code is to hand over to the person: it sets their own password once, within '
+    'ledger_invitation_code_lifetime(), when the invitation created their account '
+    '(set_password_with_invitation_code); for an existing account it sets nothing (they log in as usual and '
+    'accept). p_display_name is ignored for an existing account. p_actor_id, when given, must be an admin of the '
+    'organization (or a system admin); null is the operator. The role is checked before the address is looked up. '
+    'Locks the address (an advisory lock: two organizations inviting a new address at once create one account). '
+    'Raises CB002 (unknown organization or actor), CB008, CB009 (bad email, name or role), CB010 (already a '
+    'member, already invited), CB012 (a personal organization).';
+
 
 -- ledger_pending_invitation(p_invitation_id): returns the invitation row,
 -- locked FOR UPDATE. Raises CB002 (unknown invitation), CB012 (no longer
@@ -195,6 +225,10 @@ begin
     return v_invitation;
 end;
 $$;
+
+comment on function ledger_pending_invitation(text) is
+    'ledger_pending_invitation(p_invitation_id): returns the invitation row, locked FOR UPDATE. Raises CB002 '
+    '(unknown invitation), CB012 (no longer pending: says what happened to it).';
 
 
 -- ledger_invitation_of(p_invitation_id, p_actor_id): returns the pending
@@ -221,6 +255,11 @@ begin
     return ledger_pending_invitation(p_invitation_id);
 end;
 $$;
+
+comment on function ledger_invitation_of(text, text) is
+    'ledger_invitation_of(p_invitation_id, p_actor_id): returns the pending invitation of p_actor_id, locked FOR '
+    'UPDATE (see ledger_pending_invitation). Only the invited user answers their invitation. Raises CB002, CB008 '
+    '(an invitation of someone else, or no acting user), CB012.';
 
 
 -- accept_organization_invitation(p_invitation_id, p_actor_id): returns the
@@ -261,6 +300,15 @@ begin
 end;
 $$;
 
+comment on function accept_organization_invitation(text, text) is
+    'accept_organization_invitation(p_invitation_id, p_actor_id): returns the organization id. The invited user '
+    '(p_actor_id) joins the organization with the invited role (their first organization becomes their default); '
+    'the invitation is ''accepted''. Already a member (a system admin added them meanwhile): the invitation is '
+    'closed as accepted and nothing else changes. Writes ''member.invitation_accepted'' and ''member.added'' '
+    'audit rows. Locks the organization''s pool row (membership changes of an organization are serialized there), '
+    'then the invitation row. Raises CB002, CB008 (not the invited user; an account an invitation created that '
+    'has not set its password yet), CB012 (not pending any more).';
+
 
 -- decline_organization_invitation(p_invitation_id, p_actor_id): returns
 -- nothing. The invited user says no: the invitation is 'declined' (its code
@@ -280,6 +328,11 @@ begin
                          p_invitation_id, '{}');
 end;
 $$;
+
+comment on function decline_organization_invitation(text, text) is
+    'decline_organization_invitation(p_invitation_id, p_actor_id): returns nothing. The invited user says no: the '
+    'invitation is ''declined'' (its code dies with it). Writes ''member.invitation_declined''. Locks the '
+    'invitation row. Raises CB002, CB008 (not the invited user), CB012 (not pending any more).';
 
 
 -- revoke_organization_invitation(p_invitation_id, p_actor_id): returns
@@ -309,6 +362,12 @@ begin
 end;
 $$;
 
+comment on function revoke_organization_invitation(text, text) is
+    'revoke_organization_invitation(p_invitation_id, p_actor_id): returns nothing. An admin of the invitation''s '
+    'organization (or a system admin; null: the operator) takes a pending invitation back: it is ''revoked'' and '
+    'its code dies with it. Writes ''member.invitation_revoked''. Locks the invitation row. Raises CB002 (unknown '
+    'invitation or actor), CB008, CB012 (not pending any more).';
+
 
 -- organization_pending_invitations(p_org_id, p_actor_id): the organization's
 -- pending invitations, newest first, for its admins (and system admins; null:
@@ -333,6 +392,12 @@ begin
 end;
 $$;
 
+comment on function organization_pending_invitations(text, text) is
+    'organization_pending_invitations(p_org_id, p_actor_id): the organization''s pending invitations, newest '
+    'first, for its admins (and system admins; null: the operator): invitation_id, invited (the email the admin '
+    'typed, or the user id they named), role, invited_by (name), created_at. Never the invited person''s name, '
+    'nor whether the address has an account. Raises CB002, CB008.';
+
 
 -- my_pending_invitations(p_actor_id): the acting user's pending invitations,
 -- newest first: invitation_id, org_id, org_name, role, invited_by (name),
@@ -356,6 +421,10 @@ begin
          order by i.created_at desc, i.id;
 end;
 $$;
+
+comment on function my_pending_invitations(text) is
+    'my_pending_invitations(p_actor_id): the acting user''s pending invitations, newest first: invitation_id, '
+    'org_id, org_name, role, invited_by (name), created_at. Raises CB002 (unknown user), CB008 (no acting user).';
 
 
 -- set_password_with_invitation_code(p_email, p_code, p_new_hash): returns nothing.
@@ -404,3 +473,13 @@ begin
                          jsonb_build_object('with', 'invitation code'));
 end;
 $$;
+
+comment on function set_password_with_invitation_code(text, text, text) is
+    'set_password_with_invitation_code(p_email, p_code, p_new_hash): returns nothing. For a person whose account '
+    'an invitation created: their one-time code sets their own password (a bcrypt hash made by the caller) once; '
+    'then they log in with it and answer the invitation. The code is no login and does nothing else; it works '
+    'only while the account has no password, the invitation is pending and within '
+    'ledger_invitation_code_lifetime(). Any mismatch (unknown email, wrong, used or expired code, an account with '
+    'a password) gets the same refusal, so the answer says nothing about which addresses have accounts. Writes '
+    '''user.password_set'' (in the organization of the invitation). Locks the user row and the invitation row. '
+    'Raises CB008 (no such code), CB009 (malformed input, a hash that is not bcrypt).';

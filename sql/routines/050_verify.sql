@@ -334,3 +334,8 @@ as $$
                         where h.org_id = s.org_id and h.event_type = 'subscription_created'
                           and h.metadata ->> 'subscription_id' = s.id);
 $$;
+
+comment on function ledger_violations(text) is
+    'ledger_violations(p_org_id): one row per broken invariant, none when the ledger is sound. p_org_id null '
+    'checks every organization. Takes no lock; run it in one snapshot (it is one statement) so that figures '
+    'agree.';

@@ -24,6 +24,11 @@ as $$
     select interval '15 minutes';
 $$;
 
+comment on function ledger_login_lockout_window() is
+    'ledger_login_lockout_window(): returns how long failed logins count: after 5 failures within this window the '
+    'app refuses further attempts until the window has passed (or a password reset clears the count). Raises '
+    'nothing.';
+
 
 -- ledger_login_max_attempts(): returns how many logins may fail within
 -- ledger_login_lockout_window() before begin_login_attempt refuses the next
@@ -36,6 +41,10 @@ as $$
     select 5;
 $$;
 
+comment on function ledger_login_max_attempts() is
+    'ledger_login_max_attempts(): returns how many logins may fail within ledger_login_lockout_window() before '
+    'begin_login_attempt refuses the next one. Raises nothing.';
+
 
 -- ledger_session_lifetime(): returns the longest a login session lives,
 -- however active it is (besides check_user_session's idle timeout). Raises
@@ -47,6 +56,10 @@ immutable
 as $$
     select interval '7 days';
 $$;
+
+comment on function ledger_session_lifetime() is
+    'ledger_session_lifetime(): returns the longest a login session lives, however active it is (besides '
+    'check_user_session''s idle timeout). Raises nothing.';
 
 
 -- ledger_touch_password_changed(): trigger function (BEFORE UPDATE OF
@@ -64,6 +77,11 @@ begin
     return new;
 end;
 $$;
+
+comment on function ledger_touch_password_changed() is
+    'ledger_touch_password_changed(): trigger function (BEFORE UPDATE OF password_hash ON users): stamps '
+    'users.password_changed_at with the clock whenever the hash really changes, which makes every session started '
+    'before the change dead. Raises nothing.';
 
 
 create or replace trigger users_password_changed
@@ -94,6 +112,12 @@ select u.id as user_id,
   from users u
  where u.password_hash is not null;
 
+comment on view login_credentials is
+    'login_credentials: one row per user who can log in (has a password hash), as the login form needs it: email '
+    '(the login name), name, hash, the failed attempts that still count (those within '
+    'ledger_login_lockout_window()), and the user''s roles (''system_admin'', ''admin'', ''member''). Dropped and '
+    're-created, so that a later change of its columns applies.';
+
 
 -- app_setting(p_key, p_value_if_missing): returns the stored value of setting
 -- p_key, storing p_value_if_missing first when the setting does not exist
@@ -117,6 +141,11 @@ begin
     return v_value;
 end;
 $$;
+
+comment on function app_setting(text, text) is
+    'app_setting(p_key, p_value_if_missing): returns the stored value of setting p_key, storing '
+    'p_value_if_missing first when the setting does not exist (the first caller wins; concurrent callers all get '
+    'the same value). Raises CB009 for a malformed key or a blank value. Locks nothing beyond the inserted row.';
 
 
 -- start_user_session(p_user_id, p_cookie_ref): returns the new session's id.
@@ -154,6 +183,13 @@ begin
     return v_id;
 end;
 $$;
+
+comment on function start_user_session(text, text) is
+    'start_user_session(p_user_id, p_cookie_ref): returns the new session''s id. Called after a successful login: '
+    'records the session (bound to the login cookie named by p_cookie_ref, when given), clears the failed-login '
+    'count and stamps last_login_at. Locks the user row. Raises CB002 (unknown user), CB008 (the user has no '
+    'password: cannot log in), CB009 (malformed cookie reference), CB010 (the cookie is already bound to another '
+    'session).';
 
 
 -- check_user_session(p_session_id, p_idle_timeout): returns the session's
@@ -206,6 +242,13 @@ begin
 end;
 $$;
 
+comment on function check_user_session(text, interval) is
+    'check_user_session(p_session_id, p_idle_timeout): returns the session''s user id when the session is live, '
+    'and marks it seen (at most one write a minute). Raises CB008, with the reason and what to do, when the '
+    'session is unknown, ended (logout, password changed or reset), idle for longer than p_idle_timeout, older '
+    'than ledger_session_lifetime() (7 days) however active, or started before the user''s latest password '
+    'change. A refusal writes nothing. Takes no lock beyond the session row it touches.';
+
 
 -- resume_user_session(p_cookie_ref, p_idle_timeout): returns the id of the
 -- session bound to the login cookie p_cookie_ref, when that session is live
@@ -227,6 +270,11 @@ begin
 end;
 $$;
 
+comment on function resume_user_session(text, interval) is
+    'resume_user_session(p_cookie_ref, p_idle_timeout): returns the id of the session bound to the login cookie '
+    'p_cookie_ref, when that session is live (a browser coming back with its cookie). Raises CB008 when no '
+    'session is bound to the cookie or the bound one is dead (see check_user_session).';
+
 
 -- end_user_session(p_session_id, p_reason): returns true when it ended a live
 -- session, false when the session was unknown or had already ended (a logout
@@ -246,6 +294,11 @@ begin
     return found;
 end;
 $$;
+
+comment on function end_user_session(text, text) is
+    'end_user_session(p_session_id, p_reason): returns true when it ended a live session, false when the session '
+    'was unknown or had already ended (a logout is safe to repeat). p_reason is ''logout'' (default) or '
+    '''expired''. Raises CB009 for another reason. Locks the session row.';
 
 
 -- change_user_password(p_user_id, p_new_hash, p_actor_id, p_expected_old_hash,
@@ -314,6 +367,18 @@ begin
 end;
 $$;
 
+comment on function change_user_password(text, text, text, text, text) is
+    'change_user_password(p_user_id, p_new_hash, p_actor_id, p_expected_old_hash, p_keep_session_id): returns how '
+    'many sessions it ended. Sets the user''s bcrypt password hash and ends every live session of the user except '
+    'p_keep_session_id (the session the change was made from), so other browsers are logged out; the kept session '
+    'stays live. Clears the failed-login count and writes the audit log (never the hash). p_actor_id = p_user_id: '
+    'the user''s own change; p_expected_old_hash is then required (the hash the caller verified the old password '
+    'against). p_actor_id another user: a system admin''s reset; null: a trusted operator. p_expected_old_hash, '
+    'when given, must still be the stored hash. Locks the user row, then the user''s session rows. Raises CB002 '
+    '(unknown user or actor), CB007 (the password changed meanwhile), CB008 (actor is neither the user nor a '
+    'system admin), CB009 (not a bcrypt hash, missing expected hash, or a kept session of another user or already '
+    'ended).';
+
 
 -- record_failed_login(p_email, p_attempts): returns the user's failed-login
 -- count within ledger_login_lockout_window() after adding p_attempts, or null
@@ -340,6 +405,12 @@ begin
     return v_count;
 end;
 $$;
+
+comment on function record_failed_login(text, integer) is
+    'record_failed_login(p_email, p_attempts): returns the user''s failed-login count within '
+    'ledger_login_lockout_window() after adding p_attempts, or null when no user has this email (the caller '
+    'learns nothing more; nothing is written). Failures older than the window no longer count. Locks the user '
+    'row. Raises CB009 unless p_attempts is 1 to 100.';
 
 
 -- begin_login_attempt(p_email): returns the user who is trying to log in with
@@ -387,3 +458,13 @@ begin
                null);
 end;
 $$;
+
+comment on function begin_login_attempt(text) is
+    'begin_login_attempt(p_email): returns the user who is trying to log in with this email (any case, '
+    'surrounding spaces ignored): user id, email, name, bcrypt password hash and roles, one row; no row when no '
+    'user with a password has this email (nothing is written). The attempt is counted BEFORE the caller checks '
+    'the password: the user row is locked, the failures within ledger_login_lockout_window() are counted and this '
+    'attempt is added to them, so parallel attempts queue on the row and at most ledger_login_max_attempts() '
+    'passwords are ever checked per window. A successful login clears the count (start_user_session). Raises '
+    'CB013 (and writes nothing) once the failures reach the maximum, saying when to try again. Locks the user '
+    'row.';

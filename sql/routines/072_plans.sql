@@ -3,7 +3,7 @@
 -- A version's terms (price, pricing mode, included credits, trial) never
 -- change once written; a system admin's edit adds a version with an
 -- effective date, now or later, and never before the latest version's.
--- Subscriptions pay the version they reference (070_subscriptions.sql) and
+-- Subscriptions pay the version they reference (068_subscription_terms.sql) and
 -- move to a newer version of their plan at their first period start on or
 -- after its effective date (renew_subscription), with a billing history row.
 -- Catalogue changes lock the plan's row (FOR UPDATE) and write audit_log rows
@@ -29,6 +29,11 @@ as $$
      limit 1;
 $$;
 
+comment on function plan_version_at(text, timestamptz) is
+    'plan_version_at(p_plan, p_at): the version of plan p_plan in force at p_at: the latest effective at or '
+    'before p_at; for a moment before its first version (a subscription entered after the fact, dated before the '
+    'catalogue knew the plan), the first version. No row for an unknown plan. Raises nothing, locks nothing.';
+
 
 -- plan_catalogue_refresh(): copies the terms of each plan's version in force
 -- now into plans' own columns (read by code older than the versions); returns
@@ -52,6 +57,10 @@ as $$
     )
     select count(*)::integer from changed;
 $$;
+
+comment on function plan_catalogue_refresh() is
+    'plan_catalogue_refresh(): copies the terms of each plan''s version in force now into plans'' own columns '
+    '(read by code older than the versions); returns how many plans changed. Locks the plans rows it updates.';
 
 
 -- plan_catalogue(p_at): one row per plan with the version in force at p_at,
@@ -90,6 +99,10 @@ as $$
      order by p.sort_order, p.code;
 $$;
 
+comment on function plan_catalogue(timestamptz) is
+    'plan_catalogue(p_at): one row per plan with the version in force at p_at, the next version scheduled after '
+    'p_at (null when none), and whether the plan is retired (at p_at). Order of the catalogue. Raises nothing.';
+
 
 -- plan_check_terms(p_monthly_price, p_pricing_mode, p_included_credits,
 -- p_trial_days): returns nothing. Raises CB001 for a price that is not a
@@ -123,6 +136,12 @@ begin
 end;
 $$;
 
+comment on function plan_check_terms(numeric, text, numeric, integer) is
+    'plan_check_terms(p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days): returns nothing. Raises '
+    'CB001 for a price that is not a dollar amount >= 0 with at most 4 decimals, or included credits that are not '
+    '>= 0 with at most 6 decimals; CB009 for an unknown pricing mode or a trial outside 1-365 days (null: no '
+    'trial).';
+
 
 -- plan_check_effective_at(p_effective_at): returns the moment a new version
 -- takes effect: p_effective_at, or now when null. Raises CB009 when it is
@@ -148,6 +167,10 @@ begin
     return greatest(p_effective_at, now());
 end;
 $$;
+
+comment on function plan_check_effective_at(timestamptz) is
+    'plan_check_effective_at(p_effective_at): returns the moment a new version takes effect: p_effective_at, or '
+    'now when null. Raises CB009 when it is more than a minute in the past (clock skew allowance) or infinite.';
 
 
 -- create_plan(p_code, p_name, p_monthly_price, p_pricing_mode,
@@ -206,6 +229,13 @@ begin
 end;
 $$;
 
+comment on function create_plan(text, text, numeric, text, numeric, integer, text, text) is
+    'create_plan(p_code, p_name, p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days, p_actor_id, '
+    'p_description): returns 1, the new plan''s first version, in force at once. p_actor_id must be a system '
+    'admin (null: a trusted job). Raises CB001 (price, included credits), CB002 (unknown actor), CB008, CB009 '
+    '(code not lower-case letters, digits and _ starting with a letter, up to 32; name missing or over 100 '
+    'characters; description over 500; pricing mode; trial), CB010 (code taken).';
+
 
 -- ledger_lock_plan(p_plan): returns the plan's row, locked FOR UPDATE
 -- (serializes catalogue changes of one plan). Raises CB009 for an unknown plan.
@@ -221,6 +251,10 @@ begin
     return v_plan;
 end;
 $$;
+
+comment on function ledger_lock_plan(text) is
+    'ledger_lock_plan(p_plan): returns the plan''s row, locked FOR UPDATE (serializes catalogue changes of one '
+    'plan). Raises CB009 for an unknown plan.';
 
 
 -- edit_plan(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
@@ -304,6 +338,15 @@ begin
 end;
 $$;
 
+comment on function edit_plan(text, text, numeric, text, numeric, integer, timestamptz) is
+    'edit_plan(p_code, p_actor_id, p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days, '
+    'p_effective_at): returns the new version''s number. Adds a version of the plan with the given terms; a null '
+    'term keeps the latest version''s (p_trial_days 0 removes the trial). It takes effect at p_effective_at '
+    '(null: now), which must be now or later and after the latest version''s effective date. Subscriptions meet '
+    'it at their first period start on or after that date; what they paid before never changes. p_actor_id must '
+    'be a system admin (null: a trusted job). Locks the plan''s row. Raises CB001, CB002 (unknown actor), CB008, '
+    'CB009 (unknown plan, terms, effective date), CB012 (retired plan; terms equal to the latest version''s).';
+
 
 -- rename_plan(p_code, p_name, p_actor_id, p_description): returns nothing.
 -- Changes the plan's name (and description, when given): they describe the
@@ -334,6 +377,12 @@ begin
 end;
 $$;
 
+comment on function rename_plan(text, text, text, text) is
+    'rename_plan(p_code, p_name, p_actor_id, p_description): returns nothing. Changes the plan''s name (and '
+    'description, when given): they describe the plan, not what anyone pays, so they are not versioned. '
+    'p_actor_id must be a system admin (null: a trusted job). Locks the plan''s row. Raises CB002, CB008, CB009 '
+    '(unknown plan, bad name).';
+
 
 -- retire_plan(p_code, p_actor_id): returns nothing.
 -- Retires the plan: nobody may subscribe or change to it any more;
@@ -361,3 +410,8 @@ begin
                                               where plan = p_code and status <> 'canceled')));
 end;
 $$;
+
+comment on function retire_plan(text, text) is
+    'retire_plan(p_code, p_actor_id): returns nothing. Retires the plan: nobody may subscribe or change to it any '
+    'more; subscriptions on it keep it (and keep meeting its versions). p_actor_id must be a system admin (null: '
+    'a trusted job). Locks the plan''s row. Raises CB002, CB008, CB009 (unknown plan), CB012 (already retired).';

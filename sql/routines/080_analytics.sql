@@ -27,7 +27,7 @@
 -- subscriptions' current state:
 --   * an organization's MRR at moment t is the mrr_after of its latest
 --     subscription history row (metadata ? 'mrr_after', see
---     070_subscriptions.sql) dated before t; 0 before its first. Trialing,
+--     069_subscription_events.sql) dated before t; 0 before its first. Trialing,
 --     canceled: 0; active, past due: the monthly amount. Whatever writes such
 --     a row (plan changes, trials, reactivations) moves MRR, whatever its
 --     event_type.
@@ -102,6 +102,10 @@ as $$
     select case when p_billing_cycle = 'yearly' then p_price / 12 else p_price end;
 $$;
 
+comment on function analytics_monthly_amount(numeric, text) is
+    'analytics_monthly_amount(p_price, p_billing_cycle): the monthly amount of a subscription price: the price '
+    'itself when billed monthly, a twelfth of it when billed yearly (unrounded). Raises nothing.';
+
 
 -- analytics_paying_subscriptions(p_at): one row per subscription paying at
 -- moment p_at (see the rules at the top of this file), with its monthly
@@ -129,6 +133,10 @@ as $$
                     case when s.status = 'canceled' then coalesce(s.status_changed_at, s.updated_at) end,
                     'infinity') > p_at;
 $$;
+
+comment on function analytics_paying_subscriptions(timestamptz) is
+    'analytics_paying_subscriptions(p_at): one row per subscription paying at moment p_at (see the rules at the '
+    'top of this file), with its monthly amount. Raises nothing, locks nothing.';
 
 
 -- analytics_org_usage(p_as_of): one row per organization: credits used and
@@ -167,6 +175,11 @@ as $$
      where o.kind = 'organization';  -- individual balances are not organizations
 $$;
 
+comment on function analytics_org_usage(timestamptz) is
+    'analytics_org_usage(p_as_of): one row per organization: credits used and requests in the 30 days up to '
+    'p_as_of, credits used in the 30 days before, and the last charge up to p_as_of. Reads attribution through '
+    'its (org_id, created_at) index, one range per organization. Raises nothing.';
+
 
 -- analytics_burn_per_day(p_used_30d): credits used per day over a 30-day
 -- window, rounded to 6 decimals. Raises nothing.
@@ -177,6 +190,10 @@ immutable
 as $$
     select round(coalesce(p_used_30d, 0) / 30, 6);
 $$;
+
+comment on function analytics_burn_per_day(numeric) is
+    'analytics_burn_per_day(p_used_30d): credits used per day over a 30-day window, rounded to 6 decimals. Raises '
+    'nothing.';
 
 
 -- analytics_runway_days(p_remaining, p_used_30d): how many days p_remaining
@@ -189,6 +206,11 @@ immutable
 as $$
     select case when p_used_30d > 0 then round(greatest(p_remaining, 0) * 30 / p_used_30d, 1) end;
 $$;
+
+comment on function analytics_runway_days(numeric, numeric) is
+    'analytics_runway_days(p_remaining, p_used_30d): how many days p_remaining credits last at the burn rate of '
+    'p_used_30d credits per 30 days, 1 decimal (0 when nothing remains; null when nothing was used). Raises '
+    'nothing.';
 
 
 -- analytics_pool_remaining(p_org_id): the credits the organization has left
@@ -206,6 +228,10 @@ as $$
                        from credit_pools p
                       where p.org_id = p_org_id), 0);
 $$;
+
+comment on function analytics_pool_remaining(text) is
+    'analytics_pool_remaining(p_org_id): the credits the organization has left to spend now: its pool''s total '
+    'minus what its open allocations used (0 without a pool). Locks nothing, raises nothing.';
 
 
 -- system_overview(p_as_of): one row: MRR, ARR and paying subscriptions at
@@ -256,6 +282,12 @@ as $$
       from cur, prev, usage;
 $$;
 
+comment on function system_overview(timestamptz) is
+    'system_overview(p_as_of): one row: MRR, ARR and paying subscriptions at p_as_of and 30 days earlier; credits '
+    'used and requests over the last 30 days and the 30 before; how many organizations exist and how many '
+    'subscriptions are past due now. MRR and ARR are rounded to 4 decimals (ARR from the unrounded MRR). Raises '
+    'nothing, locks nothing.';
+
 
 -- system_plan_mix(p_as_of): one row per plan with paying subscriptions at
 -- p_as_of: its code and name (the code when the catalogue lacks it), how many, their MRR (rounded to 4 decimals) and that MRR's share of
@@ -284,6 +316,11 @@ as $$
      group by s.plan
      order by sum(s.monthly_amount) desc, s.plan;
 $$;
+
+comment on function system_plan_mix(timestamptz) is
+    'system_plan_mix(p_as_of): one row per plan with paying subscriptions at p_as_of: its code and name (the code '
+    'when the catalogue lacks it), how many, their MRR (rounded to 4 decimals) and that MRR''s share of the total '
+    'in percent (2 decimals; null when the total is 0). Largest MRR first. Raises nothing, locks nothing.';
 
 
 -- system_organizations(p_as_of): one row per organization: its subscription
@@ -371,6 +408,14 @@ as $$
      where o.kind = 'organization';
 $$;
 
+comment on function system_organizations(timestamptz) is
+    'system_organizations(p_as_of): one row per organization: its subscription (the live one, else the latest; '
+    'status ''none'' when it never had one) with the plan''s name and when the status last changed, its MRR at '
+    'p_as_of (0 unless paying), members, current pool figures, the share of the pool allocated (percent), credits '
+    'used over the last 30 days and the 30 before with the change in percent (null when nothing was used before), '
+    'the credits it has left, its burn rate per day and its runway in days (see the rules at the top of this '
+    'file). Raises nothing, locks nothing.';
+
 
 -- analytics_month_range(p_first_month, p_last_month, p_as_of, p_months): one
 -- row per calendar month (UTC) from p_first_month's to p_last_month's (any
@@ -426,6 +471,12 @@ begin
 end;
 $$;
 
+comment on function analytics_month_range(date, date, timestamptz, integer) is
+    'analytics_month_range(p_first_month, p_last_month, p_as_of, p_months): one row per calendar month (UTC) from '
+    'p_first_month''s to p_last_month''s (any day of each; defaults: p_as_of''s month last, and p_months months '
+    'in all), with its start and the start of the next month. Raises CB009 when a bound is after p_as_of''s '
+    'month, when the first is after the last, or for more than 120 months (or p_months outside 1-120).';
+
 
 -- analytics_mrr_events(p_as_of): every subscription history row (one with
 -- metadata mrr_after) dated at or before p_as_of, with the organization's MRR
@@ -471,6 +522,13 @@ as $$
            end
       from ordered o;
 $$;
+
+comment on function analytics_mrr_events(timestamptz) is
+    'analytics_mrr_events(p_as_of): every subscription history row (one with metadata mrr_after) dated at or '
+    'before p_as_of, with the organization''s MRR before it (the previous row''s mrr_after, 0 for the first), '
+    'after it, and the movement it is: ''new'', ''reactivation'', ''expansion'', ''contraction'', ''churn'', or '
+    'null when MRR did not change. "Previous" orders an organization''s rows by date, then by id (rows entered '
+    'after the fact take their place by date). Raises nothing, locks nothing.';
 
 
 -- system_mrr_months(p_first_month, p_last_month, p_as_of, p_months): one row
@@ -578,6 +636,14 @@ as $$
      order by m.month;
 $$;
 
+comment on function system_mrr_months(date, date, timestamptz, integer) is
+    'system_mrr_months(p_first_month, p_last_month, p_as_of, p_months): one row per calendar month of the range '
+    '(see analytics_month_range; default the 12 months up to p_as_of''s), oldest first: MRR at its start and end, '
+    'ARR at its end (12 x MRR), the MRR moved by new, reactivated, expanding, contracting and churned '
+    'organizations (each positive) and net new MRR; paying organizations at its start and end, how many were new, '
+    'reactivated and churned (of those paying at its start) and the logo churn rate (percent, 2 decimals; null '
+    'when none paid at the start). Rules: top of this file. Raises CB009 (bad range), locks nothing.';
+
 
 -- analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id,
 -- p_months): one row per calendar month of the range (see
@@ -651,6 +717,13 @@ as $$
      order by m.month;
 $$;
 
+comment on function analytics_credit_months(date, date, timestamptz, text, integer) is
+    'analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id, p_months): one row per calendar '
+    'month of the range (see analytics_month_range), oldest first, for one organization or (p_org_id null) all of '
+    'them: credits sold and the revenue from them, credits granted, credits consumed and the requests that '
+    'consumed them, credits expired. Rules: top of this file. Reads history through its (org_id, created_at) '
+    'index and attribution through its (org_id, created_at) index. Raises CB009 (bad range), locks nothing.';
+
 
 -- org_runway(p_org_id, p_as_of): one row for the organization: the credits it
 -- has left now, credits used in the 30 days up to p_as_of, its burn rate per
@@ -687,3 +760,10 @@ as $$
            ) u
      where o.id = p_org_id;
 $$;
+
+comment on function org_runway(text, timestamptz) is
+    'org_runway(p_org_id, p_as_of): one row for the organization: the credits it has left now, credits used in '
+    'the 30 days up to p_as_of, its burn rate per day, its runway in days and the moment its credits run out at '
+    'that rate (both null when nothing was used; the moment also past 100 years). Rules: top of this file. Reads '
+    'attribution through its (org_id, created_at) index. No row for an unknown organization. Raises nothing, '
+    'locks nothing.';

@@ -52,6 +52,11 @@ begin
 end;
 $$;
 
+comment on function ledger_check_not_future(timestamptz, text) is
+    'ledger_check_not_future(p_at, p_what): returns nothing. Refuses a time beyond the database clock (the same '
+    'one minute of clock skew ledger_check_occurred_at allows) or infinite: work due "as of" a future time (a '
+    'boundary, an expiry) must wait for that time. Null passes (now). Raises CB009.';
+
 
 -- ledger_check_credits_or_zero(p_credits, p_what): returns nothing.
 -- Like ledger_check_credits, but 0 is accepted. Raises CB001.
@@ -66,6 +71,10 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_check_credits_or_zero(numeric, text) is
+    'ledger_check_credits_or_zero(p_credits, p_what): returns nothing. Like ledger_check_credits, but 0 is '
+    'accepted. Raises CB001.';
 
 
 -- ledger_lock_org_periods(p_org_id): returns the pool row, locked.
@@ -84,6 +93,10 @@ begin
     return ledger_lock_pool(p_org_id);
 end;
 $$;
+
+comment on function ledger_lock_org_periods(text) is
+    'ledger_lock_org_periods(p_org_id): returns the pool row, locked. Locks the organization row FOR NO KEY '
+    'UPDATE, then the pool row (created if missing). Raises CB002 for an unknown organization.';
 
 
 -- ledger_current_period(p_org_id): returns the organization's latest
@@ -109,6 +122,11 @@ begin
 end;
 $$;
 
+comment on function ledger_current_period(text) is
+    'ledger_current_period(p_org_id): returns the organization''s latest billing_periods row, inserting its '
+    'baseline period (the one containing its creation) when it has none. The caller holds the organization''s '
+    'locks.';
+
 
 -- billing_next_period(p_org_id, p_after): the period that follows one ending
 -- at p_after, on the organization's current calendar: (p_after, the
@@ -133,6 +151,12 @@ begin
     return next;
 end;
 $$;
+
+comment on function billing_next_period(text, timestamptz) is
+    'billing_next_period(p_org_id, p_after): the period that follows one ending at p_after, on the '
+    'organization''s current calendar: (p_after, the calendar''s boundary after it), or, when p_after is not a '
+    'boundary of the calendar (it changed), (p_after, the second boundary after it). Raises CB002 for an unknown '
+    'organization. Locks nothing.';
 
 
 -- billing_current_period(p_org_id, p_actor_id): the organization's current
@@ -165,6 +189,12 @@ begin
     return next;
 end;
 $$;
+
+comment on function billing_current_period(text, text) is
+    'billing_current_period(p_org_id, p_actor_id): the organization''s current period as the period job keeps it '
+    '(start, end, next_end), the one after it ending at next_end. p_actor_id must be a member of the organization '
+    '(null: trusted). Before the job has seen the organization, its baseline period (the one containing its '
+    'creation). Raises CB002, CB008. Writes and locks nothing.';
 
 
 -- set_billing_calendar(p_org_id, p_anchor_day, p_timezone, p_actor_id):
@@ -209,6 +239,13 @@ begin
                                             (select n.period_end from billing_next_period(p_org_id, v_period.period_end) n)));
 end;
 $$;
+
+comment on function set_billing_calendar(text, integer, text, text) is
+    'set_billing_calendar(p_org_id, p_anchor_day, p_timezone, p_actor_id): returns nothing. Sets the day of the '
+    'month (1-31) and the time zone the organization''s periods start on. The current period keeps its end; the '
+    'next one runs to the new calendar''s first boundary after it, or to the second when that end is not a '
+    'boundary of the new calendar. p_actor_id must be an admin of the organization (null: trusted). Locks the '
+    'organization row, then the pool. Raises CB002, CB008, CB009 (bad day or time zone).';
 
 
 -- set_allocation_policy(p_org_id, p_policy, p_rollover_cap, p_actor_id):
@@ -258,6 +295,13 @@ begin
 end;
 $$;
 
+comment on function set_allocation_policy(text, text, numeric, text) is
+    'set_allocation_policy(p_org_id, p_policy, p_rollover_cap, p_actor_id): returns nothing. ''reset'': members'' '
+    'unused credits return to the pool at each boundary (p_rollover_cap must be null); ''rollover'': up to '
+    'p_rollover_cap of them are carried into the next period. p_actor_id must be an admin of the organization '
+    '(null: trusted). Locks the organization row, then the pool. Raises CB001 (bad cap), CB002, CB008, CB009 '
+    '(unknown policy, cap missing or given for ''reset'').';
+
 
 -- set_member_standing_credits(p_org_id, p_user_id, p_credits, p_actor_id):
 -- returns nothing. What the member's allocation reopens at each period
@@ -290,6 +334,12 @@ begin
 end;
 $$;
 
+comment on function set_member_standing_credits(text, text, numeric, text) is
+    'set_member_standing_credits(p_org_id, p_user_id, p_credits, p_actor_id): returns nothing. What the member''s '
+    'allocation reopens at each period (0: nothing; null: what they were allocated in the closing period). '
+    'p_actor_id must be an admin of the organization (null: trusted). Locks the organization row, then the pool. '
+    'Raises CB001, CB002, CB003, CB008.';
+
 
 -- set_low_balance_threshold(p_org_id, p_threshold, p_actor_id): returns
 -- nothing. An alert opens when the pool's unspent credits (total - used)
@@ -319,6 +369,12 @@ begin
     perform ledger_evaluate_pool_alert(p_org_id);
 end;
 $$;
+
+comment on function set_low_balance_threshold(text, numeric, text) is
+    'set_low_balance_threshold(p_org_id, p_threshold, p_actor_id): returns nothing. An alert opens when the '
+    'pool''s unspent credits (total - used) fall below p_threshold (null: no alert); the pool is evaluated at '
+    'once. p_actor_id must be an admin of the organization (null: trusted). Locks the organization row, then the '
+    'pool. Raises CB001, CB002, CB008.';
 
 
 -- set_monthly_refresh_amount(p_org_id, p_credits, p_actor_id): returns
@@ -351,6 +407,11 @@ begin
                          jsonb_build_object('from', v_pool.monthly_refresh_amount, 'to', p_credits));
 end;
 $$;
+
+comment on function set_monthly_refresh_amount(text, numeric, text) is
+    'set_monthly_refresh_amount(p_org_id, p_credits, p_actor_id): returns nothing. Credits granted to the pool at '
+    'every period start (0: none). Free credits, so p_actor_id must be a system admin (null: trusted). Locks the '
+    'organization row, then the pool. Raises CB001, CB002, CB008.';
 
 
 -- ledger_grant_period_credits(p_org_id, p_credits, p_source, p_start,
@@ -387,6 +448,11 @@ begin
             v_total, p_end, p_start);
 end;
 $$;
+
+comment on function ledger_grant_period_credits(text, numeric, text, timestamptz, timestamptz) is
+    'ledger_grant_period_credits(p_org_id, p_credits, p_source, p_start, p_end): returns nothing. Adds p_credits '
+    '(when > 0) to the pool as a ''credit_grant'' history row dated p_start, expiring at p_end (its lot follows '
+    'from the row). The caller holds the pool lock.';
 
 
 -- ledger_open_period(p_run_id, p_org_id, p_start, p_end): returns nothing.
@@ -524,6 +590,14 @@ begin
 end;
 $$;
 
+comment on function ledger_open_period(bigint, text, timestamptz, timestamptz) is
+    'ledger_open_period(p_run_id, p_org_id, p_start, p_end): returns nothing. Performs the boundary at p_start '
+    'for the period [p_start, p_end) as the top of this file describes, and records it in billing_periods (its '
+    'primary key makes a second attempt fail rather than grant twice). Open credit holds (calls in flight) move '
+    'to the member''s new allocation, on top of its standing amount and rollover (held credits never roll over as '
+    'unused). The caller holds the organization''s locks and has settled the lots. Locks allocations in user id '
+    'order, then their holds, then lots.';
+
 
 -- billing_periods_process_org(p_run_id, p_org_id, p_now): returns
 -- (periods_closed, lots_expired). Does the organization's due work up to
@@ -578,6 +652,14 @@ begin
 end;
 $$;
 
+comment on function billing_periods_process_org(bigint, text, timestamptz) is
+    'billing_periods_process_org(p_run_id, p_org_id, p_now): returns (periods_closed, lots_expired). Does the '
+    'organization''s due work up to p_now: renews its subscription (subscription_advance), settles its lots, '
+    'then, in time order, every lot expiring at or before p_now and every period boundary at or before p_now (a '
+    'boundary before lots expiring at the same moment), then evaluates its low-balance alert, and adds its '
+    'figures to run p_run_id. Safe to repeat: a second call finds nothing due. Locks the organization row, the '
+    'pool row, allocations, lots. Raises CB002 (unknown organization), XX000 (lots cannot cover usage).';
+
 
 -- run_billing_periods(p_now, p_run_id): a procedure (CALL it outside a
 -- transaction block); sets p_run_id to the run's id.
@@ -621,3 +703,13 @@ begin
     commit;
 end;
 $$;
+
+comment on procedure run_billing_periods(timestamptz, bigint) is
+    'run_billing_periods(p_now, p_run_id): a procedure (CALL it outside a transaction block); sets p_run_id to '
+    'the run''s id. Releases the credit holds expired by p_now and refreshes plans'' copy of the versions in '
+    'force, then does all due period work for every organization that is not closed, up to p_now (default now), '
+    'one organization per transaction (committed one by one, in id order), and records the run in '
+    'billing_period_runs (started, finished, organizations processed, periods closed, lots expired). An '
+    'organization whose work fails is rolled back alone and named in the run''s errors. Two overlapping runs '
+    'queue on each organization''s locks: the second finds the work done. Raises CB009 (p_now in the future: next '
+    'period''s boundary is not due today), nothing for one organization''s failure.';

@@ -32,6 +32,11 @@ begin
 end;
 $$;
 
+comment on function ledger_history_lot() is
+    'ledger_history_lot(): trigger function, AFTER INSERT on org_billing_history for rows with credits > 0: '
+    'inserts the row''s credit lot (granted when the row was recorded, expiring at its credits_expire_at). Locks '
+    'nothing else.';
+
 
 create or replace trigger org_billing_history_lot
     after insert on org_billing_history
@@ -80,6 +85,13 @@ begin
 end;
 $$;
 
+comment on function ledger_settlement_bound() is
+    'ledger_settlement_bound(): returns the highest credit_usage_attribution id up to which every row is either '
+    'committed (visible to the caller''s next statement) or will never exist; null when that cannot be told '
+    'within about a second (another writing transaction stays open: the next run settles). It reads the id '
+    'sequence, then waits until no other writing client transaction that started before that read is still open '
+    '(transactions of the period job itself, which never insert usage, are ignored). Locks nothing.';
+
 
 -- ledger_consume_lots(p_org_id, p_live_from, p_credits): returns nothing.
 -- Takes p_credits of usage out of the pool's lots with credits left: first
@@ -118,6 +130,13 @@ begin
     end if;
 end;
 $$;
+
+comment on function ledger_consume_lots(text, timestamptz, numeric) is
+    'ledger_consume_lots(p_org_id, p_live_from, p_credits): returns nothing. Takes p_credits of usage out of the '
+    'pool''s lots with credits left: first the lots granted at or before p_live_from (null: none), earliest '
+    'expiry first (never-expiring last), then earliest granted, then lot id; then, only for a charge that raced '
+    'with a grant, the later lots in the same order. The caller holds the pool lock. Raises XX000 when the lots '
+    'cannot cover the usage (the ledger is broken: billing verify says where).';
 
 
 -- ledger_settle_lots(p_org_id): returns the credits of usage settled.
@@ -164,12 +183,18 @@ begin
 end;
 $$;
 
+comment on function ledger_settle_lots(text) is
+    'ledger_settle_lots(p_org_id): returns the credits of usage settled. Settles the usage rows inserted since '
+    'the pool''s watermark (lots_settled_id) up to ledger_settlement_bound() against the lots, grouped by the '
+    'latest lot grant at or before each row''s recorded_at, and moves the watermark. The caller holds the pool '
+    'lock. Raises XX000 (see ledger_consume_lots).';
+
 
 -- ledger_take_back_unused(p_org_id, p_credits, p_lot_id): returns the credits
 -- taken back (p_credits, or every unused credit when members hold fewer).
 -- Takes unused credits back from the members' active allocations because lot
 -- p_lot_id expired or its included credits were not earned (a plan change or
--- cancel, 070_subscriptions.sql): each gives in proportion to their unused
+-- cancel, 071_subscription_commands.sql): each gives in proportion to their unused
 -- credits (allocated - used - held by calls in flight; rounded
 -- down to 6 decimals); what rounding leaves is taken from the largest unused
 -- first (ties: user id). Writes one 'expiry' allocation event per member.
@@ -235,6 +260,15 @@ begin
 end;
 $$;
 
+comment on function ledger_take_back_unused(text, numeric, bigint) is
+    'ledger_take_back_unused(p_org_id, p_credits, p_lot_id): returns the credits taken back (p_credits, or every '
+    'unused credit when members hold fewer). Takes unused credits back from the members'' active allocations '
+    'because lot p_lot_id expired or its included credits were not earned (a plan change or cancel, '
+    '071_subscription_commands.sql): each gives in proportion to their unused credits (allocated - used - held by '
+    'calls in flight; rounded down to 6 decimals); what rounding leaves is taken from the largest unused first '
+    '(ties: user id). Writes one ''expiry'' allocation event per member. The caller holds the pool lock; locks '
+    'the active allocations in user id order. Raises nothing.';
+
 
 -- ledger_expire_lot(p_org_id, p_lot_id): returns the credits that left the pool.
 -- Expires one lot: its unconsumed remainder leaves the pool's total with a
@@ -290,6 +324,15 @@ begin
 end;
 $$;
 
+comment on function ledger_expire_lot(text, bigint) is
+    'ledger_expire_lot(p_org_id, p_lot_id): returns the credits that left the pool. Expires one lot: its '
+    'unconsumed remainder leaves the pool''s total with a ''credit_expiry'' billing history row (negative '
+    'credits, dated at the lot''s expires_at, metadata: lot_id, source, taken_from_members). Unallocated credits '
+    'cover it first, members'' unused allocations the rest. Should members have spent more than that since the '
+    'last settlement, what cannot be taken stays in the lot and is consumed by that usage at the next settlement. '
+    'The caller holds the pool lock and has settled the lots. Locks allocations (only when members must give '
+    'back), then the lot. Raises nothing.';
+
 
 -- ledger_expire_due_lots(p_org_id, p_at): returns how many lots expired.
 -- Expires, earliest first, every lot of the pool that expires at or before
@@ -314,3 +357,8 @@ begin
     return v_count;
 end;
 $$;
+
+comment on function ledger_expire_due_lots(text, timestamptz) is
+    'ledger_expire_due_lots(p_org_id, p_at): returns how many lots expired. Expires, earliest first, every lot of '
+    'the pool that expires at or before p_at and is not expired yet. The caller holds the pool lock and has '
+    'settled the lots. Raises nothing.';

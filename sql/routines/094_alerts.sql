@@ -46,6 +46,11 @@ begin
 end;
 $$;
 
+comment on function ledger_raise_allocation_alert(text, text, text, numeric, numeric) is
+    'ledger_raise_allocation_alert(p_org_id, p_allocation_id, p_user_id, p_allocated, p_used): returns nothing. '
+    'Opens the allocation''s 90% alert and writes the ''allocation.exhausted'' audit row, unless the allocation '
+    'already had one. Locks nothing.';
+
 
 -- ledger_evaluate_pool_alert(p_org_id): returns nothing. Opens a 'pool_low'
 -- alert when the pool's unspent credits are below its threshold and none is
@@ -80,6 +85,11 @@ begin
 end;
 $$;
 
+comment on function ledger_evaluate_pool_alert(text) is
+    'ledger_evaluate_pool_alert(p_org_id): returns nothing. Opens a ''pool_low'' alert when the pool''s unspent '
+    'credits are below its threshold and none is unresolved; resolves the unresolved one when they are not (or '
+    'the threshold was cleared). Reads the pool and its active allocations; the caller holds the pool lock.';
+
 
 -- ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id): returns the
 -- alert, locked. p_actor_id must be an admin of the organization, or the
@@ -104,6 +114,11 @@ begin
     return v_alert;
 end;
 $$;
+
+comment on function ledger_alert_for_update(text, bigint, text) is
+    'ledger_alert_for_update(p_org_id, p_alert_id, p_actor_id): returns the alert, locked. p_actor_id must be an '
+    'admin of the organization, or the member the alert is about (null: trusted). Raises CB002 (unknown '
+    'organization or alert), CB008.';
 
 
 -- ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, p_status):
@@ -140,6 +155,12 @@ begin
 end;
 $$;
 
+comment on function ledger_change_alert_status(text, bigint, text, text) is
+    'ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, p_status): returns nothing. Moves an alert to '
+    '''acknowledged'' (only from ''open'') or ''resolved'' (from either), noting who and when, with an audit row; '
+    'an alert already there or past it is left as it is. p_actor_id: an admin of the organization or the member '
+    'the alert is about (null: trusted). Locks the alert. Raises CB002, CB008.';
+
 
 -- acknowledge_credit_alert(p_org_id, p_alert_id, p_actor_id): returns
 -- nothing. Marks an open alert as seen (it stays listed until resolved).
@@ -152,6 +173,11 @@ as $$
     select ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, 'acknowledged');
 $$;
 
+comment on function acknowledge_credit_alert(text, bigint, text) is
+    'acknowledge_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing. Marks an open alert as seen (it '
+    'stays listed until resolved). See ledger_change_alert_status for who may and what it locks. Raises CB002, '
+    'CB008.';
+
 
 -- resolve_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing.
 -- Closes an alert. A pool alert resolved while the pool is still low opens
@@ -163,3 +189,8 @@ language sql
 as $$
     select ledger_change_alert_status(p_org_id, p_alert_id, p_actor_id, 'resolved');
 $$;
+
+comment on function resolve_credit_alert(text, bigint, text) is
+    'resolve_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing. Closes an alert. A pool alert '
+    'resolved while the pool is still low opens again at the next evaluation. See ledger_change_alert_status for '
+    'who may and what it locks. Raises CB002, CB008.';

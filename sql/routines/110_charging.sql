@@ -12,7 +12,7 @@
 -- id per organization; settle charges the actual amount as one attribution
 -- row with the same request id. Lock order: the allocation row, then its
 -- hold rows (closing an allocation, which takes the pool first, releases its
--- open holds: 030_credits.sql).
+-- open holds: 031_credit_allocations.sql).
 
 
 -- charging_org_for(p_user_id, p_org_id): returns the organization to charge:
@@ -46,6 +46,11 @@ begin
     return v_org;
 end;
 $$;
+
+comment on function charging_org_for(text, text) is
+    'charging_org_for(p_user_id, p_org_id): returns the organization to charge: p_org_id when given; else the '
+    'user''s default organization, else the first they joined (personal balances aside), else their personal '
+    'balance. Takes no lock. Raises CB002 (unknown user), CB003 (no organization and no personal balance).';
 
 
 -- charge_usage(p_org_id, p_user_id, p_service_type, p_service_name,
@@ -150,6 +155,18 @@ begin
 end;
 $$;
 
+comment on function charge_usage(text, text, text, text, numeric, numeric, numeric, numeric, boolean, text, jsonb, timestamptz) is
+    'charge_usage(p_org_id, p_user_id, p_service_type, p_service_name, p_input_tokens, p_output_tokens, p_images, '
+    'p_requests, p_byok, p_request_id, p_metadata, p_occurred_at): returns (org_id, credits, remaining, '
+    'explanation, replayed). Prices the event (price_usage, at p_occurred_at, default now) and deducts it '
+    '(deduct_credits) in one transaction; the attribution row''s metadata is p_metadata plus ''pricing'': the '
+    'explanation. p_org_id null: see charging_org_for. The same p_request_id again charges nothing more and '
+    'answers as the first call did (replayed true); with another user, service or usage it raises CB007. An event '
+    'that costs 0 credits (a free service, a BYOK call without fee) is answered but writes no row. p_metadata is '
+    'limited to 8 kB on its own; the stored row holds it and the explanation. Locks only the member''s allocation '
+    'row, before it looks for the request id when one is given: a retry that queued behind its first call finds '
+    'that call''s row and answers replayed. Raises what price_usage, deduct_credits and charging_org_for raise.';
+
 
 -- ledger_check_request_id(p_request_id): returns nothing. Raises CB009
 -- unless the request id is 1-200 characters without control characters.
@@ -162,6 +179,10 @@ begin
     perform ledger_check_text(p_request_id, 'Request id', 200);
 end;
 $$;
+
+comment on function ledger_check_request_id(text) is
+    'ledger_check_request_id(p_request_id): returns nothing. Raises CB009 unless the request id is 1-200 '
+    'characters without control characters.';
 
 
 -- ledger_free_holds(p_org_id, p_allocation_id, p_status, p_reason,
@@ -207,6 +228,12 @@ begin
     return v_freed;
 end;
 $$;
+
+comment on function ledger_free_holds(text, text, text, text, bigint, timestamptz) is
+    'ledger_free_holds(p_org_id, p_allocation_id, p_status, p_reason, p_hold_id, p_expired_by): returns the '
+    'credits freed. Closes the allocation''s open holds (only p_hold_id when given; only those expired by '
+    'p_expired_by when given) with p_status and p_reason, and takes their credits off the allocation''s '
+    'held_credits. The caller holds the allocation''s lock.';
 
 
 -- reserve_credits(p_org_id, p_user_id, p_credits, p_request_id,
@@ -329,6 +356,19 @@ begin
 end;
 $$;
 
+comment on function reserve_credits(text, text, numeric, text, text, text, integer) is
+    'reserve_credits(p_org_id, p_user_id, p_credits, p_request_id, p_service_type, p_service_name, '
+    'p_ttl_seconds): returns (org_id, request_id, credits, expires_at, remaining, replayed). Holds p_credits of '
+    'the member''s allocation for a call in progress, until settle_hold, release_hold or expiry (p_ttl_seconds, '
+    'default the platform rule''s hold lifetime). remaining is what the member can still spend. When the member '
+    'is short, their own expired holds are freed first. A reserve that waited on the member''s allocation while a '
+    'period reset closed it and opened the next one holds on the new allocation. The same request id again holds '
+    'nothing more and answers as the first call did; with another user, amount or service it raises CB007, as it '
+    'does when the request id was already charged. p_org_id null: see charging_org_for. The service must be one '
+    'the price list prices now: a fixed-price service type, else p_service_name a model with a price (as '
+    'price_usage requires). Locks the member''s allocation row. Raises CB001, CB002 (also: a model with no '
+    'price), CB003, CB005, CB006, CB007, CB009 (also: a withdrawn service or model), CB011.';
+
 
 -- ledger_hold_for(p_org_id, p_request_id): returns the hold, unlocked.
 -- Raises CB002 (unknown organization, or no hold with this request id in it:
@@ -351,6 +391,10 @@ begin
     return v_hold;
 end;
 $$;
+
+comment on function ledger_hold_for(text, text) is
+    'ledger_hold_for(p_org_id, p_request_id): returns the hold, unlocked. Raises CB002 (unknown organization, or '
+    'no hold with this request id in it: another organization''s hold is not found either), CB009.';
 
 
 -- ledger_lock_hold(p_hold): returns the hold as it stands once its
@@ -380,6 +424,11 @@ begin
 end;
 $$;
 
+comment on function ledger_lock_hold(credit_holds) is
+    'ledger_lock_hold(p_hold): returns the hold as it stands once its allocation''s row and then its own row are '
+    'locked (the lock order). A hold that a period reset moved to the member''s new allocation while this waited '
+    'is followed there: that allocation is locked too, before the hold.';
+
 
 -- ledger_refuse_closed_hold(p_hold, p_action): always raises CB014, saying
 -- why the hold can no longer be settled (p_action 'settle') or released.
@@ -407,6 +456,10 @@ begin
         end;
 end;
 $$;
+
+comment on function ledger_refuse_closed_hold(credit_holds, text) is
+    'ledger_refuse_closed_hold(p_hold, p_action): always raises CB014, saying why the hold can no longer be '
+    'settled (p_action ''settle'') or released.';
 
 
 -- settle_hold(p_org_id, p_request_id, p_actual_credits, p_metadata):
@@ -482,6 +535,15 @@ begin
 end;
 $$;
 
+comment on function settle_hold(text, text, numeric, jsonb) is
+    'settle_hold(p_org_id, p_request_id, p_actual_credits, p_metadata): returns (credits, remaining, replayed). '
+    'Ends the hold: charges p_actual_credits (0 allowed: nothing used) to the member as one attribution row with '
+    'the hold''s request id, service and p_metadata (plus ''hold'': its figures), and frees the rest of the hold. '
+    'An actual above the hold is charged when the member''s free credits cover the difference, else refused '
+    '(CB005) and the hold stays open. The same call again answers as the first did (replayed true); another '
+    'actual raises CB007. Locks the allocation row, then the hold. Raises CB001, CB002 (no such hold in the '
+    'organization), CB005, CB007, CB009, CB011, CB014 (hold expired, released or settled).';
+
 
 -- settle_usage(p_org_id, p_request_id, p_input_tokens, p_output_tokens,
 --              p_images, p_requests, p_byok, p_metadata): returns
@@ -530,6 +592,12 @@ begin
 end;
 $$;
 
+comment on function settle_usage(text, text, numeric, numeric, numeric, numeric, boolean, jsonb) is
+    'settle_usage(p_org_id, p_request_id, p_input_tokens, p_output_tokens, p_images, p_requests, p_byok, '
+    'p_metadata): returns (credits, remaining, explanation, replayed). Prices the call the hold was made for (its '
+    'service type and name, now) and settles the hold at that price, in one transaction; the attribution row''s '
+    'metadata carries the explanation under ''pricing''. Locks and raises as price_usage and settle_hold.';
+
 
 -- release_hold(p_org_id, p_request_id): returns (credits, remaining,
 -- replayed): the credits freed and what the member can spend after.
@@ -557,6 +625,12 @@ begin
                    from credit_holds h where h.org_id = p_org_id and h.id = v_hold.id;
 end;
 $$;
+
+comment on function release_hold(text, text) is
+    'release_hold(p_org_id, p_request_id): returns (credits, remaining, replayed): the credits freed and what the '
+    'member can spend after. Frees an open hold (also one past its expiry). The same call again, or a release of '
+    'a hold that expired, answers as the first did (replayed true). Locks the allocation row, then the hold. '
+    'Raises CB002, CB009, CB014 (the hold was settled).';
 
 
 -- release_expired_holds(p_now): returns the number of holds freed.
@@ -592,6 +666,12 @@ begin
 end;
 $$;
 
+comment on function release_expired_holds(timestamptz) is
+    'release_expired_holds(p_now): returns the number of holds freed. Frees every open hold whose expiry is at or '
+    'before p_now (default now): status ''expired''. The period job calls it. Locks the allocations concerned, '
+    'one after another in (organization, user) order, each before its holds. Raises CB009 (infinite p_now, or '
+    'p_now in the future).';
+
 
 -- personal_organization_of(p_user_id): returns the id of the user's
 -- personal balance (organization of kind 'personal'), or null. Raises nothing.
@@ -602,6 +682,10 @@ stable
 as $$
     select id from organizations where personal_user_id = p_user_id;
 $$;
+
+comment on function personal_organization_of(text) is
+    'personal_organization_of(p_user_id): returns the id of the user''s personal balance (organization of kind '
+    '''personal''), or null. Raises nothing.';
 
 
 -- top_up_personal_balance(p_user_id, p_credits, p_purchase_amount,
@@ -659,3 +743,13 @@ begin
                   where a.org_id = v_org and a.user_id = p_user_id and a.is_active;
 end;
 $$;
+
+comment on function top_up_personal_balance(text, numeric, numeric, text, text, text) is
+    'top_up_personal_balance(p_user_id, p_credits, p_purchase_amount, p_actor_id, p_description, p_external_ref): '
+    'returns (org_id, remaining). A trusted caller''s direct entry of a paid purchase for a user''s individual '
+    'balance: a personal organization (created on the first top-up or order, the user its only member and admin; '
+    'never their default organization) whose credits are all allocated to the user. Only a system admin or the '
+    'operator (null actor) enters it: a user buys for themself with an order (order_personal_credits), credited '
+    'when its payment is recorded. The purchase is one add_credits_to_pool (a paid order and its billing history '
+    'row: amount above $0, at most the list price) and one allocation, in one transaction; p_external_ref makes '
+    'it idempotent. Locks the pool row, then the allocation. Raises CB001, CB002, CB007, CB008, CB009.';

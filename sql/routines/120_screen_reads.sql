@@ -38,6 +38,11 @@ as $$
      order by m.is_default desc, m.org_name, m.org_id;
 $$;
 
+comment on function member_cards(text, integer) is
+    'member_cards(p_user_id, p_days): one row per organization of the user, default first: their allocation, the '
+    'live subscription''s plan, when the organization''s current billing period ends (allocations reset then) and '
+    'their usage over the window.';
+
 
 -- member_daily_usage(p_user_id, p_org_id, p_days): the user's credits and
 -- requests per UTC day and service, in one organization (p_org_id) or all of
@@ -56,6 +61,10 @@ as $$
      group by 1, 2
      order by 1, 2;
 $$;
+
+comment on function member_daily_usage(text, text, integer) is
+    'member_daily_usage(p_user_id, p_org_id, p_days): the user''s credits and requests per UTC day and service, '
+    'in one organization (p_org_id) or all of theirs (null).';
 
 
 -- member_recent_charges(p_user_id, p_org_id, p_limit): the user's newest
@@ -83,6 +92,10 @@ as $$
      limit p_limit;
 $$;
 
+comment on function member_recent_charges(text, text, integer) is
+    'member_recent_charges(p_user_id, p_org_id, p_limit): the user''s newest p_limit charges, in one organization '
+    '(p_org_id) or all of theirs (null).';
+
 
 -- member_usage_totals(p_user_id, p_org_id, p_days): the user's credits,
 -- requests and distinct services over the window (one organization or all).
@@ -98,6 +111,10 @@ as $$
        and c.created_at >= now() - make_interval(days => p_days)
      where m.user_id = p_user_id and (p_org_id is null or m.org_id = p_org_id);
 $$;
+
+comment on function member_usage_totals(text, text, integer) is
+    'member_usage_totals(p_user_id, p_org_id, p_days): the user''s credits, requests and distinct services over '
+    'the window (one organization or all).';
 
 
 -- org_overview(p_org_id): the organization's header: pool figures, member
@@ -138,6 +155,10 @@ as $$
      where o.id = p_org_id;
 $$;
 
+comment on function org_overview(text) is
+    'org_overview(p_org_id): the organization''s header: pool figures, member count and its subscription (the '
+    'live one, else the latest), with a plan change scheduled for its period end (scheduled_plan null: none).';
+
 
 -- org_allocations(p_org_id): every member with their role, current
 -- allocation and standing amount (what their allocation reopens at each
@@ -161,6 +182,10 @@ as $$
      order by v.used_credits desc, v.display_name, v.user_id;
 $$;
 
+comment on function org_allocations(text) is
+    'org_allocations(p_org_id): every member with their role, current allocation and standing amount (what their '
+    'allocation reopens at each period; null: what they had in the closing period), most used first.';
+
 
 -- org_usage_by_service(p_org_id, p_days): credits and requests per service
 -- type over the window, largest first.
@@ -175,6 +200,10 @@ as $$
      group by c.service_type
      order by 2 desc, 1;
 $$;
+
+comment on function org_usage_by_service(text, integer) is
+    'org_usage_by_service(p_org_id, p_days): credits and requests per service type over the window, largest '
+    'first.';
 
 
 -- org_usage_by_user(p_org_id, p_days): credits and requests per user over
@@ -197,6 +226,10 @@ as $$
      order by t.credits_used desc, t.user_id;
 $$;
 
+comment on function org_usage_by_user(text, integer) is
+    'org_usage_by_user(p_org_id, p_days): credits and requests per user over the window, largest first; former '
+    'members too (is_member false).';
+
 
 -- org_usage_by_day(p_org_id, p_days): credits and requests per UTC day over
 -- the window, days without usage as 0.
@@ -217,6 +250,10 @@ as $$
      order by d.day;
 $$;
 
+comment on function org_usage_by_day(text, integer) is
+    'org_usage_by_day(p_org_id, p_days): credits and requests per UTC day over the window, days without usage as '
+    '0.';
+
 
 -- org_billing_timeline(p_org_id, p_limit): the organization's newest
 -- p_limit billing history rows, with who recorded them.
@@ -236,6 +273,10 @@ as $$
      order by h.created_at desc, h.id desc
      limit p_limit;
 $$;
+
+comment on function org_billing_timeline(text, integer) is
+    'org_billing_timeline(p_org_id, p_limit): the organization''s newest p_limit billing history rows, with who '
+    'recorded them.';
 
 
 -- audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit):
@@ -274,6 +315,12 @@ as $$
      limit p_limit;
 $$;
 
+comment on function audit_entries(text, text, text[], timestamptz, timestamptz, integer) is
+    'audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit): audit entries newest first, '
+    'filtered: one organization''s (p_org_id) or all (null); one acting user''s; the listed actions (empty: all); '
+    'written in [p_start, p_end) (null: open). actor_name is null for entries written without a user (a job or '
+    'the CLI). matching counts all filtered entries, not only the p_limit returned.';
+
 
 -- audit_actions(p_org_id): the actions present in the log of one
 -- organization (or all, null), in name order.
@@ -287,6 +334,9 @@ as $$
      where p_org_id is null or a.org_id = p_org_id
      order by 1;
 $$;
+
+comment on function audit_actions(text) is
+    'audit_actions(p_org_id): the actions present in the log of one organization (or all, null), in name order.';
 
 
 -- audit_actors(p_org_id): the users present as actors in the log of one
@@ -303,3 +353,7 @@ as $$
       left join users u on u.id = a.actor_id
      order by 2, 1;
 $$;
+
+comment on function audit_actors(text) is
+    'audit_actors(p_org_id): the users present as actors in the log of one organization (or all, null), with '
+    'their names, in name order.';
