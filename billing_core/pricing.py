@@ -1,6 +1,6 @@
 """The pricing engine: price tables, their edits, pricing one event, the cost calculator, credit packages.
 
-The arithmetic and every rule live in SQL (sql/routines/100_pricing.sql);
+The arithmetic and every rule live in SQL (sql/routines/100-103: checks, price tables, packages, engine);
 this module passes parameters and shapes answers for the Pricing page: lists
 as DataFrames, edit functions that the database validates (each edit is a new
 effective-dated row and an audit row), the calculator as one row per plan.

@@ -1,6 +1,6 @@
 """Subscriptions: subscribing an organization and its lifecycle (plan changes, cancels, renewals).
 
-Each change is one call of a stored function (sql/routines/070_subscriptions.sql),
+Each change is one call of a stored function (sql/routines/068-071_subscription_*.sql),
 which checks the acting user's role (system admins any organization, org
 admins their own, at most 5 changes an hour: RateLimited), applies what was due
 first, and writes the billing history and audit rows. A change entered after

@@ -1,5 +1,5 @@
 -- Reference (not a valid change): the issue's "straightforward design" on the
--- same server and run. deduct_credits as in sql/routines/030_credits.sql plus
+-- same server and run. deduct_credits as in sql/routines/032_credit_deductions.sql plus
 -- an UPDATE of the organization's pool row on every charge, which is what
 -- keeping used_credits stored on the pool costs: every charge of one
 -- organization queues on that row.
