@@ -106,18 +106,6 @@ def get_user(db: Engine, user_id: str) -> User | None:
     return record(User, rows[0]) if rows else None
 
 
-def default_organization(db: Engine, user_id: str) -> str | None:
-    """The organization a user spends from when none is named: the default, else the first joined, else their
-    individual balance (None: none of these)."""
-    return call(
-        db,
-        "select m.org_id from organization_members m join organizations o on o.id = m.org_id"
-        " where m.user_id = :user_id order by (o.kind = 'organization') desc, m.is_default desc, m.joined_at, m.org_id"
-        " limit 1",
-        {"user_id": user_id},
-    )
-
-
 def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The organization's members with their role and current allocation (org admins)."""
     return fetch_frame(

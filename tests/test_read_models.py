@@ -1,9 +1,9 @@
-"""Read models are labelled by the query's own column names.
+"""Read models are labelled by the query's own column names, and each rule has one home.
 
 A column reordered in SQL must never mislabel data: reads become DataFrames
 from the result's keys (`fetch_frame`) and dataclasses field by field from
 `row._mapping` (`record`), never by position against a list kept beside the
-query.
+query. The organization a call is charged to is SQL's rule (`charging_org_for`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import billing_core
-from billing_core import database
+from billing_core import credits, database, organizations
 from billing_core.database import fetch, fetch_frame, record, records
-from billing_core.errors import NotFound
+from billing_core.errors import NotAMember, NotFound
 
 PACKAGE = Path(billing_core.__file__).resolve().parent
 
@@ -102,3 +102,19 @@ def _named_rows(function: ast.FunctionDef) -> list[int]:
             if any(kw.arg == "columns" for kw in node.keywords) and names & fetched:
                 lines.append(node.lineno)
     return lines
+
+
+def test_the_paying_organization_is_chosen_in_sql_only():
+    """organizations.default_organization was a Python twin of SQL's charging_org_for."""
+    assert not hasattr(organizations, "default_organization")
+    source = (PACKAGE / "credits.py").read_text()
+    assert "organization_members" not in source and "charging_org" in source
+
+
+def test_deduct_for_user_follows_sqls_rule_for_an_unknown_user_and_one_without_a_pool(db):
+    """The SQL rule checks the user: an unknown one is NotFound (the Python twin said "no organization")."""
+    with pytest.raises(NotFound, match="does not exist"):
+        credits.deduct_for_user(db, "ghost", 10, "contact_lookup", "lookup")
+    organizations.create_user(db, None, "loner", "loner@example.com")
+    with pytest.raises(NotAMember, match="no individual balance"):
+        credits.deduct_for_user(db, "loner", 10, "contact_lookup", "lookup")
