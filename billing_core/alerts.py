@@ -10,17 +10,12 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import call, fetch, frame
-
-COLUMNS = (
-    "id", "kind", "status", "user_id", "allocation_id", "threshold", "observed", "message", "created_at",
-    "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by",
-)
+from billing_core.database import call, fetch_frame
 
 
 def org_alerts(db: Engine, actor_id: str, org_id: str, *, include_resolved: bool = False) -> pd.DataFrame:
     """The organization's alerts, newest first; unresolved ones only unless asked (org admins)."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
         " acknowledged_by, resolved_at, resolved_by from credit_alerts"
@@ -28,12 +23,11 @@ def org_alerts(db: Engine, actor_id: str, org_id: str, *, include_resolved: bool
         {"org_id": org_id, "all": include_resolved},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return frame(rows, COLUMNS)
 
 
 def my_alerts(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The acting member's own unresolved alerts in the organization, newest first."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
         " acknowledged_by, resolved_at, resolved_by from credit_alerts"
@@ -41,7 +35,6 @@ def my_alerts(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
         {"org_id": org_id, "actor_id": actor_id},
         checks=access.org_checks(actor_id, org_id, "member"),
     )
-    return frame(rows, COLUMNS)
 
 
 def acknowledge(db: Engine, actor_id: str | None, org_id: str, alert_id: int) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch, frame
+from billing_core.database import fetch, fetch_frame
 from billing_core.errors import InvalidInput
 from billing_core.moments import aware
 
@@ -87,28 +87,16 @@ def overview(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> Sys
     )
 
 
-PLAN_MIX_COLUMNS = ["plan", "plan_name", "subscriptions", "mrr", "mrr_share_percent"]
-
-
 def plan_mix(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.DataFrame:
     """Paying subscriptions per plan: count, MRR and share of MRR in percent, largest first (system admins)."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select plan, plan_name, subscriptions, mrr, mrr_share_percent"
         " from system_plan_mix(coalesce(cast(:as_of as timestamptz), now()))",
         {"as_of": as_of},
         checks=_checks(actor_id),
     )
-    return frame(rows, PLAN_MIX_COLUMNS)
 
-
-ORGANIZATION_COLUMNS = [
-    "org_id", "org_name", "org_status", "plan", "plan_name", "subscription_status", "billing_cycle", "price_amount",
-    "mrr", "subscription_created_at", "status_changed_at", "member_count", "total_credits", "allocated_credits",
-    "used_credits", "available_credits", "allocated_percent", "credits_used_30d", "credits_used_prev_30d",
-    "usage_change_percent", "requests_30d", "last_usage_at", "created_at", "remaining_credits", "burn_per_day",
-    "runway_days",
-]
 
 SORT_KEYS = {
     "mrr": (["mrr", "org_name", "org_id"], [False, True, True]),
@@ -138,7 +126,7 @@ def organizations(
     organizations that used nothing last).
     """
     check_selection(statuses, sort_by)
-    rows = fetch(
+    table = fetch_frame(
         db,
         "select org_id, org_name, org_status, plan, plan_name, subscription_status, billing_cycle, price_amount, mrr,"
         " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
@@ -148,7 +136,7 @@ def organizations(
         {"as_of": as_of},
         checks=_checks(actor_id),
     )
-    return select_organizations(frame(rows, ORGANIZATION_COLUMNS), plans=plans, statuses=statuses, sort_by=sort_by)
+    return select_organizations(table, plans=plans, statuses=statuses, sort_by=sort_by)
 
 
 def check_selection(statuses: Sequence[str] | None, sort_by: str) -> None:
@@ -177,6 +165,7 @@ def select_organizations(
     return kept.sort_values(columns, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
 
 
+# the *_COLUMNS below pick, by name, the columns each view shows from an `organizations` table
 TOP_ORGANIZATION_COLUMNS = ["org_id", "org_name", "plan_name", "credits_used_30d", "requests_30d", "credits_used_prev_30d"]
 
 
@@ -251,13 +240,6 @@ def _month_params(first_month: date | None, last_month: date | None, months: int
     }
 
 
-MRR_MONTH_COLUMNS = [
-    "month", "month_start", "mrr_start", "new_mrr", "reactivation_mrr", "expansion_mrr", "contraction_mrr",
-    "churned_mrr", "net_new_mrr", "mrr_end", "arr_end", "paying_orgs_start", "paying_orgs_end", "new_orgs",
-    "reactivated_orgs", "churned_orgs", "logo_churn_percent",
-]
-
-
 def mrr_months(
     db: Engine,
     actor_id: str,
@@ -275,7 +257,7 @@ def mrr_months(
     without `first_month`, `months` months end with `last_month` (default:
     the current one).
     """
-    rows = fetch(
+    return fetch_frame(
         db,
         "select month, month_start, mrr_start, new_mrr, reactivation_mrr, expansion_mrr, contraction_mrr,"
         " churned_mrr, net_new_mrr, mrr_end, arr_end, paying_orgs_start, paying_orgs_end, new_orgs,"
@@ -285,13 +267,6 @@ def mrr_months(
         _month_params(first_month, last_month, months, as_of),
         checks=_checks(actor_id),
     )
-    return frame(rows, MRR_MONTH_COLUMNS)
-
-
-CREDIT_MONTH_COLUMNS = [
-    "month", "month_start", "credits_sold", "revenue", "credits_granted", "credits_consumed", "requests",
-    "credits_expired",
-]
 
 
 def credit_months(
@@ -310,7 +285,7 @@ def credit_months(
     the range as for `mrr_months`.
     """
     checks = _checks(actor_id) if org_id is None else access.org_checks(actor_id, org_id, "admin")
-    rows = fetch(
+    return fetch_frame(
         db,
         "select month, month_start, credits_sold, revenue, credits_granted, credits_consumed, requests, credits_expired"
         " from analytics_credit_months(cast(:first as date), cast(:last as date),"
@@ -318,7 +293,6 @@ def credit_months(
         {**_month_params(first_month, last_month, months, as_of), "org_id": org_id},
         checks=checks,
     )
-    return frame(rows, CREDIT_MONTH_COLUMNS)
 
 
 MOVEMENTS = {  # column of mrr_months -> (label, sign in the chart)

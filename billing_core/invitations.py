@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core.auth import check_new_password, hash_password
-from billing_core.database import call, fetch, frame
+from billing_core.database import call, fetch, fetch_frame
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,22 @@ def invite(
         " :display_name)",
         {"org_id": org_id, "email": email, "role": role, "actor_id": actor_id, "display_name": display_name},
     )
-    invitation_id, code = rows[0]
-    return Invitation(invitation_id, email.strip().lower(), code)
+    invited = rows[0]
+    return Invitation(invited.invitation_id, email.strip().lower(), invited.one_time_code)
 
 
 def pending_for_organization(db: Engine, actor_id: str | None, org_id: str) -> pd.DataFrame:
     """The organization's pending invitations, newest first (its admins): who was invited, never their name."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select * from organization_pending_invitations(:org_id, :actor_id)",
         {"org_id": org_id, "actor_id": actor_id},
     )
-    return frame(rows, ["invitation_id", "invited", "role", "invited_by", "created_at"])
 
 
 def mine(db: Engine, actor_id: str) -> pd.DataFrame:
     """The acting user's pending invitations, newest first."""
-    rows = fetch(db, "select * from my_pending_invitations(:actor_id)", {"actor_id": actor_id})
-    return frame(rows, ["invitation_id", "org_id", "org_name", "role", "invited_by", "created_at"])
+    return fetch_frame(db, "select * from my_pending_invitations(:actor_id)", {"actor_id": actor_id})
 
 
 def accept(db: Engine, actor_id: str, invitation_id: str) -> str:

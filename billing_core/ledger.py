@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from billing_core.database import fetch
+from billing_core.database import fetch, records
 
 
 @dataclass(frozen=True)
@@ -30,4 +30,4 @@ def verify(db: Engine, org_id: str | None = None) -> list[Violation]:
         {"org_id": org_id},
         checks=[("select ledger_require_org(:org_id)", {"org_id": org_id})] if org_id is not None else [],
     )
-    return [Violation(*row) for row in rows]
+    return records(Violation, rows)

@@ -17,18 +17,14 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch, frame
+from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 
-ORDER_COLUMNS = (
-    "org_id", "id", "source", "package_code", "ordered_credits", "bonus_credits", "credits", "list_price",
-    "price", "currency", "description", "status", "ordered_by", "ordered_at", "payment_reference", "paid_at",
-    "payment_recorded_by", "payment_recorded_at", "canceled_by", "canceled_at",
-)
-_SELECT = ", ".join(ORDER_COLUMNS)
-
-AWAITING_COLUMNS = (
-    "org_id", "org_name", "id", "package_code", "credits", "price", "description", "ordered_by", "ordered_at",
+# an order's columns, in the order the screens show them (a constant SQL fragment, no input)
+_SELECT = (
+    "org_id, id, source, package_code, ordered_credits, bonus_credits, credits, list_price, price, currency,"
+    " description, status, ordered_by, ordered_at, payment_reference, paid_at, payment_recorded_by,"
+    " payment_recorded_at, canceled_by, canceled_at"
 )
 
 CREDIT_PRICE = Decimal("0.001")  # dollars per credit, the catalogue's list price
@@ -80,12 +76,12 @@ def quote(db: Engine, *, package_code: str | None = None, credits: Amount | None
         " from credit_order_quote(:package_code, :credits)",
         {"package_code": package_code, "credits": to_decimal(credits, "Credits to buy")},
     )
-    return Quote(*rows[0])
+    return record(Quote, rows[0])
 
 
 def _order(db: Engine, statement: str, params: dict) -> Order:
     rows = fetch(db, f"select {_SELECT} from {statement}", params)
-    return Order(*rows[0])
+    return record(Order, rows[0])
 
 
 def create_order(
@@ -152,16 +148,18 @@ def grant_credits(
 
 def orders_of(db: Engine, actor_id: str | None, org_id: str) -> pd.DataFrame:
     """The organization's orders, newest first (its admins and system admins)."""
-    rows = fetch(db, f"select {_SELECT} from credit_orders_of(:org_id, :actor_id)",
-                 {"org_id": org_id, "actor_id": actor_id})
-    return frame(rows, ORDER_COLUMNS)
+    return fetch_frame(db, f"select {_SELECT} from credit_orders_of(:org_id, :actor_id)",
+                       {"org_id": org_id, "actor_id": actor_id})
 
 
 def awaiting_payment(db: Engine, actor_id: str | None) -> pd.DataFrame:
     """Every order awaiting payment, oldest first (system admins and the operator)."""
-    rows = fetch(db, f"select {', '.join(AWAITING_COLUMNS)} from credit_orders_awaiting_payment(:actor_id)",
-                 {"actor_id": actor_id})
-    return frame(rows, AWAITING_COLUMNS)
+    return fetch_frame(
+        db,
+        "select org_id, org_name, id, package_code, credits, price, description, ordered_by, ordered_at"
+        " from credit_orders_awaiting_payment(:actor_id)",
+        {"actor_id": actor_id},
+    )
 
 
 def list_price(credits: Amount) -> Decimal:

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import call, fetch
+from billing_core.database import call, fetch, fetch_frame, record
 
 
 @dataclass(frozen=True)
@@ -99,27 +99,16 @@ def get_user(db: Engine, user_id: str) -> User | None:
     """The user with this id, or None."""
     rows = fetch(
         db,
-        "select id, email, coalesce(display_name, email), is_system_admin from users where id = :user_id",
+        "select id, email, coalesce(display_name, email) as display_name, is_system_admin from users"
+        " where id = :user_id",
         {"user_id": user_id},
     )
-    return User(*rows[0]) if rows else None
-
-
-def default_organization(db: Engine, user_id: str) -> str | None:
-    """The organization a user spends from when none is named: the default, else the first joined, else their
-    individual balance (None: none of these)."""
-    return call(
-        db,
-        "select m.org_id from organization_members m join organizations o on o.id = m.org_id"
-        " where m.user_id = :user_id order by (o.kind = 'organization') desc, m.is_default desc, m.joined_at, m.org_id"
-        " limit 1",
-        {"user_id": user_id},
-    )
+    return record(User, rows[0]) if rows else None
 
 
 def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The organization's members with their role and current allocation (org admins)."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select user_id, email, display_name, role, is_default, allocated_credits, used_credits,"
         " remaining_credits, usage_percent from user_multi_org_credits where org_id = :org_id"
@@ -127,20 +116,13 @@ def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
         {"org_id": org_id},
         checks=[access.check(actor_id, org_id, "admin")],
     )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "user_id", "email", "display_name", "role", "is_default",
-            "allocated_credits", "used_credits", "remaining_credits", "usage_percent",
-        ],
-    )
 
 
 def organizations(db: Engine, actor_id: str) -> pd.DataFrame:
     """Every organization with its status (system admins); individual balances are not organizations."""
-    rows = fetch(
+    return fetch_frame(
         db,
-        "select id, name, status, created_at from organizations where kind = 'organization' order by name, id",
+        "select id as org_id, name, status, created_at from organizations where kind = 'organization'"
+        " order by name, id",
         checks=[access.check(actor_id, None, "system_admin")],
     )
-    return pd.DataFrame(rows, columns=["org_id", "name", "status", "created_at"])

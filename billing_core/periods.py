@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from billing_core import access
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, domain_error, fetch, frame
+from billing_core.database import call, domain_error, fetch, fetch_frame, record, records
 from billing_core.moments import aware
 
 POLICIES = ("reset", "rollover")
@@ -111,7 +111,7 @@ def run(db: Engine, now: datetime | None = None) -> Run:
         if domain is not None:
             raise domain from None
         raise
-    return Run(*fetch(db, _RUNS["by_id"], {"id": run_id})[0])
+    return record(Run, fetch(db, _RUNS["by_id"], {"id": run_id})[0])
 
 
 _RUNS = {
@@ -124,7 +124,7 @@ _RUNS = {
 
 def last_run(db: Engine) -> Run | None:
     """The latest run of the period job (finished or not), or None if it never ran."""
-    runs = [Run(*row) for row in fetch(db, _RUNS["latest"])]
+    runs = records(Run, fetch(db, _RUNS["latest"]))
     return runs[0] if runs else None
 
 
@@ -136,18 +136,12 @@ def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
         "select period_start, period_end, next_period_end from billing_current_period(:org_id, :actor_id)",
         {"org_id": org_id, "actor_id": actor_id},
     )[0]
-    return CurrentPeriod(*row)
-
-
-PERIOD_COLUMNS = (
-    "period_start", "period_end", "is_baseline", "refresh_credits", "included_credits", "allocations_closed",
-    "allocations_opened", "credits_requested", "credits_allocated", "recorded_at",
-)
+    return record(CurrentPeriod, row)
 
 
 def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The periods the job opened for the organization, newest first (org admins)."""
-    rows = fetch(
+    return fetch_frame(
         db,
         "select period_start, period_end, is_baseline, refresh_credits, included_credits, allocations_closed,"
         " allocations_opened, credits_requested, credits_allocated, recorded_at from billing_periods"
@@ -155,13 +149,6 @@ def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return frame(rows, PERIOD_COLUMNS)
-
-
-LOT_COLUMNS = (
-    "id", "source", "credits", "granted_at", "expires_at", "consumed_credits", "expired_credits",
-    "remaining_credits", "expired_at",
-)
 
 
 def lots(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
@@ -170,15 +157,14 @@ def lots(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     remaining_credits is what is neither settled as consumed nor expired; usage
     since the job last ran is not settled yet.
     """
-    rows = fetch(
+    return fetch_frame(
         db,
         "select id, source, credits, granted_at, expires_at, consumed_credits, expired_credits,"
-        " credits - consumed_credits - expired_credits, expired_at"
+        " credits - consumed_credits - expired_credits as remaining_credits, expired_at"
         " from credit_lots where org_id = :org_id order by expires_at nulls last, granted_at, id",
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return frame(rows, LOT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -197,10 +183,11 @@ def settings(db: Engine, actor_id: str, org_id: str) -> Settings:
     """The organization's calendar, allocation policy, threshold and refresh amount (members of the org)."""
     rows = fetch(
         db,
-        "select o.billing_anchor_day, o.billing_timezone, coalesce(p.allocation_policy, 'reset'), p.rollover_cap,"
-        " p.low_balance_threshold, coalesce(p.monthly_refresh_amount, 0)"
+        "select o.billing_anchor_day as anchor_day, o.billing_timezone as timezone,"
+        " coalesce(p.allocation_policy, 'reset') as allocation_policy, p.rollover_cap, p.low_balance_threshold,"
+        " coalesce(p.monthly_refresh_amount, 0) as monthly_refresh_amount"
         " from organizations o left join credit_pools p on p.org_id = o.id where o.id = :org_id",
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "member"),
     )
-    return Settings(*rows[0])
+    return record(Settings, rows[0])

@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy.engine import Engine
 
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch
+from billing_core.database import call, fetch, records
 from billing_core.moments import aware
 
 PRICING_MODES = ("markup", "passthrough", "mixed")
@@ -66,7 +66,7 @@ def catalogue(db: Engine, at: datetime | None = None) -> list[CatalogueEntry]:
         " from plan_catalogue(coalesce(cast(:at as timestamptz), now()))",
         {"at": aware(at, "Catalogue time")},
     )
-    return [CatalogueEntry(*row) for row in rows]
+    return records(CatalogueEntry, rows)
 
 
 def versions(db: Engine, code: str) -> list[PlanVersion]:
@@ -77,7 +77,7 @@ def versions(db: Engine, code: str) -> list[PlanVersion]:
         " from plan_versions where plan = :code order by version",
         {"code": code},
     )
-    return [PlanVersion(*row) for row in rows]
+    return records(PlanVersion, rows)
 
 
 def create_plan(

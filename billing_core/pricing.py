@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from billing_core import access
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch, frame
+from billing_core.database import call, fetch, fetch_frame
 from billing_core.moments import aware
 
 CREDITS_PER_DOLLAR = Decimal(1000)
@@ -80,42 +80,32 @@ def price_usage(db: Engine, org_id: str | None, usage: Usage, *, at: datetime | 
     """Price one event for an organization (None: platform rules, no plan) at `at` (default now)."""
     rows = fetch(
         db,
-        "select credits, explanation::text from price_usage(:org_id, :service_type, :service_name,"
+        "select credits, explanation::text as explanation from price_usage(:org_id, :service_type, :service_name,"
         " :input_tokens, :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
         {"org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
     )
-    return Quote(rows[0][0], explanation(rows[0][1]))
-
-
-CALCULATOR_COLUMNS = (
-    "plan_code", "plan_name", "pricing_mode", "monthly_price", "allowed", "credits", "dollars", "note", "explanation",
-)
+    return Quote(rows[0].credits, explanation(rows[0].explanation))
 
 
 def calculator(
     db: Engine, actor_id: str, usage: Usage, *, org_id: str | None = None, at: datetime | None = None
 ) -> pd.DataFrame:
     """The event priced under each plan: credits and dollars, or why the plan refuses it (system admins)."""
-    rows = fetch(
+    table = fetch_frame(
         db,
         "select plan_code, plan_name, pricing_mode, monthly_price, allowed, credits, dollars, note,"
-        " explanation::text from pricing_calculator(:org_id, :service_type, :service_name, :input_tokens,"
-        " :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
+        " explanation::text as explanation from pricing_calculator(:org_id, :service_type, :service_name,"
+        " :input_tokens, :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
         {"org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
         checks=[access.check(actor_id, None, "system_admin")],
     )
-    return frame([(*row[:-1], explanation(row[-1])) for row in rows], CALCULATOR_COLUMNS)
+    # the text column holds NaN where SQL said NULL: no explanation (a plan that refuses the event)
+    return table.assign(explanation=[explanation(t) if isinstance(t, str) else None for t in table.explanation])
 
 
-def _admin_list(db: Engine, actor_id: str, statement: str, params: dict[str, Any], columns: tuple[str, ...]) -> pd.DataFrame:
-    rows = fetch(db, statement, params, checks=[access.check(actor_id, None, "system_admin")])
-    return frame(rows, columns)
-
-
-MODEL_PRICE_COLUMNS = (
-    "id", "provider", "model", "effective_from", "usd_per_1k_input", "usd_per_1k_output", "usd_per_image",
-    "usd_per_request", "is_available", "note", "created_by", "created_at",
-)
+def _admin_list(db: Engine, actor_id: str, statement: str, params: dict[str, Any]) -> pd.DataFrame:
+    """A price table's read (system admins), labelled by the query's own column names."""
+    return fetch_frame(db, statement, params, checks=[access.check(actor_id, None, "system_admin")])
 
 
 def model_prices(db: Engine, actor_id: str, *, at: datetime | None = None, history: bool = False) -> pd.DataFrame:
@@ -129,11 +119,7 @@ def model_prices(db: Engine, actor_id: str, *, at: datetime | None = None, histo
         "   and c.effective_from <= coalesce(cast(:at as timestamptz), now()) order by c.effective_from desc limit 1)"
         " order by provider, model, effective_from",
         {"at": aware(at, "Time"), "history": history},
-        MODEL_PRICE_COLUMNS,
     )
-
-
-SERVICE_PRICE_COLUMNS = ("id", "service_type", "effective_from", "credits", "is_available", "note", "created_by", "created_at")
 
 
 def service_prices(db: Engine, actor_id: str, *, history: bool = False) -> pd.DataFrame:
@@ -147,13 +133,7 @@ def service_prices(db: Engine, actor_id: str, *, history: bool = False) -> pd.Da
         "                            and c.effective_from <= now() order by c.effective_from desc limit 1)"
         " order by service_type, effective_from",
         {"history": history},
-        SERVICE_PRICE_COLUMNS,
     )
-
-
-PLATFORM_RULE_COLUMNS = (
-    "id", "effective_from", "markup", "byok_fee_credits", "hold_ttl_seconds", "in_force", "note", "created_by", "created_at",
-)
 
 
 def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
@@ -162,14 +142,10 @@ def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
         db,
         actor_id,
         "select id, effective_from, markup, byok_fee_credits, hold_ttl_seconds,"
-        " id = (pricing_platform_rule_at(now())).id, note, created_by, created_at"
+        " id = (pricing_platform_rule_at(now())).id as in_force, note, created_by, created_at"
         " from platform_pricing_rules order by effective_from desc",
         {},
-        PLATFORM_RULE_COLUMNS,
     )
-
-
-ORG_OVERRIDE_COLUMNS = ("org_id", "org_name", "id", "effective_from", "markup", "byok_fee_credits", "note", "created_by", "created_at")
 
 
 def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:
@@ -177,29 +153,22 @@ def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.Da
     return _admin_list(
         db,
         actor_id,
-        "select v.org_id, o.name, v.id, v.effective_from, v.markup, v.byok_fee_credits, v.note, v.created_by,"
-        " v.created_at from org_pricing_overrides v join organizations o on o.id = v.org_id"
+        "select v.org_id, o.name as org_name, v.id, v.effective_from, v.markup, v.byok_fee_credits, v.note,"
+        " v.created_by, v.created_at from org_pricing_overrides v join organizations o on o.id = v.org_id"
         " where cast(:org_id as text) is null or v.org_id = :org_id order by o.name, v.org_id, v.effective_from desc",
         {"org_id": org_id},
-        ORG_OVERRIDE_COLUMNS,
     )
-
-
-PACKAGE_COLUMNS = (
-    "code", "name", "credits", "bonus_credits", "total_credits", "price", "usd_per_1000_credits", "is_active", "sort_order",
-)
 
 
 def credit_packages(db: Engine, *, active_only: bool = False) -> pd.DataFrame:
     """The credit packages (a public catalogue, like the plans), in display order; what 1,000 credits cost in each."""
-    rows = fetch(
+    return fetch_frame(
         db,
-        "select code, name, credits, bonus_credits, credits + bonus_credits, price,"
-        " round(price * 1000 / (credits + bonus_credits), 4), is_active, sort_order"
+        "select code, name, credits, bonus_credits, credits + bonus_credits as total_credits, price,"
+        " round(price * 1000 / (credits + bonus_credits), 4) as usd_per_1000_credits, is_active, sort_order"
         " from credit_packages where is_active or not :active_only order by sort_order, code",
         {"active_only": active_only},
     )
-    return frame(rows, PACKAGE_COLUMNS)
 
 
 def set_model_price(

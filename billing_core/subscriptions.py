@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
-from billing_core.database import call, fetch
+from billing_core.database import call, fetch, record, records
 from billing_core.moments import aware
 
 
@@ -43,7 +43,7 @@ def plans(db: Engine) -> list[Plan]:
         db,
         "select code, name, monthly_price, pricing_mode from plan_catalogue(now()) where retired_at is null",
     )
-    return [Plan(*row) for row in rows]
+    return records(Plan, rows)
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,10 @@ def create_subscription(
 # one statement per stored function: the change itself, and its preview (made and rolled back)
 _PLAN_CHANGE = {
     "change": "select subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left,"
-              " seconds_full, proration_credit, proration_charge, amount"
+              " seconds_full, proration_credit as credit, proration_charge as charge, amount"
               " from change_subscription_plan(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
     "preview": "select subscription_id, plan, plan_version, price_amount, period_start, period_end, seconds_left,"
-               " seconds_full, proration_credit, proration_charge, amount"
+               " seconds_full, proration_credit as credit, proration_charge as charge, amount"
                " from preview_subscription_change(:org_id, :plan, :actor_id, cast(:at as timestamptz))",
 }
 
@@ -114,7 +114,7 @@ def _plan_change(db: Engine, kind: str, actor_id: str | None, org_id: str, plan:
     [row] = fetch(
         db, _PLAN_CHANGE[kind], {"org_id": org_id, "plan": plan, "actor_id": actor_id, "at": aware(at, "Change time")}
     )
-    return PlanChange(*row)
+    return record(PlanChange, row)
 
 
 def change_plan(

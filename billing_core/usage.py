@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core import access
-from billing_core.database import fetch, frame
+from billing_core.database import fetch, fetch_frame, record, records
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 from billing_core.moments import aware
 
@@ -45,21 +45,17 @@ def _member_scope(actor_id: str, org_id: str | None) -> list[tuple[str, dict[str
     return access.org_checks(actor_id, org_id, "member")
 
 
-def _org_frame(
-    db: Engine, actor_id: str, org_id: str, statement: str, columns: list[str], **params: Any
-) -> pd.DataFrame:
-    """One read of an organization's figures (its admins), as a frame with `columns`."""
-    rows = fetch(db, statement, {"org_id": org_id, **params}, checks=access.org_checks(actor_id, org_id, "admin"))
-    return frame(rows, columns)
+def _org_frame(db: Engine, actor_id: str, org_id: str, statement: str, **params: Any) -> pd.DataFrame:
+    """One read of an organization's figures (its admins), as a frame labelled by the query's columns."""
+    return fetch_frame(
+        db, statement, {"org_id": org_id, **params}, checks=access.org_checks(actor_id, org_id, "admin")
+    )
 
 
-def _member_frame(
-    db: Engine, actor_id: str, org_id: str | None, statement: str, columns: list[str], **params: Any
-) -> pd.DataFrame:
+def _member_frame(db: Engine, actor_id: str, org_id: str | None, statement: str, **params: Any) -> pd.DataFrame:
     """One read of the acting user's own figures (one organization, or all of theirs), as a frame."""
     checks = _member_scope(actor_id, org_id)
-    rows = fetch(db, statement, {"actor_id": actor_id, "org_id": org_id, **params}, checks=checks)
-    return frame(rows, columns)
+    return fetch_frame(db, statement, {"actor_id": actor_id, "org_id": org_id, **params}, checks=checks)
 
 
 # ---------------------------------------------------------------- member
@@ -90,11 +86,14 @@ def member_cards(db: Engine, actor_id: str, days: int = WINDOW_DAYS) -> list[Mem
     """One card per organization of the acting user, default first (the user's own figures)."""
     rows = fetch(
         db,
-        "select * from member_cards(:actor_id, :days)",
+        "select org_id, org_name, org_status, role, is_default, plan, plan_name, subscription_status,"
+        " allocated_credits, used_credits, remaining_credits, usage_percent, next_reset,"
+        " credits_used_window as credits_used_30d, requests_window as requests_30d"
+        " from member_cards(:actor_id, :days)",
         {"actor_id": actor_id, "days": _days(days)},
         checks=[_self_check(actor_id)],
     )
-    return [MemberCard(*row) for row in rows]
+    return records(MemberCard, rows)
 
 
 def comparison_frame(cards: list[MemberCard]) -> pd.DataFrame:
@@ -103,21 +102,13 @@ def comparison_frame(cards: list[MemberCard]) -> pd.DataFrame:
     return pd.DataFrame([asdict(card) for card in cards], columns=columns)
 
 
-MY_DAILY_COLUMNS = ["day", "service_type", "credits_used", "requests"]
-
-
 def my_daily_usage(db: Engine, actor_id: str, org_id: str | None = None, days: int = WINDOW_DAYS) -> pd.DataFrame:
     """The acting user's credits per UTC day and service (one organization, or all of theirs)."""
     return _member_frame(
         db, actor_id, org_id,
         "select * from member_daily_usage(:actor_id, :org_id, :days)",
-        MY_DAILY_COLUMNS, days=_days(days),
+        days=_days(days),
     )
-
-
-MY_CHARGES_COLUMNS = [
-    "created_at", "org_id", "org_name", "service_type", "service_name", "credits_used", "remaining_after",
-]
 
 
 def my_recent_charges(db: Engine, actor_id: str, org_id: str | None = None, limit: int = 50) -> pd.DataFrame:
@@ -127,7 +118,7 @@ def my_recent_charges(db: Engine, actor_id: str, org_id: str | None = None, limi
     return _member_frame(
         db, actor_id, org_id,
         "select * from member_recent_charges(:actor_id, :org_id, :limit)",
-        MY_CHARGES_COLUMNS, limit=limit,
+        limit=limit,
     )
 
 
@@ -148,7 +139,7 @@ def my_totals(db: Engine, actor_id: str, org_id: str | None = None, days: int = 
         {"actor_id": actor_id, "org_id": org_id, "days": _days(days)},
         checks=_member_scope(actor_id, org_id),
     )
-    return UsageTotals(*rows[0])
+    return record(UsageTotals, rows[0])
 
 
 # ---------------------------------------------------------------- org admin
@@ -202,13 +193,7 @@ def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
     )
     if not rows:
         raise NotFound(f"Organization {org_id!r} does not exist.")
-    return OrgOverview(*rows[0])
-
-
-ALLOCATION_COLUMNS = [
-    "user_id", "display_name", "email", "role", "allocated_credits", "used_credits", "remaining_credits",
-    "usage_percent", "period_start", "joined_at", "standing_credits",
-]
+    return record(OrgOverview, rows[0])
 
 
 def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
@@ -216,11 +201,7 @@ def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_allocations(:org_id)",
-        ALLOCATION_COLUMNS,
     )
-
-
-SERVICE_COLUMNS = ["service_type", "credits_used", "requests"]
 
 
 def usage_by_service(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
@@ -228,11 +209,8 @@ def usage_by_service(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_usage_by_service(:org_id, :days)",
-        SERVICE_COLUMNS, days=_days(days),
+        days=_days(days),
     )
-
-
-USER_USAGE_COLUMNS = ["user_id", "display_name", "email", "is_member", "credits_used", "requests"]
 
 
 def usage_by_user(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
@@ -240,11 +218,8 @@ def usage_by_user(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAY
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_usage_by_user(:org_id, :days)",
-        USER_USAGE_COLUMNS, days=_days(days),
+        days=_days(days),
     )
-
-
-DAILY_COLUMNS = ["day", "credits_used", "requests"]
 
 
 def usage_over_time(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
@@ -252,14 +227,8 @@ def usage_over_time(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_D
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_usage_by_day(:org_id, :days)",
-        DAILY_COLUMNS, days=_days(days),
+        days=_days(days),
     )
-
-
-HISTORY_COLUMNS = [
-    "created_at", "event_type", "credits", "amount", "currency", "description", "total_credits_after",
-    "created_by", "created_by_name",
-]
 
 
 def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -> pd.DataFrame:
@@ -269,7 +238,7 @@ def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_billing_timeline(:org_id, :limit)",
-        HISTORY_COLUMNS, limit=limit,
+        limit=limit,
     )
 
 
@@ -294,4 +263,4 @@ def runway(db: Engine, actor_id: str, org_id: str, *, as_of: datetime | None = N
         {"org_id": org_id, "as_of": aware(as_of, "The moment described")},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
-    return Runway(*rows[0])
+    return record(Runway, rows[0])

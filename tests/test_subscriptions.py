@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_core import access, auth, credits, database, ledger, organizations, reports, subscriptions
+from billing_core import access, auth, charging, credits, database, ledger, organizations, reports, subscriptions
 from billing_core.database import fetch
 from billing_core.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from tests.ledger_state import refused, snapshot
@@ -318,7 +318,7 @@ def test_open_organization_creates_everything_at_once(db, ready):
     [hashed] = fetch(db, "select password_hash from users where id = 'niamh'")[0]
     assert auth.password_matches("one-time secret", hashed)
     assert access.role_in(db, "niamh", "obrien") == "admin"
-    assert organizations.default_organization(db, "niamh") == "obrien"
+    assert charging.charging_org(db, "niamh") == "obrien"  # the organization its calls are charged to
     [row] = subscription_rows(db, "obrien")
     assert (row.plan, row.status, row.price_amount, row.billing_cycle) == ("hybrid", "active", 1188, "yearly")
     actions = [r[0] for r in fetch(db, "select action from audit_log where actor_id = :a order by id", {"a": ROOT})]
