@@ -86,20 +86,7 @@ begin
                             format('%s credits at $0.001 a credit', ledger_amount_text(p_credits));
         return;
     end if;
-    select * into v_package from credit_packages c where c.code = p_package_code;
-    if not found then
-        raise exception using errcode = 'CB002',
-            message = format('Credit package %L does not exist.', left(p_package_code, 80));
-    end if;
-    if not v_package.is_active then
-        raise exception using errcode = 'CB012',
-            message = format('Credit package %L is no longer on sale.', v_package.name);
-    end if;
-    if v_package.price <= 0 then
-        raise exception using errcode = 'CB012',
-            message = format('Credit package %L has no price: free credits are a grant by a system admin.',
-                             v_package.name);
-    end if;
+    v_package := ledger_package_on_sale(p_package_code);
     return query select v_package.code, v_package.credits, v_package.bonus_credits,
                         v_package.credits + v_package.bonus_credits, v_package.price,
                         format('Package %s: %s credits%s for $%s', v_package.name,

@@ -63,6 +63,42 @@ comment on function save_credit_package(text, text, text, numeric, numeric, nume
     'history). Locks the package row. Raises CB001 (credits, bonus or price), CB002, CB008, CB009 (code or name).';
 
 
+-- ledger_package_on_sale(p_package_code): returns the credit package that
+-- may be sold (ordered, or recorded as a sale by a trusted caller). Locks
+-- nothing. Raises CB002 (unknown package), CB012 (no longer on sale, or free:
+-- free credits are a grant with a reason).
+create or replace function ledger_package_on_sale(p_package_code text)
+returns credit_packages
+language plpgsql
+stable
+as $$
+declare
+    v_package credit_packages;
+begin
+    select * into v_package from credit_packages where code = p_package_code;
+    if not found then
+        raise exception using errcode = 'CB002',
+            message = format('Credit package %L does not exist.', left(p_package_code, 80));
+    end if;
+    if not v_package.is_active then
+        raise exception using errcode = 'CB012',
+            message = format('Credit package %L is no longer on sale.', v_package.name);
+    end if;
+    if v_package.price <= 0 then
+        raise exception using errcode = 'CB012',
+            message = format('Credit package %L has no price: free credits are a grant by a system admin '
+                             '(grant_credits, with a reason).', v_package.name);
+    end if;
+    return v_package;
+end;
+$$;
+
+comment on function ledger_package_on_sale(text) is
+    'ledger_package_on_sale(p_package_code): returns the credit package that may be sold (ordered, or recorded '
+    'as a sale by a trusted caller). Locks nothing. Raises CB002 (unknown package), CB012 (no longer on sale, or '
+    'free: free credits are a grant with a reason).';
+
+
 -- buy_credit_package(p_org_id, p_package_code, p_actor_id, p_external_ref):
 -- returns the pool's total credits after the purchase.
 -- A trusted caller's direct entry of a package sale paid outside an order
@@ -91,20 +127,7 @@ declare
     v_description text;
 begin
     perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'record a package sale');
-    select * into v_package from credit_packages where code = p_package_code;
-    if not found then
-        raise exception using errcode = 'CB002',
-            message = format('Credit package %L does not exist.', left(p_package_code, 80));
-    end if;
-    if not v_package.is_active then
-        raise exception using errcode = 'CB012',
-            message = format('Credit package %L is no longer on sale.', v_package.name);
-    end if;
-    if v_package.price <= 0 then
-        raise exception using errcode = 'CB012',
-            message = format('Credit package %L has no price: free credits are a grant (grant_credits, with a reason).',
-                             v_package.name);
-    end if;
+    v_package := ledger_package_on_sale(p_package_code);
     v_description := format('Package %s: %s credits%s for $%s', v_package.name, ledger_amount_text(v_package.credits),
                             case when v_package.bonus_credits > 0
                                  then format(' + %s bonus', ledger_amount_text(v_package.bonus_credits)) else '' end,
