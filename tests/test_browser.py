@@ -428,3 +428,62 @@ def test_an_org_admin_upgrades_now_and_the_history_and_mrr_follow(globex_db, bro
         finally:
             org_context.close()
             admin_context.close()
+
+
+# ---------------------------------------------------------------- issue 8: money enters through a paid order
+
+
+def test_an_org_admin_orders_credits_and_they_arrive_when_a_system_admin_records_the_payment(globex_db, browser):
+    db = database.get_engine(globex_db)
+    with running_app(globex_db, "browser-orders-streamlit.log") as base:
+        org_context = browser.new_context(viewport={"width": 1280, "height": 1200})
+        admin_context = browser.new_context(viewport={"width": 1280, "height": 1200})
+        try:
+            page = open_app(org_context, base)
+            log_in(page, "gus@example.com")
+            page.get_by_role("link", name="Organization billing").click()
+            page.get_by_role("button", name="Review order").wait_for()
+            settle(page)
+            assert metric(page, "Total credits") == "5,000"
+
+            # the price is the catalogue's, shown before anything is ordered; bad input never reaches a question
+            page.get_by_text("A number of credits").click()
+            settle(page)
+            page.get_by_role("textbox", name="Number of credits").fill("-5")
+            page.get_by_role("button", name="Review order").click()
+            page.get_by_text("must be greater than 0").wait_for()
+            assert page.get_by_role("button", name="Confirm").count() == 0
+            page.get_by_role("textbox", name="Number of credits").fill("2500")
+            page.get_by_role("button", name="Review order").click()
+            question = page.get_by_text("Order 2,500 credits for $2.50")
+            question.wait_for()
+            shot(page, "orders-1-price-before-confirm")
+            page.get_by_role("button", name="Confirm").click()
+            page.get_by_text("awaiting payment").first.wait_for()
+            settle(page)
+            [(order_id, price)] = fetch(db, "select id, price from credit_orders where status = 'awaiting_payment'")
+            assert price == Decimal("2.50")
+            assert metric(page, "Total credits") == "5,000"  # nothing arrives before the payment
+
+            system = open_app(admin_context, base)
+            log_in(system, "root@example.com")
+            system.get_by_role("textbox", name="Payment reference").fill("INV-BROWSER-1")
+            system.get_by_role("button", name="Record payment").click()
+            system.get_by_text(f"Record payment INV-BROWSER-1 for order {order_id}").wait_for()
+            system.get_by_role("button", name="Confirm").click()
+            system.get_by_text("Payment INV-BROWSER-1 recorded: 2,500 credits").wait_for()
+            settle(system)
+            shot(system, "orders-2-payment-recorded")
+            assert system.get_by_text("No order is awaiting payment.").is_visible()
+
+            page.reload()
+            page.get_by_role("link", name="Organization billing").click()
+            expect(metric_value(page, "Total credits")).to_have_text("7,500")
+            settle(page)
+            shot(page, "orders-3-credits-arrived")
+            assert fetch(db, "select status, payment_reference from credit_orders where id = :id", {"id": order_id}) == [
+                ("paid", "INV-BROWSER-1")]
+            assert billing_verify(globex_db).returncode == 0
+        finally:
+            admin_context.close()
+            org_context.close()
