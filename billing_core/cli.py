@@ -234,6 +234,15 @@ def _cmd_orders_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_orders_personal(args: argparse.Namespace) -> int:
+    order = orders.order_personal_credits(_engine(args), args.actor, args.user_id, package_code=args.package,
+                                          credits=args.credits)
+    _print_order(order)
+    print("Its credits reach the individual balance when its payment is recorded"
+          " (`billing orders pay ORDER_ID --reference REF`).")
+    return 0
+
+
 def _cmd_orders_list(args: argparse.Namespace) -> int:
     if args.org_id is None:
         table = orders.awaiting_payment(_engine(), args.actor).assign(status="awaiting_payment")
@@ -436,6 +445,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command(od, "create", _cmd_orders_create, "order a credit package or a number of credits at the list price;"
                 " the order awaits payment")
     p.add_argument("org_id")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--package", help="a credit package's code (see the Pricing page)")
+    what.add_argument("--credits", help="a whole number of credits ($0.001 each)")
+    p = command(od, "personal", _cmd_orders_personal, "order credits for a user's individual balance (the user,"
+                " with --as, or a system admin); the order awaits payment")
+    p.add_argument("user_id")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--package", help="a credit package's code (see the Pricing page)")
     what.add_argument("--credits", help="a whole number of credits ($0.001 each)")

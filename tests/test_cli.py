@@ -337,6 +337,25 @@ def test_orders_commands(billing, ready):
     assert "one payment credits one order" in run("orders", "pay", other_id, "--reference", "INV-9").err
     assert "canceled" in run("--as", "ada", "orders", "cancel", other_id).out
     assert run("orders", "list").out == "No orders.\n"
+
+
+def test_a_user_orders_credits_for_their_individual_balance(billing, ready):
+    """Finding 2: a user buys their own credits only through an order; they arrive when it is paid."""
+    created = billing("--as", "bob", "orders", "personal", "bob", "--credits", "3000")
+    assert created.code == 0, created
+    assert "3,000 credits for $3, awaiting payment." in created.out
+    order_id = re.search(r"Order (ord-\w+) of (\S+):", created.out).group(1)
+    check_all(billing, ready, [
+        ("--as", "bob", "orders", "personal", "oscar", "--credits", "10"),  # not for someone else
+        ("--as", "bob", "credits", "add", personal_org(ready, "bob"), "3000", "--amount", "0"),
+    ], 1)
+    assert billing("orders", "pay", order_id, "--reference", "INV-BOB-1").code == 0
+    assert reports.pool(ready, "bob", personal_org(ready, "bob")).total_credits == Decimal("3000")
+
+
+def personal_org(db, user_id: str) -> str:
+    """The id of the user's individual balance (their personal organization)."""
+    return fetch(db, "select id from organizations where personal_user_id = :u", {"u": user_id})[0][0]
     assert run("--as", "root", "credits", "grant", "acme", "100", "--reason", "Outage credit").code == 0
     assert run("verify").code == 0
 
