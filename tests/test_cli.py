@@ -337,6 +337,8 @@ def test_orders_commands(billing, ready):
     assert "one payment credits one order" in run("orders", "pay", other_id, "--reference", "INV-9").err
     assert "canceled" in run("--as", "ada", "orders", "cancel", other_id).out
     assert run("orders", "list").out == "No orders.\n"
+    assert run("--as", "root", "credits", "grant", "acme", "100", "--reason", "Outage credit").code == 0
+    assert run("verify").code == 0
 
 
 def test_a_user_orders_credits_for_their_individual_balance(billing, ready):
@@ -356,8 +358,6 @@ def test_a_user_orders_credits_for_their_individual_balance(billing, ready):
 def personal_org(db, user_id: str) -> str:
     """The id of the user's individual balance (their personal organization)."""
     return fetch(db, "select id from organizations where personal_user_id = :u", {"u": user_id})[0][0]
-    assert run("--as", "root", "credits", "grant", "acme", "100", "--reason", "Outage credit").code == 0
-    assert run("verify").code == 0
 
 
 def test_request_id_reused_for_another_charge_is_refused(billing, ready):
