@@ -119,6 +119,36 @@ comment on function ledger_authorize_credits_in(text, text, text) is
     'is told to buy through an order. Raises CB002 (unknown actor), CB008.';
 
 
+-- ledger_raise_pool_total(p_org_id, p_credits): returns the pool's total
+-- credits after adding p_credits (a purchase or a grant coming in). The caller
+-- holds the pool lock and writes the history row. Raises CB001 when the pool
+-- would exceed 10^13 credits.
+create or replace function ledger_raise_pool_total(p_org_id text, p_credits numeric)
+returns numeric
+language plpgsql
+as $$
+declare
+    v_total numeric;
+begin
+    update credit_pools
+       set total_credits = total_credits + p_credits, updated_at = now()
+     where org_id = p_org_id
+    returning total_credits into v_total;
+    if v_total > 10000000000000 then
+        raise exception using errcode = 'CB001',
+            message = format('The pool would exceed 10,000,000,000,000 credits (it holds %s).',
+                             ledger_amount_text(v_total - p_credits));
+    end if;
+    return v_total;
+end;
+$$;
+
+comment on function ledger_raise_pool_total(text, numeric) is
+    'ledger_raise_pool_total(p_org_id, p_credits): returns the pool''s total credits after adding p_credits (a '
+    'purchase or a grant coming in). The caller holds the pool lock and writes the history row. Raises CB001 '
+    'when the pool would exceed 10^13 credits.';
+
+
 -- ledger_record_purchase_locked(p_org_id, p_order_id, p_credits, p_amount,
 --                               p_actor_id, p_description, p_external_ref,
 --                               p_occurred_at, p_expires_at): returns the
@@ -146,15 +176,7 @@ as $$
 declare
     v_total numeric;
 begin
-    update credit_pools
-       set total_credits = total_credits + p_credits, updated_at = now()
-     where org_id = p_org_id
-    returning total_credits into v_total;
-    if v_total > 10000000000000 then
-        raise exception using errcode = 'CB001',
-            message = format('The pool would exceed 10,000,000,000,000 credits (it holds %s).',
-                             ledger_amount_text(v_total - p_credits));
-    end if;
+    v_total := ledger_raise_pool_total(p_org_id, p_credits);
 
     insert into org_billing_history
         (org_id, event_type, credits, amount, description, total_credits_after, external_ref, created_by,

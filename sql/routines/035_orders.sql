@@ -402,15 +402,7 @@ begin
     perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'grant credits');
     perform ledger_lock_pool(p_org_id);
 
-    update credit_pools
-       set total_credits = total_credits + p_credits, updated_at = now()
-     where org_id = p_org_id
-    returning total_credits into v_total;
-    if v_total > 10000000000000 then
-        raise exception using errcode = 'CB001',
-            message = format('The pool would exceed 10,000,000,000,000 credits (it holds %s).',
-                             ledger_amount_text(v_total - p_credits));
-    end if;
+    v_total := ledger_raise_pool_total(p_org_id, p_credits);
     insert into org_billing_history
         (org_id, event_type, credits, amount, description, metadata, total_credits_after, created_by,
          credits_expire_at, created_at)
