@@ -292,7 +292,7 @@ with form_col:
         st.radio("Buy", ["package", "credits"], horizontal=True, key="buy_kind",
                  format_func={"package": "A credit package", "credits": "A number of credits"}.get)
         st.selectbox("Credit package", list(package_label), format_func=package_label.get, key="buy_package")
-        st.text_input("Number of credits", key="buy_credits", placeholder="10,000",
+        st.text_input("Number of credits", key="buy_credits", placeholder="a whole number of credits",
                       help="A whole number of credits at the list price: 1 credit = $0.001.")
         st.form_submit_button("Review order", key="buy_submit", on_click=ask_buy)
     kit.confirmation("buy")

@@ -423,7 +423,7 @@ if grant_orgs:
     with st.form("grant_form"):
         st.markdown("**Grant credits**")
         st.selectbox("Organization", list(grant_orgs), format_func=grant_orgs.get, key="grant_org")
-        st.text_input("Credits to grant", key="grant_credits", placeholder="1,000")
+        st.text_input("Credits to grant", key="grant_credits", placeholder="a number of credits")
         st.text_input("Reason", key="grant_reason", max_chars=500, help="Why these credits are given, e.g. an outage.")
         st.date_input("Expires on (optional)", value=None, key="grant_expires",
                       help="Unused granted credits leave the pool when this day ends (UTC).")
