@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-import screen_kit as kit
+import pages
 from billing_core import access, audit, organizations
 from billing_core.errors import BillingError
+from pages import kit
+
+if __name__ == "__main__":  # opened by its URL in Streamlit's old pages/ mode: the app with its login instead
+    pages.run_app()
+    st.stop()
 
 LIMIT = 500
 

@@ -17,10 +17,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-import screen_kit as kit
+import pages
 from billing_core import organizations, plans, pricing
 from billing_core.errors import BillingError
 from billing_core.pricing import Usage
+from pages import kit
+
+if __name__ == "__main__":  # opened by its URL in Streamlit's old pages/ mode: the app with its login instead
+    pages.run_app()
+    st.stop()
 
 st.title("Pricing")
 

@@ -9,9 +9,14 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
-import screen_kit as kit
+import pages
 from billing_core import analytics, auth, orders, periods, subscriptions
 from billing_core.errors import BillingError
+from pages import kit
+
+if __name__ == "__main__":  # opened by its URL in Streamlit's old pages/ mode: the app with its login instead
+    pages.run_app()
+    st.stop()
 
 st.title("System overview")
 
@@ -289,8 +294,7 @@ else:
     kit.csv_download(orgs, "organizations.csv", "Download organizations (CSV)", key="orgs_csv")
     picked = event.selection.rows if event is not None else []
     if picked:
-        st.session_state["org_id"] = str(orgs.iloc[picked[0]].org_id)
-        st.switch_page("pages/org_billing.py")
+        pages.open_screen("org_billing", str(orgs.iloc[picked[0]].org_id))
 
 # ------------------------------------------------------------ past due
 st.subheader("Past-due organizations")

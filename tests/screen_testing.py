@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # pages import screen_kit from the repository root
+    sys.path.insert(0, str(ROOT))  # the screens (pages/) import from the repository root
 
 
 def open_page(name: str, actor_id: str | None, org_id: str | None = None, **state: Any) -> AppTest:
-    """The page pages/<name>.py, run once as `actor_id` with `org_id` chosen."""
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
+    """The screen pages/<name>.py, run once as `actor_id` with `org_id` chosen (as app.py's navigation runs it)."""
+    at = AppTest.from_string(f"import pages\npages.show({name!r})\n", default_timeout=60)
     if actor_id is not None:
         at.session_state["actor_id"] = actor_id
     at.session_state["org_id"] = org_id
@@ -98,3 +99,19 @@ def errors(at: AppTest) -> list[str]:
 def no_html_allowed(at: AppTest) -> bool:
     """True when no markdown element on the page lets raw HTML through."""
     return not any(getattr(el.proto, "allow_html", False) for el in at.get("markdown"))
+
+
+def registered_screens(at: AppTest) -> list[str]:
+    """The screens (URL paths) app.py's navigation offered in the last run; the login's pages are not screens."""
+    import pages
+
+    names = {entry.title: entry.name for entry in pages.SCREENS}  # the default screen's URL path is empty
+    return sorted(names[info["page_name"]] for info in at._registered_pages.values()
+                  if info.get("page_name") in names)
+
+
+def switch_screen(at: AppTest, name: str) -> AppTest:
+    """Open the screen `name` on the next run, as a click in the navigation would (AppTest.switch_page only
+    knows file pages; a screen is a callable page, registered under its URL path)."""
+    at._page_hash = calc_hash(name)  # what st.Page hashes for its URL path
+    return at

@@ -32,10 +32,10 @@ from screen_testing import (
     trace_values,
 )
 
-import screen_kit
 from billing_core import auth, credits, invitations, ledger, orders, organizations, reports, subscriptions, usage
 from billing_core.database import fetch
 from billing_core.errors import PermissionDenied
+from pages import kit as screen_kit
 
 CY_NAME = 'Cy <img src=x onerror=alert(1)> "Quote" [link](javascript:alert(1))'
 

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import screen_kit as kit
 from billing_core import auth, ledger, organizations, plans, pricing, subscriptions
 from billing_core.database import PROJECT_ROOT, fetch
 from billing_core.pricing import Usage
+from pages import kit
 from tests.ledger_state import billing_verify, snapshot
-from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain
+from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain, registered_screens, switch_screen
 
 D = Decimal
 PASSWORD = "pricing page 1"
@@ -57,7 +57,7 @@ def state(db) -> dict:
 
 
 def dialog_open(at: AppTest) -> bool:
-    return bool(at.session_state["_screen_kit_dialog"]) if "_screen_kit_dialog" in at.session_state else False
+    return bool(at.session_state["_kit_dialog"]) if "_kit_dialog" in at.session_state else False
 
 
 def press(at: AppTest, label: str) -> AppTest:
@@ -144,7 +144,7 @@ def test_org_admins_and_members_are_refused(setup, who):
     assert errors(at) == [f"User '{who}' is not a system admin."]
     assert not (at.dataframe or at.metric or at.button or at.text_input or at.tabs)
     # an "Edit plan" dialog left open in the session opens nothing either
-    at = open_page("pricing", who, "acme", _screen_kit_dialog=("plan_edit", {"code": "byok"}))
+    at = open_page("pricing", who, "acme", _kit_dialog=("plan_edit", {"code": "byok"}))
     assert errors(at) == [f"User '{who}' is not a system admin."]
     assert not (at.text_input or at.button or at.number_input)
 
@@ -158,11 +158,10 @@ def test_the_app_lists_the_page_for_system_admins_only(setup):
         at.session_state["billing_session_id"] = auth.start_session(setup, user_id)
         at.run()
         assert not at.exception
-        paths = [info.get("script_path", "") for info in at._registered_pages.values()]
-        assert any(p.endswith("pages/pricing.py") for p in paths) == listed
+        assert ("pricing" in registered_screens(at)) == listed
         if not listed:
-            with pytest.raises(ValueError, match="Could not find a navigation page"):
-                at.switch_page("pages/pricing.py")  # not by its URL either
+            switch_screen(at, "pricing").run()  # its URL opens the landing screen instead
+            assert not at.exception and "Pricing" not in [title.value for title in at.title]
 
 
 # ------------------------------------------------------------ the plan catalogue
@@ -614,7 +613,7 @@ def test_pricing_page_in_a_browser(setup, db_url):
 
     Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
     """
-    from tests import test_browser as web  # skips this test when Playwright or Chromium is missing
+    from tests.browser import test_browser as web  # skips this test when Playwright or Chromium is missing
 
     if not web.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
@@ -664,7 +663,7 @@ def _browse(web, page, db) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text="Pricing").click()
     page.get_by_role("heading", name="Pricing").wait_for()
     web.settle(page)
-    assert page.url.endswith("/prices")  # its URL path, not the file's name (which would skip the login)
+    assert page.url.endswith("/pricing")  # the screen's URL path: its module's name
     page.get_by_text("Show the versions of the chosen plan").click()
     page.get_by_text("in force", exact=True).wait_for(state="attached")  # grid cells are drawn on a canvas
     web.settle(page)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from tests.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 
 from billing_core import charging, credits, database, ledger, organizations, pricing, reports
 from billing_core.database import fetch
@@ -22,7 +23,6 @@ from billing_core.errors import (
     RequestConflict,
 )
 from tests.ledger_state import billing_verify
-from tests.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 from tests.time_travel import earlier, into_the_past
 
 D = Decimal

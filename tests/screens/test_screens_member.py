@@ -28,9 +28,9 @@ from screen_testing import (
     trace_values,
 )
 
-import screen_kit
 from billing_core import credits, organizations, periods, subscriptions, usage
 from billing_core.errors import NotFound, PermissionDenied
+from pages import kit as screen_kit
 
 NORTH_NAME = 'North <script>alert("x")</script> & Co'
 MIA_NAME = 'Mia "Quotes" <b>Bold</b>'

@@ -11,7 +11,7 @@ from billing_core.database import PROJECT_ROOT
 from billing_core.errors import InvalidInput
 
 # the product's own code: what runs in the app, the CLI and the launch scripts (tests and benches set variables)
-PRODUCT_FILES = ["app.py", "screen_kit.py", "start.sh", "test.sh"]
+PRODUCT_FILES = ["app.py", "start.sh", "test.sh"]
 PRODUCT_FOLDERS = ["billing_core", "billing_demo", "pages"]
 ENV_READ = re.compile(r"os\.environ|os\.getenv|getenv\(")
 

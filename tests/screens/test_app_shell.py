@@ -3,39 +3,32 @@ organization selector, and the account page's password change.
 
 AppTest runs no custom components, so the authenticator's cookie is never read here: a logged-in
 browser session is seeded with what the authenticator puts in session state after a login, plus the
-server-side session id. The real login through the cookie is covered by tests/test_browser.py.
+server-side session id. The real login through the cookie is covered by tests/browser/test_browser.py.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
+import pages
 from billing_core import auth, invitations, organizations
 from billing_core.database import PROJECT_ROOT, fetch
-from tests.screen_testing import plain
+from tests.screen_testing import plain, registered_screens, switch_screen
 
 APP = str(PROJECT_ROOT / "app.py")
 PASSWORD = "open sesame 1"
 PASSWORD_HASH = auth.hash_password(PASSWORD)  # one bcrypt round for the whole module
 
-ALL_PAGES = ["pages/my_credits.py", "pages/org_billing.py", "pages/billing_settings.py", "pages/system_overview.py",
-             "pages/pricing.py", "pages/audit_log.py", "pages/account.py"]
+ALL_PAGES = [entry.name for entry in pages.SCREENS]
 NAVIGATION = {
-    "mia": ["pages/my_credits.py", "pages/account.py"],  # member of acme
-    "oscar": ["pages/my_credits.py", "pages/org_billing.py", "pages/billing_settings.py", "pages/audit_log.py",
-              "pages/account.py"],  # admin
+    "mia": ["my_credits", "account"],  # member of acme
+    "oscar": ["my_credits", "org_billing", "billing_settings", "audit_log", "account"],  # admin
     "root": ALL_PAGES,  # system admin
 }
+TITLES = {entry.name: entry.title for entry in pages.SCREENS}
 EMAILS = {"mia": "mia@example.com", "oscar": "oscar@example.com", "root": "root@example.com"}
-
-
-def present(pages: list[str]) -> list[str]:
-    """The pages among `pages` whose files exist (test_every_screen_file_exists checks they all do)."""
-    return [page for page in pages if (PROJECT_ROOT / page).is_file()]
 
 
 @pytest.fixture
@@ -71,9 +64,8 @@ def logged_in(db: Engine, user_id: str) -> tuple[AppTest, str]:
 
 
 def navigation(at: AppTest) -> list[str]:
-    """The page files st.navigation registered in the last run, relative to the project."""
-    paths = [info.get("script_path") for info in at._registered_pages.values()]
-    return sorted(str(Path(p).relative_to(PROJECT_ROOT)) for p in paths if p)
+    """The screens st.navigation registered in the last run (their URL paths)."""
+    return registered_screens(at)
 
 
 def shows_login_form(at: AppTest) -> bool:
@@ -88,9 +80,9 @@ def session_row(db: Engine, session: str) -> tuple:
     return tuple(fetch(db, "select ended_at is not null, end_reason from user_sessions where id = :id", {"id": session})[0])
 
 
-def test_every_screen_file_exists():
-    missing = [page for page in ALL_PAGES if not (PROJECT_ROOT / page).is_file()]
-    assert missing == [], f"app.py lists these screens but their files are missing: {missing}"
+def test_every_screen_of_the_registry_has_its_module():
+    missing = [name for name in ALL_PAGES if not (PROJECT_ROOT / "pages" / f"{name}.py").is_file()]
+    assert missing == [], f"pages.SCREENS lists these screens but their modules are missing: {missing}"
 
 
 def test_anonymous_sees_the_login_form_and_no_page(people):
@@ -99,8 +91,8 @@ def test_anonymous_sees_the_login_form_and_no_page(people):
     assert shows_login_form(at)
     assert navigation(at) == []  # only the hidden login page: no screen is registered
     assert "actor_id" not in at.session_state and len(at.sidebar) == 0
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/account.py")
+    switch_screen(at, "account").run()  # a screen's URL leads to the login form
+    assert shows_login_form(at) and "actor_id" not in at.session_state
 
 
 def test_form_login_counts_failures_then_opens_a_session(people):
@@ -118,7 +110,7 @@ def test_form_login_counts_failures_then_opens_a_session(people):
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert at.session_state["actor_id"] == "mia" and at.session_state["org_id"] == "acme"
-    assert navigation(at) == sorted(present(NAVIGATION["mia"]))
+    assert navigation(at) == sorted((NAVIGATION["mia"]))
     rows = fetch(db, "select user_id, cookie_ref is not null, ended_at from user_sessions")
     assert [tuple(r) for r in rows] == [("mia", True, None)]  # bound to the login cookie just issued
     assert fetch(db, "select failed_login_attempts, last_login_at is not null from users where id = 'mia'")[0] == (0, True)
@@ -143,31 +135,40 @@ def test_navigation_lists_exactly_what_the_role_may_see(people, user_id):
     at.run()
     assert not at.exception
     assert at.session_state["actor_id"] == user_id
-    assert navigation(at) == sorted(present(NAVIGATION[user_id]))
-    for page in present(ALL_PAGES):
+    assert navigation(at) == sorted((NAVIGATION[user_id]))
+    for page in ALL_PAGES:
         if page not in NAVIGATION[user_id]:
-            with pytest.raises(ValueError, match="Could not find a navigation page"):
-                at.switch_page(page)  # not listed: not reachable by its URL either
+            switch_screen(at, page).run()  # not listed: its URL opens the landing screen instead
+            assert not at.exception and TITLES[page] not in [title.value for title in at.title]
 
 
-def test_organization_selector_drives_org_id_and_the_pages(people):
+def test_organization_choice_heads_the_screen_drives_org_id_and_survives_in_the_url(people):
     at, _ = logged_in(people, "oscar")
-    at.run()
-    selector = at.sidebar.selectbox[0]
+    at.run()  # lands on My credits, an organization's screen: the choice heads it (also on a phone)
+    selector = at.selectbox(key="organization_choice")
     assert selector.label == "Organization"
-    assert selector.options == ["Acme <script>alert(1)</script> (admin)", "Beta (member)"]  # default first, as text
-    assert at.session_state["org_id"] == "acme"
+    assert selector.options == ["Acme <script>alert(1)</script> · admin", "Beta · member"]  # default first, as text
+    assert at.session_state["org_id"] == "acme" and at.query_params["org"] == "acme"
     selector.set_value("beta").run()
-    assert at.session_state["org_id"] == "beta"
-    assert navigation(at) == sorted(present(["pages/my_credits.py", "pages/account.py"]))  # only a member there
+    assert at.session_state["org_id"] == "beta" and at.query_params["org"] == "beta"
+    assert navigation(at) == sorted(["my_credits", "account"])  # only a member there
+
+    reloaded, _ = logged_in(people, "oscar")  # a reload: a new browser session with the URL's ?org=
+    reloaded.query_params["org"] = "beta"
+    reloaded.run()
+    assert reloaded.session_state["org_id"] == "beta"
+    stranger, _ = logged_in(people, "mia")  # a link naming an organization she is not in: her own instead
+    stranger.query_params["org"] = "beta"
+    stranger.run()
+    assert stranger.session_state["org_id"] == "acme" and not stranger.exception
 
     root, _ = logged_in(people, "root")
-    root.run()
-    assert root.sidebar.selectbox[0].options == ["Acme <script>alert(1)</script>", "Beta"]  # any organization
-    # a page that sets org_id (a click through to an organization) moves the selector with it
+    switch_screen(root.run(), "org_billing").run()
+    assert root.selectbox(key="organization_choice").options == ["Acme <script>alert(1)</script>", "Beta"]
+    # a screen that sets org_id (a click through to an organization) moves the choice with it
     root.session_state["org_id"] = "beta"
     root.run()
-    assert root.sidebar.selectbox[0].value == "beta" and root.session_state["org_id"] == "beta"
+    assert root.selectbox(key="organization_choice").value == "beta" and root.session_state["org_id"] == "beta"
 
 
 @pytest.mark.parametrize("how, notice", [
@@ -211,7 +212,7 @@ def test_account_page_changes_the_password_and_ends_other_logins(people):
     elsewhere = auth.start_session(db, "mia")
     at, session = logged_in(db, "mia")
     at.run()
-    at.switch_page("pages/account.py").run()
+    switch_screen(at, "account").run()
     assert not at.exception
     assert at.title[0].value == "Account"
     assert "mia@example.com" in [t.value for t in at.text]
@@ -245,19 +246,19 @@ def test_system_admin_resets_a_password_from_the_account_page(people):
     mia_session = auth.start_session(db, "mia")
     at, _ = logged_in(db, "oscar")
     at.run()
-    at.switch_page("pages/account.py").run()
+    switch_screen(at, "account").run()
     assert "Reset a user's password" not in [s.value for s in at.subheader]  # org admins cannot
 
     at, _ = logged_in(db, "root")
     at.run()
-    at.switch_page("pages/account.py").run()
+    switch_screen(at, "account").run()
     text_input(at, "User's email").input("nobody@example.com")
     next(b for b in at.button if b.label == "Reset password").click().run()
     assert plain(at.error[0].value) == "No user has the email 'nobody@example.com'."
     text_input(at, "User's email").input(" MIA@example.com ")
     next(b for b in at.button if b.label == "Reset password").click().run()
     assert not at.error
-    assert plain(at.success[0].value).startswith("New password for mia@example.com (1 login(s) ended)")
+    assert plain(at.success[0].value).startswith("New password for mia@example.com (1 login ended)")
     one_time = at.code[0].value
     stored = fetch(db, "select password_hash from users where id = 'mia'")[0][0]
     assert auth.password_matches(one_time, stored)
@@ -289,7 +290,7 @@ def test_an_anonymous_page_load_reads_no_password_hash_and_the_app_runs_as_billi
     text_input(at, "Password").input(PASSWORD)
     at.button[0].click().run()
     assert at.session_state["actor_id"] == "mia"
-    at.switch_page("pages/account.py").run()
+    switch_screen(at, "account").run()
     assert not at.exception
     assert all("password" not in entry for _, creds in loaded for entry in creds["usernames"].values())
     assert roles_used and set(roles_used) == {"app"}
@@ -314,11 +315,11 @@ def test_names_render_as_text_in_the_sidebar_caption_and_headings(people):
     [caption] = [c.value for c in at.sidebar.caption]
     assert plain(caption) == f"Admin of Acme <script>alert(1)</script> · Member of Beta · Admin of {HOSTILE_NAME}"
     assert escaped(caption.replace(" · ", " "))
-    at.switch_page("pages/org_billing.py").run()
+    switch_screen(at, "org_billing").run()
     assert not at.exception
     headings = [h.value for h in at.subheader if HOSTILE_NAME in plain(h.value)]
     assert headings and all(escaped(h) for h in headings)
-    at.switch_page("pages/my_credits.py").run()
+    switch_screen(at, "my_credits").run()
     cards = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
     assert cards and all(escaped(m.replace("**", "", 1)[::-1].replace("**", "", 1)[::-1]) for m in cards)
 
@@ -370,7 +371,7 @@ def test_an_invitation_names_its_organization_as_text(people):
     invitations.invite(db, "oscar", "evil", "mia@example.com")
     at, _ = logged_in(db, "mia")
     at.run()
-    at.switch_page("pages/my_credits.py").run()
+    switch_screen(at, "my_credits").run()
     assert not at.exception
     [invitation] = [m.value for m in at.markdown if HOSTILE_NAME in plain(m.value)]
     assert plain(invitation).startswith(f"Oscar invites you to {HOSTILE_NAME} as member") and escaped(invitation)

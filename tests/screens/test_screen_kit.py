@@ -1,4 +1,4 @@
-"""screen_kit's pure helpers: number formats, text escaping, filtering, CSV and chart data (no database)."""
+"""The screen kit's pure helpers: number formats, text escaping, filtering, CSV and chart data (no database)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from screen_testing import plain
 
-import screen_kit as kit
+from pages import kit
 
 
 @pytest.mark.parametrize(
@@ -89,15 +89,14 @@ def test_grids_show_text_formula_safe_and_keep_numbers_numeric():
     assert kit.formula_safe("=1") == kit.csv_bytes(pd.DataFrame({"a": ["=1"]})).decode().splitlines()[1]  # one rule
 
 
-def test_every_grid_of_the_pages_goes_through_screen_kit():
-    """st.dataframe / st.data_editor only in screen_kit.table, which makes the grid's own export formula-safe."""
-    from pathlib import Path
+def test_every_grid_of_the_pages_goes_through_the_kit():
+    """st.dataframe / st.data_editor only in kit.table, which makes the grid's own export formula-safe."""
+    from billing_core.database import PROJECT_ROOT as root
 
-    root = Path(kit.__file__).resolve().parent
     direct = [
         f"{path.relative_to(root)}:{number}"
         for path in [root / "app.py", *sorted((root / "pages").glob("*.py"))]
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if "st.dataframe(" in line or "st.data_editor(" in line or "st.table(" in line
     ]
-    assert direct == [], f"render grids with screen_kit.table: {direct}"
+    assert direct == [], f"render grids with kit.table: {direct}"

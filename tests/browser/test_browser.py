@@ -217,7 +217,7 @@ def test_a_copied_cookie_is_refused_after_logout_and_after_a_password_change(app
     page = open_app(context, app_url)
     log_in(page, "mia@example.com")
     assert [n.split("\n")[-1] for n in navigation(page)] == ["My credits", "Account"]  # a member's pages
-    page.goto(f"{app_url}/overview")  # a page a member may not open, by its URL (AppTest checks every page)
+    page.goto(f"{app_url}/system_overview")  # a page a member may not open, by its URL (AppTest checks every page)
     page.get_by_text("Logged in as").wait_for()
     settle(page)
     assert page.get_by_role("heading", name="System overview").count() == 0
@@ -248,7 +248,7 @@ def test_a_copied_cookie_is_refused_after_logout_and_after_a_password_change(app
     try:
         second = open_app(other, app_url)
         log_in(second, "mia@example.com")
-        second.goto(f"{app_url}/my-account")
+        second.goto(f"{app_url}/account")
         second.get_by_role("textbox", name="Current password").fill(PASSWORDS["mia@example.com"])
         second.get_by_role("textbox", name="New password", exact=True).fill("mia password 2")
         second.get_by_role("textbox", name="New password again").fill("mia password 2")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from tests.test_pricing import refused_all
 
 from billing_core import charging, credits, ledger, organizations, reports
 from billing_core.database import fetch
@@ -21,7 +22,6 @@ from billing_core.errors import (
 )
 from billing_core.pricing import Usage
 from tests.ledger_state import billing_verify
-from tests.test_pricing import refused_all
 
 D = Decimal
 GPT4O = Usage("llm", "gpt-4o", 1000, 500)  # 11.25 credits at markup 1.5
