@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from tests.test_pricing import refused_all
+from tests.core.test_pricing import refused_all
 
 from billing_core import charging, credits, ledger, organizations, reports
 from billing_core.database import fetch

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from tests.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
+from tests.core.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 
 from billing_core import charging, credits, database, ledger, organizations, pricing, reports
 from billing_core.database import fetch
