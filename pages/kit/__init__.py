@@ -5,6 +5,8 @@
     formats  numbers and text as a person reads them
     tables   grids, columns, metric cards, CSV exports (formula-safe)
     charts   Plotly figures with one palette
+    words    the words a person reads for the database's codes
+    login    the login form and the browser session (app.py's front door)
 
 Pages import the names from here (`from pages import kit`, then `kit.table(...)`). Nothing in the
 kit holds SQL or invents a figure; formatting only changes how a number from billing_core is shown.
@@ -82,3 +84,4 @@ from pages.kit.tables import (  # noqa: F401
     table,
     text_column,
 )
+from pages.kit.words import WORDS, term  # noqa: F401
