@@ -39,6 +39,7 @@ from pages.kit.forms import (  # noqa: F401
     Refused,
     ask_confirmation,
     chosen_member,
+    clear_fields,
     close_dialog,
     confirmation,
     dialog,

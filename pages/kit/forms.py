@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -28,12 +28,14 @@ def show_flash(key: str) -> None:
         getattr(st, kind)(md_text(message))
 
 
-def write(key: str, function: Callable[..., Any], *args: Any, success: str | Callable[[Any], str], **kwargs: Any) -> bool:
+def write(key: str, function: Callable[..., Any], *args: Any, success: str | Callable[[Any], str],
+          clear: Iterable[str] = (), **kwargs: Any) -> bool:
     """Run a billing_core write; keep its outcome for `show_flash(key)`.
 
-    On success every cached read is cleared (so the change shows at once) and
-    `success` (a text, or a function of the result) is kept; a refusal keeps
-    the database's message. Returns True on success.
+    On success every cached read is cleared (so the change shows at once), the form fields named in
+    `clear` are emptied (so a second click cannot send the same form again) and `success` (a text, or a
+    function of the result) is kept; a refusal keeps the database's message and the fields. Returns True
+    on success.
     """
     try:
         result = function(*args, **kwargs)
@@ -41,23 +43,32 @@ def write(key: str, function: Callable[..., Any], *args: Any, success: str | Cal
         flash(key, "error", str(exc))
         return False
     clear_cached_reads()
+    clear_fields(clear)
     flash(key, "success", success(result) if callable(success) else success)
     return True
+
+
+def clear_fields(keys: Iterable[str]) -> None:
+    """Forget the values of these widgets (call it before they render, e.g. in a button's callback)."""
+    for name in keys:
+        st.session_state.pop(name, None)
 
 
 _PENDING = "_kit_pending"
 
 
-def ask_confirmation(key: str, question: str, action: Callable[[], Any], success: str | Callable[[Any], str]) -> None:
-    """Hold `action` until the person confirms `question` in `confirmation(key)`."""
-    st.session_state.setdefault(_PENDING, {})[key] = (question, action, success)
+def ask_confirmation(key: str, question: str, action: Callable[[], Any], success: str | Callable[[Any], str],
+                     clear: Iterable[str] = ()) -> None:
+    """Hold `action` until the person confirms `question` in `confirmation(key)`; on success the fields in
+    `clear` are emptied. Ask only after the input was checked: the question is the last step."""
+    st.session_state.setdefault(_PENDING, {})[key] = (question, action, success, tuple(clear))
 
 
 def _confirm(key: str) -> None:
     pending = st.session_state.get(_PENDING, {}).pop(key, None)
     if pending is not None:
-        _, action, success = pending
-        write(key, action, success=success)
+        _, action, success, clear = pending
+        write(key, action, success=success, clear=clear)
 
 
 def _cancel(key: str) -> None:
