@@ -1,0 +1,1 @@
+"""Sections built apart from their screens or shared by two screens."""
