@@ -330,3 +330,11 @@ def credit_bars(months: pd.DataFrame) -> pd.DataFrame:
         for column, label in CREDIT_KINDS.items()
     ]
     return pd.DataFrame(rows, columns=["month", "kind", "credits"])
+
+
+def newest_first(months: pd.DataFrame, figures: Sequence[str]) -> pd.DataFrame:
+    """A month table (`mrr_months`, `credit_months`) newest first, without the months before the first one in
+    which any of `figures` is not 0: the current month leads, and no empty lead-in months follow the last."""
+    active = months[list(figures)].ne(0).any(axis=1).tolist()
+    first = active.index(True) if True in active else len(active)
+    return months.iloc[first:].iloc[::-1].reset_index(drop=True)

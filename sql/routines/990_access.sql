@@ -112,6 +112,8 @@ declare
         -- subscriptions and plans
         'create_subscription',
         'set_subscription_status',
+        'subscription_payment_check',
+        'record_subscription_payment',
         'renew_subscription',
         'change_subscription_plan',
         'preview_subscription_change',
