@@ -146,6 +146,18 @@ def grant_credits(
     )
 
 
+def check_grant(
+    db: Engine, actor_id: str | None, org_id: str, credits: Amount, reason: str, *, expires_at: datetime | None = None
+) -> None:
+    """Refuse what `grant_credits` would refuse (credits, reason, expiry, organization, role), writing nothing."""
+    call(
+        db,
+        "select grant_credits_check(:org_id, :credits, :reason, :actor_id, cast(:expires_at as timestamptz))",
+        {"org_id": org_id, "credits": to_decimal(credits, "Credits to grant"), "reason": reason,
+         "actor_id": actor_id, "expires_at": aware(expires_at, "Expiry")},
+    )
+
+
 def orders_of(db: Engine, actor_id: str | None, org_id: str) -> pd.DataFrame:
     """The organization's orders, newest first (its admins and system admins)."""
     return fetch_frame(db, f"select {_SELECT} from credit_orders_of(:org_id, :actor_id)",

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from billing_core import analytics, orders
+from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
 from pages.sections.system_reads import month_count, month_label, system_read
@@ -83,6 +84,11 @@ def _ask_grant(screen: Screen, org_labels: dict[str, str]) -> None:
     expiry_day = st.session_state.get("grant_expires")
     # credits expire when the chosen day ends (UTC); the database refuses a moment already past
     expires_at = datetime.combine(expiry_day + timedelta(days=1), time.min, UTC) if expiry_day else None
+    try:  # the database's rule, before the question; it stays the last word at Confirm
+        orders.check_grant(screen.db, screen.actor_id, org, amount, reason, expires_at=expires_at)
+    except BillingError as exc:
+        kit.flash("grant", "error", str(exc))
+        return
     kit.ask_confirmation(
         "grant",
         f"Grant {kit.fmt_credits(amount)} free {'credit' if amount == 1 else 'credits'} to {org_labels.get(org, org)} for: {reason}"

@@ -361,6 +361,43 @@ comment on function cancel_credit_order(text, text) is
     'Locks the pool, then the order. Raises CB002, CB008, CB009, CB012 (paid).';
 
 
+-- grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id,
+-- p_expires_at): returns nothing when grant_credits would accept these
+-- (the screens ask it before "Confirm?"; grant_credits runs it first).
+-- Writes nothing, locks nothing. Raises CB001 (credits), CB002, CB008,
+-- CB009 (reason missing, too long or with control characters; expiry not in
+-- the future), CB011.
+create or replace function grant_credits_check(
+    p_org_id text,
+    p_credits numeric,
+    p_reason text,
+    p_actor_id text,
+    p_expires_at timestamptz default null
+)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    perform ledger_check_credits(p_credits, 'Credits to grant');
+    perform ledger_check_text(p_reason, 'Reason for the grant', 500);
+    if p_expires_at <= now() or p_expires_at = 'infinity' then
+        raise exception using errcode = 'CB009',
+            message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
+                             ledger_time_text(p_expires_at));
+    end if;
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'grant credits');
+end;
+$$;
+
+comment on function grant_credits_check(text, numeric, text, text, timestamptz) is
+    'grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at): returns nothing when '
+    'grant_credits would accept these (the screens ask it before "Confirm?"; grant_credits runs it first). Writes '
+    'nothing, locks nothing. Raises CB001 (credits), CB002, CB008, CB009 (reason missing, too long or with control '
+    'characters; expiry not in the future), CB011.';
+
+
 -- grant_credits(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at,
 --               p_occurred_at): returns the pool's total credits after the grant.
 -- Gives free credits: a 'credit_grant' history row of $0 (never revenue)
@@ -390,16 +427,8 @@ declare
     v_total numeric;
     v_owner text;
 begin
-    perform ledger_check_credits(p_credits, 'Credits to grant');
-    perform ledger_check_text(p_reason, 'Reason for the grant', 500);
+    perform grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at);
     perform ledger_check_occurred_at(p_occurred_at, 'Grant time');
-    if p_expires_at <= now() or p_expires_at = 'infinity' then
-        raise exception using errcode = 'CB009',
-            message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
-                             ledger_time_text(p_expires_at));
-    end if;
-    perform ledger_require_org(p_org_id, true);
-    perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'grant credits');
     perform ledger_lock_pool(p_org_id);
 
     v_total := ledger_raise_pool_total(p_org_id, p_credits);

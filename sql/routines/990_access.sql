@@ -96,6 +96,7 @@ declare
         'credit_orders_awaiting_payment',
         'record_order_payment',
         'grant_credits',
+        'grant_credits_check',
         -- credits
         'add_credits_to_pool',
         'buy_credit_package',

@@ -83,6 +83,10 @@ def test_a_grant_needs_a_reason_and_is_not_revenue(shop):
     assert "Give the reason for the grant: it is shown in the billing history." in errors(at)
     send(at, "grant", grant_org="other", grant_credits="0", grant_reason="Outage")
     assert "Credits to grant must be greater than 0 (got 0)." in errors(at)
+    # refused before the question is asked (issue 9): no Confirm button ever shows for these
+    for credits in ("0", "-5", "1e20", "0.0000001", "abc"):
+        send(at, "grant", confirm=False, grant_org="other", grant_credits=credits, grant_reason="Outage")
+        assert errors(at) and not [b for b in at.button if b.key == "grant_confirm"], credits
     assert snapshot(db) == before
     send(at, "grant", grant_org="other", grant_credits="1,000", grant_reason="Outage on 30 November")
     assert any("the pool of Other Org (other) now holds 1,000 credits" in plain(s.value) for s in at.success)
