@@ -120,6 +120,19 @@ def record_payment(
     )
 
 
+def payment_recorded_at(
+    db: Engine, actor_id: str | None, order_id: str, payment_reference: str, *, paid_at: datetime | None = None
+) -> datetime | None:
+    """When this payment of this order was recorded already (None: `record_payment` would record it now);
+    refuses what `record_payment` would refuse, writing nothing."""
+    return call(
+        db,
+        "select record_order_payment_check(:order_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
+        {"order_id": order_id, "reference": payment_reference, "actor_id": actor_id,
+         "paid_at": aware(paid_at, "Payment time")},
+    )
+
+
 def cancel_order(db: Engine, actor_id: str | None, order_id: str) -> Order:
     """Cancel an order awaiting payment (org admin of its organization or system admin)."""
     return _order(db, "cancel_credit_order(:order_id, :actor_id)", {"order_id": order_id, "actor_id": actor_id})

@@ -10,6 +10,7 @@ from billing_core import analytics, organizations, subscriptions
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
+from pages.sections.system_reads import dated
 
 SORT_WORDS = {"mrr": "MRR", "credits_used_30d": "Credits used (30 days)", "org_name": "Name",
               "member_count": "Members", "available_credits": "Available credits",
@@ -61,7 +62,7 @@ def organizations_section(screen: Screen, all_orgs: pd.DataFrame, plan_names: di
     st.caption(f"{kit.counted(len(orgs), 'organization')}. Click a row to open its billing page.")
     shown = orgs.assign(**{column: orgs[column].map(_words) for column in ("subscription_status", "billing_cycle",
                                                                           "org_status")})
-    event = kit.table(shown, ORG_COLUMNS, key="system_orgs", on_select="rerun", selection_mode="single-row")
+    event = kit.table(dated(shown, "last_usage_at"), ORG_COLUMNS, key="system_orgs", on_select="rerun", selection_mode="single-row")
     kit.csv_download(orgs, "organizations.csv", "Download organizations (CSV)", key="orgs_csv")
     picked = event.selection.rows if event is not None else []
     if picked:

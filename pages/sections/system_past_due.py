@@ -11,6 +11,7 @@ from billing_core import subscriptions
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
+from pages.sections.system_reads import dated
 
 PAST_DUE_COLUMNS = {
     "org_name": kit.text_column("Organization"),
@@ -26,7 +27,7 @@ PAST_DUE_COLUMNS = {
 
 def past_due_table_section(due: pd.DataFrame) -> None:
     """The past-due subscriptions as a table, with its export."""
-    kit.table(due, PAST_DUE_COLUMNS, key="past_due_table", empty="No subscription is past due.")
+    kit.table(dated(due, "status_changed_at", "last_usage_at"), PAST_DUE_COLUMNS, key="past_due_table", empty="No subscription is past due.")
     if not due.empty:
         kit.csv_download(due, "past_due_organizations.csv", "Download past-due organizations (CSV)",
                          key="past_due_csv")
@@ -91,8 +92,8 @@ def past_due_actions_section(screen: Screen, due: pd.DataFrame) -> None:
             reference, paid, cancel = st.columns([3, 1, 1], vertical_alignment="bottom")
             reference.text_input("Payment reference", key=f"past_due_reference_{row.org_id}", max_chars=200,
                                  placeholder="the invoice or transfer id",
-                                 help="Marking the subscription active records this payment.")
-            paid.button("Record payment", key=f"past_due_activate_{row.org_id}", on_click=_ask_mark_paid,
+                                 help="Marking the subscription active records this payment: the invoice or transfer id.")
+            paid.button("Mark active", key=f"past_due_activate_{row.org_id}", on_click=_ask_mark_paid,
                         args=(screen, row))
             cancel.button("Cancel subscription", key=f"past_due_cancel_{row.org_id}", on_click=_ask_cancel,
                           args=(screen, row))

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from billing_core import orders
+from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
 
@@ -24,44 +25,39 @@ WAITING_COLUMNS = {
 PAYMENT_FIELDS = ("payment_reference",)
 
 
-def _paid_already(screen: Screen, org_id: str, order_id: str) -> Any:
-    """The order as the ledger holds it now when it is paid already (another tab, a second click), else None."""
-    held = orders.orders_of(screen.db, screen.actor_id, org_id)
-    paid = held[(held.id == order_id) & (held.status == "paid")]
-    return None if paid.empty else paid.iloc[0]
-
-
-def _already_text(order: Any, reference: str) -> str:
-    when = f"{order.paid_at:%Y-%m-%d %H:%M} UTC" if order.paid_at is not None else "an earlier day"
-    if order.payment_reference == reference:
-        return f"This payment ({reference}) was already recorded on {when} for order {order.id}; nothing changed."
-    return (f"Order {order.id} was already paid on {when} with payment reference {order.payment_reference}; "
-            "nothing changed.")
+def _already_text(reference: str, order_id: str, recorded_at: Any) -> str:
+    return (f"This payment ({reference}) was already recorded on {recorded_at:%Y-%m-%d %H:%M} UTC for order "
+            f"{order_id}; nothing changed.")
 
 
 def _ask_record_payment(screen: Screen, waiting: pd.DataFrame) -> None:
-    """The "Record payment" form was sent: check the order and the reference, then ask, naming both."""
+    """The "Record payment" form was sent: check the order and the reference by the database's rule (a second
+    tab, a second click, a reference used elsewhere), then ask, naming both."""
     order_id = kit.chosen_member("payment", "payment_order", "Choose an order awaiting payment.")
     reference = (st.session_state.get("payment_reference") or "").strip()
     if not reference:
         kit.flash("payment", "error", "Give the payment's reference (the invoice or transfer id).")
         return
-    row = waiting.set_index("id").loc[order_id]
-    before = _paid_already(screen, row.org_id, order_id)
-    if before is not None:
-        kit.clear_fields(PAYMENT_FIELDS)
-        kit.flash("payment", "info", _already_text(before, reference))
+    try:
+        recorded_at = orders.payment_recorded_at(screen.db, screen.actor_id, order_id, reference)
+    except BillingError as exc:
+        kit.flash("payment", "error", str(exc))
         return
+    if recorded_at is not None:
+        kit.clear_fields(PAYMENT_FIELDS)
+        kit.flash("payment", "info", _already_text(reference, order_id, recorded_at))
+        return
+    row = waiting.set_index("id").loc[order_id]
 
-    def record() -> tuple[Any, Any]:
+    def record() -> tuple[Any, orders.Order]:
         # paid between the question and Confirm: the database returns the order unchanged; say so
-        return _paid_already(screen, row.org_id, order_id), orders.record_payment(
-            screen.db, screen.actor_id, order_id, reference)
+        earlier = orders.payment_recorded_at(screen.db, screen.actor_id, order_id, reference)
+        return earlier, orders.record_payment(screen.db, screen.actor_id, order_id, reference)
 
-    def said(outcome: tuple[Any, Any]) -> str:
+    def said(outcome: tuple[Any, orders.Order]) -> str:
         earlier, order = outcome
         if earlier is not None:
-            return _already_text(earlier, reference)
+            return _already_text(reference, order_id, earlier)
         return (f"Payment {order.payment_reference} recorded: {kit.fmt_credits(order.credits)} credits are in the "
                 f"pool of {row.org_name} ({order.org_id}).")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from billing_core.errors import BillingError
@@ -30,3 +31,8 @@ def month_count(key: str = "analytics_months") -> int:
     """How many months a month-by-month section covers (6, 12 or 24), chosen by the person."""
     return st.selectbox("Months shown", [6, 12, 24], index=1, key=key,
                         help="Months before the first one with any figure are left out; the current month first.")
+
+
+def dated(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """`frame` with these columns as timestamps, so that a missing one (never used) shows empty, not as "None"."""
+    return frame.assign(**{column: pd.to_datetime(frame[column], utc=True) for column in columns})

@@ -38,11 +38,13 @@ declare
     v_row org_billing_history;
     v_order credit_orders;
     v_status text;
+    v_org text;
 begin
     perform ledger_check_text(p_payment_reference, 'Payment reference', 200);
     perform ledger_check_occurred_at(p_paid_at, 'Payment time');
     perform ledger_require_org(p_org_id);
     perform ledger_authorize(p_actor_id, p_org_id, 'system_admin');
+    select format('%s (%s)', o.name, o.id) into v_org from organizations o where o.id = p_org_id;
 
     select * into v_row from org_billing_history h
      where h.org_id = p_org_id and h.external_ref = p_payment_reference;
@@ -51,27 +53,28 @@ begin
             return v_row.created_at;  -- recorded before: nothing to do
         end if;
         raise exception using errcode = 'CB007',
-            message = format('Payment reference %L is already in the billing history of organization %L '
+            message = format('Payment reference %s is already in the billing history of %s '
                              '(%s, %s): give the reference of this subscription payment.',
-                             p_payment_reference, p_org_id, replace(v_row.event_type, '_', ' '),
+                             p_payment_reference, v_org, replace(v_row.event_type, '_', ' '),
                              ledger_time_text(v_row.created_at));
     end if;
     select * into v_order from credit_orders o where o.payment_reference = p_payment_reference;
     if found then
         raise exception using errcode = 'CB007',
-            message = format('Payment reference %L already paid order %s of organization %L: one payment '
-                             'is recorded once.', p_payment_reference, v_order.id, v_order.org_id);
+            message = format('Payment reference %s already paid order %s of %s: one payment is recorded once.',
+                             p_payment_reference, v_order.id,
+                             (select format('%s (%s)', o.name, o.id) from organizations o where o.id = v_order.org_id));
     end if;
     select s.status into v_status from organization_subscriptions s
      where s.org_id = p_org_id and s.status in ('trialing', 'active', 'past_due');
     if not found then
         raise exception using errcode = 'CB002',
-            message = format('Organization %L has no live subscription: there is no payment to record.', p_org_id);
+            message = format('%s has no live subscription: there is no payment to record.', v_org);
     end if;
     if v_status <> 'past_due' then
         raise exception using errcode = 'CB009',
-            message = format('The subscription of organization %L is %s, not past due: no payment is awaited.',
-                             p_org_id, replace(v_status, '_', ' '));
+            message = format('The subscription of %s is %s, not past due: no payment is awaited.',
+                             v_org, replace(v_status, '_', ' '));
     end if;
     return null;
 end;

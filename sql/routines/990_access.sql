@@ -95,6 +95,7 @@ declare
         'credit_orders_of',
         'credit_orders_awaiting_payment',
         'record_order_payment',
+        'record_order_payment_check',
         'grant_credits',
         'grant_credits_check',
         -- credits

@@ -510,7 +510,7 @@ def test_a_system_admin_walks_the_system_screens_and_records_a_past_due_payment_
                 settle(page)
                 shot(page, f"system-{title.lower().replace(' ', '-')}")
             page.get_by_role("textbox", name="Payment reference").fill("INV-PAST-DUE-1")
-            page.get_by_role("button", name="Record payment").click()
+            page.get_by_role("button", name="Mark active").click()
             question = page.get_by_text("Record payment INV-PAST-DUE-1 for the Platform subscription of Globex")
             question.wait_for()
             settle(page)

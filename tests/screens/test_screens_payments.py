@@ -64,10 +64,11 @@ def test_orders_awaiting_payment_are_listed_and_paid_with_a_reference(shop):
     assert reports.pool(db, "ada", "acme").total_credits == 10_000
     assert list(dataframe(at, "org_name", "price", "ordered_by").id) == [other.id]
 
-    # the same reference cannot pay the other organization's order
+    # the same reference cannot pay the other organization's order: refused before any question
     before = snapshot(db)
-    send(at, "payment", payment_order=other.id, payment_reference="INV-2026-11")
+    send(at, "payment", confirm=False, payment_order=other.id, payment_reference="INV-2026-11")
     assert any("one payment credits one order" in e for e in errors(at))
+    assert not [b for b in at.button if b.key == "payment_confirm"]
     assert snapshot(db) == before
     # a reference is required
     send(at, "payment", payment_order=other.id, payment_reference="  ")
@@ -108,7 +109,7 @@ def test_a_payment_recorded_already_says_so_and_changes_nothing(shop):
     first, second = open_page("system_credits", "root"), open_page("system_credits", "root")  # two tabs
     send(first, "payment", payment_order=acme.id, payment_reference="INV-1")
     assert reports.pool(db, "ada", "acme").total_credits == 10_000
-    paid_at = orders.orders_of(db, "root", "acme").set_index("id").loc[acme.id].paid_at
+    paid_at = orders.orders_of(db, "root", "acme").set_index("id").loc[acme.id].payment_recorded_at
 
     # the second tab still lists the order: told before any question, nothing changes
     before = snapshot(db)

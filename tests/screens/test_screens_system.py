@@ -142,7 +142,7 @@ def test_overview_shows_the_datasets_figures(ds):
     row = next(m.value for m in at.markdown if "Delta" in m.value)
     assert "<b>" not in row and plain(row).startswith("**Delta <b>bold</b>** · delta · Starter")
     assert no_html_allowed(at)
-    assert [b.label for b in at.button] == ["Record payment", "Cancel subscription"]
+    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription"]
     assert _download(at, "Download past-due organizations (CSV)").org_id.tolist() == ["delta"]
 
 
