@@ -10,7 +10,7 @@ from billing_core import analytics, organizations, subscriptions
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
-from pages.sections.system_reads import dated
+from pages.sections.system_reads import moments_as_text
 
 SORT_WORDS = {"mrr": "MRR", "credits_used_30d": "Credits used (30 days)", "org_name": "Name",
               "member_count": "Members", "available_credits": "Available credits",
@@ -34,7 +34,7 @@ ORG_COLUMNS = {
     "remaining_credits": kit.credits_column("Credits left"),
     "burn_per_day": kit.credits_column("Burn per day"),
     "runway_days": kit.count_column("Runway (days)", help="Credits left / burn per day; empty: nothing used in 30 days"),
-    "last_usage_at": kit.datetime_column("Last usage"),
+    "last_usage_at": kit.text_column("Last usage (UTC)"),
     "org_status": kit.text_column("Organization status"),
 }
 
@@ -62,7 +62,8 @@ def organizations_section(screen: Screen, all_orgs: pd.DataFrame, plan_names: di
     st.caption(f"{kit.counted(len(orgs), 'organization')}. Click a row to open its billing page.")
     shown = orgs.assign(**{column: orgs[column].map(_words) for column in ("subscription_status", "billing_cycle",
                                                                           "org_status")})
-    event = kit.table(dated(shown, "last_usage_at"), ORG_COLUMNS, key="system_orgs", on_select="rerun", selection_mode="single-row")
+    event = kit.table(moments_as_text(shown, "last_usage_at"), ORG_COLUMNS, key="system_orgs", on_select="rerun",
+                      selection_mode="single-row")
     kit.csv_download(orgs, "organizations.csv", "Download organizations (CSV)", key="orgs_csv")
     picked = event.selection.rows if event is not None else []
     if picked:

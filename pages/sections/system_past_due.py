@@ -11,7 +11,7 @@ from billing_core import subscriptions
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
-from pages.sections.system_reads import dated
+from pages.sections.system_reads import moments_as_text
 
 PAST_DUE_COLUMNS = {
     "org_name": kit.text_column("Organization"),
@@ -21,13 +21,14 @@ PAST_DUE_COLUMNS = {
     "status_changed_at": kit.datetime_column("Past due since"),
     "available_credits": kit.credits_column("Available credits"),
     "credits_used_30d": kit.credits_column("Used (30 days)"),
-    "last_usage_at": kit.datetime_column("Last usage"),
+    "last_usage_at": kit.text_column("Last usage (UTC)"),
 }
 
 
 def past_due_table_section(due: pd.DataFrame) -> None:
     """The past-due subscriptions as a table, with its export."""
-    kit.table(dated(due, "status_changed_at", "last_usage_at"), PAST_DUE_COLUMNS, key="past_due_table", empty="No subscription is past due.")
+    kit.table(moments_as_text(due, "last_usage_at"), PAST_DUE_COLUMNS, key="past_due_table",
+              empty="No subscription is past due.")
     if not due.empty:
         kit.csv_download(due, "past_due_organizations.csv", "Download past-due organizations (CSV)",
                          key="past_due_csv")

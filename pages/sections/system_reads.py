@@ -33,6 +33,10 @@ def month_count(key: str = "analytics_months") -> int:
                         help="Months before the first one with any figure are left out; the current month first.")
 
 
-def dated(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
-    """`frame` with these columns as timestamps, so that a missing one (never used) shows empty, not as "None"."""
-    return frame.assign(**{column: pd.to_datetime(frame[column], utc=True) for column in columns})
+def moments_as_text(frame: pd.DataFrame, *columns: str, missing: str = "never") -> pd.DataFrame:
+    """`frame` with these timestamp columns as text to the minute (UTC), `missing` where there is none: the grid
+    shows a missing value as "None". The text sorts as the moments do."""
+    def text(moment: object) -> str:
+        return missing if moment is None or pd.isna(moment) else f"{pd.Timestamp(moment).tz_convert('UTC'):%Y-%m-%d %H:%M}"
+
+    return frame.assign(**{column: frame[column].map(text) for column in columns})

@@ -50,6 +50,7 @@ def headline_section(screen: Screen, overview: analytics.SystemOverview) -> None
     for column, (label, metric, kind, fmt, earlier) in zip(st.columns(4), cards, strict=True):
         with column:
             kit.metric_card(label, metric.value, kind, delta=_change_text(metric, fmt), delta_kind="text",
+                            delta_color="normal" if metric.change else "off",  # no change: no green arrow
                             help=f"{earlier}: {fmt(metric.previous)}")
     st.caption(
         f"Active subscriptions are the paying ones (active or past due), the ones MRR counts; "
