@@ -380,6 +380,7 @@ def charges(
         {**_range_params(actor_id, org_id, user_id, date_from, date_to), "service_type": service_type,
          "limit": limit, "offset": offset},
     )
-    for column in ("pricing", "hold"):
-        frame[column] = frame[column].map(explanation).astype(object)
+    for column in ("pricing", "hold"):  # a column of nulls only comes back as NaN
+        frame[column] = pd.Series([explanation(text) if isinstance(text, str) else None for text in frame[column]],
+                                  index=frame.index, dtype=object)
     return frame
