@@ -13,7 +13,7 @@ read what (billing_core.usage), so a scope the actor may not read shows its refu
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, timedelta
 from math import ceil
 from typing import Any, Literal
 
@@ -28,6 +28,8 @@ from pages.kit.session import Screen
 
 Scope = Literal["member", "organization"]
 PAGE_SIZES = (25, 50, 100, 200)
+ALL = ""  # the service filter's "All services" (no service type is empty)
+DAY_MS = 86_400_000  # a day on a Plotly date axis
 
 
 def _user_of(screen: Screen, scope: Scope) -> str | None:
@@ -84,14 +86,18 @@ def totals_cards(totals: usage.RangeTotals, scope: Scope) -> None:
 def daily_chart(days: pd.DataFrame, date_range: usage.DateRange, scope: Scope) -> None:
     """Credits per day (in the organization's time zone), one colour per service."""
     shown = days.assign(service=days.service_type.map(kit.term))
-    kit.show_chart(
-        kit.bar_chart(
-            shown, "day", "credits_used", color="service", hover=["requests"], title="Credits per day",
-            labels={"day": f"Day ({date_range.time_zone})", "credits_used": "Credits", "service": "Service",
-                    "requests": "Requests"},
-        ),
-        key=f"{scope}_usage_per_day",
+    figure = kit.bar_chart(
+        shown, "day", "credits_used", color="service", hover=["requests"], title="Credits per day",
+        labels={"day": f"Day ({date_range.time_zone})", "credits_used": "Credits", "service": "Service",
+                "requests": "Requests"},
     )
+    # whole days: a bar a day, centred on its date, and the axis spans the chosen range even where nothing was used
+    figure.update_traces(width=DAY_MS * 0.8 * min(1, date_range.days / 7))  # one day's bar is not the whole chart
+    figure.update_xaxes(
+        type="date", tickformat="%-d %b", hoverformat="%-d %b %Y", dtick=DAY_MS if date_range.days <= 14 else None,
+        range=[f"{date_range.date_from - timedelta(days=1)} 12:00", f"{date_range.date_to} 12:00"],
+    )
+    kit.show_chart(figure, key=f"{scope}_usage_per_day")
 
 
 def breakdown(members: pd.DataFrame, services: pd.DataFrame) -> None:
@@ -137,9 +143,9 @@ def recent_charges_section(screen: Screen, scope: Scope, date_range: usage.DateR
         st.session_state[f"{key}_page"] = 1
     service_column, size_column, page_column = st.columns(3)
     service = service_column.selectbox(
-        "Service", [None, *services.service_type], key=f"{key}_service", on_change=_first_page, args=(key,),
-        format_func=lambda code: "All services" if code is None else kit.term(code),
-    )
+        "Service", [ALL, *services.service_type], key=f"{key}_service", on_change=_first_page, args=(key,),
+        format_func=lambda code: "All services" if code == ALL else kit.term(code),
+    ) or None
     size = size_column.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(50), key=f"{key}_page_size",
                                  on_change=_first_page, args=(key,))
     matching = kit.read(screen.db, usage.range_totals, *span, service).requests
