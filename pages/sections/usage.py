@@ -103,7 +103,8 @@ def daily_chart(days: pd.DataFrame, date_range: usage.DateRange, scope: Scope) -
 def breakdown(members: pd.DataFrame, services: pd.DataFrame) -> None:
     """The organization's credits by member (bars and a table) and by service (a donut)."""
     by_member, by_service = st.columns(2)
-    named = members.assign(member=[name if current else f"{name} (former member)"
+    named = members.assign(email=members.email.map(_or_dash),
+                           member=[name if current else f"{name} (former member)"
                                    for name, current in zip(members.display_name, members.is_member)])
     with by_member:
         kit.show_chart(
@@ -168,13 +169,18 @@ def recent_charges_section(screen: Screen, scope: Scope, date_range: usage.DateR
     )
 
 
+def _or_dash(text: str | None) -> str:
+    """Text as it is, or "—" where there is none (a grid would print None)."""
+    return text if isinstance(text, str) and text else "—"
+
+
 def _first_page(key: str) -> None:
     st.session_state[f"{key}_page"] = 1
 
 
 def charges_table(rows: pd.DataFrame, scope: Scope, date_range: usage.DateRange, key: str) -> None:
     """One page of charges: when (in the organization's zone), who, service, credits, pricing, request id."""
-    shown = rows.assign(service=rows.service_type.map(kit.term),
+    shown = rows.assign(service=rows.service_type.map(kit.term), request_id=rows.request_id.map(_or_dash),
                         explained=[pricing_text(p, h) for p, h in zip(rows.pricing, rows.hold)])
     columns = {"local_time": kit.datetime_column(f"When ({date_range.time_zone})")}
     if scope == "organization":

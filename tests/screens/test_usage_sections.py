@@ -120,6 +120,9 @@ def test_a_member_sees_their_totals_chart_and_charges_in_the_organizations_time_
     assert set(charges.request_id) == {"lookup-0", "lookup-1", "lookup-2", "lookup-3", "lookup-4", "enrich-0",
                                        "enrich-1", "late"}
     assert "1–8 of 8 charges. Times in Europe/Berlin." in shown(at)
+    credits.deduct(berlin, "berlin", "mia", 1, "contact_lookup", "lookup")  # a service that sends no request id
+    at = choose(at, "today")
+    assert "—" in set(dataframe(at, "local_time", "request_id").request_id) and not at.exception
     enrich = charges.set_index("request_id").loc["enrich-0"]
     assert enrich.explained == "Fixed price: 50 credits a call × 1 request"
     assert charges.set_index("request_id").loc["late"].explained == "Reported in credits by the service"
