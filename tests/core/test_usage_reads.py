@@ -248,3 +248,17 @@ def test_a_priced_charge_carries_the_engines_explanation_with_exact_numbers(berl
     assert row.dollars == charge.credits / 1000
     reported = usage.charges(berlin, "mia", "berlin", "mia", r.date_from, r.date_to, service_type="contact_lookup")
     assert reported.pricing.isna().all()  # charged in credits by the service: nothing priced
+
+
+def test_the_day_summer_time_ends_in_berlin_has_25_hours(berlin):
+    today = datetime.now(UTC).date()
+    year = today.year if date(today.year, 10, 31) < today - timedelta(days=1) else today.year - 1
+    change = max(date(year, 10, day) for day in range(25, 32) if date(year, 10, day).weekday() == 6)  # last Sunday
+    before, after = (datetime.combine(change + timedelta(days=shift), time(22, 30), tzinfo=UTC) for shift in (-1, 0))
+    credits.deduct(berlin, "berlin", "mia", 2, "llm", "summer", request_id="summer", occurred_at=before)  # 00:30 CEST
+    credits.deduct(berlin, "berlin", "mia", 3, "llm", "winter", request_id="winter", occurred_at=after)  # 23:30 CET
+    day = usage.date_range(berlin, "mia", "berlin", "custom", change, change)
+    assert day.ends_at - day.starts_at == timedelta(hours=25)
+    assert usage.daily_usage(berlin, "mia", "berlin", "mia", change, change).values.tolist() == [[change, "llm", 5, 2]]
+    shown = usage.charges(berlin, "mia", "berlin", "mia", change, change)
+    assert [t.strftime("%H:%M") for t in shown.local_time] == ["23:30", "00:30"]
