@@ -50,6 +50,7 @@ def _span(screen: Screen, scope: Scope, date_range: usage.DateRange) -> tuple[An
 def usage_summary_section(screen: Screen, scope: Scope, date_range: usage.DateRange) -> None:
     """Totals over the range and credits per day by service; an organization's also by member and by service."""
     span = _span(screen, scope, date_range)
+    st.subheader("My usage" if scope == "member" else "Usage")
     try:
         totals = kit.read(screen.db, usage.range_totals, *span)
         days = kit.read(screen.db, usage.daily_usage, *span)
@@ -61,7 +62,7 @@ def usage_summary_section(screen: Screen, scope: Scope, date_range: usage.DateRa
         return
     totals_cards(totals, scope)
     if not totals.requests:
-        st.caption(kit.md_text(f"No usage on {range_text(date_range)}."))
+        st.caption(kit.md_text(f"No usage in {range_text(date_range)}."))
         return
     daily_chart(days, date_range, scope)
     if members is not None:
@@ -155,7 +156,7 @@ def recent_charges_section(screen: Screen, scope: Scope, date_range: usage.DateR
     page = page_column.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key=f"{key}_page")
     rows = kit.read(screen.db, usage.charges, *span, service_type=service, limit=size, offset=(page - 1) * size)
     if rows.empty:
-        st.caption(kit.md_text(f"No charges on {range_text(date_range)}."))
+        st.caption(kit.md_text(f"No charges in {range_text(date_range)}."))
         return
     first = (page - 1) * size + 1
     st.caption(kit.md_text(f"{first:,}–{first + len(rows) - 1:,} of {kit.counted(matching, 'charge')}. "
@@ -228,18 +229,23 @@ def _units(counts: dict[str, Any]) -> str:
                      for name, noun in nouns if counts.get(name))
 
 
+def _credits(value: Any) -> str:
+    """'1 credit', '50 credits', '0.5 credits'."""
+    return f"{kit.fmt_credits(value)} {'credit' if value == 1 else 'credits'}"
+
+
 def pricing_text(pricing: dict[str, Any] | None, hold: dict[str, Any] | None = None) -> str:
     """The pricing engine's record of a charge as one line: the rule, the units and the price (its figures only)."""
     n, money = kit.fmt_credits, kit.fmt_exact_money
-    held = f"settled from a hold of {n(hold['held_credits'])} credits" if hold else None
+    held = f"settled from a hold of {_credits(hold['held_credits'])}" if hold else None
     if pricing is None:
         return f"Reported in credits by the service, {held}" if held else "Reported in credits by the service"
     units = _units(pricing.get("usage", {}))
     if pricing["method"] == "fixed_price":
-        text = f"Fixed price: {n(pricing['credits_per_call'])} credits a call × {units}"
+        text = f"Fixed price: {_credits(pricing['credits_per_call'])} a call × {units}"
     elif pricing["method"] == "byok_fee":
         text = (f"{pricing['model']} on your own key ({units}): platform fee "
-                f"{n(pricing['platform_fee_credits'])} credits a request")
+                f"{_credits(pricing['platform_fee_credits'])} a request")
     else:
         text = (f"{pricing['model']} ({units}): provider cost {money(pricing['provider_cost_usd'])} "
                 f"× markup {n(pricing['markup'])}")

@@ -240,7 +240,7 @@ def test_the_pricing_explanation_reads_as_rule_units_and_price(berlin):
         "gpt-4o (1,000 input tokens, 500 output tokens, 1 request): provider cost $0.0075 × markup 1.5")
     byok = pricing.price_usage(berlin, "berlin", Usage("llm", "gpt-4o", 1000, 500, requests=3, byok=True))
     assert sections.pricing_text(byok.explanation) == (
-        "gpt-4o on your own key (1,000 input tokens, 500 output tokens, 3 requests): platform fee 1 credits a request")
+        "gpt-4o on your own key (1,000 input tokens, 500 output tokens, 3 requests): platform fee 1 credit a request")
     fixed = pricing.price_usage(berlin, "berlin", Usage("contact_lookup", "lookup", requests=2))
     assert sections.pricing_text(fixed.explanation, {"held_credits": 30}) == (
         "Fixed price: 10 credits a call × 2 requests, settled from a hold of 30 credits")
