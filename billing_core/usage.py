@@ -6,7 +6,7 @@ belong to); org admins (and system admins) read their organization's.
 Usage windows are the last `days` days up to now, the same window as the
 views' 30-day figures; days are UTC calendar days.
 
-The date-range reads (DateRange, range_totals, daily_usage, service_usage,
+The date-range reads (DateRange, range_totals, daily_usage, hourly_usage, service_usage,
 member_usage, charges) cover calendar days in the organization's time zone
 and are authorized in SQL (sql/routines/121_usage_reads.sql): a member reads
 their own usage (user_id = the actor), org admins the organization's
@@ -341,6 +341,17 @@ def daily_usage(
     return fetch_frame(
         db,
         "select * from usage_days(:actor_id, :org_id, :user_id, :date_from, :date_to)",
+        _range_params(actor_id, org_id, user_id, date_from, date_to),
+    )
+
+
+def hourly_usage(
+    db: Engine, actor_id: str, org_id: str, user_id: str | None, date_from: date, date_to: date
+) -> pd.DataFrame:
+    """Credits and requests per hour (on the organization's clock) and service type, for ranges of up to 7 days."""
+    return fetch_frame(
+        db,
+        "select * from usage_hours(:actor_id, :org_id, :user_id, :date_from, :date_to)",
         _range_params(actor_id, org_id, user_id, date_from, date_to),
     )
 

@@ -29,7 +29,8 @@ from pages.kit.session import Screen
 Scope = Literal["member", "organization"]
 PAGE_SIZES = (25, 50, 100, 200)
 ALL = ""  # the service filter's "All services" (no service type is empty)
-DAY_MS = 86_400_000  # a day on a Plotly date axis
+HOURLY_DAYS = 2  # a range of a day or two is charted per hour
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000  # an hour and a day on a Plotly date axis
 
 
 def _user_of(screen: Screen, scope: Scope) -> str | None:
@@ -53,7 +54,8 @@ def usage_summary_section(screen: Screen, scope: Scope, date_range: usage.DateRa
     st.subheader("My usage" if scope == "member" else "Usage")
     try:
         totals = kit.read(screen.db, usage.range_totals, *span)
-        days = kit.read(screen.db, usage.daily_usage, *span)
+        by_hour = date_range.days <= HOURLY_DAYS
+        series = kit.read(screen.db, usage.hourly_usage if by_hour else usage.daily_usage, *span)
         services = kit.read(screen.db, usage.service_usage, *span)
         members = (kit.read(screen.db, usage.member_usage, screen.actor_id, span[1], date_range.date_from,
                             date_range.date_to) if scope == "organization" else None)
@@ -64,7 +66,7 @@ def usage_summary_section(screen: Screen, scope: Scope, date_range: usage.DateRa
     if not totals.requests:
         st.caption(kit.md_text(f"No usage in {range_text(date_range)}."))
         return
-    daily_chart(days, date_range, scope)
+    usage_chart(series, date_range, scope)
     if members is not None:
         breakdown(members, services)
 
@@ -84,21 +86,28 @@ def totals_cards(totals: usage.RangeTotals, scope: Scope) -> None:
             kit.metric_card(label, value, kind, help=help)
 
 
-def daily_chart(days: pd.DataFrame, date_range: usage.DateRange, scope: Scope) -> None:
-    """Credits per day (in the organization's time zone), one colour per service."""
-    shown = days.assign(service=days.service_type.map(kit.term))
+def usage_chart(series: pd.DataFrame, date_range: usage.DateRange, scope: Scope) -> None:
+    """Credits per day (per hour for a day or two) on the organization's clock, one colour per service."""
+    by_hour = "hour" in series.columns
+    x, step, unit = ("hour", HOUR_MS, "Hour") if by_hour else ("day", DAY_MS, "Day")
+    shown = series.assign(service=series.service_type.map(kit.term))
+    if by_hour:  # an hour's bar stands between its start and its end
+        shown["hour"] = shown.hour + timedelta(minutes=30)
     figure = kit.bar_chart(
-        shown, "day", "credits_used", color="service", hover=["requests"], title="Credits per day",
-        labels={"day": f"Day ({date_range.time_zone})", "credits_used": "Credits", "service": "Service",
+        shown, x, "credits_used", color="service", hover=["requests"], title=f"Credits per {unit.lower()}",
+        labels={x: f"{unit} ({date_range.time_zone})", "credits_used": "Credits", "service": "Service",
                 "requests": "Requests"},
     )
-    # whole days: a bar a day, centred on its date, and the axis spans the chosen range even where nothing was used
-    figure.update_traces(width=DAY_MS * 0.8 * min(1, date_range.days / 7))  # one day's bar is not the whole chart
-    figure.update_xaxes(
-        type="date", tickformat="%-d %b", hoverformat="%-d %b %Y", dtick=DAY_MS if date_range.days <= 14 else None,
-        range=[f"{date_range.date_from - timedelta(days=1)} 12:00", f"{date_range.date_to} 12:00"],
-    )
-    kit.show_chart(figure, key=f"{scope}_usage_per_day")
+    # the axis spans the chosen range even where nothing was used; one day's bar is not the whole chart
+    figure.update_traces(width=step * 0.8 * (1 if by_hour else min(1, date_range.days / 7)))
+    if by_hour:
+        span = [f"{date_range.date_from} 00:00", f"{date_range.date_to + timedelta(days=1)} 00:00"]
+        figure.update_xaxes(type="date", tickformat="%H:%M\n%-d %b", hoverformat="%-d %b %H:00", range=span)
+    else:
+        span = [f"{date_range.date_from - timedelta(days=1)} 12:00", f"{date_range.date_to} 12:00"]
+        figure.update_xaxes(type="date", tickformat="%-d %b", hoverformat="%-d %b %Y", range=span,
+                            dtick=DAY_MS if date_range.days <= 14 else None)
+    kit.show_chart(figure, key=f"{scope}_usage_chart")
 
 
 def breakdown(members: pd.DataFrame, services: pd.DataFrame) -> None:

@@ -225,6 +225,45 @@ comment on function usage_days(text, text, text, date, date) is
     'usage_authorize.';
 
 
+-- usage_hours(p_actor_id, p_org_id, p_user_id, p_from, p_to): credits and
+-- requests per hour and service type, hours on the organization's clock
+-- (hour: the local time the hour starts), hours with usage only, in hour
+-- then service order: the chart of a day or two. One user or the whole
+-- organization (null). Authorized by usage_authorize; raises CB009 for a
+-- range longer than 7 days, and as usage_window does.
+create or replace function usage_hours(p_actor_id text, p_org_id text, p_user_id text, p_from date, p_to date)
+returns table (hour timestamp, service_type text, credits_used numeric, requests bigint)
+language plpgsql
+stable
+as $$
+declare
+    w record;
+begin
+    perform usage_authorize(p_actor_id, p_org_id, p_user_id);
+    select * into w from usage_window(p_org_id, p_from, p_to);
+    if p_to - p_from + 1 > 7 then
+        raise exception using errcode = 'CB009',
+            message = format('Usage per hour covers at most 7 days (%s to %s covers %s): use usage per day.',
+                             to_char(p_from, 'YYYY-MM-DD'), to_char(p_to, 'YYYY-MM-DD'), p_to - p_from + 1);
+    end if;
+    return query
+        select date_trunc('hour', c.created_at at time zone w.time_zone), c.service_type, sum(c.credits_used),
+               count(*)
+          from credit_usage_attribution c
+         where c.org_id = p_org_id and c.created_at >= w.starts_at and c.created_at < w.ends_at
+           and (p_user_id is null or c.user_id = p_user_id)
+         group by 1, 2
+         order by 1, 2;
+end;
+$$;
+
+comment on function usage_hours(text, text, text, date, date) is
+    'usage_hours(p_actor_id, p_org_id, p_user_id, p_from, p_to): credits and requests per hour and service type, '
+    'hours on the organization''s clock (hour: the local time the hour starts), hours with usage only, in hour then '
+    'service order: the chart of a day or two. One user or the whole organization (null). Authorized by '
+    'usage_authorize; raises CB009 for a range longer than 7 days, and as usage_window does.';
+
+
 -- usage_services(p_actor_id, p_org_id, p_user_id, p_from, p_to): credits
 -- and requests per service type over the range, largest first. One user or
 -- the whole organization (null). Authorized by usage_authorize.

@@ -159,6 +159,7 @@ declare
         'usage_range',
         'usage_totals',
         'usage_days',
+        'usage_hours',
         'usage_services',
         'usage_members',
         'usage_charges'

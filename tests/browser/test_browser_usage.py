@@ -57,7 +57,7 @@ st.set_page_config(page_title="Usage", layout="wide")
 db = kit.engine()
 actor = os.environ["USAGE_ACTOR"]
 screen = Screen(db=db, actor_id=actor, roles=auth.user_roles(db, actor), org_id=os.environ["USAGE_ORG"])
-st.title("Usage")
+st.title("Organization usage")
 date_range = kit.date_range_control(screen, key="org_usage_range")
 sections.usage_summary_section(screen, "organization", date_range)
 sections.recent_charges_section(screen, "organization", date_range)
@@ -145,7 +145,7 @@ def type_date(page, label: str, day) -> None:
     page.get_by_role("group", name=label, exact=True).get_by_role("spinbutton").first.click()
     page.keyboard.type(f"{day:%Y%m%d}")
     page.keyboard.press("Enter")
-    page.get_by_role("heading", name="Usage").click()  # away from the field: the value is sent
+    page.get_by_role("heading", name="Organization usage").click()  # away from the field: the value is sent
     settle(page)
 
 

@@ -170,6 +170,8 @@ def test_a_charge_at_2330_utc_lands_on_the_next_day_in_berlin(berlin):
     assert charge.local_time == datetime.combine(berlin_day, time(0, 30))  # what the screen shows, in Berlin
     days = usage.daily_usage(berlin, "mia", "berlin", "mia", on.date_from, on.date_to)
     assert days.values.tolist() == [[berlin_day, "llm", 7, 1]]
+    hours = usage.hourly_usage(berlin, "mia", "berlin", "mia", on.date_from, on.date_to)
+    assert hours.values.tolist() == [[datetime.combine(berlin_day, time(0)), "llm", 7, 1]]
     # the UTC day of the charge holds nothing in Berlin's calendar
     before = usage.range_totals(berlin, "mia", "berlin", "mia", late_utc_day, late_utc_day)
     assert before.requests == 0 and before.credits_used == 0
@@ -262,3 +264,13 @@ def test_the_day_summer_time_ends_in_berlin_has_25_hours(berlin):
     assert usage.daily_usage(berlin, "mia", "berlin", "mia", change, change).values.tolist() == [[change, "llm", 5, 2]]
     shown = usage.charges(berlin, "mia", "berlin", "mia", change, change)
     assert [t.strftime("%H:%M") for t in shown.local_time] == ["23:30", "00:30"]
+
+
+def test_usage_per_hour_covers_at_most_a_week(berlin):
+    today = today_in(berlin)
+    week = usage.hourly_usage(berlin, "ada", "berlin", None, today - timedelta(days=6), today)
+    assert week.requests.sum() == 11 and (week.hour.dt.minute == 0).all()
+    with pytest.raises(InvalidInput, match=r"Usage per hour covers at most 7 days .* covers 8"):
+        usage.hourly_usage(berlin, "ada", "berlin", None, today - timedelta(days=7), today)
+    with pytest.raises(PermissionDenied):
+        usage.hourly_usage(berlin, "mia", "berlin", "ned", today, today)

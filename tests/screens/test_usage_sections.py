@@ -14,7 +14,7 @@ import io
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from screen_testing import chart_titled, dataframe, errors, metric_values, plain, texts
+from screen_testing import chart_titled, dataframe, errors, metric_values, plain, texts, trace_values
 from streamlit.testing.v1 import AppTest
 
 from billing_core import auth, charging, credits, organizations, periods, pricing, subscriptions, usage
@@ -131,6 +131,7 @@ def test_a_member_sees_their_totals_chart_and_charges_in_the_organizations_time_
 def test_a_preset_changes_every_figure_and_a_custom_day_follows_berlins_calendar(berlin):
     at = choose(run("mia", "member"), "today")
     assert metric_values(at, "Credits used") == ["100"]  # the two enrichment calls made now
+    assert chart_titled(at, "Credits per hour")["layout"]["xaxis"]["title"]["text"] == f"Hour ({BERLIN})"
     late_day = datetime.now(UTC).date() - timedelta(days=4)  # 23:30 UTC five days ago is 00:30 here in Berlin
     at = choose(at, "custom")
     at.date_input(key="usage_range_from").set_value(late_day)
@@ -139,6 +140,8 @@ def test_a_preset_changes_every_figure_and_a_custom_day_follows_berlins_calendar
     assert metric_values(at, "Credits used") == ["7"]
     [charge] = dataframe(at, "local_time", "request_id").itertuples()
     assert (charge.request_id, charge.local_time) == ("late", datetime.combine(late_day, time(0, 30)))
+    [bar] = chart_titled(at, "Credits per hour")["data"]
+    assert trace_values(bar, "x") == [f"{late_day}T00:30:00"]  # the hour from midnight to 01:00, Berlin's clock
 
 
 def test_a_refused_range_says_what_is_wrong_and_the_figures_stay_as_they_were(berlin):
