@@ -27,6 +27,8 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- system screens
     "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens
+    # ---------------------------------------------------------------- usage views (pages/sections/usage.py)
+    "llm": "LLM calls",
 }
 
 

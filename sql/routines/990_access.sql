@@ -158,7 +158,15 @@ declare
         'system_plan_mix',
         'audit_entries',
         'audit_actors',
-        'audit_actions'
+        'audit_actions',
+        -- usage views over a date range (each authorizes its acting user itself)
+        'usage_range',
+        'usage_totals',
+        'usage_days',
+        'usage_hours',
+        'usage_services',
+        'usage_members',
+        'usage_charges'
     ];
     -- read helpers the app runs itself (the role checks of billing_core.access):
     -- SECURITY INVOKER, reading only what the app may read anyway
