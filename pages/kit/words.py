@@ -25,6 +25,7 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- member screen (credit requests)
     # ---------------------------------------------------------------- organization admin screen
     # ---------------------------------------------------------------- system screens
+    "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens
     # ---------------------------------------------------------------- usage views (pages/sections/usage.py)
     "llm": "LLM calls",

@@ -95,7 +95,9 @@ declare
         'credit_orders_of',
         'credit_orders_awaiting_payment',
         'record_order_payment',
+        'record_order_payment_check',
         'grant_credits',
+        'grant_credits_check',
         -- credits
         'add_credits_to_pool',
         'buy_credit_package',
@@ -112,6 +114,8 @@ declare
         -- subscriptions and plans
         'create_subscription',
         'set_subscription_status',
+        'subscription_payment_check',
+        'record_subscription_payment',
         'renew_subscription',
         'change_subscription_plan',
         'preview_subscription_change',
