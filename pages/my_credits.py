@@ -74,10 +74,12 @@ def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
     with st.container(border=True):
         marks = [m for m, on in (("default", card.is_default), ("chosen above", chosen)) if on]
         st.markdown(f"**{kit.md_text(name)}**" + (f" · {' · '.join(marks)}" if marks else ""))
-        plan = "individual balance" if card.is_personal else f"Plan: {card.plan_name or card.plan or 'none'}"
+        plan = "Individual balance" if card.is_personal else (
+            f"Plan: {card.plan_name or card.plan}" if card.plan else "No plan")
         status = f" ({kit.term(card.subscription_status)})" if card.subscription_status else ""
         inactive = "" if card.org_status == "active" else f" · organization {kit.term(card.org_status)}"
         st.caption(kit.md_text(f"{plan}{status} · you are {kit.term(card.role)}{inactive}"))
+        alerts_section(screen, card)  # first: what needs doing
         kit.metric_card("Remaining", kit.card_credits(card.remaining_credits), "text",
                         help=f"{kit.fmt_credits(card.remaining_credits)} credits you can still spend here until the "
                              "next reset (credits held for calls in progress are not counted).")
@@ -98,7 +100,6 @@ def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
             f"Used counts from {since}, the start of this period; "
             + (f"the next reset is {_day(card.next_reset, zone)}" if card.next_reset else "no reset is scheduled")
             + f" (dates in {zone})."))
-        alerts_section(screen, card)
         if card.is_personal:
             personal_order_section(screen, card)
         else:

@@ -2,8 +2,9 @@
 card); the organization's admins answer on Organization billing (`credit_requests_section`).
 
 Every form is checked by the database's own rule before any question (a preview that writes nothing), the
-database's refusal stays the last word, and a form is emptied once it succeeded. Notes and reasons are
-people's words: shown as text, never as markup.
+database's refusal stays the last word, and a form is emptied once it succeeded. Notes, reasons and emails
+are people's words: shown with st.text or in table cells, never as markdown (which would make a URL or an
+email address in them a live link, escaped or not).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def _when(moment: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def state_text(request: Any, *, mine: bool) -> str:
-    """Where a request stands, in words, for the member who asked (`mine`) or for the admins."""
+def state_text(request: Any, *, mine: bool, reason: bool = False) -> str:
+    """Where a request stands, in words, for the member who asked (`mine`) or for the admins; with the decline
+    `reason` only where it is shown as text (a table cell)."""
     asked = f"{kit.fmt_credits(request.credits)} credits"
     if request.status == "pending":
         return f"{'You asked' if mine else 'Asked'} for {asked} on {_when(request.created_at)}: waiting for an answer."
@@ -35,13 +37,13 @@ def state_text(request: Any, *, mine: bool) -> str:
         return (f"Approved by {request.decided_by} on {_when(request.decided_at)}: "
                 f"{kit.fmt_credits(request.approved_credits)} credits added to {whose} allocation{edited}.")
     if request.status == "declined":
-        reason = f" Reason: {request.decline_reason}" if request.decline_reason else " No reason given."
-        return f"The request for {asked} was declined by {request.decided_by} on {_when(request.decided_at)}.{reason}"
+        why = "" if not reason else f" Reason: {request.decline_reason}" if request.decline_reason else " No reason given."
+        return f"The request for {asked} was declined by {request.decided_by} on {_when(request.decided_at)}.{why}"
     return f"The request for {asked} was withdrawn on {_when(request.decided_at)}."
 
 
 def _worth(credits: Any) -> str:
-    return f"{kit.fmt_money(orders.list_price(credits))} at the list price of {kit.fmt_exact_money(orders.CREDIT_PRICE)}"
+    return f"{kit.fmt_money(orders.list_price(credits))} at the list price of {kit.fmt_exact_money(orders.CREDIT_PRICE)} a credit"
 
 
 # ---------------------------------------------------------------- the member's side (My credits)
@@ -85,8 +87,10 @@ def my_request_section(screen: Screen, card: MemberCard) -> None:
     latest = next(mine.itertuples(), None)
     if latest is not None:
         (st.info if latest.status == "pending" else st.caption)(kit.md_text(state_text(latest, mine=True)))
+        if latest.status == "declined":
+            st.text(f"Reason: {latest.decline_reason}" if latest.decline_reason else "No reason given.")
         if latest.note:
-            st.caption(kit.md_text(f"Your note: {latest.note}"))
+            st.text(f"Your note: {latest.note}")
     if latest is not None and latest.status == "pending":
         st.button("Withdraw my request", key=_field(card.org_id, "withdraw"), on_click=kit.write,
                   args=(form, credit_requests.withdraw, screen.db, screen.actor_id, card.org_id, latest.request_id),
@@ -144,13 +148,14 @@ def pending_request_section(screen: Screen, request: Any) -> None:
     """One waiting request: who asks for what and why, what they hold now, and the answer (approve or decline)."""
     form = _answer_field(request.request_id, "answer")
     with st.container(border=True):
-        st.markdown(kit.md_text(f"{request.member} ({request.email}) asks for {kit.fmt_credits(request.credits)} "
-                                f"credits, worth {_worth(request.credits)}"))
+        st.markdown(kit.md_text(f"{request.member} asks for {kit.fmt_credits(request.credits)} credits, worth "
+                                f"{_worth(request.credits)}"))
+        st.text(f"Email: {request.email}")
         st.caption(kit.md_text(
             f"Sent {_when(request.created_at)}. Holds {kit.fmt_credits(request.allocated_credits)} allocated, "
             f"{kit.fmt_credits(request.used_credits)} used, {kit.fmt_credits(request.remaining_credits)} remaining."))
         if request.note:
-            st.markdown(kit.md_text(f"Note: “{request.note}”"))
+            st.text(f"Note: “{request.note}”")
         with st.form(form):
             st.text_input("Credits to allocate", key=_answer_field(request.request_id, "credits"),
                           value=kit.plain_number(request.credits),
@@ -184,7 +189,7 @@ def credit_requests_section(screen: Screen) -> None:
         kit.show_flash(_answer_field(request.request_id, "answer"))
     if not answered.empty:
         with st.expander(f"Answered requests ({len(answered)})"):
-            shown = answered.assign(outcome=[state_text(r, mine=False) for r in answered.itertuples()],
+            shown = answered.assign(outcome=[state_text(r, mine=False, reason=True) for r in answered.itertuples()],
                                     note=answered.note.fillna("—"))
             kit.table(shown, {
                 "member": kit.text_column("Member"),
