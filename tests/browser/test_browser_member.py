@@ -145,6 +145,17 @@ def fits_the_screen(page, locator) -> bool:
     return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]
 
 
+def whole_page_shot(page, name: str) -> None:
+    """A screenshot of the whole page at the viewport's width (the app scrolls inside its main block, which a
+    full-page screenshot does not unroll): the viewport is made as tall as that block for the shot."""
+    size = dict(page.viewport_size)
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
 def no_sideways_scrolling(page) -> bool:
     return page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]
 
@@ -170,7 +181,7 @@ def test_request_more_credits_round_trip_on_a_phone(member_db, chromium, tmp_pat
             assert remaining.get_by_test_id("stMetricValue").inner_text().strip() == "50"
             assert no_sideways_scrolling(page)
             assert page.get_by_text("You have used 95.0% of your credits in Northwind").is_visible()
-            shot(page, "member-1-my-credits-390px")
+            whole_page_shot(page, "member-1-my-credits-390px")
 
             # bad input is refused before any question; a good one asks, then is sent
             page.get_by_text("Request more credits", exact=True).first.click()  # the expander of the first card
@@ -209,7 +220,7 @@ def test_request_more_credits_round_trip_on_a_phone(member_db, chromium, tmp_pat
             assert page.get_by_text("Approved by Nora Admin on").first.is_visible()
             assert page.get_by_text("of your credits in Northwind").count() == 0
             assert no_sideways_scrolling(page)
-            shot(page, "member-4-approved-390px")
+            whole_page_shot(page, "member-4-approved-390px")
         finally:
             phone.close()
             desk.close()
