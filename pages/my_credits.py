@@ -78,7 +78,8 @@ def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
             f"Plan: {card.plan_name or card.plan}" if card.plan else "No plan")
         status = f" ({kit.term(card.subscription_status)})" if card.subscription_status else ""
         inactive = "" if card.org_status == "active" else f" · organization {kit.term(card.org_status)}"
-        st.caption(kit.md_text(f"{plan}{status} · you are {kit.term(card.role)}{inactive}"))
+        role = {"admin": "an admin", "member": "a member"}.get(card.role, kit.term(card.role))
+        st.caption(kit.md_text(f"{plan}{status} · you are {role}{inactive}"))
         alerts_section(screen, card)  # first: what needs doing
         kit.metric_card("Remaining", kit.card_credits(card.remaining_credits), "text",
                         help=f"{kit.fmt_credits(card.remaining_credits)} credits you can still spend here until the "

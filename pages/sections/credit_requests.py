@@ -37,13 +37,17 @@ def state_text(request: Any, *, mine: bool, reason: bool = False) -> str:
         return (f"Approved by {request.decided_by} on {_when(request.decided_at)}: "
                 f"{kit.fmt_credits(request.approved_credits)} credits added to {whose} allocation{edited}.")
     if request.status == "declined":
-        why = "" if not reason else f" Reason: {request.decline_reason}" if request.decline_reason else " No reason given."
+        why = ""
+        if reason:
+            why = f" Reason: {request.decline_reason}" if request.decline_reason else " No reason given."
         return f"The request for {asked} was declined by {request.decided_by} on {_when(request.decided_at)}.{why}"
-    return f"The request for {asked} was withdrawn on {_when(request.decided_at)}."
+    who = "you" if mine else "the member"
+    return f"The request for {asked} was withdrawn by {who} on {_when(request.decided_at)}."
 
 
 def _worth(credits: Any) -> str:
-    return f"{kit.fmt_money(orders.list_price(credits))} at the list price of {kit.fmt_exact_money(orders.CREDIT_PRICE)} a credit"
+    price = kit.fmt_exact_money(orders.CREDIT_PRICE)
+    return f"{kit.fmt_money(orders.list_price(credits))} at the list price of {price} a credit"
 
 
 # ---------------------------------------------------------------- the member's side (My credits)

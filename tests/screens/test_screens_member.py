@@ -362,7 +362,7 @@ def test_a_declined_request_shows_its_reason_and_a_withdrawn_one_says_so(dataset
     confirm_button(mia, "request_credits_south_form").click().run()
     mia.button(key="request_credits_south_withdraw").click().run()
     assert any("Request withdrawn: nothing was allocated." in plain(s.value) for s in mia.success)
-    assert any("was withdrawn on" in plain(c.value) for c in mia.caption)
+    assert any("was withdrawn by you on" in plain(c.value) for c in mia.caption)
     assert open_admin_requests("south-admin", "south").caption[0].value == "No request is waiting for an answer."
 
 
