@@ -137,11 +137,15 @@ def usage_section(screen: Screen, scope: str | None) -> None:
     st.subheader("Last 30 days")
     st.caption(kit.md_text(f"Usage in {scope_label} (choose the organization at the top)."))
     totals = kit.read(screen.db, usage.my_totals, screen.actor_id, scope)
-    for column, (label, value, kind) in zip(st.columns(3), (
-            ("Credits used (30 days)", totals.credits_used, "credits"), ("Requests (30 days)", totals.requests, "count"),
-            ("Services used (30 days)", totals.services, "count")), strict=True):
-        with column:
-            kit.metric_card(label, value, kind)
+    used, requests, services = st.columns(3)
+    with used:
+        kit.metric_card("Credits used (30 days)", kit.card_credits(totals.credits_used), "text",
+                        help=f"{kit.fmt_credits(totals.credits_used)} credits, worth {_worth(totals.credits_used)} at "
+                             "the list price.")
+    with requests:
+        kit.metric_card("Requests (30 days)", totals.requests, "count")
+    with services:
+        kit.metric_card("Services used (30 days)", totals.services, "count")
     daily = kit.read(screen.db, usage.my_daily_usage, screen.actor_id, scope)
     if daily.empty:
         st.caption("No usage in the last 30 days.")
