@@ -5,6 +5,7 @@ The funded organization holds 10,000 credits; its admin is admin-1, its members 
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -188,3 +189,41 @@ def test_an_approval_that_brings_the_member_under_90_percent_clears_the_alert(db
     credit_requests.approve(db, org.admin, org.id, asked.id)  # 95 of 200
     assert alerts.my_alerts(db, "user-1", org.id).empty
     assert snapshot(db)["credit_alerts"] != before
+
+
+def at_once(calls):
+    """Run the calls in threads released together; each one's result or exception, in order."""
+    barrier = threading.Barrier(len(calls), timeout=30)
+    outcomes: list = [None] * len(calls)
+
+    def run(index, call):
+        barrier.wait()
+        try:
+            outcomes[index] = call()
+        except BillingError as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def test_simultaneous_requests_leave_one_pending_and_a_race_of_answers_has_one_winner(db, db_url, funded_org):
+    org = funded_org
+    outcomes = at_once([lambda n=n: credit_requests.request(db, "user-1", org.id, 10 + n) for n in range(4)])
+    sent = [o for o in outcomes if isinstance(o, credit_requests.CreditRequest)]
+    assert len(sent) == 1 and all(isinstance(o, AlreadyExists) for o in outcomes if o not in sent)
+    assert credit_requests.mine(db, "user-1", org.id).status.tolist() == ["pending"]
+
+    request_id = sent[0].id
+    approve, withdraw = at_once([lambda: credit_requests.approve(db, org.admin, org.id, request_id),
+                                 lambda: credit_requests.withdraw(db, "user-1", org.id, request_id)])
+    [winner] = [o for o in (approve, withdraw) if isinstance(o, credit_requests.CreditRequest)]
+    [loser] = [o for o in (approve, withdraw) if isinstance(o, BillingError)]
+    assert "nothing changed" in str(loser)
+    allocated = card(db, "user-1", org.id).allocated_credits
+    assert allocated == (sent[0].credits if winner.status == "approved" else 0)
+    assert billing_verify(db_url).returncode == 0
