@@ -87,6 +87,13 @@ class MemberCard:
     next_reset: datetime | None
     credits_used_30d: Decimal
     requests_30d: int
+    used_since: datetime | None  # the allocation's period start: what `used_credits` covers (None: no allocation)
+    org_kind: str  # 'personal': the user's individual balance
+
+    @property
+    def is_personal(self) -> bool:
+        """True for the user's individual balance (a personal organization, no admins to ask)."""
+        return self.org_kind == "personal"
 
 
 def member_cards(db: Engine, actor_id: str, days: int = WINDOW_DAYS) -> list[MemberCard]:
@@ -95,7 +102,7 @@ def member_cards(db: Engine, actor_id: str, days: int = WINDOW_DAYS) -> list[Mem
         db,
         "select org_id, org_name, org_status, role, is_default, plan, plan_name, subscription_status,"
         " allocated_credits, used_credits, remaining_credits, usage_percent, next_reset,"
-        " credits_used_window as credits_used_30d, requests_window as requests_30d"
+        " credits_used_window as credits_used_30d, requests_window as requests_30d, used_since, org_kind"
         " from member_cards(:actor_id, :days)",
         {"actor_id": actor_id, "days": _days(days)},
         checks=[_self_check(actor_id)],

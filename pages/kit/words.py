@@ -23,6 +23,11 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- orders
     "awaiting_payment": "awaiting payment",
     # ---------------------------------------------------------------- member screen (credit requests)
+    "credit_request.created": "credits requested",
+    "credit_request.approved": "credit request approved",
+    "credit_request.declined": "credit request declined",
+    "credit_request.withdrawn": "credit request withdrawn",
+    "credit_request": "credit request",
     # ---------------------------------------------------------------- organization admin screen
     # ---------------------------------------------------------------- system screens
     "subscription_payment": "subscription payment",

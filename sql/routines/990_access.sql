@@ -111,6 +111,15 @@ declare
         'set_low_balance_threshold',
         'acknowledge_credit_alert',
         'resolve_credit_alert',
+        -- credit requests (a member asks, the organization's admins answer)
+        'request_credits',
+        'preview_credit_request',
+        'withdraw_credit_request',
+        'approve_credit_request',
+        'preview_credit_request_approval',
+        'decline_credit_request',
+        'my_credit_requests',
+        'org_credit_requests',
         -- subscriptions and plans
         'create_subscription',
         'set_subscription_status',
