@@ -93,9 +93,6 @@ create or replace trigger users_password_changed
 -- as the login form needs it: email (the login name), name, hash, the failed
 -- attempts that still count (those within ledger_login_lockout_window()),
 -- and the user's roles ('system_admin', 'admin', 'member').
--- Dropped and re-created, so that a later change of its columns applies.
-drop view if exists login_credentials;
-
 
 create view login_credentials as
 select u.id as user_id,
