@@ -20,8 +20,6 @@ from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 
-CREDIT_PRICE = Decimal("0.001")  # dollars per credit, the catalogue's list price
-
 
 @dataclass(frozen=True)
 class Order:
@@ -151,8 +149,3 @@ def awaiting_payment(db: Engine, actor_id: str | None) -> pd.DataFrame:
         "select * from credit_orders_awaiting_payment(:actor_id)",
         {"actor_id": actor_id},
     )
-
-
-def list_price(credits: Amount) -> Decimal:
-    """The catalogue's price in dollars of a number of credits (1 credit = $0.001)."""
-    return to_decimal(credits, "Credits") * CREDIT_PRICE
