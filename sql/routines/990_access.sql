@@ -188,10 +188,11 @@ declare
         'ledger_require_user'
     ];
     -- tables the app still reads itself (billing_core.periods and .alerts, with
-    -- the role checks above); every other read goes through a function that
-    -- authorizes its actor, so the app reads no other table or view
+    -- the role checks above, and those checks' own reads); every other read
+    -- goes through a function that authorizes its actor
     v_app_tables text[] := array[
         'organizations',
+        'organization_members',  -- the role checks (ledger_role_in) run as the app
         'credit_pools',
         'credit_lots',
         'credit_alerts',
@@ -240,5 +241,7 @@ begin
 end;
 $access$;
 
--- users: the app reads no column of it; the login and the screens read a user
+-- users: only what the role checks the app runs itself read (ledger_require_user,
+-- ledger_role_in: SECURITY INVOKER); the login and the screens read a user
 -- through login_entry, user_account and begin_login_attempt.
+grant select (id, is_system_admin) on users to billing_app;

@@ -219,6 +219,7 @@ def test_app_role_writes_no_table_and_reads_users_only_through_functions(db, app
     )
     assert writable == []
     assert "permission denied" in refused(app_db, "select email from users where id = 'admin-1'")
+    assert call(app_db, "select is_system_admin from users where id = 'admin-1'") is False  # the role checks
     assert call(app_db, "select email from user_account('admin-1')") == "admin-1@example.com"
     assert call(db, "select has_column_privilege('billing_app', 'users', 'password_hash', 'SELECT')") is False
 

@@ -104,13 +104,17 @@ def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
 @pytest.mark.parametrize("relation", [
     "organization_credit_pools", "org_billing_summary", "user_multi_org_credits", "top_credit_users_by_org",
     "org_billing_metrics", "org_billing_history", "credit_usage_attribution", "credit_holds", "credit_orders",
-    "organization_members", "user_credit_allocations", "model_prices", "org_pricing_overrides", "audit_log",
-    "users",
+    "user_credit_allocations", "model_prices", "org_pricing_overrides", "audit_log",
 ])
 def test_the_app_cannot_read_around_the_functions(two_orgs, app_db, relation):
     # the reads above used to be a SELECT on these, with the role check chosen in Python beside it
     with pytest.raises((PermissionDenied, sa.exc.ProgrammingError), match="permission denied"):
         fetch(app_db, f"select 1 from {relation} limit 1")
+
+
+def test_the_app_reads_of_users_only_what_the_role_checks_need(two_orgs, app_db):
+    with pytest.raises((PermissionDenied, sa.exc.ProgrammingError), match="permission denied"):
+        fetch(app_db, "select email from users limit 1")
 
 
 def test_the_python_reads_pass_parameters_and_the_sql_refusal_reaches_the_caller(two_orgs, app_db):
