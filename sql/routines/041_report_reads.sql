@@ -73,7 +73,8 @@ comment on function org_billing_summary_of(text, text) is
 
 -- my_credits(p_actor_id): the acting user's allocation in each of their
 -- organizations (user_multi_org_credits), default first. Only ever the
--- actor's own rows. Locks nothing. Raises CB002 (no or unknown actor).
+-- actor's own rows. Locks nothing. Raises CB002 (unknown actor), CB008 (an
+-- empty one: no one logged in).
 create or replace function my_credits(p_actor_id text)
 returns table (org_id text, org_name text, org_status text, role text, is_default boolean,
                allocated_credits numeric, used_credits numeric, remaining_credits numeric, usage_percent numeric,
@@ -83,7 +84,7 @@ stable
 as $$
 #variable_conflict use_column
 begin
-    perform ledger_require_user(p_actor_id, 'Acting user');
+    perform ledger_require_actor(p_actor_id);
     return query
         select c.org_id, c.org_name, c.org_status, c.role, c.is_default, c.allocated_credits, c.used_credits,
                c.remaining_credits, c.usage_percent, c.period_start, c.period_end
@@ -95,8 +96,8 @@ $$;
 
 comment on function my_credits(text) is
     'my_credits(p_actor_id): the acting user''s allocation in each of their organizations '
-    '(user_multi_org_credits), default first. Only ever the actor''s own rows. Locks nothing. Raises CB002 (no or '
-    'unknown actor).';
+    '(user_multi_org_credits), default first. Only ever the actor''s own rows. Locks nothing. Raises CB002 '
+    '(unknown actor), CB008 (an empty one: no one logged in).';
 
 
 -- top_credit_users_of(p_org_id, p_actor_id, p_limit): the organization's

@@ -185,7 +185,8 @@ declare
         'ledger_authorize',
         'ledger_role_in',
         'ledger_require_org',
-        'ledger_require_user'
+        'ledger_require_user',
+        'ledger_require_actor'
     ];
     -- tables the app still reads itself (billing_core.periods and .alerts, with
     -- the role checks above, and those checks' own reads); every other read

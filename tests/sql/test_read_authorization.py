@@ -82,6 +82,8 @@ def test_an_unknown_organization_or_actor_is_not_found_and_no_actor_is_refused_o
     # a null actor is the operator: accepted on the owner's connection only, as for writes
     with pytest.raises(PermissionDenied, match="operator action"):
         fetch(app_db, statement, {"o": two_orgs.id, "a": None})
+    with pytest.raises(PermissionDenied, match="log in first"):  # no one logged in
+        fetch(app_db, statement, {"o": two_orgs.id, "a": ""})
 
 
 @pytest.mark.parametrize("statement", SYSTEM_ADMIN_READS.values(), ids=SYSTEM_ADMIN_READS.keys())
