@@ -1,8 +1,11 @@
-"""Who may see what: the role checks billing_core runs before every read.
+"""Role checks run beside a read, for the reads whose stored function does not take the actor yet.
 
-The rules themselves live in SQL (`ledger_authorize`); stored functions that
-change state call it too, so a screen, the CLI and another service get the
-same answer.
+The rules live in SQL (`ledger_authorize`). The way a read is authorized is by
+its stored function: it takes the actor and calls `ledger_authorize` itself,
+as writes do (reports, organizations, auth, pricing, charging, orders). What
+still passes `check`/`org_checks` to `fetch(checks=...)` (usage, analytics,
+audit, periods, alerts) chooses the required role in Python: move each such
+read into a function that takes the actor, then this module goes.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 import bcrypt
 from sqlalchemy.engine import Engine
 
-from billing_core import access, settings
+from billing_core import settings
 from billing_core.database import call, fetch, records
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
@@ -162,19 +162,12 @@ def user_roles(db: Engine, user_id: str) -> UserRoles:
     """The user's roles and organizations (default organization first); NotFound for an unknown user."""
     users = fetch(
         db,
-        "select id as user_id, email, coalesce(display_name, email) as name, is_system_admin from users"
-        " where id = :user_id",
+        "select id as user_id, email, display_name as name, is_system_admin from user_account(:user_id)",
         {"user_id": user_id},
     )
     if not users:
         raise NotFound(f"User {user_id!r} does not exist.")
-    rows = fetch(
-        db,
-        "select m.org_id, o.name as org_name, m.role, m.is_default from organization_members m"
-        " join organizations o on o.id = m.org_id where m.user_id = :user_id"
-        " order by m.is_default desc, m.joined_at, m.org_id",
-        {"user_id": user_id},
-    )
+    rows = fetch(db, "select * from user_memberships(:user_id)", {"user_id": user_id})
     user = users[0]._mapping
     return UserRoles(**user, memberships=tuple(records(Membership, rows)))
 
@@ -183,7 +176,7 @@ def user_id_for_email(db: Engine, email: str) -> str | None:
     """The id of the user with this email (any case, surrounding spaces ignored), or None."""
     if not email or not email.strip():
         raise InvalidInput("Enter an email address.")
-    return call(db, "select id from users where lower(email) = lower(btrim(:email))", {"email": email})
+    return call(db, "select user_id_for_email(:email)", {"email": email})
 
 
 @dataclass(frozen=True)
@@ -200,11 +193,7 @@ def organization_choices(db: Engine, roles: UserRoles) -> list[OrgChoice]:
     choices = [OrgChoice(m.org_id, m.org_name, m.role) for m in roles.memberships]
     if roles.is_system_admin:
         own = {m.org_id for m in roles.memberships}
-        rows = fetch(
-            db,
-            "select id, name from organizations where kind = 'organization' order by lower(name), id",
-            checks=[access.check(roles.user_id, None, "system_admin")],
-        )
+        rows = fetch(db, "select org_id, name from all_organizations(:actor_id)", {"actor_id": roles.user_id})
         choices += [OrgChoice(org_id, name, None) for org_id, name in rows if org_id not in own]
     return choices
 
@@ -222,15 +211,7 @@ def load_credentials(db: Engine, email: str | None = None) -> dict[str, Any]:
     checked by `verify_login`): user_id, email, name, roles, logged_in."""
     usernames: dict[str, Any] = {}
     if email:
-        rows = fetch(
-            db,
-            "select u.id, u.email, coalesce(u.display_name, u.email), array_remove("
-            " array[case when u.is_system_admin then 'system_admin' end]"
-            " || coalesce((select array_agg(distinct m.role order by m.role) from organization_members m"
-            " where m.user_id = u.id), '{}'), null)"
-            " from users u where lower(u.email) = lower(btrim(:email))",
-            {"email": email},
-        )
+        rows = fetch(db, "select user_id, email, name, roles from login_entry(:email)", {"email": email})
         for user_id, user_email, name, roles in rows:
             usernames[user_email.lower()] = _entry(user_id, user_email, name, roles)
     return {"usernames": usernames}

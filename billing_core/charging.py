@@ -20,7 +20,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
@@ -220,9 +219,6 @@ def holds(db: Engine, actor_id: str, org_id: str, *, open_only: bool = False) ->
     """The organization's credit holds, newest first (org admins)."""
     return fetch_frame(
         db,
-        "select request_id, user_id, credits, service_type, service_name, status, settled_credits, expires_at,"
-        " created_at, closed_at, close_reason from credit_holds"
-        " where org_id = :org_id and (status = 'open' or not :open_only) order by created_at desc, id desc",
-        {"org_id": org_id, "open_only": open_only},
-        checks=access.org_checks(actor_id, org_id, "admin"),
+        "select * from credit_holds_of(:org_id, :actor_id, :open_only)",
+        {"org_id": org_id, "actor_id": actor_id, "open_only": open_only},
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TextIO
 
 from sqlalchemy.engine import make_url
 
@@ -80,7 +82,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         return 0
     if not demo.organization_count(engine):
         print("Empty database: loading the demo data set...", flush=True)
-        _print_demo_load(demo.load(engine))
+        _print_demo_load(demo.load(engine, progress=_DemoProgress()))
     else:
         logins = demo.demo_logins(engine)
         if logins:
@@ -92,6 +94,45 @@ def _print_logins(logins: list[demo.Login]) -> None:
     print(f"Demo logins (every demo user's password: {demo.DEMO_PASSWORD}):")
     for login in logins:
         print(f"  {login}")
+
+
+class _DemoProgress:
+    """A load's progress in the terminal: a bar redrawn in place on a terminal, else a line per stage done.
+
+    A stage ends when it reports all its items done, or when the next stage starts.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self.stage: str | None = None
+        self.line = ""
+        self.started = time.monotonic()
+
+    def _end_stage(self) -> None:
+        if self.stage is not None:
+            seconds = f"{time.monotonic() - self.started:.1f} s"
+            self.stream.write(f"\r{self.line} {seconds}\n" if self.live else f"{self.line} {seconds}\n")
+            self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        """Show that `done` of the `total` items of `stage` are written."""
+        if stage != self.stage:
+            self._end_stage()
+            self.stage, self.started = stage, time.monotonic()
+        step = f"[{demo.STAGES.index(stage) + 1}/{len(demo.STAGES)}]"
+        count = f" {done:,} of {total:,}" if total > 1 else ""
+        if self.live:
+            filled = self.WIDTH * min(done, total) // total if total else self.WIDTH
+            self.line = f"  {step} {stage:<28} [{'#' * filled}{'.' * (self.WIDTH - filled)}]{count}"
+            self.stream.write(f"\r{self.line}")
+        else:
+            self.line = f"  {step} {stage}:{count}"
+        if done >= total:
+            self._end_stage()
+        self.stream.flush()
 
 
 def _print_demo_load(report: demo.LoadReport) -> None:
@@ -108,7 +149,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     migrations.migrate(database.database_url())
     demo.ensure_empty(engine)
     print("Loading the demo data set...", flush=True)
-    _print_demo_load(demo.load(engine, seed=args.seed))
+    _print_demo_load(demo.load(engine, seed=args.seed, progress=_DemoProgress()))
     return 0
 
 

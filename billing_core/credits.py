@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from billing_core.amounts import Amount, to_decimal
-from billing_core.charging import charging_org
 from billing_core.database import call
 from billing_core.moments import aware
 
@@ -125,29 +124,6 @@ def deduct(
             "occurred_at": aware(occurred_at, "Usage time"),
         },
     )
-
-
-def deduct_for_user(
-    db: Engine,
-    user_id: str,
-    credits: Amount,
-    service_type: str,
-    service_name: str,
-    *,
-    org_id: str | None = None,
-    request_id: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> tuple[str, Decimal]:
-    """Deduct `credits` from the organization named, else the one the ledger charges; returns (org_id, remaining).
-
-    Which organization pays is SQL's rule (`charging_org_for`, as in charge_usage):
-    the default organization, else the first joined, else the individual balance.
-    """
-    chosen = charging_org(db, user_id, org_id)
-    remaining = deduct(
-        db, chosen, user_id, credits, service_type, service_name, request_id=request_id, metadata=metadata
-    )
-    return chosen, remaining
 
 
 def has_sufficient_credits(db: Engine, org_id: str, user_id: str, credits: Amount) -> bool:

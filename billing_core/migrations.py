@@ -2,7 +2,14 @@
 
 sql/migrations/NNNN_*.sql are forward-only: each is applied once, and editing
 one after it was applied is refused. sql/routines/*.sql (functions and views)
-are re-applied, all of them in name order, whenever any of them changed.
+are re-applied as a set whenever any of them changed: every function,
+procedure and view of schema public is dropped first, in the migration's
+transaction, then the files re-create them in name order. So a routine renamed,
+re-signed or deleted in a file cannot linger in a database migrated before, and
+no file needs a hand-written `drop function if exists old(types)`. The routines
+own every function and view of schema public: a migration creates tables, never
+a function or a view (the drop would take it). Triggers on tables are dropped
+with their function and re-created by the routine file that defines both.
 The files live in the checkout's top-level sql/; a non-editable install
 (`pip install .`) ships them inside the package as billing_core/sql/.
 Files are executed as they are, through psycopg without parameters, so their
@@ -56,6 +63,53 @@ def _files(kind: str) -> list[Path]:
     return sorted(folder.glob("*.sql"))
 
 
+# A constant statement, no input. It refuses (and the migration rolls back) when
+# something other than a view, a routine or a trigger depends on a routine (a
+# column default, a constraint, an index): CASCADE would drop that silently.
+_DROP_ROUTINES = """
+do $drop$
+declare
+    v_object record;
+    v_dependent text;
+begin
+    select pg_describe_object(d.classid, d.objid, d.objsubid) into v_dependent
+      from pg_depend d
+      left join pg_proc p on d.refclassid = 'pg_proc'::regclass and p.oid = d.refobjid
+      left join pg_class c on d.refclassid = 'pg_class'::regclass and c.oid = d.refobjid
+     where (p.pronamespace = 'public'::regnamespace
+            or (c.relnamespace = 'public'::regnamespace and c.relkind in ('v', 'm')))
+       and d.deptype = 'n'
+       and d.classid not in ('pg_proc'::regclass, 'pg_rewrite'::regclass, 'pg_trigger'::regclass)
+     limit 1;
+    if v_dependent is not null then
+        raise exception 'cannot re-create the routines as a set: % depends on one of them '
+            '(routines own functions and views; a table may use them only through a trigger)', v_dependent;
+    end if;
+    for v_object in
+        select c.oid::regclass::text as name, case c.relkind when 'm' then 'materialized view' else 'view' end as kind
+          from pg_class c
+         where c.relnamespace = 'public'::regnamespace and c.relkind in ('v', 'm')
+           and not exists (select 1 from pg_depend e where e.classid = 'pg_class'::regclass
+                           and e.objid = c.oid and e.deptype = 'e')
+    loop
+        -- a view may already be gone with one it read
+        execute format('drop %s if exists %s cascade', v_object.kind, v_object.name);
+    end loop;
+    for v_object in
+        select p.oid::regprocedure::text as name from pg_proc p
+         where p.pronamespace = 'public'::regnamespace
+           and not exists (select 1 from pg_depend e where e.classid = 'pg_proc'::regclass
+                           and e.objid = p.oid and e.deptype = 'e')
+    loop
+        if to_regprocedure(v_object.name) is not null then
+            execute format('drop routine %s cascade', v_object.name);
+        end if;
+    end loop;
+end;
+$drop$
+"""
+
+
 def _checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -92,8 +146,11 @@ def migrate(url: str) -> MigrationReport:
 
             report.roles = roles.ensure_roles(conn)
             routines = [(f"routines/{p.name}", p, _checksum(p)) for p in _files("routines")]
-            # new roles have none of the grants yet: 990_access.sql must run again
-            if report.roles or any(applied.get(name) != checksum for name, _, checksum in routines):
+            # new roles have none of the grants yet: 990_access.sql must run again; a routine file
+            # removed takes its routines with it
+            removed = {n for n in applied if n.startswith("routines/")} - {name for name, _, _ in routines}
+            if report.roles or removed or any(applied.get(name) != checksum for name, _, checksum in routines):
+                conn.execute(_DROP_ROUTINES)
                 for name, path, checksum in routines:
                     conn.execute(path.read_text())
                     conn.execute(

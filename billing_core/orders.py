@@ -20,15 +20,6 @@ from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 
-# an order's columns, in the order the screens show them (a constant SQL fragment, no input)
-_SELECT = (
-    "org_id, id, source, package_code, ordered_credits, bonus_credits, credits, list_price, price, currency,"
-    " description, status, ordered_by, ordered_at, payment_reference, paid_at, payment_recorded_by,"
-    " payment_recorded_at, canceled_by, canceled_at"
-)
-
-CREDIT_PRICE = Decimal("0.001")  # dollars per credit, the catalogue's list price
-
 
 @dataclass(frozen=True)
 class Order:
@@ -46,6 +37,7 @@ class Order:
     currency: str
     description: str
     status: str
+    credits_expire_at: datetime | None
     ordered_by: str | None
     ordered_at: datetime
     payment_reference: str | None
@@ -72,16 +64,15 @@ def quote(db: Engine, *, package_code: str | None = None, credits: Amount | None
     """The credits and price of an order of a package or a number of credits, before it is placed."""
     rows = fetch(
         db,
-        "select package_code, ordered_credits, bonus_credits, credits, price, description"
-        " from credit_order_quote(:package_code, :credits)",
+        "select * from credit_order_quote(:package_code, :credits)",
         {"package_code": package_code, "credits": to_decimal(credits, "Credits to buy")},
     )
     return record(Quote, rows[0])
 
 
 def _order(db: Engine, statement: str, params: dict) -> Order:
-    rows = fetch(db, f"select {_SELECT} from {statement}", params)
-    return record(Order, rows[0])
+    """The order a stored function returns (a credit_orders row), field by field from its column names."""
+    return record(Order, fetch(db, statement, params)[0])
 
 
 def create_order(
@@ -90,7 +81,7 @@ def create_order(
     """Order a credit package or a number of credits at the list price; the order awaits payment."""
     return _order(
         db,
-        "create_credit_order(:org_id, :package_code, :credits, :actor_id)",
+        "select * from create_credit_order(:org_id, :package_code, :credits, :actor_id)",
         {"org_id": org_id, "package_code": package_code, "credits": to_decimal(credits, "Credits to buy"),
          "actor_id": actor_id},
     )
@@ -102,7 +93,7 @@ def order_personal_credits(
     """Order credits for a user's individual balance (the user or a system admin); awaits payment."""
     return _order(
         db,
-        "order_personal_credits(:user_id, :package_code, :credits, :actor_id)",
+        "select * from order_personal_credits(:user_id, :package_code, :credits, :actor_id)",
         {"user_id": user_id, "package_code": package_code, "credits": to_decimal(credits, "Credits to buy"),
          "actor_id": actor_id},
     )
@@ -114,7 +105,7 @@ def record_payment(
     """Record an order's payment (system admin or operator): its credits enter the pool now."""
     return _order(
         db,
-        "record_order_payment(:order_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
+        "select * from record_order_payment(:order_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
         {"order_id": order_id, "reference": payment_reference, "actor_id": actor_id,
          "paid_at": aware(paid_at, "Payment time")},
     )
@@ -135,7 +126,7 @@ def payment_recorded_at(
 
 def cancel_order(db: Engine, actor_id: str | None, order_id: str) -> Order:
     """Cancel an order awaiting payment (org admin of its organization or system admin)."""
-    return _order(db, "cancel_credit_order(:order_id, :actor_id)", {"order_id": order_id, "actor_id": actor_id})
+    return _order(db, "select * from cancel_credit_order(:order_id, :actor_id)", {"order_id": order_id, "actor_id": actor_id})
 
 
 def grant_credits(
@@ -173,20 +164,13 @@ def check_grant(
 
 def orders_of(db: Engine, actor_id: str | None, org_id: str) -> pd.DataFrame:
     """The organization's orders, newest first (its admins and system admins)."""
-    return fetch_frame(db, f"select {_SELECT} from credit_orders_of(:org_id, :actor_id)",
-                       {"org_id": org_id, "actor_id": actor_id})
+    return fetch_frame(db, "select * from credit_orders_of(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
 
 
 def awaiting_payment(db: Engine, actor_id: str | None) -> pd.DataFrame:
     """Every order awaiting payment, oldest first (system admins and the operator)."""
     return fetch_frame(
         db,
-        "select org_id, org_name, id, package_code, credits, price, description, ordered_by, ordered_at"
-        " from credit_orders_awaiting_payment(:actor_id)",
+        "select * from credit_orders_awaiting_payment(:actor_id)",
         {"actor_id": actor_id},
     )
-
-
-def list_price(credits: Amount) -> Decimal:
-    """The catalogue's price in dollars of a number of credits (1 credit = $0.001)."""
-    return to_decimal(credits, "Credits") * CREDIT_PRICE

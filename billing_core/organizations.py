@@ -9,7 +9,7 @@ from decimal import Decimal
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access, auth, subscriptions
+from billing_core import auth, subscriptions
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.errors import InvalidInput
 
@@ -99,35 +99,20 @@ def set_default_organization(db: Engine, actor_id: str, org_id: str) -> None:
 
 def get_user(db: Engine, user_id: str) -> User | None:
     """The user with this id, or None."""
-    rows = fetch(
-        db,
-        "select id, email, coalesce(display_name, email) as display_name, is_system_admin from users"
-        " where id = :user_id",
-        {"user_id": user_id},
-    )
+    rows = fetch(db, "select * from user_account(:user_id)", {"user_id": user_id})
     return record(User, rows[0]) if rows else None
 
 
 def members(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The organization's members with their role and current allocation (org admins)."""
     return fetch_frame(
-        db,
-        "select user_id, email, display_name, role, is_default, allocated_credits, used_credits,"
-        " remaining_credits, usage_percent from user_multi_org_credits where org_id = :org_id"
-        " order by display_name, user_id",
-        {"org_id": org_id},
-        checks=[access.check(actor_id, org_id, "admin")],
+        db, "select * from organization_members_of(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id}
     )
 
 
 def organizations(db: Engine, actor_id: str) -> pd.DataFrame:
     """Every organization with its status (system admins); individual balances are not organizations."""
-    return fetch_frame(
-        db,
-        "select id as org_id, name, status, created_at from organizations where kind = 'organization'"
-        " order by name, id",
-        checks=[access.check(actor_id, None, "system_admin")],
-    )
+    return fetch_frame(db, "select * from all_organizations(:actor_id)", {"actor_id": actor_id})
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,7 @@ def catalogue(db: Engine, at: datetime | None = None) -> list[CatalogueEntry]:
 
 def versions(db: Engine, code: str) -> list[PlanVersion]:
     """Every version of plan `code`, oldest first (empty for an unknown plan)."""
-    rows = fetch(
-        db,
-        "select plan, version, monthly_price, pricing_mode, included_credits, trial_days, effective_at, created_by"
-        " from plan_versions where plan = :code order by version",
-        {"code": code},
-    )
+    rows = fetch(db, "select * from plan_version_list(:code)", {"code": code})
     return records(PlanVersion, rows)
 
 

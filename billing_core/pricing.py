@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame
 from billing_core.moments import aware
@@ -94,81 +93,45 @@ def calculator(
     table = fetch_frame(
         db,
         "select plan_code, plan_name, pricing_mode, monthly_price, allowed, credits, dollars, note,"
-        " explanation::text as explanation from pricing_calculator(:org_id, :service_type, :service_name,"
-        " :input_tokens, :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
-        {"org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
-        checks=[access.check(actor_id, None, "system_admin")],
+        " explanation::text as explanation from pricing_calculator_for(:actor_id, :org_id, :service_type,"
+        " :service_name, :input_tokens, :output_tokens, :images, :requests, :byok, cast(:at as timestamptz))",
+        {"actor_id": actor_id, "org_id": org_id, **usage.params(), "at": aware(at, "Pricing time")},
     )
     # the text column holds NaN where SQL said NULL: no explanation (a plan that refuses the event)
     return table.assign(explanation=[explanation(t) if isinstance(t, str) else None for t in table.explanation])
 
 
-def _admin_list(db: Engine, actor_id: str, statement: str, params: dict[str, Any]) -> pd.DataFrame:
-    """A price table's read (system admins), labelled by the query's own column names."""
-    return fetch_frame(db, statement, params, checks=[access.check(actor_id, None, "system_admin")])
-
-
 def model_prices(db: Engine, actor_id: str, *, at: datetime | None = None, history: bool = False) -> pd.DataFrame:
     """Model prices in force at `at` (default now), one row per model; `history`: every row, scheduled ones too."""
-    return _admin_list(
+    return fetch_frame(
         db,
-        actor_id,
-        "select id, provider, model, effective_from, usd_per_1k_input, usd_per_1k_output, usd_per_image,"
-        " usd_per_request, is_available, note, created_by, created_at from model_prices m"
-        " where :history or m.id = (select c.id from model_prices c where c.model = m.model"
-        "   and c.effective_from <= coalesce(cast(:at as timestamptz), now()) order by c.effective_from desc limit 1)"
-        " order by provider, model, effective_from",
-        {"at": aware(at, "Time"), "history": history},
+        "select * from model_price_list(:actor_id, cast(:at as timestamptz), :history)",
+        {"actor_id": actor_id, "at": aware(at, "Time"), "history": history},
     )
 
 
 def service_prices(db: Engine, actor_id: str, *, history: bool = False) -> pd.DataFrame:
     """Fixed-price services in force now, one row each; `history`: every row, scheduled ones too."""
-    return _admin_list(
-        db,
-        actor_id,
-        "select id, service_type, effective_from, credits, is_available, note, created_by, created_at"
-        "  from service_prices s"
-        " where :history or s.id = (select c.id from service_prices c where c.service_type = s.service_type"
-        "                            and c.effective_from <= now() order by c.effective_from desc limit 1)"
-        " order by service_type, effective_from",
-        {"history": history},
+    return fetch_frame(
+        db, "select * from service_price_list(:actor_id, :history)", {"actor_id": actor_id, "history": history}
     )
 
 
 def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
     """Every platform rule (markup, BYOK fee, hold lifetime), newest first; `in_force` marks the current one."""
-    return _admin_list(
-        db,
-        actor_id,
-        "select id, effective_from, markup, byok_fee_credits, hold_ttl_seconds,"
-        " id = (pricing_platform_rule_at(now())).id as in_force, note, created_by, created_at"
-        " from platform_pricing_rules order by effective_from desc",
-        {},
-    )
+    return fetch_frame(db, "select * from platform_rule_list(:actor_id)", {"actor_id": actor_id})
 
 
 def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:
     """Organizations' pricing overrides (all, or one org's), newest first."""
-    return _admin_list(
-        db,
-        actor_id,
-        "select v.org_id, o.name as org_name, v.id, v.effective_from, v.markup, v.byok_fee_credits, v.note,"
-        " v.created_by, v.created_at from org_pricing_overrides v join organizations o on o.id = v.org_id"
-        " where cast(:org_id as text) is null or v.org_id = :org_id order by o.name, v.org_id, v.effective_from desc",
-        {"org_id": org_id},
+    return fetch_frame(
+        db, "select * from org_pricing_override_list(:actor_id, :org_id)", {"actor_id": actor_id, "org_id": org_id}
     )
 
 
 def credit_packages(db: Engine, *, active_only: bool = False) -> pd.DataFrame:
     """The credit packages (a public catalogue, like the plans), in display order; what 1,000 credits cost in each."""
-    return fetch_frame(
-        db,
-        "select code, name, credits, bonus_credits, credits + bonus_credits as total_credits, price,"
-        " round(price * 1000 / (credits + bonus_credits), 4) as usd_per_1000_credits, is_active, sort_order"
-        " from credit_packages where is_active or not :active_only order by sort_order, code",
-        {"active_only": active_only},
-    )
+    return fetch_frame(db, "select * from credit_package_list(:active_only)", {"active_only": active_only})
 
 
 def set_model_price(

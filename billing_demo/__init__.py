@@ -119,7 +119,27 @@ WEEKDAY_FACTORS = (1.0, 1.08, 1.05, 1.0, 0.82, 0.16, 0.1)
 WORK_HOURS = [(8, 2), (9, 6), (10, 9), (11, 9), (12, 5), (13, 7), (14, 9), (15, 8), (16, 7), (17, 4), (18, 2), (19, 1)]
 # organizations' UTC offsets (hours): where their working day falls
 UTC_OFFSETS = (-8, -5, -5, 0, 1, 1, 2, 5.5, 8, 9)
-_BATCH = 25_000  # deductions per statement
+_BATCH = 5_000  # deductions per statement: small enough that the progress moves every second or so
+
+Progress = Callable[[str, int, int], None]
+"""Told of a load's steps: the stage (in words), how many of its items are done, and how many in all."""
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    """A Progress that shows nothing (a load called from code or a test)."""
+
+
+# the stages of a load, in order; the count each reports is of what its words name
+PLANNING = "Planning the data set"
+PRICING = "Pricing the calls"
+PEOPLE = "Users and organizations"
+HISTORY = "Memberships and plan history"
+CREDITS = "Purchases and allocations"
+USAGE = "Metered calls"
+FEATURES = "Plans, policies and lots"
+PERIODS = "Billing periods"
+STATISTICS = "Statistics for the screens"
+STAGES = (PLANNING, PRICING, PEOPLE, HISTORY, CREDITS, USAGE, FEATURES, PERIODS, STATISTICS)
 
 
 class DatabaseNotEmpty(BillingError):
@@ -626,23 +646,44 @@ def load(
     users: int = 300,
     days: int = 90,
     anchor: date | None = None,
+    progress: Progress = _silent,
 ) -> LoadReport:
-    """Load the demo into a database without organizations, in one transaction; refuses (DatabaseNotEmpty) otherwise."""
+    """Load the demo into a database without organizations, in one transaction; refuses (DatabaseNotEmpty) otherwise.
+
+    `progress` hears of each stage (STAGES, in order) as it starts, of each batch within it, and of its end
+    (a stage may also end by the next one starting).
+    """
     started = time.monotonic()
     ensure_empty(db)
+    progress(PLANNING, 0, 1)
+
+    def price(calls: list[Usage]) -> list[Decimal]:
+        credits: list[Decimal] = []
+        for start in range(0, len(calls), _BATCH):
+            progress(PRICING, start, len(calls))
+            credits += engine_prices(db, calls[start:start + _BATCH])
+        progress(PRICING, len(calls), len(calls))
+        return credits
+
     data = plan(seed, organizations=organizations, users=users, days=days, anchor=anchor,
-                password_hash=auth.hash_password(DEMO_PASSWORD), price=lambda calls: engine_prices(db, calls))
+                password_hash=auth.hash_password(DEMO_PASSWORD), price=price)
     with db.begin() as conn:
         _run(conn, "select pg_advisory_xact_lock(:key)", {"key": _LOAD_LOCK_KEY})
         if _run(conn, "select count(*) from organizations")[0][0]:
             raise DatabaseNotEmpty("The database already has organizations: another load got there first.")
-        _write(conn, data)
+        _write(conn, data, progress)
+        progress(FEATURES, 0, 1)
         _write_billing_features(conn, data)
+        progress(FEATURES, 1, 1)
+    progress(PERIODS, 0, 1)
     periods.run(db)  # records each organization's current period and when the job last ran
+    progress(PERIODS, 1, 1)
+    progress(STATISTICS, 0, 1)
     with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         # fresh statistics and visibility map for the screens' first queries: without the vacuum,
         # index-only scans over the new usage rows visit the heap until autovacuum comes by
         conn.execute(sa.text("vacuum (analyze) credit_usage_attribution, org_billing_history, user_credit_allocations"))
+    progress(STATISTICS, 1, 1)
     return LoadReport(
         organizations=len(data.orgs),
         users=len(data.people) + 1,  # and the system admin
@@ -688,9 +729,11 @@ def _write_billing_features(conn: Connection, data: Dataset) -> None:
          {"actor": SYSADMIN_ID})
 
 
-def _write(conn: Connection, data: Dataset) -> None:
+def _write(conn: Connection, data: Dataset, progress: Progress) -> None:
     owners = {org.owner for org in data.orgs}
     by_person = {p.id: p for p in data.people}
+    people = len(data.people) + 1 + len(data.orgs)  # users, the system admin, organizations
+    progress(PEOPLE, 0, people)
     _run(conn, "select create_user(:id, :email, :name, true, :hash, null)",
          {"id": SYSADMIN_ID, "email": SYSADMIN_EMAIL, "name": SYSADMIN_NAME, "hash": data.password_hash})
 
@@ -722,9 +765,13 @@ def _write(conn: Connection, data: Dataset) -> None:
         {"ids": [p.id for p in others], "emails": [p.email for p in others], "names": [p.name for p in others],
          "hash": data.password_hash, "actor": SYSADMIN_ID},
     )
+    progress(PEOPLE, people, people)
     # memberships in order: each user's first row is their default organization
     owner_of = {org.id: org.owner for org in data.orgs}
     new = [(o, u, r) for o, u, r in data.memberships if owner_of[o] != u]
+    events = sorted((at, org.id, kind, value) for org in data.orgs for at, kind, value in org.events)
+    history = len(new) + len(events)
+    progress(HISTORY, 0, history)
     _run(
         conn,
         "select count(add_organization_member(o, u, r, :actor))"
@@ -734,16 +781,19 @@ def _write(conn: Connection, data: Dataset) -> None:
          "actor": SYSADMIN_ID},
     )
 
+    progress(HISTORY, len(new), history)
     # plan history, in time order
-    events = sorted((at, org.id, kind, value) for org in data.orgs for at, kind, value in org.events)
-    for at, org_id, kind, value in events:
+    for done, (at, org_id, kind, value) in enumerate(events, start=1):
         if kind == "status":
             _run(conn, "select set_subscription_status(:org, :status, :actor, :at)",
                  {"org": org_id, "status": value, "actor": SYSADMIN_ID, "at": at})
         else:
             _run(conn, "select create_subscription(:org, :plan, :actor, 'monthly', :at)",
                  {"org": org_id, "plan": value, "actor": SYSADMIN_ID, "at": at})
+        progress(HISTORY, len(new) + done, history)
 
+    credits = len(data.purchases) + len(data.allocations)
+    progress(CREDITS, 0, credits)
     # purchases over time: each organization's first admin orders credits at the list price, and the
     # system admin records the payment (its invoice reference, dated when it was paid)
     _run(
@@ -760,6 +810,7 @@ def _write(conn: Connection, data: Dataset) -> None:
             "times": [p[0] for p in data.purchases],
         },
     )
+    progress(CREDITS, len(data.purchases), credits)
     _run(
         conn,
         "select count(allocate_credits_to_user(o, u, c, a))"
@@ -773,7 +824,9 @@ def _write(conn: Connection, data: Dataset) -> None:
         },
     )
 
+    progress(CREDITS, credits, credits)
     # 90 days of metered calls, charged by the pricing engine in the order they happened
+    progress(USAGE, 0, len(data.usage))
     for start in range(0, len(data.usage), _BATCH):
         batch = data.usage[start:start + _BATCH]
         _run(
@@ -794,6 +847,7 @@ def _write(conn: Connection, data: Dataset) -> None:
                 "meta": [json.dumps(u.metadata, separators=(",", ":")) for u in batch],
             },
         )
+        progress(USAGE, start + len(batch), len(data.usage))
     for org_id, user_id, actor in data.removals:
         _run(conn, "select remove_organization_member(:org, :user, :actor)",
              {"org": org_id, "user": user_id, "actor": actor})

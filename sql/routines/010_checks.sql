@@ -325,14 +325,35 @@ comment on function ledger_is_operator() is
     'billing_service) are never the operator. Raises nothing, takes no lock.';
 
 
+-- ledger_require_actor(p_actor_id): returns nothing. Raises CB008 for an
+-- empty actor id (a screen or the CLI with no one logged in: not an unknown
+-- user), CB002 for an unknown or null one. Takes no lock.
+create or replace function ledger_require_actor(p_actor_id text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if btrim(p_actor_id) = '' then
+        raise exception using errcode = 'CB008', message = 'No acting user: log in first.';
+    end if;
+    perform ledger_require_user(p_actor_id, 'Acting user');
+end;
+$$;
+
+comment on function ledger_require_actor(text) is
+    'ledger_require_actor(p_actor_id): returns nothing. Raises CB008 for an empty actor id (a screen or the CLI '
+    'with no one logged in: not an unknown user), CB002 for an unknown or null one. Takes no lock.';
+
+
 -- ledger_authorize(p_actor_id, p_org_id, p_required): returns nothing.
 -- p_required is 'system_admin', 'admin' (of p_org_id) or 'member' (of p_org_id).
 -- A system admin passes every check; an org admin passes 'member' checks of
 -- their organization. A null actor is the operator: it passes only on the
 -- operator's connection (ledger_is_operator(): the owner's login without SET
 -- ROLE); from the app's or a metered service's connection it raises CB008.
--- Raises CB002 for an unknown actor, CB008 when the actor lacks the role.
--- Takes no lock.
+-- Raises CB002 for an unknown actor, CB008 when the actor lacks the role
+-- or is empty (no one logged in). Takes no lock.
 create or replace function ledger_authorize(p_actor_id text, p_org_id text, p_required text)
 returns void
 language plpgsql
@@ -349,7 +370,7 @@ begin
             message = 'An operator action (no acting user) is only accepted on the database owner''s connection: '
                       'pass the acting user''s id.';
     end if;
-    perform ledger_require_user(p_actor_id, 'Acting user');
+    perform ledger_require_actor(p_actor_id);
     v_role := ledger_role_in(p_actor_id, p_org_id);
     if v_role = 'system_admin'
        or (p_required = 'admin' and v_role = 'admin')
@@ -371,7 +392,7 @@ comment on function ledger_authorize(text, text, text) is
     '''member'' checks of their organization. A null actor is the operator: it passes only on the operator''s '
     'connection (ledger_is_operator(): the owner''s login without SET ROLE); from the app''s or a metered '
     'service''s connection it raises CB008. Raises CB002 for an unknown actor, CB008 when the actor lacks the '
-    'role. Takes no lock.';
+    'role or is empty (no one logged in). Takes no lock.';
 
 
 -- ledger_audit(...): appends one row to audit_log. Locks nothing.

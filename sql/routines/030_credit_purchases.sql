@@ -67,13 +67,6 @@ comment on function ledger_check_occurred_at(timestamptz, text) is
     'the caller''s clock skew) nor more than 400 days ago. Raises CB009.';
 
 
--- add_credits_to_pool's signatures before p_occurred_at and p_expires_at were
--- added: create or replace cannot add a parameter, and two versions would make
--- calls ambiguous.
-drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, text);
-
-drop function if exists add_credits_to_pool(text, numeric, numeric, text, text, text, timestamptz);
-
 
 -- ledger_list_price(p_credits): the catalogue's list price of p_credits
 -- credits in dollars (1 credit = $0.001), rounded up to the cent's hundredth

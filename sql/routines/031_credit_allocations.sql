@@ -236,11 +236,6 @@ comment on function reclaim_credits_from_user(text, text, numeric, text) is
     'asked), CB006 (no active allocation), CB008.';
 
 
--- ledger_close_allocation's signature before p_closed_at was added.
-drop function if exists ledger_close_allocation(text, text, text);
-
-drop function if exists ledger_close_allocation(text, text, text, timestamptz);
-
 
 -- ledger_close_allocation(p_org_id, p_allocation_id, p_actor_id,
 -- p_closed_at, p_keep_holds): returns the unused credits returned to the

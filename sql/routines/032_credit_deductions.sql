@@ -129,10 +129,6 @@ comment on function ledger_refuse_deduction(text, text, numeric) is
     '(allocation closed), CB005 (no allocation, or too few credits remaining).';
 
 
--- deduct_credits's signature before p_occurred_at was added (see
--- add_credits_to_pool in 030_credit_purchases.sql).
-drop function if exists deduct_credits(text, text, numeric, text, text, text, jsonb);
-
 
 -- deduct_credits(p_org_id, p_user_id, p_credits, p_service_type,
 --                p_service_name, p_request_id, p_metadata, p_occurred_at):

@@ -61,8 +61,6 @@ comment on function ledger_order(text, boolean) is
 -- locks nothing. Raises CB001 (credits: missing, 0, negative, NaN, over
 -- 10^12, not whole), CB002 (unknown package), CB009 (both or neither of
 -- package and credits), CB012 (package no longer on sale, or free).
-drop function if exists credit_order_quote(text, numeric);
-
 create function credit_order_quote(p_package_code text, p_credits numeric)
 returns table (package_code text, ordered_credits numeric, bonus_credits numeric, credits numeric,
                price numeric, description text)

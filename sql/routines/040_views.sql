@@ -1,16 +1,4 @@
--- Read models. Views are dropped and recreated whenever a routine file
--- changes (create or replace cannot change a view's columns); nothing else
--- depends on them.
-
-drop view if exists org_billing_summary;
-
-drop view if exists org_billing_metrics;
-
-drop view if exists top_credit_users_by_org;
-
-drop view if exists user_multi_org_credits;
-
-drop view if exists organization_credit_pools;
+-- Read models (views over the ledger), re-created with every routine.
 
 
 -- One row per pool. used_credits is exact at every snapshot: what closed

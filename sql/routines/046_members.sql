@@ -76,3 +76,94 @@ $$;
 comment on function ledger_check_email(text) is
     'ledger_check_email(p_email): returns nothing. Raises CB009 unless p_email looks like name@example.com (the '
     'test create_user applies), at most 254 characters, without control characters.';
+
+
+-- organization_members_of(p_org_id, p_actor_id): the organization's members
+-- with their role and current allocation (user_multi_org_credits), by name.
+-- p_actor_id: an admin of it, a system admin or the operator. Locks nothing.
+-- Raises CB002, CB008.
+create or replace function organization_members_of(p_org_id text, p_actor_id text)
+returns table (user_id text, email text, display_name text, role text, is_default boolean,
+               allocated_credits numeric, used_credits numeric, remaining_credits numeric, usage_percent numeric)
+language plpgsql
+stable
+as $$
+#variable_conflict use_column
+begin
+    perform ledger_require_org(p_org_id);
+    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    return query
+        select c.user_id, c.email, c.display_name, c.role, c.is_default, c.allocated_credits, c.used_credits,
+               c.remaining_credits, c.usage_percent
+          from user_multi_org_credits c
+         where c.org_id = p_org_id
+         order by c.display_name, c.user_id;
+end;
+$$;
+
+comment on function organization_members_of(text, text) is
+    'organization_members_of(p_org_id, p_actor_id): the organization''s members with their role and current '
+    'allocation (user_multi_org_credits), by name. p_actor_id: an admin of it, a system admin or the operator. '
+    'Locks nothing. Raises CB002, CB008.';
+
+
+-- all_organizations(p_actor_id): every organization (not the individual
+-- balances) with its status, by name (case ignored). System admins and the
+-- operator only. Locks nothing. Raises CB002, CB008.
+create or replace function all_organizations(p_actor_id text)
+returns table (org_id text, name text, status text, created_at timestamptz)
+language plpgsql
+stable
+as $$
+#variable_conflict use_column
+begin
+    perform ledger_authorize(p_actor_id, null, 'system_admin');
+    return query
+        select o.id, o.name, o.status, o.created_at
+          from organizations o
+         where o.kind = 'organization'
+         order by lower(o.name), o.id;
+end;
+$$;
+
+comment on function all_organizations(text) is
+    'all_organizations(p_actor_id): every organization (not the individual balances) with its status, by name '
+    '(case ignored). System admins and the operator only. Locks nothing. Raises CB002, CB008.';
+
+
+-- user_account(p_user_id): the user's id, email, name (the email when none
+-- was given) and whether they are a system admin; no row for an unknown
+-- id. What a signed-in session shows of its user. Locks nothing. Raises
+-- nothing.
+create or replace function user_account(p_user_id text)
+returns table (id text, email text, display_name text, is_system_admin boolean)
+language sql
+stable
+as $$
+    select u.id, u.email, coalesce(u.display_name, u.email), u.is_system_admin from users u where u.id = p_user_id;
+$$;
+
+comment on function user_account(text) is
+    'user_account(p_user_id): the user''s id, email, name (the email when none was given) and whether they are a '
+    'system admin; no row for an unknown id. What a signed-in session shows of its user. Locks nothing. Raises '
+    'nothing.';
+
+
+-- user_memberships(p_user_id): the organizations the user belongs to, with
+-- their name and the user's role, the default one first, then in the order
+-- joined. Locks nothing. Raises nothing.
+create or replace function user_memberships(p_user_id text)
+returns table (org_id text, org_name text, role text, is_default boolean)
+language sql
+stable
+as $$
+    select m.org_id, o.name, m.role, m.is_default
+      from organization_members m
+      join organizations o on o.id = m.org_id
+     where m.user_id = p_user_id
+     order by m.is_default desc, m.joined_at, m.org_id;
+$$;
+
+comment on function user_memberships(text) is
+    'user_memberships(p_user_id): the organizations the user belongs to, with their name and the user''s role, '
+    'the default one first, then in the order joined. Locks nothing. Raises nothing.';

@@ -22,10 +22,6 @@
 -- personal organization, or an invitation that is no longer pending.
 
 
--- The old signature (an org admin passed the new user's password hash: a
--- password they chose). The one-time code is now made here.
-drop function if exists invite_organization_member(text, text, text, text, text, text, text);
-
 
 -- ledger_invitation_code_lifetime(): how long an invitation's one-time code
 -- can set the invited person's first password. Raises nothing.

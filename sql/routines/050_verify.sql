@@ -5,11 +5,18 @@
 -- ledger_violations(p_org_id): one row per broken invariant, none when the
 -- ledger is sound. p_org_id null checks every organization. Takes no lock;
 -- run it in one snapshot (it is one statement) so that figures agree.
+-- Raises CB002 for an unknown p_org_id.
 create or replace function ledger_violations(p_org_id text default null)
 returns table (invariant text, org_id text, subject text, detail text)
-language sql
+language plpgsql
 stable
 as $$
+#variable_conflict use_column
+begin
+    if p_org_id is not null then
+        perform ledger_require_org(p_org_id);
+    end if;
+    return query
     with pools as (
         select p.*
           from credit_pools p
@@ -333,9 +340,10 @@ as $$
        and not exists (select 1 from org_billing_history h
                         where h.org_id = s.org_id and h.event_type = 'subscription_created'
                           and h.metadata ->> 'subscription_id' = s.id);
+end;
 $$;
 
 comment on function ledger_violations(text) is
     'ledger_violations(p_org_id): one row per broken invariant, none when the ledger is sound. p_org_id null '
     'checks every organization. Takes no lock; run it in one snapshot (it is one statement) so that figures '
-    'agree.';
+    'agree. Raises CB002 for an unknown p_org_id.';

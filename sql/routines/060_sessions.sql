@@ -93,9 +93,6 @@ create or replace trigger users_password_changed
 -- as the login form needs it: email (the login name), name, hash, the failed
 -- attempts that still count (those within ledger_login_lockout_window()),
 -- and the user's roles ('system_admin', 'admin', 'member').
--- Dropped and re-created, so that a later change of its columns applies.
-drop view if exists login_credentials;
-
 
 create view login_credentials as
 select u.id as user_id,
@@ -468,3 +465,43 @@ comment on function begin_login_attempt(text) is
     'passwords are ever checked per window. A successful login clears the count (start_user_session). Raises '
     'CB013 (and writes nothing) once the failures reach the maximum, saying when to try again. Locks the user '
     'row.';
+
+
+-- login_entry(p_email): the login's view of the user with this email (any
+-- case, surrounding spaces ignored): id, email, name, and roles
+-- ('system_admin', then each distinct membership role); no row for an
+-- unknown email. No password hash (begin_login_attempt reads that, counting
+-- the attempt). Locks nothing. Raises nothing.
+create or replace function login_entry(p_email text)
+returns table (user_id text, email text, name text, roles text[])
+language sql
+stable
+as $$
+    select u.id, u.email, coalesce(u.display_name, u.email),
+           array_remove(array[case when u.is_system_admin then 'system_admin' end]
+                        || coalesce((select array_agg(distinct m.role order by m.role)
+                                       from organization_members m where m.user_id = u.id), '{}'), null)
+      from users u
+     where lower(u.email) = lower(btrim(p_email));
+$$;
+
+comment on function login_entry(text) is
+    'login_entry(p_email): the login''s view of the user with this email (any case, surrounding spaces ignored): '
+    'id, email, name, and roles (''system_admin'', then each distinct membership role); no row for an unknown '
+    'email. No password hash (begin_login_attempt reads that, counting the attempt). Locks nothing. Raises '
+    'nothing.';
+
+
+-- user_id_for_email(p_email): the id of the user with this email (any case,
+-- surrounding spaces ignored), null when none. Locks nothing. Raises nothing.
+create or replace function user_id_for_email(p_email text)
+returns text
+language sql
+stable
+as $$
+    select u.id from users u where lower(u.email) = lower(btrim(p_email));
+$$;
+
+comment on function user_id_for_email(text) is
+    'user_id_for_email(p_email): the id of the user with this email (any case, surrounding spaces ignored), null '
+    'when none. Locks nothing. Raises nothing.';

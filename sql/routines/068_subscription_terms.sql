@@ -72,8 +72,6 @@
 -- allocations in user id order, lots), so the two never deadlock.
 
 
-drop function if exists subscription_period_bounds(timestamptz, text, timestamptz);
-
 
 -- organization_subscriptions_defaults(): trigger function (before insert):
 -- fills what an integrator's plain INSERT leaves out: plan_version (the

@@ -4,8 +4,6 @@
 -- the top of 068_subscription_terms.sql.
 
 
-drop function if exists ledger_subscription_event(organization_subscriptions, text, text, text, text, timestamptz);
-
 
 -- ledger_subscription_event(p_subscription, p_before, p_event_type,
 -- p_description, p_actor_id, p_occurred_at, p_amount, p_external_ref,

@@ -6,12 +6,6 @@
 -- 068_subscription_terms.sql.
 
 
-drop function if exists create_subscription(text, text, text, text, timestamptz);
-
-drop function if exists schedule_subscription_change(text, text, text);
-
-drop function if exists reactivate_subscription(text, text);
-
 
 -- subscription_check_dated(p_actor_id, p_org_id, p_at, p_what): returns
 -- nothing. Only a trusted caller dates a subscription change: when p_at is

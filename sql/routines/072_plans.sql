@@ -415,3 +415,24 @@ comment on function retire_plan(text, text) is
     'retire_plan(p_code, p_actor_id): returns nothing. Retires the plan: nobody may subscribe or change to it any '
     'more; subscriptions on it keep it (and keep meeting its versions). p_actor_id must be a system admin (null: '
     'a trusted job). Locks the plan''s row. Raises CB002, CB008, CB009 (unknown plan), CB012 (already retired).';
+
+
+-- plan_version_list(p_code): every version of plan p_code, oldest first
+-- (none for an unknown plan). The catalogue is public, like
+-- plan_catalogue. Locks nothing. Raises nothing.
+create or replace function plan_version_list(p_code text)
+returns table (plan text, version integer, monthly_price numeric, pricing_mode text, included_credits numeric,
+               trial_days integer, effective_at timestamptz, created_by text)
+language sql
+stable
+as $$
+    select v.plan, v.version, v.monthly_price, v.pricing_mode, v.included_credits, v.trial_days, v.effective_at,
+           v.created_by
+      from plan_versions v
+     where v.plan = p_code
+     order by v.version;
+$$;
+
+comment on function plan_version_list(text) is
+    'plan_version_list(p_code): every version of plan p_code, oldest first (none for an unknown plan). The '
+    'catalogue is public, like plan_catalogue. Locks nothing. Raises nothing.';

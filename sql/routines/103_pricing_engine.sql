@@ -9,8 +9,6 @@
 -- that a call reported late is judged by the plan it was made under;
 -- (null, 'markup') without one, or for a null organization (null, 'mixed': a
 -- bare price, no plan to restrict it). Raises nothing, takes no lock.
-drop function if exists pricing_mode_of(text);
-
 create or replace function pricing_mode_of(
     p_org_id text,
     p_at timestamptz default null,

@@ -753,3 +753,33 @@ comment on function top_up_personal_balance(text, numeric, numeric, text, text, 
     'when its payment is recorded. The purchase is one add_credits_to_pool (a paid order and its billing history '
     'row: amount above $0, at most the list price) and one allocation, in one transaction; p_external_ref makes '
     'it idempotent. Locks the pool row, then the allocation. Raises CB001, CB002, CB007, CB008, CB009.';
+
+
+-- credit_holds_of(p_org_id, p_actor_id, p_open_only): the organization's
+-- credit holds, newest first; p_open_only: those still open. p_actor_id: an
+-- admin of it, a system admin or the operator. Locks nothing. Raises CB002,
+-- CB008.
+create or replace function credit_holds_of(p_org_id text, p_actor_id text, p_open_only boolean default false)
+returns table (request_id text, user_id text, credits numeric, service_type text, service_name text, status text,
+               settled_credits numeric, expires_at timestamptz, created_at timestamptz, closed_at timestamptz,
+               close_reason text)
+language plpgsql
+stable
+as $$
+#variable_conflict use_column
+begin
+    perform ledger_require_org(p_org_id);
+    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    return query
+        select h.request_id, h.user_id, h.credits, h.service_type, h.service_name, h.status, h.settled_credits,
+               h.expires_at, h.created_at, h.closed_at, h.close_reason
+          from credit_holds h
+         where h.org_id = p_org_id and (h.status = 'open' or not p_open_only)
+         order by h.created_at desc, h.id desc;
+end;
+$$;
+
+comment on function credit_holds_of(text, text, boolean) is
+    'credit_holds_of(p_org_id, p_actor_id, p_open_only): the organization''s credit holds, newest first; '
+    'p_open_only: those still open. p_actor_id: an admin of it, a system admin or the operator. Locks nothing. '
+    'Raises CB002, CB008.';

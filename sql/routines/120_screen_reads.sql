@@ -126,8 +126,6 @@ comment on function member_usage_totals(text, text, integer) is
 -- org_overview(p_org_id): the organization's header: pool figures, member
 -- count and its subscription (the live one, else the latest), with a plan
 -- change scheduled for its period end (scheduled_plan null: none).
-drop function if exists org_overview(text);
-
 create or replace function org_overview(p_org_id text)
 returns table (
     org_id text, org_name text, org_status text, member_count bigint,
@@ -169,8 +167,6 @@ comment on function org_overview(text) is
 -- org_allocations(p_org_id): every member with their role, current
 -- allocation and standing amount (what their allocation reopens at each
 -- period; null: what they had in the closing period), most used first.
-drop function if exists org_allocations(text);
-
 create or replace function org_allocations(p_org_id text)
 returns table (
     user_id text, display_name text, email text, role text, allocated_credits numeric, used_credits numeric,

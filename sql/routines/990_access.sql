@@ -10,11 +10,11 @@
 --                    the only caller a NULL actor is accepted from
 --                    (ledger_is_operator in 010_checks.sql).
 --   billing_app      the Streamlit app and `billing --as USER`: the owner's
---                    login after SET ROLE billing_app. SELECT on the tables
---                    and views billing_core reads, except secrets (the cookie
---                    key in app_settings, users.password_hash, user_sessions,
---                    login_credentials); EXECUTE on the functions billing_core
---                    calls (each checks its acting user); no INSERT, UPDATE
+--                    login after SET ROLE billing_app. EXECUTE on the
+--                    functions billing_core calls (each checks its acting
+--                    user); SELECT only on the few tables v_app_tables names
+--                    (none holds a secret: not users, app_settings,
+--                    user_sessions or login_credentials); no INSERT, UPDATE
 --                    or DELETE anywhere.
 --   billing_service  metered services, through LOGIN roles that are members
 --                    of it (`billing db service-login NAME`): EXECUTE on the
@@ -71,6 +71,10 @@ declare
         'end_user_session',
         'change_user_password',
         'begin_login_attempt',
+        'login_entry',
+        'user_id_for_email',
+        'user_account',
+        'user_memberships',
         -- organizations and members
         'create_organization',
         'create_organization_with_plan',
@@ -87,6 +91,8 @@ declare
         'remove_organization_member',
         'set_member_role',
         'set_default_organization',
+        'organization_members_of',
+        'all_organizations',
         -- orders and grants (paying and granting check for a system admin)
         'credit_order_quote',
         'create_credit_order',
@@ -134,13 +140,19 @@ declare
         'set_billing_calendar',
         'billing_current_period',
         'plan_catalogue',
+        'plan_version_list',
         'create_plan',
         'edit_plan',
         'rename_plan',
         'retire_plan',
         -- pricing
         'price_usage',
-        'pricing_calculator',
+        'pricing_calculator_for',
+        'model_price_list',
+        'service_price_list',
+        'platform_rule_list',
+        'org_pricing_override_list',
+        'credit_package_list',
         'pricing_platform_rule_at',
         'charging_org_for',
         'set_model_price',
@@ -148,6 +160,16 @@ declare
         'set_platform_pricing_rule',
         'set_org_pricing_override',
         'save_credit_package',
+        'credit_holds_of',
+        -- read models (041_report_reads.sql: each authorizes its actor)
+        'organization_pool',
+        'org_billing_summaries',
+        'org_billing_summary_of',
+        'my_credits',
+        'top_credit_users_of',
+        'org_billing_metrics_of',
+        'recent_credit_usage',
+        'org_billing_history_of',
         -- screen reads (billing_core checks the actor before each)
         'member_cards',
         'member_daily_usage',
@@ -184,37 +206,20 @@ declare
         'ledger_authorize',
         'ledger_role_in',
         'ledger_require_org',
-        'ledger_require_user'
+        'ledger_require_user',
+        'ledger_require_actor'
     ];
-    -- tables and views the app reads (users: some columns, below)
+    -- tables the app still reads itself (billing_core.periods and .alerts, with
+    -- the role checks above, and those checks' own reads); every other read
+    -- goes through a function that authorizes its actor
     v_app_tables text[] := array[
         'organizations',
-        'organization_members',
+        'organization_members',  -- the role checks (ledger_role_in) run as the app
         'credit_pools',
-        'user_credit_allocations',
-        'credit_allocation_events',
-        'credit_usage_attribution',
-        'credit_holds',
         'credit_lots',
         'credit_alerts',
-        'credit_packages',
-        'credit_orders',
-        'org_billing_history',
-        'organization_subscriptions',
-        'plans',
-        'plan_versions',
-        'model_prices',
-        'service_prices',
-        'platform_pricing_rules',
-        'org_pricing_overrides',
         'billing_periods',
-        'billing_period_runs',
-        'audit_log',
-        'organization_credit_pools',
-        'org_billing_summary',
-        'user_multi_org_credits',
-        'top_credit_users_by_org',
-        'org_billing_metrics'
+        'billing_period_runs'
     ];
     v_name text;
     v_function regprocedure;
@@ -258,6 +263,7 @@ begin
 end;
 $access$;
 
--- users: everything the app shows, not the password hash (a login reads one
--- user's hash through begin_login_attempt, which counts the attempt)
-grant select (id, email, display_name, is_system_admin, created_at, last_login_at) on users to billing_app;
+-- users: only what the role checks the app runs itself read (ledger_require_user,
+-- ledger_role_in: SECURITY INVOKER); the login and the screens read a user
+-- through login_entry, user_account and begin_login_attempt.
+grant select (id, is_system_admin) on users to billing_app;

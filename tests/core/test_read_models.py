@@ -9,15 +9,17 @@ query. The organization a call is charged to is SQL's rule (`charging_org_for`).
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import billing_core
-from billing_core import credits, database, organizations
+from billing_core import charging, credits, database, organizations
 from billing_core.database import fetch, fetch_frame, record, records
 from billing_core.errors import NotAMember, NotFound
+from billing_core.pricing import Usage
 
 PACKAGE = Path(billing_core.__file__).resolve().parent
 
@@ -107,14 +109,52 @@ def _named_rows(function: ast.FunctionDef) -> list[int]:
 def test_the_paying_organization_is_chosen_in_sql_only():
     """organizations.default_organization was a Python twin of SQL's charging_org_for."""
     assert not hasattr(organizations, "default_organization")
-    source = (PACKAGE / "credits.py").read_text()
-    assert "organization_members" not in source and "charging_org" in source
+    for module in PACKAGE.glob("*.py"):
+        assert not re.search(r"\b(from|join)\s+organization_members\b", module.read_text()), module.name
 
 
-def test_deduct_for_user_follows_sqls_rule_for_an_unknown_user_and_one_without_a_pool(db):
+def test_one_way_to_charge_a_call_to_the_paying_organization():
+    """credits.deduct_for_user was a second way to charge a user (beside charging.charge_usage, which the
+    service interface documents); with it went the Python step of choosing the organization first."""
+    assert not hasattr(credits, "deduct_for_user")
+    assert hasattr(charging, "charge_usage")
+
+
+def test_charging_follows_sqls_rule_for_an_unknown_user_and_one_without_a_pool(db):
     """The SQL rule checks the user: an unknown one is NotFound (the Python twin said "no organization")."""
     with pytest.raises(NotFound, match="does not exist"):
-        credits.deduct_for_user(db, "ghost", 10, "contact_lookup", "lookup")
+        charging.charge_usage(db, "ghost", Usage("contact_lookup", "lookup"))
     organizations.create_user(db, None, "loner", "loner@example.com")
     with pytest.raises(NotAMember, match="no individual balance"):
-        credits.deduct_for_user(db, "loner", 10, "contact_lookup", "lookup")
+        charging.charge_usage(db, "loner", Usage("contact_lookup", "lookup"))
+
+
+def _sql_built_from_strings(path: Path) -> list[str]:
+    """Where a module builds SQL text from pieces: an f-string, .format or + / % on a string naming SELECT."""
+    sql = re.compile(r"\b(select|insert|update|delete)\b.*|\bfrom\s+\w+", re.I | re.S)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        pieces: list[str] = []
+        if isinstance(node, ast.JoinedStr):
+            pieces = [v.value for v in node.values if isinstance(v, ast.Constant)]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "format":
+            pieces = [node.func.value.value] if isinstance(node.func.value, ast.Constant) else []
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+            pieces = [s.value for s in (node.left, node.right) if isinstance(s, ast.Constant)]
+        if any(isinstance(p, str) and re.search(r"\bselect\b", p, re.I) and sql.search(p) for p in pieces):
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_no_sql_is_built_from_strings_in_billing_core():
+    """orders.py and reports.py built their SELECT column lists with f-strings; every read is now a constant
+    statement over a stored function, with parameters."""
+    assert [hit for path in sorted(PACKAGE.glob("*.py")) for hit in _sql_built_from_strings(path)] == []
+
+
+@pytest.mark.parametrize("module", ["reports", "organizations", "auth", "pricing", "charging", "plans", "ledger",
+                                    "orders", "subscriptions", "credits", "invitations"])
+def test_these_reads_leave_authorization_to_their_stored_functions(module):
+    """No role check chosen in Python beside the read: the stored function takes the actor and decides."""
+    source = (PACKAGE / f"{module}.py").read_text()
+    assert "checks=" not in source and "access." not in source

@@ -9,6 +9,7 @@ ledger table as it was.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import billing_demo as demo
 from billing_core import auth, cli, credits, database, organizations, reports
 from billing_core.database import fetch
 from tests.ledger_state import snapshot
@@ -559,3 +561,24 @@ def test_a_nul_character_is_refused_in_one_line(billing, ready, db):
     ], 1)
     result = billing("credits", "deduct", "acme", "bob", "1", *DEDUCT, "--request-id", "r\x00")
     assert "NUL character" in result.err and "\x00" not in result.err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_demo_progress_is_a_bar_redrawn_in_place_on_a_terminal():
+    shown = _Terminal()
+    progress = cli._DemoProgress(shown)
+    progress(demo.PLANNING, 0, 1)
+    progress(demo.USAGE, 0, 200)
+    progress(demo.USAGE, 100, 200)
+    progress(demo.USAGE, 200, 200)
+    lines = shown.getvalue().split("\n")
+    # the planning stage ended when the next began; each stage's last state stays on its own line
+    assert re.fullmatch(r"  \[1/9\] Planning the data set +\[\.{30}\] [\d.]+ s", lines[0].split("\r")[-1])
+    redraws = lines[1].split("\r")[1:]
+    assert redraws[1].endswith("[" + "#" * 15 + "." * 15 + "] 100 of 200")
+    assert re.fullmatch(r"  \[6/9\] Metered calls +\[#{30}\] 200 of 200 [\d.]+ s", redraws[-1])
+    assert lines[2] == ""

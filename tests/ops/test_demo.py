@@ -82,6 +82,13 @@ def test_billing_demo_loads_the_full_data_set(db, db_url, run_cli, monkeypatch, 
     assert code == 0, err
     assert err == ""
     assert re.search(r"Demo data loaded in [\d.]+ s: 40 organizations, 300 users", out)
+    # not a terminal: one line per stage as it ends, in order, with its count and time
+    stages = re.findall(r"^  \[(\d)/9\] ([^:\n]+):(?: ([\d,]+) of ([\d,]+))? [\d.]+ s$", out, re.M)
+    assert [name for _, name, _, _ in stages] == list(demo.STAGES)
+    assert [int(n) for n, _, _, _ in stages] == list(range(1, 10))
+    calls = next(stage for stage in stages if stage[1] == demo.USAGE)
+    assert calls[2] == calls[3] and int(calls[2].replace(",", "")) == scalar(
+        db, "select count(*) from credit_usage_attribution")
 
     # organizations on the documented plans, some past due, some canceled, starts spread over ~120 days
     assert scalar(db, "select count(*) from organizations") == 40

@@ -210,7 +210,7 @@ def test_app_role_may_not_run_operator_jobs_write_tables_or_read_secrets(db, rea
     assert ledger_counts(db) == before
 
 
-def test_app_role_writes_no_table_and_reads_users_without_their_hash(db, app_db, org):
+def test_app_role_writes_no_table_and_reads_users_only_through_functions(db, app_db, org):
     writable = fetch(
         db,
         "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace"
@@ -218,7 +218,9 @@ def test_app_role_writes_no_table_and_reads_users_without_their_hash(db, app_db,
         "      or (c.relkind = 'S' and has_sequence_privilege('billing_app', c.oid, 'USAGE,UPDATE')))",
     )
     assert writable == []
-    assert call(app_db, "select email from users where id = 'admin-1'") == "admin-1@example.com"
+    assert "permission denied" in refused(app_db, "select email from users where id = 'admin-1'")
+    assert call(app_db, "select is_system_admin from users where id = 'admin-1'") is False  # the role checks
+    assert call(app_db, "select email from user_account('admin-1')") == "admin-1@example.com"
     assert call(db, "select has_column_privilege('billing_app', 'users', 'password_hash', 'SELECT')") is False
 
 

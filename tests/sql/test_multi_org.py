@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from billing_core import credits, ledger, organizations, reports
+from billing_core import charging, credits, ledger, organizations, reports
+from billing_core.pricing import Usage
+
+LOOKUP = Usage("contact_lookup", "lookup")  # a fixed-price service: 10 credits
 
 
 def test_user_in_two_orgs_is_charged_in_the_right_one(db, funded_org):
@@ -19,9 +22,11 @@ def test_user_in_two_orgs_is_charged_in_the_right_one(db, funded_org):
     assert mine.loc["org-b", "remaining_credits"] == 150
 
     # with no organization named, the default (the first joined) pays
-    assert credits.deduct_for_user(db, "user-1", 10, "contact_lookup", "lookup") == (org.id, 990)
+    charge = charging.charge_usage(db, "user-1", LOOKUP)
+    assert (charge.org_id, charge.credits, charge.remaining) == (org.id, 10, 990)
     organizations.set_default_organization(db, "user-1", "org-b")
-    assert credits.deduct_for_user(db, "user-1", 10, "contact_lookup", "lookup") == ("org-b", 140)
+    charge = charging.charge_usage(db, "user-1", LOOKUP)
+    assert (charge.org_id, charge.credits, charge.remaining) == ("org-b", 10, 140)
     assert list(reports.my_credits(db, "user-1").org_id) == ["org-b", org.id]
 
     assert reports.pool(db, org.admin, org.id).used_credits == 10

@@ -2,11 +2,11 @@
 
 The functions, procedures and views of schema public are compared with what
 the files create (sql/migrations/ in number order, then sql/routines/ in name
-order; a later `drop ... if exists` of a signature removes it), by name and
-argument types. A function renamed, or given another signature, without a
-`drop function if exists old(types)` lingers in every database migrated before
-the change: the upgrade test below migrates from main's files to this tree's
-and finds it. Every routine also carries its contract as COMMENT ON, so that
+order; a `drop ... if exists` of a signature removes it), by name and argument
+types. The migrator drops every function, procedure and view before the
+routine files re-create them as a set (billing_core.migrations), so a function
+renamed or given another signature cannot linger without a hand-written drop:
+the tests below rename one, and migrate from main's files to this tree's. Every routine also carries its contract as COMMENT ON, so that
 `\\df+` shows what it returns, locks and raises.
 """
 
@@ -25,6 +25,7 @@ import pytest
 
 from billing_core import migrations
 from billing_core.database import PROJECT_ROOT
+from billing_core.errors import MigrationError
 
 SQL = PROJECT_ROOT / "sql"
 
@@ -193,11 +194,11 @@ def test_the_files_define_the_key_routines_with_their_signatures(db_url):
         defined = defined_in_files(conn)
     assert any(s.startswith("deduct_credits(") for s in defined)
     assert "pricing_mode_of(text, timestamp with time zone)" in defined  # OUT parameters are no input
-    assert "pricing_mode_of(text)" not in defined  # its old signature, dropped
+    assert "pricing_mode_of(text)" not in defined  # its old signature, gone from the files
     assert "run_billing_periods(timestamp with time zone, bigint)" in defined  # a procedure; INOUT counts
     assert "organization_subscriptions_defaults()" in defined  # a trigger's function
     assert {"view login_credentials", "view organization_credit_pools"} <= defined
-    assert not any(s.startswith("subscription_period_bounds(") for s in defined)  # renamed, dropped
+    assert not any(s.startswith("subscription_period_bounds(") for s in defined)  # renamed
 
 
 # --------------------------------------------------------------------------- exactly the files' routines
@@ -209,7 +210,7 @@ def test_a_migrated_database_holds_exactly_the_routines_and_views_of_the_files(d
     assert missing == set()
 
 
-def test_a_renamed_or_resigned_routine_left_behind_is_found(empty_database, sql_copy):
+def test_a_renamed_or_resigned_routine_cannot_linger(empty_database, sql_copy):
     probe = sql_copy / "routines" / "055_probe.sql"
     probe.write_text(
         "create or replace function routine_probe_old(p_a text) returns int language sql as $$ select 1 $$;\n"
@@ -219,7 +220,7 @@ def test_a_renamed_or_resigned_routine_left_behind_is_found(empty_database, sql_
     migrations.migrate(empty_database)
     assert lingering_and_missing(empty_database, sql_copy) == (set(), set())
 
-    # renamed, given a second argument, view renamed: all without dropping the old ones
+    # renamed, given a second argument, view renamed: all without a drop of the old ones
     probe.write_text(
         "create or replace function routine_probe_new(p_a text) returns int language sql as $$ select 1 $$;\n"
         "create or replace function routine_probe_args(p_a text, p_b timestamptz default now())\n"
@@ -227,18 +228,43 @@ def test_a_renamed_or_resigned_routine_left_behind_is_found(empty_database, sql_
         "create or replace view routine_probe_view_2 as select 1 as one;\n"
     )
     migrations.migrate(empty_database)
-    lingering, missing = lingering_and_missing(empty_database, sql_copy)
-    assert lingering == {"routine_probe_old(text)", "routine_probe_args(text)", "view routine_probe_view"}
-    assert missing == set()
-
-    # the file drops the old signatures explicitly: nothing lingers any more
-    probe.write_text(
-        "drop function if exists routine_probe_old(text);\n"
-        "drop function if exists routine_probe_args(text);\n"
-        "drop view if exists routine_probe_view;\n" + probe.read_text()
-    )
-    migrations.migrate(empty_database)
     assert lingering_and_missing(empty_database, sql_copy) == (set(), set())
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute("select routine_probe_args('a')").fetchone()[0] == 2  # no ambiguity left
+
+    # a file deleted: its routines go with it
+    probe.unlink()
+    migrations.migrate(empty_database)
+    lingering, missing = lingering_and_missing(empty_database, sql_copy)
+    assert (lingering, missing) == (set(), set())
+
+
+def test_a_routine_created_outside_the_files_is_found_then_removed_by_the_next_migration(db_url, sql_copy):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("create function routine_probe_stray() returns int language sql as $$ select 1 $$")
+    assert lingering_and_missing(db_url) == ({"routine_probe_stray()"}, set())
+    (sql_copy / "routines" / "990_access.sql").write_text((sql_copy / "routines" / "990_access.sql").read_text() + "\n")
+    migrations.migrate(db_url)  # a routine changed: the set is re-created
+    assert lingering_and_missing(db_url) == (set(), set())
+
+
+def test_a_table_that_depends_on_a_routine_is_refused_instead_of_losing_it(db_url, sql_copy):
+    # CASCADE would silently drop the column default: the migrator refuses and changes nothing
+    with psycopg.connect(db_url) as conn:
+        conn.execute("create table routine_probe_table (id text default ledger_new_order_id())")
+    (sql_copy / "routines" / "990_access.sql").write_text((sql_copy / "routines" / "990_access.sql").read_text() + "\n")
+    with pytest.raises(MigrationError, match="routine_probe_table"):
+        migrations.migrate(db_url)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "select pg_get_expr(adbin, adrelid) from pg_attrdef where adrelid = 'routine_probe_table'::regclass"
+        ).fetchone()[0] == "ledger_new_order_id()"
+
+
+def test_no_routine_file_drops_an_old_signature_by_hand():
+    # the migrator drops the whole set before the files re-create it: a hand-written drop is dead weight
+    hand_drops = [(path.name, routine) for path in sql_files() for action, routine in statements(path) if action == "drop"]
+    assert hand_drops == []
 
 
 def _git(*args: str) -> str:
@@ -275,7 +301,7 @@ def test_upgrading_from_main_leaves_no_routine_behind(empty_database, tmp_path, 
     migrations.migrate(empty_database)
 
     lingering, missing = lingering_and_missing(empty_database)
-    assert lingering == set(), "renamed or re-signed without `drop ... if exists old(types)` in its file"
+    assert lingering == set(), "left behind by an upgrade: the migrator should have dropped it with the set"
     assert missing == set()
 
 
