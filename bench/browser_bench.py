@@ -467,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED: {exc}")
             return 3
         print(report(samples))
+        print(f"\nload average at the end (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())} on"
+              f" {os.cpu_count()} cores: above the core count, every figure above is inflated")
     return 0
 
 
