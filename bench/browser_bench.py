@@ -13,8 +13,10 @@ per run there (take it back afterwards if it matters). Without it, an embedded P
 folder gets the demo (billing_demo.load) and is deleted at the end.
 
 What it measures (wall-clock, in the browser, from the click to the page fully drawn):
-  first login   a freshly started app process: the login form's first load, then "Log in" to the landing
-                page drawn (the first logins after a start pay the imports and the caches' first fill)
+  first login   a freshly started app process: its first login form shown (`first form shown`), then
+                "Log in" to the landing page drawn (the first logins after a start pay the imports and the
+                caches' first fill)
+  login form    the app's URL to the login form drawn, on the running app
   warm login    a new browser (no cookie) on the running app, for each demo login
   page switch   a click in the navigation to that screen drawn, every screen of every demo login
   confirm       the org admin allocates 1 credit: "Allocate credits" to the question, "Confirm" to the result
@@ -296,13 +298,14 @@ class Sample:
         return self.started + self.seconds - max((r["end"] for r in self.runs), default=self.started)
 
 
-def wait_drawn(page, started: float, ready=None) -> float:
-    """Seconds from `started` (time.time()) to the page fully drawn (and `ready()` true), held QUIET_MS."""
+def wait_drawn(page, started: float, ready=None, drawn: bool = True) -> float:
+    """Seconds from `started` (time.time()) to the page fully drawn (and `ready()` true), held QUIET_MS;
+    with drawn=False, to `ready()` alone."""
     since = None
     deadline = started + TIMEOUT_S
     while time.time() < deadline:
         now = time.time()
-        waiting = page.evaluate(DRAWN_JS) or ("" if ready is None or ready() else "not ready")
+        waiting = (page.evaluate(DRAWN_JS) if drawn else "") or ("" if ready is None or ready() else "not ready")
         if not waiting:
             since = since or now
             if now - since >= QUIET_MS / 1000:
@@ -314,19 +317,25 @@ def wait_drawn(page, started: float, ready=None) -> float:
     raise TimeoutError(f"the page was not drawn within {TIMEOUT_S} s ({waiting}): {page.url}")
 
 
-def timed(app: App, samples: list[Sample], figure: str, what: str, page, action, ready=None) -> float:
+def timed(app: App, samples: list[Sample], figure: str, what: str, page, action, ready=None, drawn=True) -> float:
     """Do `action()` (a click), wait for the page drawn; record the time and the script runs it took."""
     started = time.time()
     action()
-    seconds = wait_drawn(page, started, ready)
+    seconds = wait_drawn(page, started, ready, drawn)
     samples.append(Sample(figure, what, seconds, app.runs_between(started, started + seconds), started))
     print(f"  {figure:<12} {seconds:6.2f} s  {what}", flush=True)
     return seconds
 
 
 def open_login(app: App, samples: list[Sample], figure: str, page) -> None:
-    """Open the app's URL in `page` and time it to the login form drawn."""
+    """Open the app's URL in `page` and time it to the login form drawn (a fresh process's first run goes on
+    after the form is drawn: pages.warm_up; the form's own time is printed as `first form shown`)."""
     button = page.get_by_role("button", name="Log in")
+    if figure == "first form":
+        timed(app, samples, "first form shown", "the app's URL to the Log in button", page,
+              lambda: page.goto(app.base), ready=lambda: button.is_visible(), drawn=False)
+        wait_drawn(page, time.time())
+        return
     timed(app, samples, figure, "the app's URL to the login form", page, lambda: page.goto(app.base),
           ready=lambda: button.count() > 0)
 
@@ -429,7 +438,7 @@ def bounds(sample: Sample) -> str:
 
 def report(samples: list[Sample]) -> str:
     lines = [f"{'figure':<12} {'n':>3} {'p50 s':>6} {'max s':>6} {'target':>7}  verdict  slowest case and what bounds it"]
-    for figure in ("first form", "login form", "first login", "warm login", "page switch", "question", "confirm"):
+    for figure in ("first form shown", "login form", "first login", "warm login", "page switch", "question", "confirm"):
         chosen = [s for s in samples if s.figure == figure]
         if not chosen:
             continue
