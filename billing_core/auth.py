@@ -28,7 +28,7 @@ import bcrypt
 from sqlalchemy.engine import Engine
 
 from billing_core import access, settings
-from billing_core.database import call, fetch, records
+from billing_core.database import call, fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
 MIN_PASSWORD_LENGTH = 12
@@ -160,23 +160,20 @@ class UserRoles:
 
 def user_roles(db: Engine, user_id: str) -> UserRoles:
     """The user's roles and organizations (default organization first); NotFound for an unknown user."""
-    users = fetch(
-        db,
-        "select id as user_id, email, coalesce(display_name, email) as name, is_system_admin from users"
-        " where id = :user_id",
-        {"user_id": user_id},
-    )
-    if not users:
-        raise NotFound(f"User {user_id!r} does not exist.")
+    # one round trip (the app asks on every run): the user's row once per membership, or once with none
     rows = fetch(
         db,
-        "select m.org_id, o.name as org_name, m.role, m.is_default from organization_members m"
-        " join organizations o on o.id = m.org_id where m.user_id = :user_id"
-        " order by m.is_default desc, m.joined_at, m.org_id",
+        "select u.id as user_id, u.email, coalesce(u.display_name, u.email) as name, u.is_system_admin,"
+        " m.org_id, o.name as org_name, m.role, m.is_default from users u"
+        " left join (organization_members m join organizations o on o.id = m.org_id) on m.user_id = u.id"
+        " where u.id = :user_id order by m.is_default desc, m.joined_at, m.org_id",
         {"user_id": user_id},
     )
-    user = users[0]._mapping
-    return UserRoles(**user, memberships=tuple(records(Membership, rows)))
+    if not rows:
+        raise NotFound(f"User {user_id!r} does not exist.")
+    user = rows[0]._mapping
+    memberships = tuple(Membership(r.org_id, r.org_name, r.role, r.is_default) for r in rows if r.org_id is not None)
+    return UserRoles(user["user_id"], user["email"], user["name"], user["is_system_admin"], memberships)
 
 
 def user_id_for_email(db: Engine, email: str) -> str | None:
