@@ -323,7 +323,7 @@ def timed(app: App, samples: list[Sample], figure: str, what: str, page, action,
     action()
     seconds = wait_drawn(page, started, ready, drawn)
     samples.append(Sample(figure, what, seconds, app.runs_between(started, started + seconds), started))
-    print(f"  {figure:<12} {seconds:6.2f} s  {what}", flush=True)
+    print(f"  {figure:<16} {seconds:6.2f} s  {what}", flush=True)
     return seconds
 
 
@@ -437,7 +437,7 @@ def bounds(sample: Sample) -> str:
 
 
 def report(samples: list[Sample]) -> str:
-    lines = [f"{'figure':<12} {'n':>3} {'p50 s':>6} {'max s':>6} {'target':>7}  verdict  slowest case and what bounds it"]
+    lines = [f"{'figure':<16} {'n':>3} {'p50 s':>6} {'max s':>6} {'target':>7}  verdict  slowest case and what bounds it"]
     for figure in ("first form shown", "login form", "first login", "warm login", "page switch", "question", "confirm"):
         chosen = [s for s in samples if s.figure == figure]
         if not chosen:
@@ -447,7 +447,7 @@ def report(samples: list[Sample]) -> str:
         target = TARGETS.get(figure)
         verdict = "-" if target is None else ("met" if worst.seconds <= target else
                                               "p50 met" if p50 <= target else "MISSED")
-        lines.append(f"{figure:<12} {len(chosen):>3} {p50:>6.2f} {worst.seconds:>6.2f} "
+        lines.append(f"{figure:<16} {len(chosen):>3} {p50:>6.2f} {worst.seconds:>6.2f} "
                      f"{(f'{target:.1f}' if target else '-'):>7}  {verdict:<7}  {worst.what}: {bounds(worst)}")
     lines.append("\nEvery page switch (p50 of its runs), slowest first:")
     by_what: dict[str, list[Sample]] = collections.defaultdict(list)
