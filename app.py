@@ -97,6 +97,7 @@ def main() -> None:
         kit.refuse(exc)
     user_id = login.logged_in_user(db, url, [entry.name for entry in pages.SCREENS])
     if user_id is None:
+        pages.warm_up()  # the login form is on screen: the first login need not pay the first imports
         return
     roles = auth.user_roles(db, user_id)
     choices = auth.organization_choices(db, roles)

@@ -51,8 +51,10 @@ COOKIE_KEY = Variable(
 )
 LOGIN_SLEEP_SECONDS = Variable(
     "BILLING_LOGIN_SLEEP_SECONDS",
-    "the pause, in seconds, before each login form is shown (slows password guessing)",
-    "0.7",
+    "the pause, in seconds, before each login form is shown",
+    # 0: the pause slowed every page load of a logged-out browser (twice per login), not a guesser who opens
+    # many sessions; guessing is bounded by bcrypt (cost 12) and the lockout, counted in SQL per account
+    "0",
 )
 DEBUG = Variable(
     "BILLING_DEBUG",
@@ -99,7 +101,7 @@ def cookie_key() -> str | None:
 
 
 def login_sleep_seconds() -> float:
-    """BILLING_LOGIN_SLEEP_SECONDS as a number of seconds (default 0.7)."""
+    """BILLING_LOGIN_SLEEP_SECONDS as a number of seconds (default 0)."""
     configured = LOGIN_SLEEP_SECONDS.value()
     if configured is None:
         return float(LOGIN_SLEEP_SECONDS.default)

@@ -78,12 +78,34 @@ def landing(entries: list[ScreenEntry]) -> str | None:
     return next((name for name in LANDING if name in names), None)
 
 
+def _is_script(name: str) -> bool:
+    """True while the screen `name` is still a script (no `render(screen)`): it runs as Streamlit would run it."""
+    return "\ndef render(" not in (FOLDER / f"{name}.py").read_text()
+
+
 def render(name: str, screen: Screen) -> None:
     """Run the screen `name` for `screen`."""
-    if "\ndef render(" not in (FOLDER / f"{name}.py").read_text():  # still a script: run it as Streamlit would
+    if _is_script(name):
         runpy.run_path(str(FOLDER / f"{name}.py"), run_name="__page__")
         return
     importlib.import_module(f"pages.{name}").render(screen)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> None:
+    """Once per process, while its first login form waits for a person: pay the first-use costs the first
+    login paid (the screens' modules imported, Plotly's validators of each trace kind loaded)."""
+    import plotly.graph_objects as go
+
+    for entry in SCREENS:
+        if not _is_script(entry.name):
+            importlib.import_module(f"pages.{entry.name}")
+    for module in ("analytics", "alerts", "audit", "credits", "invitations", "orders", "organizations", "periods",
+                   "plans", "pricing", "subscriptions", "usage"):
+        importlib.import_module(f"billing_core.{module}")
+    figure = go.Figure([go.Bar(x=["a"], y=[1]), go.Scatter(x=["a"], y=[1]), go.Pie(labels=["a"], values=[1])])
+    figure.update_layout(title={"text": "warm-up"}, barmode="stack")
+    figure.to_json()
 
 
 def show(name: str) -> None:

@@ -6,13 +6,18 @@ Session state this module sets for the screens (they only read it): actor_id, th
 
 from __future__ import annotations
 
+import json
+import types
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import streamlit as st
+import streamlit.components.v1 as components
 import streamlit_authenticator as stauth
 from sqlalchemy.engine import Engine
 from streamlit import config as st_config
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit_authenticator.models import cookie_model
 from streamlit_authenticator.utilities import LoginError
 
 from billing_core import auth, database, invitations, migrations, settings
@@ -45,6 +50,43 @@ STARTED_KEY = "_billing_started"
 
 
 FIRST_PASSWORD_KEY = "_billing_first_password"  # the login page shows the "set your password" form
+
+
+class _LoginCookie:
+    """The authenticator's cookie manager, without a component that answers: it sets and deletes the login
+    cookie with a script in an iframe of no height, and the cookie is read from the request
+    (st.context.cookies), as the authenticator reads it anyway.
+
+    extra_streamlit_components' CookieManager draws a component on every run that sends all cookies back
+    when it loads and after each change; each answer reruns the whole screen: one more run for every
+    new browser session, two more after each login, all of them paying the screen's charts again.
+    """
+
+    def __init__(self, key: str = "init") -> None:
+        self.cookies: dict[str, str] = {}
+        self.place: st.delta_generator.DeltaGenerator | None = None  # where its script is drawn (logged_in_user)
+
+    def set(self, cookie: str, val: str, key: str = "set", path: str = "/", expires_at: datetime | None = None,
+            **_: object) -> None:
+        """Set cookie `cookie` to `val` in the browser (until `expires_at`, else for the browser session)."""
+        expires = f"; expires={expires_at.astimezone(timezone.utc):%a, %d %b %Y %H:%M:%S GMT}" if expires_at else ""
+        self._script(f"{cookie}={val}{expires}; path={path}; SameSite=Strict")
+        self.cookies[cookie] = val
+
+    def delete(self, cookie: str, key: str = "delete") -> None:
+        """Delete cookie `cookie` in the browser."""
+        self._script(f"{cookie}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/; SameSite=Strict")
+        self.cookies.pop(cookie, None)
+
+    def _script(self, assignment: str) -> None:
+        # the iframe is same-origin (Streamlit's sandbox allows it): its document.cookie is the app's
+        literal = json.dumps(assignment).replace("<", "\\u003c")  # no "</script>" can close the script early
+        with (self.place or st.empty()).container():
+            components.html(f"<script>document.cookie = {literal};</script>", height=0)
+
+
+# streamlit-authenticator 0.4 builds its cookie manager as stx.CookieManager() in CookieModel.__init__
+cookie_model.stx = types.SimpleNamespace(CookieManager=_LoginCookie)
 
 
 @st.cache_resource(show_spinner="Preparing the database…")
@@ -147,26 +189,39 @@ def _check_passwords_in_database(db: Engine, authenticator: stauth.Authenticate)
     model.check_credentials = check_credentials
 
 
-def _login_form(authenticator: stauth.Authenticate) -> None:
-    """The login form (or the authenticator's login from its cookie); attempts are counted in the database."""
-    st.title("Organization billing")
-    notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
-    if notice:
-        st.info(kit.md_text(notice))
-    try:
-        authenticator.login(
-            location="main",  # no max_login_attempts: begin_login_attempt enforces the lockout
-            fields={"Form name": "Log in", "Username": "Email", "Password": "Password", "Login": "Log in"},
-            key="login",
-        )
-    except LoginError:
-        st.error("This login is not valid any more: please log in with your email and password.")
-    except BillingError as exc:  # too many failed logins (RateLimited), malformed email
-        st.error(str(exc))
-    if st.session_state.get("authentication_status") is False:
-        st.error("Email or password is incorrect.")
-    elif st.session_state.get("authentication_status"):
+def _login_form(authenticator: stauth.Authenticate, slot: st.delta_generator.DeltaGenerator) -> None:
+    """The login form (or the authenticator's login from its cookie); attempts are counted in the database.
+
+    The form is drawn in `slot`, which a successful login empties in the same run, so the landing screen
+    drawn below it does not open under a stale login form. The login cookie's element (the authenticator
+    draws it at the login) is drawn after the slot, not in it: emptied, it would never set the cookie.
+    """
+    cookie_wanted = []
+    set_cookie = authenticator.cookie_controller.set_cookie
+    authenticator.cookie_controller.set_cookie = lambda: cookie_wanted.append(True)
+    with slot.container():
+        st.title("Organization billing")
+        notice = st.session_state.get(NOTICE_KEY)  # kept until the next login: a rerun must not hide it
+        if notice:
+            st.info(kit.md_text(notice))
+        try:
+            authenticator.login(
+                location="main",  # no max_login_attempts: begin_login_attempt enforces the lockout
+                fields={"Form name": "Log in", "Username": "Email", "Password": "Password", "Login": "Log in"},
+                key="login",
+            )
+        except LoginError:
+            st.error("This login is not valid any more: please log in with your email and password.")
+        except BillingError as exc:  # too many failed logins (RateLimited), malformed email
+            st.error(str(exc))
+        if st.session_state.get("authentication_status") is False:
+            st.error("Email or password is incorrect.")
+    authenticator.cookie_controller.set_cookie = set_cookie
+    if st.session_state.get("authentication_status"):
         st.session_state.pop(NOTICE_KEY, None)
+        slot.empty()
+        if cookie_wanted:
+            set_cookie()
 
 
 def _open_session(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> None:
@@ -189,7 +244,8 @@ def _open_session(db: Engine, authenticator: stauth.Authenticate, credentials: d
     state[SESSION_KEY] = auth.start_session(db, entry["user_id"], cookie)
 
 
-def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict) -> str | None:
+def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict,
+              form_slot: st.delta_generator.DeltaGenerator) -> str | None:
     """The logged-in user's id for this run (its server-side session checked), or None after the login form."""
     state = st.session_state
     if state.pop(LOGOUT_KEY, False):
@@ -197,7 +253,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
     fresh = not state.get("authentication_status")
     if fresh:
         _check_cookie(db, authenticator)
-        _login_form(authenticator)
+        _login_form(authenticator, form_slot)
         if not state.get("authentication_status"):
             state.pop(RESUME_KEY, None)
             return None
@@ -209,7 +265,7 @@ def _identify(db: Engine, authenticator: stauth.Authenticate, credentials: dict)
         _sign_out(db, authenticator, notice=str(exc))
         if fresh:
             st.rerun()  # this run already showed the login form
-        _login_form(authenticator)
+        _login_form(authenticator, form_slot)
         return None
 
 
@@ -309,7 +365,11 @@ def logged_in_user(db: Engine, url: str, screen_paths: list[str]) -> str | None:
         login_sleep_time=settings.login_sleep_seconds(),
     )
     _check_passwords_in_database(db, authenticator)
-    user_id = _identify(db, authenticator, credentials)
+    # two places at the top of every run, logged in or not, so that the screen's elements keep their
+    # positions from the run that logged in to the next (shifted, they would show twice while it runs)
+    form_slot, cookie_slot = st.empty(), st.empty()
+    authenticator.cookie_controller.cookie_model.cookie_manager.place = cookie_slot
+    user_id = _identify(db, authenticator, credentials, form_slot)
     if user_id is None:
         state.pop(ACTOR_KEY, None)
         state.pop(ORG_KEY, None)

@@ -36,6 +36,7 @@ PASSWORDS = {
     "mia@example.com": "mia password 1",
     "root@example.com": "root password 1",
     "gus@example.com": "gus password 1",
+    "nova@example.com": "nova password 1",
 }
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')")
@@ -293,6 +294,73 @@ def test_org_admin_allocates_through_the_form_and_sees_the_page_change(app_url, 
         page.get_by_role("heading", name=name).first.wait_for()
         settle(page)
         shot(page, f"org-admin-{name.lower().replace(' ', '-')}")
+
+
+# ---------------------------------------------------------------- issue 9: a fresh server, the organization choice
+
+
+def chosen_organization(page) -> str:
+    """The label the organization choice at the top of the screen shows."""
+    return organization_choice(page).locator("input").input_value()
+
+
+def organization_choice(page):
+    """The organization choice at the top of the screen (a combo box)."""
+    return page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Organization", exact=True)).first
+
+
+def test_a_fresh_server_opens_a_screen_url_on_the_login_and_the_organization_choice_survives(
+        pg_server, template_database, browser):
+    """A screen's URL on a freshly started server shows the login, then that screen; the organization chosen
+    survives a reload and a new tab (?org=), and at 390 px the choice shows, its label whole."""
+    with migrated_database(pg_server, template_database) as url, running_app(url, "browser-fresh-streamlit.log") as base:
+        db = database.get_engine(url)
+        organizations.create_organization(db, None, "meridian", "Meridian Health Partners")
+        organizations.create_organization(db, None, "northwind", "Northwind Regional Medical Group")
+        add_user(db, "nova", "meridian", "admin")
+        organizations.add_member(db, None, "northwind", "nova", "admin")
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(20_000)
+        try:
+            page = context.new_page()
+            page.goto(f"{base}/org_billing")  # the server process's first run: Streamlit's old pages/ mode
+            page.get_by_role("button", name="Log in").wait_for()
+            settle(page)
+            shot(page, "fresh-server-screen-url-login")
+            assert page.get_by_role("textbox", name="Email").is_visible()
+            assert navigation(page) == [] and page.get_by_text("Logged in as").count() == 0
+
+            log_in(page, "nova@example.com")
+            page.get_by_role("tab", name="Allocations").wait_for()  # the screen the URL named, after the login
+            assert "/org_billing" in page.url and page.get_by_role("button", name="Log in").count() == 0
+            assert chosen_organization(page) == "Meridian Health Partners · admin"
+
+            choose(page, "Organization", "Northwind Regional Medical Group · admin")
+            page.wait_for_url(re.compile(r"[?&]org=northwind"))
+            settle(page)
+            page.reload()
+            page.get_by_text("Logged in as").wait_for()
+            settle(page)
+            assert chosen_organization(page) == "Northwind Regional Medical Group · admin" and "org=northwind" in page.url
+
+            tab = context.new_page()  # the same URL in a new tab: the login cookie, and ?org= in the URL
+            tab.goto(page.url)
+            tab.get_by_text("Logged in as").wait_for()
+            settle(tab)
+            assert chosen_organization(tab) == "Northwind Regional Medical Group · admin"
+            assert tab.get_by_role("tab", name="Allocations").count() == 1
+
+            tab.set_viewport_size({"width": 390, "height": 844})
+            settle(tab)
+            shot(tab, "organization-choice-390px")
+            box = organization_choice(tab)
+            assert box.is_visible()
+            place = box.bounding_box()
+            assert place["x"] >= 0 and place["x"] + place["width"] <= 390 and place["y"] < 844, place
+            shown = box.locator("input")  # the label fits in the box: the input does not scroll its text
+            assert shown.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the organization's label is cut"
+        finally:
+            context.close()
 
 
 # ---------------------------------------------------------------- issue 4: a plan upgrade, its history and MRR

@@ -188,6 +188,8 @@ def test_user_roles_and_organization_choices(db, ada):
 
     organizations.create_organization(db, None, "gamma", "Gamma")
     organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True)
+    alone = auth.user_roles(db, "root")  # a user of no organization yet
+    assert (alone.memberships, alone.default_org_id, alone.name, alone.is_system_admin) == ((), None, "Root", True)
     organizations.add_member(db, None, "gamma", "root", "member")
     root = auth.user_roles(db, "root")
     assert root.is_system_admin and root.is_admin_of("beta") and root.labels[0] == "System admin"

@@ -63,9 +63,9 @@ def test_values_are_read_on_each_call_and_an_empty_value_is_unset(monkeypatch, t
 
 def test_numbers_are_checked_with_a_message_naming_the_variable(monkeypatch):
     monkeypatch.delenv("BILLING_LOGIN_SLEEP_SECONDS", raising=False)
-    assert settings.login_sleep_seconds() == 0.7
-    monkeypatch.setenv("BILLING_LOGIN_SLEEP_SECONDS", "0")
     assert settings.login_sleep_seconds() == 0.0
+    monkeypatch.setenv("BILLING_LOGIN_SLEEP_SECONDS", "0.7")
+    assert settings.login_sleep_seconds() == 0.7
     for bad in ("soon", "-1", "nan", "inf"):
         monkeypatch.setenv("BILLING_LOGIN_SLEEP_SECONDS", bad)
         with pytest.raises(InvalidInput, match="BILLING_LOGIN_SLEEP_SECONDS"):

@@ -111,6 +111,12 @@ def test_form_login_counts_failures_then_opens_a_session(people):
     assert not at.exception and not at.error
     assert at.session_state["actor_id"] == "mia" and at.session_state["org_id"] == "acme"
     assert navigation(at) == sorted((NAVIGATION["mia"]))
+    # the run that logged in drew the landing screen without the login form above it
+    assert [t.label for t in at.text_input if t.label in ("Email", "Password")] == []
+    assert "Log in" not in [b.label for b in at.button]
+    # and wrote the login cookie with a script (no component whose answer reruns the screen)
+    scripts = [e.proto.srcdoc for e in at.get("iframe")]
+    assert len(scripts) == 1 and "document.cookie = \"org_billing_login=" in scripts[0], scripts
     rows = fetch(db, "select user_id, cookie_ref is not null, ended_at from user_sessions")
     assert [tuple(r) for r in rows] == [("mia", True, None)]  # bound to the login cookie just issued
     assert fetch(db, "select failed_login_attempts, last_login_at is not null from users where id = 'mia'")[0] == (0, True)
