@@ -19,10 +19,6 @@ from sqlalchemy.engine import Engine
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import fetch, fetch_frame, record
 
-# a request's columns (a constant SQL fragment, no input)
-_SELECT = ("org_id, id, user_id, credits, note, status, approved_credits, decided_by, decided_at, decline_reason,"
-           " created_at")
-
 
 @dataclass(frozen=True)
 class CreditRequest:
@@ -51,7 +47,8 @@ class Approval:
 
 
 def _request(db: Engine, statement: str, params: dict) -> CreditRequest:
-    return record(CreditRequest, fetch(db, f"select {_SELECT} from {statement}", params)[0])
+    """The one request row `statement` (a whole constant SELECT over a stored function) returns."""
+    return record(CreditRequest, fetch(db, statement, params)[0])
 
 
 def _asked(credits: Amount | None) -> Decimal | None:
@@ -60,19 +57,19 @@ def _asked(credits: Amount | None) -> Decimal | None:
 
 def request(db: Engine, actor_id: str, org_id: str, credits: Amount, note: str | None = None) -> CreditRequest:
     """Ask the organization's admins for `credits` more credits (the acting member, for themself)."""
-    return _request(db, "request_credits(:org_id, :credits, :note, :actor_id)",
+    return _request(db, "select * from request_credits(:org_id, :credits, :note, :actor_id)",
                     {"org_id": org_id, "credits": _asked(credits), "note": note, "actor_id": actor_id})
 
 
 def preview_request(db: Engine, actor_id: str, org_id: str, credits: Amount, note: str | None = None) -> CreditRequest:
     """What `request` would record, recording nothing: refuses as `request` would (check before asking to confirm)."""
-    return _request(db, "preview_credit_request(:org_id, :credits, :note, :actor_id)",
+    return _request(db, "select * from preview_credit_request(:org_id, :credits, :note, :actor_id)",
                     {"org_id": org_id, "credits": _asked(credits), "note": note, "actor_id": actor_id})
 
 
 def withdraw(db: Engine, actor_id: str, org_id: str, request_id: str) -> CreditRequest:
     """Withdraw my pending request (only the member who asked)."""
-    return _request(db, "withdraw_credit_request(:org_id, :request_id, :actor_id)",
+    return _request(db, "select * from withdraw_credit_request(:org_id, :request_id, :actor_id)",
                     {"org_id": org_id, "request_id": request_id, "actor_id": actor_id})
 
 
@@ -80,7 +77,7 @@ def approve(db: Engine, actor_id: str | None, org_id: str, request_id: str,
             credits: Amount | None = None) -> CreditRequest:
     """Approve a pending request (org admins, system admins): the member's allocation grows by `credits`
     (None: what they asked for) out of the pool's available credits."""
-    return _request(db, "approve_credit_request(:org_id, :request_id, :credits, :actor_id)",
+    return _request(db, "select * from approve_credit_request(:org_id, :request_id, :credits, :actor_id)",
                     {"org_id": org_id, "request_id": request_id, "actor_id": actor_id,
                      "credits": to_decimal(credits, "Credits to allocate")})
 
@@ -97,7 +94,7 @@ def preview_approval(db: Engine, actor_id: str | None, org_id: str, request_id: 
 
 def decline(db: Engine, actor_id: str | None, org_id: str, request_id: str, reason: str | None = None) -> CreditRequest:
     """Decline a pending request, with an optional reason the member reads (org admins, system admins)."""
-    return _request(db, "decline_credit_request(:org_id, :request_id, :reason, :actor_id)",
+    return _request(db, "select * from decline_credit_request(:org_id, :request_id, :reason, :actor_id)",
                     {"org_id": org_id, "request_id": request_id, "reason": reason, "actor_id": actor_id})
 
 
