@@ -70,6 +70,11 @@ def quote(db: Engine, *, package_code: str | None = None, credits: Amount | None
     return record(Quote, rows[0])
 
 
+def credit_list_price(db: Engine) -> Decimal:
+    """The catalogue's price in dollars of one credit (what a balance is worth at the list price)."""
+    return fetch(db, "select credit_list_price()")[0][0]
+
+
 def _order(db: Engine, statement: str, params: dict) -> Order:
     """The order a stored function returns (a credit_orders row), field by field from its column names."""
     return record(Order, fetch(db, statement, params)[0])

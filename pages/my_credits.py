@@ -63,8 +63,8 @@ def _day(moment: datetime | None, zone: str) -> str:
     return "—" if moment is None else f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d}"
 
 
-def _worth(credits) -> str:
-    return kit.fmt_money(orders.list_price(credits))
+def _worth(screen: Screen, credits) -> str:
+    return kit.fmt_worth(credits, kit.read(screen.db, orders.credit_list_price))
 
 
 def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
@@ -96,8 +96,8 @@ def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
         st.progress(min(float(card.usage_percent) / 100, 1.0),
                     text=f"{kit.fmt_percent(card.usage_percent)} used since {since}")
         st.caption(kit.md_text(
-            f"Worth {_worth(card.remaining_credits)} remaining of {_worth(card.allocated_credits)} allocated, at the "
-            f"list price of {kit.fmt_exact_money(orders.CREDIT_PRICE)} a credit (what credits cost when ordered). "
+            f"Worth {_worth(screen, card.remaining_credits)} remaining of {_worth(screen, card.allocated_credits)} allocated, at the "
+            f"list price of {kit.fmt_exact_money(kit.read(screen.db, orders.credit_list_price))} a credit (what credits cost when ordered). "
             f"Used counts from {since}, the start of this period; "
             + (f"the next reset is {_day(card.next_reset, zone)}" if card.next_reset else "no reset is scheduled")
             + f" (dates in {zone})."))
@@ -140,7 +140,7 @@ def usage_section(screen: Screen, scope: str | None) -> None:
     used, requests, services = st.columns(3)
     with used:
         kit.metric_card("Credits used (30 days)", kit.card_credits(totals.credits_used), "text",
-                        help=f"{kit.fmt_credits(totals.credits_used)} credits, worth {_worth(totals.credits_used)} at "
+                        help=f"{kit.fmt_credits(totals.credits_used)} credits, worth {_worth(screen, totals.credits_used)} at "
                              "the list price.")
     with requests:
         kit.metric_card("Requests (30 days)", totals.requests, "count")

@@ -33,6 +33,7 @@ from pages.kit.formats import (  # noqa: F401
     fmt_exact_money,
     fmt_money,
     fmt_percent,
+    fmt_worth,
     md_text,
     plain_number,
 )

@@ -75,3 +75,8 @@ def fmt_percent(value: Any) -> str:
 def fmt_count(value: Any) -> str:
     """A whole number with thousands separators."""
     return "—" if value is None else f"{int(value):,}"
+
+
+def fmt_worth(credits: Any, price_per_credit: Any) -> str:
+    """What `credits` are worth in dollars at `price_per_credit` ("$0.82")."""
+    return fmt_money(_decimal(credits) * _decimal(price_per_credit))

@@ -45,9 +45,9 @@ def state_text(request: Any, *, mine: bool, reason: bool = False) -> str:
     return f"The request for {asked} was withdrawn by {who} on {_when(request.decided_at)}."
 
 
-def _worth(credits: Any) -> str:
-    price = kit.fmt_exact_money(orders.CREDIT_PRICE)
-    return f"{kit.fmt_money(orders.list_price(credits))} at the list price of {price} a credit"
+def _worth(screen: Screen, credits: Any) -> str:
+    price = kit.read(screen.db, orders.credit_list_price)
+    return f"{kit.fmt_worth(credits, price)} at the list price of {kit.fmt_exact_money(price)} a credit"
 
 
 # ---------------------------------------------------------------- the member's side (My credits)
@@ -72,7 +72,7 @@ def _ask_request(screen: Screen, card: MemberCard) -> None:
         return
     kit.ask_confirmation(
         form,
-        f"Ask the admins of {card.org_name} for {kit.fmt_credits(amount)} more credits (worth {_worth(amount)})?"
+        f"Ask the admins of {card.org_name} for {kit.fmt_credits(amount)} more credits (worth {_worth(screen, amount)})?"
         + (" Your note goes with it." if note else ""),
         lambda: credit_requests.request(screen.db, screen.actor_id, card.org_id, amount, note),
         success=lambda asked: f"Request sent: the admins of {card.org_name} see it now; their answer shows here.",
@@ -153,7 +153,7 @@ def pending_request_section(screen: Screen, request: Any) -> None:
     form = _answer_field(request.request_id, "answer")
     with st.container(border=True):
         st.markdown(kit.md_text(f"{request.member} asks for {kit.fmt_credits(request.credits)} credits, worth "
-                                f"{_worth(request.credits)}"))
+                                f"{_worth(screen, request.credits)}"))
         st.text(f"Email: {request.email}")
         st.caption(kit.md_text(
             f"Sent {_when(request.created_at)}. Holds {kit.fmt_credits(request.allocated_credits)} allocated, "

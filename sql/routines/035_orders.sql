@@ -537,3 +537,19 @@ $$;
 comment on function credit_orders_awaiting_payment(text) is
     'credit_orders_awaiting_payment(p_actor_id): every order awaiting payment, oldest first, with its '
     'organization''s name. System admins and the operator only. Locks nothing. Raises CB002, CB008.';
+
+
+-- credit_list_price(): the catalogue's price in dollars of one credit, as
+-- ledger_list_price prices a thousand (what screens show a balance is worth).
+-- Locks nothing. Raises nothing.
+create or replace function credit_list_price()
+returns numeric
+language sql
+stable
+as $$
+    select ledger_list_price(1000) / 1000;
+$$;
+
+comment on function credit_list_price() is
+    'credit_list_price(): the catalogue''s price in dollars of one credit, as ledger_list_price prices a thousand '
+    '(what screens show a balance is worth). Locks nothing. Raises nothing.';

@@ -12,7 +12,6 @@
 -- usage over the window, since when the allocation's used figure counts
 -- (used_since: its period start; null without an allocation) and the
 -- organization's kind ('personal': the user's individual balance).
-drop function if exists member_cards(text, integer);
 
 create function member_cards(p_user_id text, p_days integer)
 returns table (

@@ -95,6 +95,7 @@ declare
         'all_organizations',
         -- orders and grants (paying and granting check for a system admin)
         'credit_order_quote',
+        'credit_list_price',
         'create_credit_order',
         'order_personal_credits',
         'cancel_credit_order',
