@@ -116,12 +116,12 @@ def chosen_member(form: str, key: str, missing: str) -> str:
     return user_id
 
 
-def refusing(handler: Callable[[], None]) -> Callable[[], None]:
-    """A form handler that stops quietly at Refused (its message is already kept)."""
+def refusing(handler: Callable[..., None]) -> Callable[..., None]:
+    """A form handler (given its widget's args) that stops quietly at Refused (its message is already kept)."""
 
-    def run() -> None:
+    def run(*args: Any, **kwargs: Any) -> None:
         try:
-            handler()
+            handler(*args, **kwargs)
         except Refused:
             pass
 

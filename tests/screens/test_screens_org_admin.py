@@ -162,8 +162,8 @@ def test_org_billing_shows_the_organization(acme):
     assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
     assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
     pie = chart_titled(at, "Credits by service")["data"][0]
-    assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {
-        "company_enrichment": 200, "contact_lookup": 30, "llm": 12.5, "intelligence_cache_lookup": 10,
+    assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {  # services in words
+        "company enrichment": 200, "contact lookup": 30, "llm": 12.5, "intelligence cache lookup": 10,
     }
     by_user = chart_titled(at, "Credits by user")["data"][0]
     assert trace_values(by_user, "x") == [230, 22.5]
@@ -171,13 +171,13 @@ def test_org_billing_shows_the_organization(acme):
     line = chart_titled(at, "Credits per day")["data"][0]
     assert len(trace_values(line, "y")) == 31 and sum(trace_values(line, "y")) == 252.5
     timeline = chart_titled(at, "Billing history")
-    assert "credit_purchase" in {trace["name"] for trace in timeline["data"]}
+    assert "credits bought" in {trace["name"] for trace in timeline["data"]}
 
     table = dataframe(at, "display_name", "usage_percent").set_index("email")
     assert table.loc["bob@example.com", "remaining_credits"] == 760
     assert table.loc["cy@example.com", "remaining_credits"] == Decimal("477.5")
     history = dataframe(at, "event_type", "total_credits_after")
-    assert history[history.event_type == "credit_purchase"].credits.tolist() == [10_000]
+    assert history[history.event_type == "credits bought"].credits.tolist() == [10_000]
 
 
 def test_a_system_admin_sees_the_same_page(acme):
@@ -199,7 +199,7 @@ def test_the_page_needs_a_login_and_an_organization(acme):
     at = open_page("org_billing", None, "acme")
     assert [w.value for w in at.warning] == ["Please log in."] and not at.metric
     at = open_page("org_billing", "ada", None)
-    assert "Choose an organization" in at.info[0].value and not at.metric
+    assert at.info[0].value == "You are not a member of any organization yet." and not at.metric
     at = open_page("org_billing", "root", "no-such-org")
     assert errors(at) == ["Organization 'no-such-org' does not exist."] and not at.metric
 
@@ -301,16 +301,16 @@ BAD_INPUT = [
     ("allocate", {"allocate_user": "bob", "allocate_credits": "0"}, "Credits to allocate must be greater than 0 (got 0)."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "-5"}, "Credits to allocate must be greater than 0 (got -5)."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "8500.5"},
-     ("Not enough credits in the pool of organization 'acme': 8500 available, 8500.5 requested. "
+     ("Not enough credits in the pool of Acme Analytics: 8500 available, 8500.5 requested. "
       "Add credits or take back unused ones first.")),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "ten"}, "Credits to allocate is not a number (got 'ten')."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": ""}, "Credits to allocate is not a number (got '')."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "0.0000001"},
      "Credits to allocate has more than 6 decimal places (got 0.0000001)."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "761"},
-     "User 'bob' has only 760 unused credits: cannot take back 761."),
+     "Bob Builder has only 760 unused credits: cannot take back 761."),
     ("reclaim", {"reclaim_user": "dee", "reclaim_credits": ""},
-     "User 'dee' has no active allocation in organization 'acme': nothing to take back."),
+     "Dee Dee has no active allocation in Acme Analytics: nothing to take back."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "-1"}, "Credits to take back must be greater than 0 (got -1)."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "1,5"},
      ("Credits to take back has a comma out of place (got '1,5'): use a dot for decimals, "
@@ -347,7 +347,7 @@ def test_a_form_sent_after_the_role_was_lost_is_refused(acme):
     organizations.set_member_role(acme, "olga", "acme", "ada", "member")
     before = snapshot(acme)
     submit(at, "allocate", {"allocate_user": "bob", "allocate_credits": "5"})
-    assert "User 'ada' is not an admin of organization 'acme'." in errors(at)
+    assert "Ada Admin is not an admin of Acme Analytics." in errors(at)
     assert snapshot(acme) == before
 
 
@@ -389,12 +389,12 @@ def test_inviting_answers_the_same_whether_the_email_has_an_account_or_not(acme)
 
     before = snapshot(acme)
     invite_through_the_form(at, "eve@example.com")
-    assert errors(at) == ["eve@example.com already has a pending invitation to organization 'acme': "
+    assert errors(at) == ["eve@example.com already has a pending invitation to Acme Analytics: "
                           "revoke it to send a new one."]
     invite_through_the_form(at, "not an email")
     assert errors(at) == ["Email 'not an email' is not an email address (expected name@example.com)."]
     invite_through_the_form(at, "bob@example.com")
-    assert errors(at) == ["bob@example.com is already a member of organization 'acme'."]  # the admin sees members anyway
+    assert errors(at) == ["bob@example.com is already a member of Acme Analytics."]  # the admin sees members anyway
     assert not at.code
     assert snapshot(acme) == before
 
@@ -440,7 +440,7 @@ def test_only_system_admins_add_members_directly(acme):
     assert "member_add_submit" not in [b.key for b in at.button]
     root = open_page("org_billing", "root", "acme")
     submit(root, "member_add", {"member_add_email": "  EVE@example.COM ", "member_add_role": "member"})
-    assert any(plain(s.value) == "Added EVE@example.COM (eve) as member." for s in root.success)
+    assert any(plain(s.value) == "Added EVE@example.COM to Acme Analytics as member." for s in root.success)
     assert members_table(root).loc["eve@example.com", "role"] == "member"
 
 
@@ -468,9 +468,9 @@ def test_the_only_admin_cannot_be_demoted_or_removed(acme):
     at = open_page("org_billing", "ada", "acme")
     before = snapshot(acme)
     submit(at, "member_role", {"member_role_user": "ada", "member_role_role": "member"})
-    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    assert errors(at) == ["Ada Admin is the only admin of Acme Analytics: make another member admin first."]
     submit(at, "member_remove", {"member_remove_user": "ada"})
-    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    assert errors(at) == ["Ada Admin is the only admin of Acme Analytics: make another member admin first."]
     assert snapshot(acme) == before
 
 
