@@ -47,10 +47,10 @@ def lots_section(screen: Screen, org: Organization) -> None:
     lots = kit.read(screen.db, periods.lots, screen.actor_id, org.org_id)
     with st.expander(f"{kit.counted(len(lots), 'credit lot')}: the earliest expiring are spent first"):
         kit.table(
-            lots.assign(source=lots.source.map(kit.term)) if not lots.empty else lots,
+            lots.assign(source=lots.source.map(kit.term), expires=lots.expires_at.map(expiry)),
             {
                 "remaining_credits": kit.credits_column("Remaining"),
-                "expires_at": kit.datetime_column("Expires"),
+                "expires": kit.text_column("Expires"),
                 "source": kit.text_column("Source"),
                 "credits": kit.credits_column("Granted"),
                 "granted_at": kit.datetime_column("Granted on"),
@@ -62,6 +62,11 @@ def lots_section(screen: Screen, org: Organization) -> None:
         )
         st.caption("Consumption is settled against lots by the period job; usage since its last run is not "
                    "settled yet.")
+
+
+def expiry(at: object) -> str:
+    """When a lot expires, as the table says it (the grid would show a missing date as "None")."""
+    return "never" if at is None or pd.isna(at) else f"{at:%Y-%m-%d %H:%M} UTC"
 
 
 def pool_chart(overview: OrgOverview) -> None:
