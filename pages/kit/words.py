@@ -24,6 +24,18 @@ WORDS: dict[str, str] = {
     "awaiting_payment": "awaiting payment",
     # ---------------------------------------------------------------- member screen (credit requests)
     # ---------------------------------------------------------------- organization admin screen
+    "subscription_created": "subscribed",
+    "subscription_plan_changed": "plan changed",
+    "subscription_plan_version_changed": "plan terms changed",
+    "subscription_change_scheduled": "plan change scheduled",
+    "subscription_cancel_scheduled": "cancel scheduled",
+    "subscription_canceled": "subscription canceled",
+    "subscription_reactivated": "subscription kept",
+    "subscription_activated": "subscription active again",
+    "subscription_past_due": "payment overdue",
+    "subscription_trial_ended": "trial ended",
+    "credit_expiry": "credits expired",
+    "plan_included": "included with the plan",
     # ---------------------------------------------------------------- system screens
     # ---------------------------------------------------------------- pricing, periods and audit screens
 }

@@ -59,7 +59,7 @@ def ask_allocate(screen: Screen, org: Organization) -> None:
     ask_checked(
         screen, org, "allocate",
         lambda: credits.allocate(screen.db, screen.actor_id, org.org_id, user_id, amount),
-        lambda remaining: f"Allocate {credits_words(amount)} to {org.person(user_id)}? "
+        lambda remaining: f"Allocate {credits_words(amount)} to {name}? "
                           f"{name} then has {credits_words(remaining)} remaining.",
         success=lambda remaining: f"Allocated {credits_words(amount)}: {name} now has "
                                   f"{credits_words(remaining)} remaining.",
@@ -88,7 +88,7 @@ def ask_reclaim(screen: Screen, org: Organization) -> None:
         screen, org, "reclaim",
         lambda: credits.reclaim(screen.db, screen.actor_id, org.org_id, user_id, amount),
         lambda taken: (f"Take back {'all ' if amount is None else ''}{credits_words(taken, 'unused')} from "
-                       f"{org.person(user_id)}? They return to the pool's available credits."),
+                       f"{name}? They return to the pool's available credits."),
         success=lambda taken: f"Took back {credits_words(taken)} from {name}: they are available in the pool again.",
         clear=("reclaim_credits",),
         nothing=lambda taken: None if taken else f"{name} has no unused credits: nothing to take back.",

@@ -160,7 +160,7 @@ def ask_role_change(screen: Screen, org: Organization) -> None:
     ask_checked(
         screen, org, "member_role",
         lambda: organizations.set_member_role(screen.db, screen.actor_id, org.org_id, user_id, role),
-        lambda _: f"Make {org.person(user_id)} {'an admin' if role == 'admin' else 'a member'} of {org.name}?",
+        lambda _: f"Make {name} {'an admin' if role == 'admin' else 'a member'} of {org.name}?",
         success=f"{name} is now {'an admin' if role == 'admin' else 'a member'} of {org.name}.",
         clear=("member_role_user", "member_role_role"),
     )
@@ -183,7 +183,7 @@ def ask_remove(screen: Screen, org: Organization) -> None:
     ask_checked(
         screen, org, "member_remove",
         lambda: organizations.remove_member(screen.db, screen.actor_id, org.org_id, user_id),
-        lambda returned: f"Remove {org.person(user_id)} from {org.name}? Their {credits_words(returned, 'unused')} "
+        lambda returned: f"Remove {name} from {org.name}? Their {credits_words(returned, 'unused')} "
                          "return to the pool; what they used stays in the history.",
         success=lambda returned: f"Removed {name}; {credits_words(returned, 'unused')} returned to the pool.",
         clear=("member_remove_user",),

@@ -667,12 +667,12 @@ def test_questions_say_what_will_happen_next_to_the_form_that_asked(acme):
     ask(at, "reclaim", reclaim_user="bob", reclaim_credits="")
     assert "reclaim_confirm" in column_keys(at, "reclaim_submit")  # beside its form, not above the page
     assert "allocate_submit" not in column_keys(at, "reclaim_submit")
-    assert "Take back all 760 unused credits from Bob Builder (bob@example.com)?" in plain(at.warning[-1].value)
+    assert "Take back all 760 unused credits from Bob Builder?" in plain(at.warning[-1].value)
     at.button(key="reclaim_cancel").click().run()
 
     ask(at, "allocate", allocate_user="dee", allocate_credits="1")
     assert "allocate_confirm" in column_keys(at, "allocate_submit")
-    assert "Allocate 1 credit to Dee Dee (dee@example.com)? Dee Dee then has 1 credit remaining." in plain(
+    assert "Allocate 1 credit to Dee Dee? Dee Dee then has 1 credit remaining." in plain(
         at.warning[-1].value)  # "1 credit", never "1 credits"
     at.button(key="allocate_cancel").click().run()
 
