@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
+
 from billing_core import database
 from billing_core.errors import BillingError
 from pages import kit
@@ -53,6 +55,17 @@ def credits_words(amount: Any, adjective: str = "") -> str:
     """An amount of credits with its noun in the right number: "1 credit", "2,500 credits", "760 unused credits"."""
     noun = "credit" if Decimal(str(amount)) == 1 else "credits"
     return f"{kit.fmt_credits(amount)} {adjective + ' ' if adjective else ''}{noun}"
+
+
+def dashed(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """`frame` with empty cells of these text columns as "—" (the grid draws a missing value as "None")."""
+    return frame.assign(**{column: frame[column].map(lambda v: "—" if v is None or pd.isna(v) else v)
+                           for column in columns})
+
+
+def moment(at: Any, missing: str = "—") -> str:
+    """A time that may be missing, as text to the minute (UTC), `missing` when there is none."""
+    return missing if at is None or pd.isna(at) else f"{at:%Y-%m-%d %H:%M} UTC"
 
 
 def worded(org: Organization, action: Callable[[], Any]) -> Callable[[], Any]:

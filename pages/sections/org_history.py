@@ -7,6 +7,7 @@ import streamlit as st
 from billing_core import usage
 from pages import kit
 from pages.kit.session import Screen
+from pages.sections.org_forms import dashed
 
 
 def history_section(screen: Screen, org_id: str) -> None:
@@ -15,7 +16,7 @@ def history_section(screen: Screen, org_id: str) -> None:
     if history.empty:
         st.caption("No billing history yet.")
         return
-    history = history.assign(event_type=history.event_type.map(kit.term))
+    history = dashed(history, "description", "created_by_name").assign(event_type=history.event_type.map(kit.term))
     kit.show_chart(
         kit.timeline_chart(history, "created_at", "event_type", color="event_type", title="Billing history",
                            hover=["description"], labels={"created_at": "When", "event_type": ""}),

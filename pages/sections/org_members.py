@@ -8,7 +8,7 @@ import streamlit as st
 from billing_core import invitations, organizations
 from pages import kit
 from pages.kit.session import Screen
-from pages.sections.org_forms import Organization, ask_checked, credits_words, write_worded
+from pages.sections.org_forms import Organization, ask_checked, credits_words, dashed, write_worded
 
 ROLES = ["member", "admin"]
 _INVITATION = "_org_billing_invitation"  # the invitation just sent, its one-time code shown on this run only
@@ -86,7 +86,7 @@ def pending_invitations(screen: Screen, org: Organization) -> None:
     pending = kit.read(screen.db, invitations.pending_for_organization, screen.actor_id, org.org_id)
     st.markdown("**Pending invitations**")
     kit.table(
-        pending.assign(role=pending.role.map(kit.term)) if not pending.empty else pending,
+        dashed(pending, "invited_by").assign(role=pending.role.map(kit.term)),
         {
             "invited": kit.text_column("Invited"),
             "role": kit.text_column("Role"),

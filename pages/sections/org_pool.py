@@ -9,7 +9,7 @@ from billing_core import orders, periods, pricing, usage
 from billing_core.usage import OrgOverview
 from pages import kit
 from pages.kit.session import Screen
-from pages.sections.org_forms import Organization, ask_checked, credits_words
+from pages.sections.org_forms import Organization, ask_checked, credits_words, dashed, moment
 
 BUY_KINDS = {"package": "A credit package", "credits": "A number of credits"}
 
@@ -47,7 +47,7 @@ def lots_section(screen: Screen, org: Organization) -> None:
     lots = kit.read(screen.db, periods.lots, screen.actor_id, org.org_id)
     with st.expander(f"{kit.counted(len(lots), 'credit lot')}: the earliest expiring are spent first"):
         kit.table(
-            lots.assign(source=lots.source.map(kit.term), expires=lots.expires_at.map(expiry)),
+            lots.assign(source=lots.source.map(kit.term), expires=lots.expires_at.map(lambda at: moment(at, "never"))),
             {
                 "remaining_credits": kit.credits_column("Remaining"),
                 "expires": kit.text_column("Expires"),
@@ -62,11 +62,6 @@ def lots_section(screen: Screen, org: Organization) -> None:
         )
         st.caption("Consumption is settled against lots by the period job; usage since its last run is not "
                    "settled yet.")
-
-
-def expiry(at: object) -> str:
-    """When a lot expires, as the table says it (the grid would show a missing date as "None")."""
-    return "never" if at is None or pd.isna(at) else f"{at:%Y-%m-%d %H:%M} UTC"
 
 
 def pool_chart(overview: OrgOverview) -> None:
@@ -134,7 +129,8 @@ def ask_buy(screen: Screen, org: Organization) -> None:
 def orders_section(screen: Screen, org: Organization, order_list: pd.DataFrame) -> None:
     """The organization's orders, newest first, state first; an order awaiting payment can be canceled."""
     kit.table(
-        order_list.assign(state=order_list.status.map(kit.term)),
+        dashed(order_list, "payment_reference").assign(state=order_list.status.map(kit.term),
+                                                       paid=order_list.paid_at.map(moment)),
         {
             "state": kit.text_column("State"),
             "credits": kit.credits_column("Credits"),
@@ -142,7 +138,7 @@ def orders_section(screen: Screen, org: Organization, order_list: pd.DataFrame) 
             "ordered_at": kit.datetime_column("Ordered"),
             "description": kit.text_column("What"),
             "payment_reference": kit.text_column("Payment reference"),
-            "paid_at": kit.datetime_column("Paid"),
+            "paid": kit.text_column("Paid"),
             "id": kit.text_column("Order"),
         },
         key="orders_table",
