@@ -751,3 +751,25 @@ def test_key_columns_come_first_for_a_phone(acme):
     assert list(dataframe(at, "expires").columns[:2]) == ["remaining_credits", "expires"]
     assert list(dataframe(at, "total_credits_after").columns[:3]) == ["created_at", "event_type", "credits"]
     assert list(dataframe(at, "payment_reference").columns[:3]) == ["state", "credits", "price"]
+
+
+def test_subscribing_is_checked_before_the_question_and_the_question_says_the_terms(acme):
+    for plan in ("byok", "starter"):
+        subscriptions.schedule_change(acme, "ada", "acme", plan)
+        subscriptions.reactivate(acme, "ada", "acme")
+    subscriptions.schedule_change(acme, "ada", "acme", "byok")  # ada's 5th subscription change this hour
+    subscriptions.cancel(acme, "root", "acme", at_period_end=False)
+    st.cache_data.clear()
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    ask(at, "subscribe", subscribe_plan="starter")
+    assert "subscribe_confirm" not in buttons(at)
+    assert errors(at)[0].startswith("Too many subscription changes: an organization admin may make 5 an hour.")
+    assert snapshot(acme) == before
+
+    root = open_page("org_billing", "root", "acme")  # a system admin is not rate limited
+    ask(root, "subscribe", subscribe_plan="starter")
+    assert "subscribe_confirm" in column_keys(root, "subscribe_submit")
+    assert plain(root.warning[-1].value) == ("Subscribe Acme Analytics to Starter at $19.00 a month, with 5,000 "
+                                             "credits included each billing period?")
+    assert snapshot(acme) == before  # asking changed nothing
