@@ -2,11 +2,12 @@
 
 System admins only (one organization's credit months: its admins too): each
 read runs `ledger_authorize` in its own transaction before the query. The
-figures come from the functions in sql/routines/080_analytics.sql (headline
-MRR from the subscriptions paying at a moment; month-by-month MRR movements
-from subscription history rows' mrr_after; credits from billing history and
-credit_usage_attribution); see that file for the exact rules. `as_of`
-(default: now) is the moment described.
+figures come from the functions in sql/routines/080_analytics.sql: MRR at
+any moment (the headline now and 30 days ago, the plan mix, each month's
+movements) from the subscription history row in force then, so each
+organization counts on the plan and price it had at that moment; credits
+from billing history and credit_usage_attribution. See that file for the
+exact rules. `as_of` (default: now) is the moment described.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ def mrr_months(
     months: int = 12,
     as_of: datetime | None = None,
 ) -> pd.DataFrame:
-    """MRR movements and logo churn per calendar month (UTC), oldest first; default the last 12 (system admins).
+    """MRR movements and logo churn per calendar month (UTC), oldest first (`newest_first` for the screens);
+    default the last 12 (system admins).
 
     Each month: MRR at its start and end, ARR at its end, new, reactivation,
     expansion, contraction, churned and net new MRR, paying organizations and
@@ -330,3 +332,11 @@ def credit_bars(months: pd.DataFrame) -> pd.DataFrame:
         for column, label in CREDIT_KINDS.items()
     ]
     return pd.DataFrame(rows, columns=["month", "kind", "credits"])
+
+
+def newest_first(months: pd.DataFrame, figures: Sequence[str]) -> pd.DataFrame:
+    """A month table (`mrr_months`, `credit_months`) newest first, without the months before the first one in
+    which any of `figures` is not 0: the current month leads, and no empty lead-in months follow the last."""
+    active = months[list(figures)].ne(0).any(axis=1).tolist()
+    first = active.index(True) if True in active else len(active)
+    return months.iloc[first:].iloc[::-1].reset_index(drop=True)

@@ -120,6 +120,19 @@ def record_payment(
     )
 
 
+def payment_recorded_at(
+    db: Engine, actor_id: str | None, order_id: str, payment_reference: str, *, paid_at: datetime | None = None
+) -> datetime | None:
+    """When this payment of this order was recorded already (None: `record_payment` would record it now);
+    refuses what `record_payment` would refuse, writing nothing."""
+    return call(
+        db,
+        "select record_order_payment_check(:order_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
+        {"order_id": order_id, "reference": payment_reference, "actor_id": actor_id,
+         "paid_at": aware(paid_at, "Payment time")},
+    )
+
+
 def cancel_order(db: Engine, actor_id: str | None, order_id: str) -> Order:
     """Cancel an order awaiting payment (org admin of its organization or system admin)."""
     return _order(db, "cancel_credit_order(:order_id, :actor_id)", {"order_id": order_id, "actor_id": actor_id})
@@ -143,6 +156,18 @@ def grant_credits(
         {"org_id": org_id, "credits": to_decimal(credits, "Credits to grant"), "reason": reason,
          "actor_id": actor_id, "expires_at": aware(expires_at, "Expiry"),
          "occurred_at": aware(occurred_at, "Grant time")},
+    )
+
+
+def check_grant(
+    db: Engine, actor_id: str | None, org_id: str, credits: Amount, reason: str, *, expires_at: datetime | None = None
+) -> None:
+    """Refuse what `grant_credits` would refuse (credits, reason, expiry, organization, role), writing nothing."""
+    call(
+        db,
+        "select grant_credits_check(:org_id, :credits, :reason, :actor_id, cast(:expires_at as timestamptz))",
+        {"org_id": org_id, "credits": to_decimal(credits, "Credits to grant"), "reason": reason,
+         "actor_id": actor_id, "expires_at": aware(expires_at, "Expiry")},
     )
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
+from billing_core import access, auth, subscriptions
 from billing_core.database import call, fetch, fetch_frame, record
+from billing_core.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,40 @@ def organizations(db: Engine, actor_id: str) -> pd.DataFrame:
         " order by name, id",
         checks=[access.check(actor_id, None, "system_admin")],
     )
+
+
+@dataclass(frozen=True)
+class OpenedOrganization:
+    """A new organization and its first admin, with the one-time password to pass on (shown once, never stored)."""
+
+    org_id: str
+    admin_user_id: str
+    admin_email: str
+    one_time_password: str
+
+
+def open_organization(
+    db: Engine,
+    actor_id: str | None,
+    org_id: str,
+    name: str,
+    plan: str,
+    admin_email: str,
+    admin_name: str | None = None,
+    admin_user_id: str | None = None,
+    *,
+    billing_cycle: str = "monthly",
+    started_at: datetime | None = None,
+) -> OpenedOrganization:
+    """Open an organization on a plan with a new first admin (user id: `admin_user_id`, else the email) who logs
+    in with a one-time password made here, as invitations make their codes; all or nothing (system admins)."""
+    email = (admin_email or "").strip()
+    user_id = (admin_user_id or "").strip() or email.lower()
+    if not user_id:
+        raise InvalidInput("Give the first admin's email.")
+    password = auth.generate_password()
+    subscriptions.open_organization(
+        db, actor_id, (org_id or "").strip(), name, plan, user_id, email, (admin_name or "").strip() or None,
+        auth.hash_password(password), billing_cycle=billing_cycle, started_at=started_at,
+    )
+    return OpenedOrganization((org_id or "").strip(), user_id, email, password)

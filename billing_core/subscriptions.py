@@ -235,3 +235,39 @@ def open_organization(
             "started_at": aware(started_at, "Subscription start"),
         },
     )
+
+
+@dataclass(frozen=True)
+class SubscriptionPayment:
+    """The outcome of recording a past-due subscription's payment: recorded now, or already on `recorded_at`."""
+
+    recorded: bool
+    recorded_at: datetime
+
+
+def payment_recorded_at(
+    db: Engine, actor_id: str | None, org_id: str, payment_reference: str, *, paid_at: datetime | None = None
+) -> datetime | None:
+    """When this subscription payment was recorded already (None: recording it marks the subscription active);
+    refuses what `record_subscription_payment` would refuse, writing nothing (system admins)."""
+    return call(
+        db,
+        "select subscription_payment_check(:org_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
+        {"org_id": org_id, "reference": payment_reference, "actor_id": actor_id,
+         "paid_at": aware(paid_at, "Payment time")},
+    )
+
+
+def record_subscription_payment(
+    db: Engine, actor_id: str | None, org_id: str, payment_reference: str, *, paid_at: datetime | None = None
+) -> SubscriptionPayment:
+    """Record a past-due subscription's payment with its reference; the subscription is active again (system
+    admins). The same reference again changes nothing and says when it was recorded."""
+    rows = fetch(
+        db,
+        "select recorded, recorded_at"
+        " from record_subscription_payment(:org_id, :reference, :actor_id, cast(:paid_at as timestamptz))",
+        {"org_id": org_id, "reference": payment_reference, "actor_id": actor_id,
+         "paid_at": aware(paid_at, "Payment time")},
+    )
+    return record(SubscriptionPayment, rows[0])

@@ -1,173 +1,196 @@
-"""My credits: what the logged-in user holds and used in each of their organizations."""
+"""My credits: what I hold and used in each of my organizations, what it is worth, and how to get more."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
 import streamlit as st
 
 import pages
-from billing_core import alerts, invitations, usage
+from billing_core import alerts, invitations, orders, periods, usage
 from billing_core.errors import BillingError
+from billing_core.usage import MemberCard
 from pages import kit
+from pages.kit.session import Screen
+from pages.sections.credit_requests import my_request_section
+from pages.sections.individual_balance import personal_order_section
 
-if __name__ == "__main__":  # opened by its URL in Streamlit's old pages/ mode: the app with its login instead
-    pages.run_app()
-    st.stop()
 
-st.title("My credits")
+def render(screen: Screen) -> None:
+    """The My credits screen."""
+    st.title("My credits")
+    try:
+        cards = kit.read(screen.db, usage.member_cards, screen.actor_id)
+        invited = kit.read(screen.db, invitations.mine, screen.actor_id)
+    except BillingError as exc:
+        kit.refuse(exc)
+    invitations_section(screen, invited)
+    if not cards:
+        st.info("You belong to no organization yet: an organization admin can invite you; "
+                "their invitation shows here for you to accept.")
+        personal_order_section(screen, None)
+        return
+    scope = screen.org_id if screen.org_id in {card.org_id for card in cards} else None
+    st.subheader("My organizations")
+    for card in sorted(cards, key=lambda c: c.org_id != scope):  # the chosen organization first
+        card_section(screen, card, card.org_id == scope)
+    usage_section(screen, scope)
+    if len(cards) > 1:
+        comparison_section(cards)
 
-actor_id = kit.require_actor()
-db = kit.engine()
 
-try:
-    cards = kit.read(db, usage.member_cards, actor_id)
-    invited = kit.read(db, invitations.mine, actor_id)
-except BillingError as exc:
-    kit.refuse(exc)
-
-# ------------------------------------------------------------ invitations waiting for my answer
-if not invited.empty:
-    st.subheader("Invitations")
+def invitations_section(screen: Screen, invited: pd.DataFrame) -> None:
+    """Invitations to an organization waiting for my answer: accept or decline each."""
     for invitation in invited.itertuples():
         with st.container(border=True):
-            text_col, accept_col, decline_col = st.columns([4, 1, 1])
-            text_col.markdown(kit.md_text(
-                f"{invitation.invited_by} invites you to {invitation.org_name} as {invitation.role} "
-                f"(since {invitation.created_at:%Y-%m-%d})."
-            ))
-            accept_col.button(
-                "Accept", key=f"accept_invitation_{invitation.invitation_id}", type="primary", on_click=kit.write,
-                args=("invitations", invitations.accept, db, actor_id, invitation.invitation_id),
-                kwargs={"success": f"You joined {invitation.org_name}."},
-            )
-            decline_col.button(
-                "Decline", key=f"decline_invitation_{invitation.invitation_id}", on_click=kit.write,
-                args=("invitations", invitations.decline, db, actor_id, invitation.invitation_id),
-                kwargs={"success": f"You declined the invitation to {invitation.org_name}."},
-            )
-kit.show_flash("invitations")
+            st.markdown(kit.md_text(f"{invitation.invited_by} invites you to {invitation.org_name} as "
+                                    f"{kit.term(invitation.role)} (since {invitation.created_at:%Y-%m-%d})."))
+            accept, decline = st.columns(2)
+            accept.button("Accept", key=f"accept_invitation_{invitation.invitation_id}", type="primary",
+                          on_click=kit.write,
+                          args=("invitations", invitations.accept, screen.db, screen.actor_id, invitation.invitation_id),
+                          kwargs={"success": f"You joined {invitation.org_name}."})
+            decline.button("Decline", key=f"decline_invitation_{invitation.invitation_id}", on_click=kit.write,
+                           args=("invitations", invitations.decline, screen.db, screen.actor_id,
+                                 invitation.invitation_id),
+                           kwargs={"success": f"You declined the invitation to {invitation.org_name}."})
+    kit.show_flash("invitations")
 
-if not cards:
-    st.info("You belong to no organization yet: an organization admin can invite you; "
-            "their invitation shows here for you to accept.")
-    st.stop()
 
-chosen = kit.chosen_org()
-scope = chosen if chosen in {card.org_id for card in cards} else None
-scope_label = next((card.org_name for card in cards if card.org_id == scope), "all my organizations")
+def _day(moment: datetime | None, zone: str) -> str:
+    return "—" if moment is None else f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d}"
 
-# ------------------------------------------------------------ one card per organization
-st.subheader("My organizations")
-per_row = min(len(cards), 2)  # two cards a row: room for five-digit figures side by side
-for start in range(0, len(cards), per_row):
-    for column, card in zip(st.columns(per_row), cards[start:start + per_row], strict=False):
-        with column.container(border=True):
-            marks = [m for m, on in (("default", card.is_default), ("selected", card.org_id == scope)) if on]
-            st.markdown(f"**{kit.md_text(card.org_name)}**" + (f" · {' · '.join(marks)}" if marks else ""))
-            plan = card.plan_name or card.plan
-            st.caption(
-                kit.md_text(
-                    f"Plan: {plan or 'none'}"
-                    + (f" ({card.subscription_status.replace('_', ' ')})" if card.subscription_status else "")
-                    + f" · role: {card.role}"
-                    + ("" if card.org_status == "active" else f" · organization {card.org_status}")
-                )
-            )
-            kit.metric_card("Remaining", card.remaining_credits)
-            left, right = st.columns(2)
-            with left:
-                kit.metric_card("Allocated", card.allocated_credits)
-            with right:
-                kit.metric_card("Used", card.used_credits)
-            st.progress(min(float(card.usage_percent) / 100, 1.0), text=f"{kit.fmt_percent(card.usage_percent)} used")
-            st.caption(
-                f"Next reset: {card.next_reset:%Y-%m-%d}" if card.next_reset else "Next reset: none scheduled"
-            )
 
-# ------------------------------------------------------------ my alerts
-try:
-    my_alerts = [(card, alert) for card in cards for alert in kit.read(db, alerts.my_alerts, actor_id, card.org_id)
-                 .itertuples()]
-except BillingError as exc:
-    kit.refuse(exc)
-for card, alert in my_alerts:
-    message_col, dismiss_col = st.columns([5, 1])
-    with message_col:
-        st.warning(kit.md_text(f"{card.org_name}: {alert.message}"))
-    with dismiss_col:
+def _worth(credits) -> str:
+    return kit.fmt_money(orders.list_price(credits))
+
+
+def card_section(screen: Screen, card: MemberCard, chosen: bool) -> None:
+    """One organization: what I hold, since when Used counts, its worth in dollars, my alert, how to get more."""
+    zone = kit.read(screen.db, periods.settings, screen.actor_id, card.org_id).timezone
+    name = card.org_name
+    with st.container(border=True):
+        marks = [m for m, on in (("default", card.is_default), ("chosen above", chosen)) if on]
+        st.markdown(f"**{kit.md_text(name)}**" + (f" · {' · '.join(marks)}" if marks else ""))
+        plan = "Individual balance" if card.is_personal else (
+            f"Plan: {card.plan_name or card.plan}" if card.plan else "No plan")
+        status = f" ({kit.term(card.subscription_status)})" if card.subscription_status else ""
+        inactive = "" if card.org_status == "active" else f" · organization {kit.term(card.org_status)}"
+        role = {"admin": "an admin", "member": "a member"}.get(card.role, kit.term(card.role))
+        st.caption(kit.md_text(f"{plan}{status} · you are {role}{inactive}"))
+        alerts_section(screen, card)  # first: what needs doing
+        kit.metric_card("Remaining", kit.card_credits(card.remaining_credits), "text",
+                        help=f"{kit.fmt_credits(card.remaining_credits)} credits you can still spend here until the "
+                             "next reset (credits held for calls in progress are not counted).")
+        allocated, used = st.columns(2)
+        with allocated:
+            kit.metric_card("Allocated", kit.card_credits(card.allocated_credits), "text",
+                            help=f"{kit.fmt_credits(card.allocated_credits)} credits given to you for this period.")
+        with used:
+            kit.metric_card("Used", kit.card_credits(card.used_credits), "text",
+                            help=f"{kit.fmt_credits(card.used_credits)} credits spent since "
+                                 f"{_day(card.used_since, zone)}.")
+        since = _day(card.used_since, zone)
+        st.progress(min(float(card.usage_percent) / 100, 1.0),
+                    text=f"{kit.fmt_percent(card.usage_percent)} used since {since}")
+        st.caption(kit.md_text(
+            f"Worth {_worth(card.remaining_credits)} remaining of {_worth(card.allocated_credits)} allocated, at the "
+            f"list price of {kit.fmt_exact_money(orders.CREDIT_PRICE)} a credit (what credits cost when ordered). "
+            f"Used counts from {since}, the start of this period; "
+            + (f"the next reset is {_day(card.next_reset, zone)}" if card.next_reset else "no reset is scheduled")
+            + f" (dates in {zone})."))
+        if card.is_personal:
+            personal_order_section(screen, card)
+        else:
+            if card.usage_percent >= 75:
+                st.caption(kit.md_text(f"Running low? Ask the admins of {name} for more credits: "
+                                       "their answer shows on this card."))
+            my_request_section(screen, card)
+
+
+def alerts_section(screen: Screen, card: MemberCard) -> None:
+    """My 90% alert in this organization, in my words, with what to do and a way to dismiss it."""
+    try:
+        mine = kit.read(screen.db, alerts.my_alerts, screen.actor_id, card.org_id)
+    except BillingError as exc:
+        kit.show_error(exc)
+        return
+    ask = "buy credits below" if card.is_personal else "request more credits below"
+    for alert in mine.itertuples():
+        st.warning(kit.md_text(
+            f"You have used {kit.fmt_percent(card.usage_percent)} of your credits in {card.org_name} "
+            f"({kit.fmt_credits(card.used_credits)} of {kit.fmt_credits(card.allocated_credits)}): {ask} before "
+            "they run out; at 0 remaining, charges are refused."))
         st.button("Dismiss", key=f"dismiss_alert_{alert.id}", on_click=kit.write,
-                  args=("my_alerts", alerts.resolve, db, actor_id, card.org_id, int(alert.id)),
+                  args=(f"my_alerts_{card.org_id}", alerts.resolve, screen.db, screen.actor_id, card.org_id,
+                        int(alert.id)),
                   kwargs={"success": "Alert dismissed."})
-kit.show_flash("my_alerts")
+    kit.show_flash(f"my_alerts_{card.org_id}")
 
-# ------------------------------------------------------------ the last 30 days
-st.subheader("Last 30 days")
-st.caption(kit.md_text(f"Usage in {scope_label} (change the organization in the sidebar)."))
-totals = kit.read(db, usage.my_totals, actor_id, scope)
-left, middle, right = st.columns(3)
-with left:
-    kit.metric_card("Credits used (30 days)", totals.credits_used)
-with middle:
-    kit.metric_card("Requests (30 days)", totals.requests, "count")
-with right:
-    kit.metric_card("Services used (30 days)", totals.services, "count")
 
-daily = kit.read(db, usage.my_daily_usage, actor_id, scope)
-if daily.empty:
-    st.caption("No usage in the last 30 days.")
-else:
-    kit.show_chart(
-        kit.bar_chart(
-            daily, "day", "credits_used", color="service_type", title="Credits per day and service",
-            labels={"day": "Day (UTC)", "credits_used": "Credits", "service_type": "Service"},
-        ),
-        key="my_daily_usage",
-    )
+def usage_section(screen: Screen, scope: str | None) -> None:
+    """My usage in the chosen organization (or all of mine): 30-day totals, credits per day, recent charges."""
+    cards = kit.read(screen.db, usage.member_cards, screen.actor_id)
+    scope_label = next((card.org_name for card in cards if card.org_id == scope), "all my organizations")
+    st.subheader("Last 30 days")
+    st.caption(kit.md_text(f"Usage in {scope_label} (choose the organization at the top)."))
+    totals = kit.read(screen.db, usage.my_totals, screen.actor_id, scope)
+    used, requests, services = st.columns(3)
+    with used:
+        kit.metric_card("Credits used (30 days)", kit.card_credits(totals.credits_used), "text",
+                        help=f"{kit.fmt_credits(totals.credits_used)} credits, worth {_worth(totals.credits_used)} at "
+                             "the list price.")
+    with requests:
+        kit.metric_card("Requests (30 days)", totals.requests, "count")
+    with services:
+        kit.metric_card("Services used (30 days)", totals.services, "count")
+    daily = kit.read(screen.db, usage.my_daily_usage, screen.actor_id, scope)
+    if daily.empty:
+        st.caption("No usage in the last 30 days.")
+    else:
+        kit.show_chart(kit.bar_chart(daily, "day", "credits_used", color="service_type",
+                                     title="Credits per day and service",
+                                     labels={"day": "Day (UTC)", "credits_used": "Credits", "service_type": "Service"}),
+                       key="my_daily_usage")
+    st.subheader("My recent charges")
+    charges = kit.read(screen.db, usage.my_recent_charges, screen.actor_id, scope)
+    kit.table(charges.assign(service_type=charges.service_type.map(kit.term)), {  # key columns first: a phone
+        "created_at": kit.datetime_column("When (UTC)"),
+        "credits_used": kit.credits_column("Credits"),
+        "service_type": kit.text_column("Service"),
+        "remaining_after": kit.credits_column("Remaining after"),
+        "org_name": kit.text_column("Organization"),
+        "service_name": kit.text_column("Detail"),
+    }, key="my_charges", empty="No charges yet.")
 
-# ------------------------------------------------------------ comparison across organizations
-if len(cards) > 1:
+
+def comparison_section(cards: list[MemberCard]) -> None:
+    """My organizations side by side: allocation, use and what remains."""
     st.subheader("My organizations compared")
     compared = usage.comparison_frame(cards)
-    bars = compared.melt(
-        id_vars=["org_id", "org_name"], value_vars=["allocated_credits", "used_credits", "remaining_credits"],
-        var_name="figure", value_name="credits",
-    )
+    bars = compared.melt(id_vars=["org_id", "org_name"], value_vars=["allocated_credits", "used_credits",
+                                                                     "remaining_credits"],
+                         var_name="figure", value_name="credits")
     bars["figure"] = bars["figure"].str.replace("_credits", "", regex=False)
-    kit.show_chart(
-        kit.bar_chart(
-            bars, "org_name", "credits", color="figure", barmode="group", key="org_id", title="Allocation per organization",
-            labels={"org_name": "Organization", "credits": "Credits", "figure": ""},
-        ),
-        key="my_org_comparison",
-    )
-    kit.table(
-        compared,
-        {
-            "org_name": kit.text_column("Organization"),
-            "plan_name": kit.text_column("Plan"),
-            "role": kit.text_column("Role"),
-            "allocated_credits": kit.credits_column("Allocated"),
-            "used_credits": kit.credits_column("Used"),
-            "remaining_credits": kit.credits_column("Remaining"),
-            "usage_percent": kit.percent_bar_column("Used %"),
-            "credits_used_30d": kit.credits_column("Used (30 days)"),
-            "requests_30d": kit.count_column("Requests (30 days)"),
-        },
-        key="my_org_table",
-    )
-
-# ------------------------------------------------------------ recent charges
-st.subheader("My recent charges")
-charges = kit.read(db, usage.my_recent_charges, actor_id, scope)
-kit.table(
-    charges,
-    {
-        "created_at": kit.datetime_column("When"),
+    kit.show_chart(kit.bar_chart(bars, "org_name", "credits", color="figure", barmode="group", key="org_id",
+                                 title="Allocation per organization",
+                                 labels={"org_name": "Organization", "credits": "Credits", "figure": ""}),
+                   key="my_org_comparison")
+    shown = compared.assign(plan_name=compared.plan_name.fillna("—"), role=compared.role.map(kit.term))
+    kit.table(shown, {
         "org_name": kit.text_column("Organization"),
-        "service_type": kit.text_column("Service"),
-        "service_name": kit.text_column("Detail"),
-        "credits_used": kit.credits_column("Credits"),
-        "remaining_after": kit.credits_column("Remaining after"),
-    },
-    key="my_charges",
-    empty="No charges yet.",
-)
+        "remaining_credits": kit.credits_column("Remaining"),
+        "usage_percent": kit.percent_bar_column("Used %"),
+        "allocated_credits": kit.credits_column("Allocated"),
+        "used_credits": kit.credits_column("Used"),
+        "credits_used_30d": kit.credits_column("Used (30 days)"),
+        "requests_30d": kit.count_column("Requests (30 days)"),
+        "plan_name": kit.text_column("Plan"),
+        "role": kit.text_column("Role"),
+    }, key="my_org_table")
+
+
+if __name__ == "__main__":
+    pages.run_app()  # Streamlit's old pages/ mode opened this file by its URL: the app, with its login, instead

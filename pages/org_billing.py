@@ -16,6 +16,7 @@ from billing_core.errors import BillingError
 from billing_core.usage import OrgOverview
 from pages import kit
 from pages.kit.session import Screen
+from pages.sections.credit_requests import credit_requests_section
 from pages.sections.org_allocations import allocations_section
 from pages.sections.org_forms import Organization, write_worded
 from pages.sections.org_history import history_section
@@ -48,7 +49,7 @@ def render(screen: Screen) -> None:
     )
     with allocations_tab:
         allocations_section(screen, org, overview, members)
-        # credit requests: pages/sections/credit_requests.py (wired at merge): credit_requests_section(screen)
+        credit_requests_section(screen)  # the members' requests for more credits (pages/sections/credit_requests.py)
     with usage_tab:
         usage_section(screen)
     with orders_tab:

@@ -29,6 +29,7 @@ _TABLES = (
     "billing_periods",
     "credit_alerts",
     "credit_orders",
+    "credit_requests",
 )
 
 

@@ -6,6 +6,7 @@
     tables   grids, columns, metric cards, CSV exports (formula-safe)
     charts   Plotly figures with one palette
     words    the words a person reads for the database's codes
+    ranges   the date range control (presets, custom from–to) in the organization's time zone
     login    the login form and the browser session (app.py's front door)
 
 Pages import the names from here (`from pages import kit`, then `kit.table(...)`). Nothing in the
@@ -56,6 +57,7 @@ from pages.kit.forms import (  # noqa: F401
     show_flash,
     write,
 )
+from pages.kit.ranges import date_range_control, range_text, zone_text  # noqa: F401
 from pages.kit.session import (  # noqa: F401
     READ_TTL_SECONDS,
     Screen,

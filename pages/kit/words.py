@@ -23,6 +23,11 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- orders
     "awaiting_payment": "awaiting payment",
     # ---------------------------------------------------------------- member screen (credit requests)
+    "credit_request.created": "credits requested",
+    "credit_request.approved": "credit request approved",
+    "credit_request.declined": "credit request declined",
+    "credit_request.withdrawn": "credit request withdrawn",
+    "credit_request": "credit request",
     # ---------------------------------------------------------------- organization admin screen
     "subscription_created": "subscribed",
     "subscription_plan_changed": "plan changed",
@@ -37,7 +42,10 @@ WORDS: dict[str, str] = {
     "credit_expiry": "credits expired",
     "plan_included": "included with the plan",
     # ---------------------------------------------------------------- system screens
+    "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens
+    # ---------------------------------------------------------------- usage views (pages/sections/usage.py)
+    "llm": "LLM calls",
 }
 
 

@@ -5,7 +5,8 @@
 
 -- ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_actor_id): returns
 -- the member's remaining credits. Adds p_credits to the member's active
--- allocation, opening one if there is none. The caller holds the pool lock
+-- allocation, opening one if there is none; its 90% alert resolves when it
+-- is back under 90% used (094_alerts.sql). The caller holds the pool lock
 -- and has checked the amount, the membership and the pool's available credits.
 create or replace function ledger_allocate_locked(
     p_org_id text,
@@ -42,14 +43,16 @@ begin
                          case when v_opened then 'allocation.created' else 'credits.allocated' end,
                          'user', p_user_id,
                          jsonb_build_object('credits', p_credits, 'allocation_id', v_allocation.id));
+    perform ledger_review_allocation_alert(p_org_id, v_allocation.id, p_actor_id);  -- a top-up under 90%: alert gone
     return v_allocation.remaining_credits;
 end;
 $$;
 
 comment on function ledger_allocate_locked(text, text, numeric, text) is
     'ledger_allocate_locked(p_org_id, p_user_id, p_credits, p_actor_id): returns the member''s remaining credits. '
-    'Adds p_credits to the member''s active allocation, opening one if there is none. The caller holds the pool '
-    'lock and has checked the amount, the membership and the pool''s available credits.';
+    'Adds p_credits to the member''s active allocation, opening one if there is none; its 90% alert resolves when '
+    'it is back under 90% used (094_alerts.sql). The caller holds the pool lock and has checked the amount, the '
+    'membership and the pool''s available credits.';
 
 
 -- ledger_refuse_short_pool(p_pool, p_needed): raises CB004 when the pool's

@@ -228,6 +228,70 @@ comment on function order_personal_credits(text, text, numeric, text) is
     'create_credit_order.';
 
 
+-- record_order_payment_check(p_order_id, p_payment_reference, p_actor_id,
+-- p_paid_at): returns when this payment was recorded already (the same
+-- order with the same reference: a retry, which changes nothing), or null
+-- when record_order_payment would record it now. The screens ask it before
+-- "Confirm?"; record_order_payment runs it under its locks. Writes nothing,
+-- locks nothing. Raises what record_order_payment raises: CB002 (order),
+-- CB007 (reference used for another order or in the organization's billing
+-- history, or the order paid with another reference), CB008, CB009, CB011,
+-- CB012 (the order was canceled).
+create or replace function record_order_payment_check(
+    p_order_id text,
+    p_payment_reference text,
+    p_actor_id text,
+    p_paid_at timestamptz default null
+)
+returns timestamptz
+language plpgsql
+stable
+as $$
+declare
+    v_order credit_orders;
+    v_other credit_orders;
+begin
+    perform ledger_check_text(p_payment_reference, 'Payment reference', 200);
+    perform ledger_check_occurred_at(p_paid_at, 'Payment time');
+    v_order := ledger_order(p_order_id);
+    perform ledger_authorize(p_actor_id, v_order.org_id, 'system_admin');
+    if v_order.status = 'paid' then
+        if v_order.payment_reference = p_payment_reference then
+            return v_order.payment_recorded_at;
+        end if;
+        raise exception using errcode = 'CB007',
+            message = format('Order %s was already paid (payment reference %L): a second payment is not '
+                             'recorded on it.', v_order.id, coalesce(v_order.payment_reference, 'none'));
+    end if;
+    if v_order.status = 'canceled' then
+        raise exception using errcode = 'CB012',
+            message = format('Order %s was canceled: it cannot be paid. Create a new order.', v_order.id);
+    end if;
+    select * into v_other from credit_orders where payment_reference = p_payment_reference;
+    if found then
+        raise exception using errcode = 'CB007',
+            message = format('Payment reference %L already paid order %s of organization %L: one payment '
+                             'credits one order.', p_payment_reference, v_other.id, v_other.org_id);
+    end if;
+    if exists (select 1 from org_billing_history h
+                where h.org_id = v_order.org_id and h.external_ref = p_payment_reference) then
+        raise exception using errcode = 'CB007',
+            message = format('Payment reference %L is already in the billing history of organization %L.',
+                             p_payment_reference, v_order.org_id);
+    end if;
+    perform ledger_require_org(v_order.org_id, true);
+    return null;
+end;
+$$;
+
+comment on function record_order_payment_check(text, text, text, timestamptz) is
+    'record_order_payment_check(p_order_id, p_payment_reference, p_actor_id, p_paid_at): returns when this payment '
+    'was recorded already (the same order with the same reference: a retry, which changes nothing), or null when '
+    'record_order_payment would record it now. The screens ask it before "Confirm?"; record_order_payment runs it '
+    'under its locks. Writes nothing, locks nothing. Raises what record_order_payment raises: CB002, CB007, CB008, '
+    'CB009, CB011, CB012.';
+
+
 -- record_order_payment(p_order_id, p_payment_reference, p_actor_id,
 --                      p_paid_at): returns the order, paid.
 -- Records that the order was paid: its credits enter the pool now, through
@@ -254,41 +318,16 @@ language plpgsql
 as $$
 declare
     v_order credit_orders;
-    v_other credit_orders;
     v_owner text;
 begin
-    perform ledger_check_text(p_payment_reference, 'Payment reference', 200);
-    perform ledger_check_occurred_at(p_paid_at, 'Payment time');
+    -- refused before any lock, then checked again under the locks (the answer that counts)
+    perform record_order_payment_check(p_order_id, p_payment_reference, p_actor_id, p_paid_at);
     v_order := ledger_order(p_order_id);
-    perform ledger_authorize(p_actor_id, v_order.org_id, 'system_admin');
-
     perform ledger_lock_pool(v_order.org_id);
     v_order := ledger_order(p_order_id, true);
-    if v_order.status = 'paid' then
-        if v_order.payment_reference = p_payment_reference then
-            return v_order;  -- a retry: nothing more
-        end if;
-        raise exception using errcode = 'CB007',
-            message = format('Order %s was already paid (payment reference %L): a second payment is not '
-                             'recorded on it.', v_order.id, coalesce(v_order.payment_reference, 'none'));
+    if record_order_payment_check(p_order_id, p_payment_reference, p_actor_id, p_paid_at) is not null then
+        return v_order;  -- a retry: nothing more
     end if;
-    if v_order.status = 'canceled' then
-        raise exception using errcode = 'CB012',
-            message = format('Order %s was canceled: it cannot be paid. Create a new order.', v_order.id);
-    end if;
-    select * into v_other from credit_orders where payment_reference = p_payment_reference;
-    if found then
-        raise exception using errcode = 'CB007',
-            message = format('Payment reference %L already paid order %s of organization %L: one payment '
-                             'credits one order.', p_payment_reference, v_other.id, v_other.org_id);
-    end if;
-    if exists (select 1 from org_billing_history h
-                where h.org_id = v_order.org_id and h.external_ref = p_payment_reference) then
-        raise exception using errcode = 'CB007',
-            message = format('Payment reference %L is already in the billing history of organization %L.',
-                             p_payment_reference, v_order.org_id);
-    end if;
-    perform ledger_require_org(v_order.org_id, true);
 
     begin
         update credit_orders
@@ -361,6 +400,43 @@ comment on function cancel_credit_order(text, text) is
     'Locks the pool, then the order. Raises CB002, CB008, CB009, CB012 (paid).';
 
 
+-- grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id,
+-- p_expires_at): returns nothing when grant_credits would accept these
+-- (the screens ask it before "Confirm?"; grant_credits runs it first).
+-- Writes nothing, locks nothing. Raises CB001 (credits), CB002, CB008,
+-- CB009 (reason missing, too long or with control characters; expiry not in
+-- the future), CB011.
+create or replace function grant_credits_check(
+    p_org_id text,
+    p_credits numeric,
+    p_reason text,
+    p_actor_id text,
+    p_expires_at timestamptz default null
+)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    perform ledger_check_credits(p_credits, 'Credits to grant');
+    perform ledger_check_text(p_reason, 'Reason for the grant', 500);
+    if p_expires_at <= now() or p_expires_at = 'infinity' then
+        raise exception using errcode = 'CB009',
+            message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
+                             ledger_time_text(p_expires_at));
+    end if;
+    perform ledger_require_org(p_org_id, true);
+    perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'grant credits');
+end;
+$$;
+
+comment on function grant_credits_check(text, numeric, text, text, timestamptz) is
+    'grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at): returns nothing when '
+    'grant_credits would accept these (the screens ask it before "Confirm?"; grant_credits runs it first). Writes '
+    'nothing, locks nothing. Raises CB001 (credits), CB002, CB008, CB009 (reason missing, too long or with control '
+    'characters; expiry not in the future), CB011.';
+
+
 -- grant_credits(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at,
 --               p_occurred_at): returns the pool's total credits after the grant.
 -- Gives free credits: a 'credit_grant' history row of $0 (never revenue)
@@ -390,16 +466,8 @@ declare
     v_total numeric;
     v_owner text;
 begin
-    perform ledger_check_credits(p_credits, 'Credits to grant');
-    perform ledger_check_text(p_reason, 'Reason for the grant', 500);
+    perform grant_credits_check(p_org_id, p_credits, p_reason, p_actor_id, p_expires_at);
     perform ledger_check_occurred_at(p_occurred_at, 'Grant time');
-    if p_expires_at <= now() or p_expires_at = 'infinity' then
-        raise exception using errcode = 'CB009',
-            message = format('Expiry (%s) must be a moment in the future (leave it empty for credits that never expire).',
-                             ledger_time_text(p_expires_at));
-    end if;
-    perform ledger_require_org(p_org_id, true);
-    perform ledger_authorize_credits_in(p_actor_id, p_org_id, 'grant credits');
     perform ledger_lock_pool(p_org_id);
 
     v_total := ledger_raise_pool_total(p_org_id, p_credits);

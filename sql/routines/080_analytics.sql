@@ -7,15 +7,24 @@
 -- Every function takes p_as_of, the moment the figures describe (default: the
 -- transaction's now()), so that a figure and its value 30 days earlier come
 -- from the same rules:
---   * a subscription pays at moment t when it was created at or before t, was
---     not canceled at or before t (canceled_at; status_changed_at, else
---     updated_at, for a canceled row without one), is not trialing now and
---     had no trial running at t (trial_ends_at). At t = now this is exactly
---     the active and past_due subscriptions. Status changes between active
---     and past_due are not dated: a subscription past due now counts as
---     paying at every earlier moment of its life, as MRR counts both.
---   * its monthly amount is price_amount, or price_amount / 12 when billed
---     yearly; MRR is the sum of these, ARR = 12 x MRR.
+--   * what was true at moment t is what the organization's latest
+--     subscription history row (metadata ? 'mrr_after', see
+--     068_subscription_terms.sql) dated at or before t says: its plan, plan
+--     version, billing cycle, price and status then. A subscription pays at t
+--     when that row's status is active or past due (a trial, a cancellation:
+--     not paying), and pays the monthly amount of the price in force then
+--     (price_amount, or price_amount / 12 when billed yearly: the row's
+--     mrr_after unrounded, analytics_history_mrr). So a plan changed since t does not
+--     reprice t: the figure 30 days ago, the plan mix then and the month by
+--     month movements below all read the same rows and agree. At t = now
+--     this is exactly the active and past_due subscriptions
+--     (ledger_violations checks that history and subscriptions agree). A
+--     subscription with no history at all (a row an integrator inserted)
+--     pays by its own columns: created at or before t, not canceled at or
+--     before t (canceled_at; status_changed_at, else updated_at, for a
+--     canceled row without one), not trialing now and no trial running at t.
+--     MRR is the sum of these, ARR = 12 x MRR; money figures are rounded to
+--     4 decimals only when reported (ARR from the unrounded MRR).
 --   * credits used in the last 30 days: attribution rows created in
 --     [as_of - 30 days, as_of]; the previous 30 days: [as_of - 60 days,
 --     as_of - 30 days).
@@ -25,12 +34,10 @@
 -- Month by month (calendar months in UTC; system_mrr_months,
 -- analytics_credit_months) the figures come from history, not from the
 -- subscriptions' current state:
---   * an organization's MRR at moment t is the mrr_after of its latest
---     subscription history row (metadata ? 'mrr_after', see
---     069_subscription_events.sql) dated before t; 0 before its first. Trialing,
---     canceled: 0; active, past due: the monthly amount. Whatever writes such
---     a row (plan changes, trials, reactivations) moves MRR, whatever its
---     event_type.
+--   * an organization's MRR at moment t is what its latest subscription
+--     history row dated before t says (as above); 0 before its
+--     first. Whatever writes such a row (plan changes, trials,
+--     reactivations, status changes) moves MRR, whatever its event_type.
 --   * each such row moves the organization's MRR from the previous row's
 --     mrr_after (0 for its first) to its own: 0 -> more is 'new' (or
 --     'reactivation' when the organization paid at some earlier moment),
@@ -88,6 +95,8 @@ drop function if exists analytics_org_usage(timestamptz);
 
 drop function if exists analytics_paying_subscriptions(timestamptz);
 
+drop function if exists analytics_history_mrr(jsonb);
+
 drop function if exists analytics_monthly_amount(numeric, text);
 
 
@@ -107,14 +116,45 @@ comment on function analytics_monthly_amount(numeric, text) is
     'itself when billed monthly, a twelfth of it when billed yearly (unrounded). Raises nothing.';
 
 
+-- analytics_history_mrr(p_metadata): what an organization pays a month after
+-- the subscription history row whose metadata this is: the monthly amount
+-- of the price then in force while its status is active or past due
+-- (unrounded: the row's mrr_after is it rounded to 4 decimals, used when the
+-- row names no price), else 0. Raises nothing.
+create function analytics_history_mrr(p_metadata jsonb)
+returns numeric
+language sql
+immutable
+as $$
+    select case when p_metadata ->> 'status' in ('active', 'past_due')
+                then coalesce(analytics_monthly_amount((p_metadata ->> 'price_amount')::numeric,
+                                                       p_metadata ->> 'billing_cycle'),
+                              (p_metadata ->> 'mrr_after')::numeric)
+                else 0 end;
+$$;
+
+comment on function analytics_history_mrr(jsonb) is
+    'analytics_history_mrr(p_metadata): what an organization pays a month after the subscription history row '
+    'whose metadata this is: the monthly amount of the price then in force while its status is active or past '
+    'due (unrounded: the row''s mrr_after is it rounded to 4 decimals, used when the row names no price), else 0. '
+    'Raises nothing.';
+
+
 -- analytics_paying_subscriptions(p_at): one row per subscription paying at
--- moment p_at (see the rules at the top of this file), with its monthly
--- amount. Raises nothing, locks nothing.
+-- moment p_at (see the rules at the top of this file): what the
+-- organization's latest subscription history row at or before p_at says (the
+-- subscription, plan, plan version, status, billing cycle and price in force
+-- then, and its monthly amount then), and, for a subscription that has no
+-- history at all (a row an integrator inserted), its own columns when it was
+-- created at or before p_at, not canceled by then and past any trial.
+-- Reads history through its partial index of subscription rows (0016), one
+-- row per organization. Raises nothing, locks nothing.
 create function analytics_paying_subscriptions(p_at timestamptz)
 returns table (
     org_id text,
     subscription_id text,
     plan text,
+    plan_version integer,
     status text,
     billing_cycle text,
     price_amount numeric,
@@ -123,7 +163,23 @@ returns table (
 language sql
 stable
 as $$
-    select s.org_id, s.id, s.plan, s.status, s.billing_cycle, s.price_amount,
+    select o.id, last.metadata ->> 'subscription_id', last.metadata ->> 'plan',
+           (last.metadata ->> 'plan_version')::integer, last.metadata ->> 'status',
+           last.metadata ->> 'billing_cycle', (last.metadata ->> 'price_amount')::numeric,
+           analytics_history_mrr(last.metadata)
+      from organizations o
+      cross join lateral (
+            select h.metadata
+              from org_billing_history h
+             where h.org_id = o.id
+               and h.metadata ? 'mrr_after'
+               and h.created_at <= p_at
+             order by h.created_at desc, h.id desc
+             limit 1
+           ) last
+     where last.metadata ->> 'status' in ('active', 'past_due')
+    union all
+    select s.org_id, s.id, s.plan, s.plan_version, s.status, s.billing_cycle, s.price_amount,
            analytics_monthly_amount(s.price_amount, s.billing_cycle)
       from organization_subscriptions s
      where s.created_at <= p_at
@@ -131,12 +187,19 @@ as $$
        and (s.trial_ends_at is null or s.trial_ends_at <= p_at)
        and coalesce(s.canceled_at,
                     case when s.status = 'canceled' then coalesce(s.status_changed_at, s.updated_at) end,
-                    'infinity') > p_at;
+                    'infinity') > p_at
+       and not exists (select 1 from org_billing_history h
+                        where h.org_id = s.org_id and h.metadata ? 'mrr_after'
+                          and h.metadata ->> 'subscription_id' = s.id);
 $$;
 
 comment on function analytics_paying_subscriptions(timestamptz) is
     'analytics_paying_subscriptions(p_at): one row per subscription paying at moment p_at (see the rules at the '
-    'top of this file), with its monthly amount. Raises nothing, locks nothing.';
+    'top of this file): what the organization''s latest subscription history row at or before p_at says (the '
+    'subscription, plan, plan version, status, billing cycle and price in force then, and its monthly amount '
+    'then), and, for a subscription that has no history at all (a row an integrator inserted), its own columns '
+    'when it was created at or before p_at, not canceled by then and past any trial. Reads history through its '
+    'partial index of subscription rows (0016), one row per organization. Raises nothing, locks nothing.';
 
 
 -- analytics_org_usage(p_as_of): one row per organization: credits used and
@@ -480,7 +543,8 @@ comment on function analytics_month_range(date, date, timestamptz, integer) is
 
 -- analytics_mrr_events(p_as_of): every subscription history row (one with
 -- metadata mrr_after) dated at or before p_as_of, with the organization's MRR
--- before it (the previous row's mrr_after, 0 for the first), after it, and
+-- before it (the previous row's, 0 for the first) and after it
+-- (analytics_history_mrr), and
 -- the movement it is: 'new', 'reactivation', 'expansion', 'contraction',
 -- 'churn', or null when MRR did not change. "Previous" orders an
 -- organization's rows by date, then by id (rows entered after the fact take
@@ -500,7 +564,7 @@ stable
 as $$
     with rows as (
         select h.org_id, h.id, h.created_at, h.event_type,
-               (h.metadata ->> 'mrr_after')::numeric as mrr_after
+               analytics_history_mrr(h.metadata) as mrr_after
           from org_billing_history h
          where h.metadata ? 'mrr_after'
            and h.created_at <= p_as_of
@@ -525,8 +589,8 @@ $$;
 
 comment on function analytics_mrr_events(timestamptz) is
     'analytics_mrr_events(p_as_of): every subscription history row (one with metadata mrr_after) dated at or '
-    'before p_as_of, with the organization''s MRR before it (the previous row''s mrr_after, 0 for the first), '
-    'after it, and the movement it is: ''new'', ''reactivation'', ''expansion'', ''contraction'', ''churn'', or '
+    'before p_as_of, with the organization''s MRR before it (the previous row''s, 0 for the first) and after it '
+    '(analytics_history_mrr), and the movement it is: ''new'', ''reactivation'', ''expansion'', ''contraction'', ''churn'', or '
     'null when MRR did not change. "Previous" orders an organization''s rows by date, then by id (rows entered '
     'after the fact take their place by date). Raises nothing, locks nothing.';
 
@@ -616,15 +680,15 @@ as $$
     )
     select m.month,
            m.month_start,
-           coalesce(t.mrr_start, 0),
-           coalesce(t.new_mrr, 0),
-           coalesce(t.reactivation_mrr, 0),
-           coalesce(t.expansion_mrr, 0),
-           coalesce(t.contraction_mrr, 0),
-           coalesce(t.churned_mrr, 0),
-           coalesce(t.new_mrr + t.reactivation_mrr + t.expansion_mrr - t.contraction_mrr - t.churned_mrr, 0),
-           coalesce(t.mrr_end, 0),
-           12 * coalesce(t.mrr_end, 0),
+           round(coalesce(t.mrr_start, 0), 4),
+           round(coalesce(t.new_mrr, 0), 4),
+           round(coalesce(t.reactivation_mrr, 0), 4),
+           round(coalesce(t.expansion_mrr, 0), 4),
+           round(coalesce(t.contraction_mrr, 0), 4),
+           round(coalesce(t.churned_mrr, 0), 4),
+           round(coalesce(t.new_mrr + t.reactivation_mrr + t.expansion_mrr - t.contraction_mrr - t.churned_mrr, 0), 4),
+           round(coalesce(t.mrr_end, 0), 4),
+           round(12 * coalesce(t.mrr_end, 0), 4),
            coalesce(t.paying_start, 0),
            coalesce(t.paying_end, 0),
            coalesce(t.new_orgs, 0),

@@ -1,9 +1,13 @@
 -- Low-balance alerts (table credit_alerts, migration 0008).
 --
 -- 'allocation_90': raised by deduct_credits in the charge that takes a
--- member's allocation from under 90% used to 90% or more; once per
--- allocation (a unique index), with the audit event 'allocation.exhausted'.
--- The period job resolves it when the allocation closes.
+-- member's allocation from under 90% used to 90% or more, with the audit
+-- event 'allocation.exhausted'; at most one unresolved per allocation (a
+-- unique index). It resolves itself when a top-up (allocate_credits_to_user,
+-- an approved credit request) brings the member back under 90% used, and the
+-- period job resolves it when the allocation closes; crossing 90% again opens
+-- a new one. Its message speaks to the organization's admins; the member's
+-- screen words its own from the figures.
 -- 'pool_low': the pool's unspent credits (total - used) below the
 -- organization's low_balance_threshold. Deductions do not evaluate it (they
 -- must not read pool-wide figures); it is evaluated where that is cheap: by
@@ -28,16 +32,18 @@ returns void
 language plpgsql
 as $$
 begin
-    -- the message names the member and rounds to whole credits; threshold and observed keep the exact figures
+    -- the message (for the admins) names the member and rounds to whole credits; threshold and observed keep
+    -- the exact figures
     insert into credit_alerts (org_id, kind, user_id, allocation_id, threshold, observed, message)
     select p_org_id, 'allocation_90', p_user_id, p_allocation_id, round(p_allocated * 0.9, 6), p_used,
-           format('%s has used %s of %s allocated credits (%s%%): ask an org admin for more before they run out.',
+           format('%s has used %s of %s allocated credits (%s%%): allocate more, or answer their credit request, '
+                  'before they run out.',
                   coalesce(u.display_name, u.email, p_user_id),
                   to_char(round(p_used), 'FM999,999,999,999,990'), to_char(round(p_allocated), 'FM999,999,999,999,990'),
                   trim_scale(round(100 * p_used / p_allocated, 1)))
       from (select 1) one
       left join users u on u.id = p_user_id
-    on conflict (org_id, allocation_id) where kind = 'allocation_90' do nothing;
+    on conflict (org_id, allocation_id) where kind = 'allocation_90' and status <> 'resolved' do nothing;
     if found then
         perform ledger_audit(p_org_id, null, 'allocation.exhausted', 'user', p_user_id,
                              jsonb_build_object('allocation_id', p_allocation_id, 'allocated', p_allocated,
@@ -49,7 +55,40 @@ $$;
 comment on function ledger_raise_allocation_alert(text, text, text, numeric, numeric) is
     'ledger_raise_allocation_alert(p_org_id, p_allocation_id, p_user_id, p_allocated, p_used): returns nothing. '
     'Opens the allocation''s 90% alert and writes the ''allocation.exhausted'' audit row, unless the allocation '
-    'already had one. Locks nothing.';
+    'has an unresolved one. Locks nothing.';
+
+
+-- ledger_review_allocation_alert(p_org_id, p_allocation_id, p_actor_id):
+-- returns nothing. After an allocation grew: resolves its unresolved 90%
+-- alert when it is now under 90% used (resolved_by the actor whose top-up
+-- did it, with an 'alert.resolved' audit row saying why). The caller holds
+-- the pool lock and has updated the allocation; locks the alert.
+create or replace function ledger_review_allocation_alert(p_org_id text, p_allocation_id text, p_actor_id text)
+returns void
+language plpgsql
+as $$
+declare
+    v_alert_id bigint;
+begin
+    update credit_alerts c
+       set status = 'resolved', resolved_at = now(), resolved_by = p_actor_id
+      from user_credit_allocations a
+     where c.org_id = p_org_id and c.allocation_id = p_allocation_id and c.kind = 'allocation_90'
+       and c.status <> 'resolved'
+       and a.org_id = c.org_id and a.id = c.allocation_id and a.used_credits < a.allocated_credits * 0.9
+    returning c.id into v_alert_id;
+    if v_alert_id is not null then
+        perform ledger_audit(p_org_id, p_actor_id, 'alert.resolved', 'alert', v_alert_id::text,
+                             jsonb_build_object('kind', 'allocation_90', 'reason', 'back under 90% used'));
+    end if;
+end;
+$$;
+
+comment on function ledger_review_allocation_alert(text, text, text) is
+    'ledger_review_allocation_alert(p_org_id, p_allocation_id, p_actor_id): returns nothing. After an allocation '
+    'grew: resolves its unresolved 90% alert when it is now under 90% used (resolved_by the actor whose top-up did '
+    'it, with an ''alert.resolved'' audit row saying why). The caller holds the pool lock and has updated the '
+    'allocation; locks the alert.';
 
 
 -- ledger_evaluate_pool_alert(p_org_id): returns nothing. Opens a 'pool_low'

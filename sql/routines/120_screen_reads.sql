@@ -8,14 +8,19 @@
 
 -- member_cards(p_user_id, p_days): one row per organization of the user,
 -- default first: their allocation, the live subscription's plan, when the
--- organization's current billing period ends (allocations reset then) and
--- their usage over the window.
-create or replace function member_cards(p_user_id text, p_days integer)
+-- organization's current billing period ends (allocations reset then), their
+-- usage over the window, since when the allocation's used figure counts
+-- (used_since: its period start; null without an allocation) and the
+-- organization's kind ('personal': the user's individual balance).
+drop function if exists member_cards(text, integer);
+
+create function member_cards(p_user_id text, p_days integer)
 returns table (
     org_id text, org_name text, org_status text, role text, is_default boolean,
     plan text, plan_name text, subscription_status text,
     allocated_credits numeric, used_credits numeric, remaining_credits numeric, usage_percent numeric,
-    next_reset timestamptz, credits_used_window numeric, requests_window bigint
+    next_reset timestamptz, credits_used_window numeric, requests_window bigint,
+    used_since timestamptz, org_kind text
 )
 language sql
 stable
@@ -23,7 +28,7 @@ as $$
     select m.org_id, m.org_name, m.org_status, m.role, m.is_default, s.plan, pl.name, s.status,
            m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent,
            (select b.period_end from billing_current_period(m.org_id, p_user_id) b),  -- a member: passes its check
-           coalesce(w.credits, 0), coalesce(w.requests, 0)
+           coalesce(w.credits, 0), coalesce(w.requests, 0), m.period_start, m.org_kind
       from user_multi_org_credits m
       left join organization_subscriptions s
              on s.org_id = m.org_id and s.status in ('trialing', 'active', 'past_due')
@@ -40,8 +45,9 @@ $$;
 
 comment on function member_cards(text, integer) is
     'member_cards(p_user_id, p_days): one row per organization of the user, default first: their allocation, the '
-    'live subscription''s plan, when the organization''s current billing period ends (allocations reset then) and '
-    'their usage over the window.';
+    'live subscription''s plan, when the organization''s current billing period ends (allocations reset then), '
+    'their usage over the window, since when the allocation''s used figure counts (used_since: its period start; '
+    'null without an allocation) and the organization''s kind (''personal'': the user''s individual balance).';
 
 
 -- member_daily_usage(p_user_id, p_org_id, p_days): the user's credits and

@@ -95,7 +95,9 @@ declare
         'credit_orders_of',
         'credit_orders_awaiting_payment',
         'record_order_payment',
+        'record_order_payment_check',
         'grant_credits',
+        'grant_credits_check',
         -- credits
         'add_credits_to_pool',
         'buy_credit_package',
@@ -109,9 +111,20 @@ declare
         'set_low_balance_threshold',
         'acknowledge_credit_alert',
         'resolve_credit_alert',
+        -- credit requests (a member asks, the organization's admins answer)
+        'request_credits',
+        'preview_credit_request',
+        'withdraw_credit_request',
+        'approve_credit_request',
+        'preview_credit_request_approval',
+        'decline_credit_request',
+        'my_credit_requests',
+        'org_credit_requests',
         -- subscriptions and plans
         'create_subscription',
         'set_subscription_status',
+        'subscription_payment_check',
+        'record_subscription_payment',
         'renew_subscription',
         'change_subscription_plan',
         'preview_subscription_change',
@@ -154,7 +167,15 @@ declare
         'system_plan_mix',
         'audit_entries',
         'audit_actors',
-        'audit_actions'
+        'audit_actions',
+        -- usage views over a date range (each authorizes its acting user itself)
+        'usage_range',
+        'usage_totals',
+        'usage_days',
+        'usage_hours',
+        'usage_services',
+        'usage_members',
+        'usage_charges'
     ];
     -- read helpers the app runs itself (the role checks of billing_core.access):
     -- SECURITY INVOKER, reading only what the app may read anyway

@@ -467,6 +467,9 @@ def test_an_org_admin_orders_credits_and_they_arrive_when_a_system_admin_records
 
             system = open_app(admin_context, base)
             log_in(system, "root@example.com")
+            system.get_by_role("link", name="Credits", exact=True).click()  # payments are on the Credits screen
+            system.get_by_role("heading", name="Credits", exact=True).wait_for()
+            settle(system)
             system.get_by_role("textbox", name="Payment reference").fill("INV-BROWSER-1")
             system.get_by_role("button", name="Record payment").click()
             system.get_by_text(f"Record payment INV-BROWSER-1 for order {order_id}").wait_for()
@@ -556,3 +559,38 @@ def test_an_org_admin_on_a_phone_is_refused_before_any_question_and_asked_beside
             shot(page, "org-phone-3-allocations-name-and-remaining-first")
         finally:
             phone.close()
+
+
+# ---------------------------------------------------------------- issue 9: the system screens, split
+
+
+def test_a_system_admin_walks_the_system_screens_and_records_a_past_due_payment_in_its_row(globex_db, browser):
+    db = database.get_engine(globex_db)
+    subscriptions.set_subscription_status(db, "root", "globex", "past_due")
+    with running_app(globex_db, "browser-system-streamlit.log") as base:
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(20_000)
+        try:
+            page = open_app(context, base)
+            log_in(page, "root@example.com")
+            for title in ("System overview", "Organizations", "Credits", "Past due"):
+                page.get_by_role("link", name=title, exact=True).click()
+                page.get_by_role("heading", name=title, exact=True).wait_for()
+                settle(page)
+                shot(page, f"system-{title.lower().replace(' ', '-')}")
+            page.get_by_role("textbox", name="Payment reference").fill("INV-PAST-DUE-1")
+            page.get_by_role("button", name="Mark active").click()
+            question = page.get_by_text("Record payment INV-PAST-DUE-1 for the Platform subscription of Globex")
+            question.wait_for()
+            settle(page)
+            shot(page, "system-past-due-question-in-its-row")
+            box, view = question.bounding_box(), page.viewport_size
+            assert 0 <= box["y"] and box["y"] + box["height"] <= view["height"]  # asked in view, by its button
+            page.get_by_role("button", name="Confirm").click()
+            page.get_by_text("Globex: payment INV-PAST-DUE-1 recorded, subscription active again.").wait_for()
+            settle(page)
+            shot(page, "system-past-due-paid")
+            assert fetch(db, "select status from organization_subscriptions where org_id = 'globex'")[0][0] == "active"
+            assert billing_verify(globex_db).returncode == 0
+        finally:
+            context.close()

@@ -21,14 +21,32 @@ def test_an_allocation_alert_is_raised_at_the_90_percent_crossing_once(db, funde
     assert alerts.my_alerts(db, "user-1", org.id).empty
 
     credits.deduct(db, org.id, "user-1", 1, "llm", "gpt")  # 90 of 100
-    credits.deduct(db, org.id, "user-1", 5, "llm", "gpt")
-    credits.allocate(db, org.admin, org.id, "user-1", 100)  # 95 of 200: under 90% again
-    credits.deduct(db, org.id, "user-1", 90, "llm", "gpt")  # 185 of 200: crosses again, same allocation
+    credits.deduct(db, org.id, "user-1", 5, "llm", "gpt")  # still over 90%: no second alert
 
     mine = alerts.my_alerts(db, "user-1", org.id)
     assert list(mine.kind) == ["allocation_90"] and list(mine.observed) == [90]
-    assert "90%" in mine.iloc[0].message
+    assert "90%" in mine.iloc[0].message and "Member 1 has used 90 of 100" in mine.iloc[0].message
     assert audit_count(db, "allocation.exhausted") == 1
+    assert billing_verify(db_url).returncode == 0
+
+
+def test_a_top_up_under_90_percent_resolves_the_alert_and_a_new_crossing_raises_another(db, funded_org, db_url):
+    org = funded_org
+    credits.allocate(db, org.admin, org.id, "user-1", 100)
+    credits.deduct(db, org.id, "user-1", 95, "llm", "gpt")  # 95 of 100
+    credits.allocate(db, org.admin, org.id, "user-1", 5)  # 95 of 105: still over 90%, the alert stays
+    assert len(alerts.my_alerts(db, "user-1", org.id)) == 1
+
+    credits.allocate(db, org.admin, org.id, "user-1", 95)  # 95 of 200: under 90% again
+    assert alerts.my_alerts(db, "user-1", org.id).empty  # the old code left it open
+    [resolved] = alerts.org_alerts(db, org.admin, org.id, include_resolved=True).itertuples()
+    assert (resolved.status, resolved.resolved_by) == ("resolved", org.admin)
+    assert audit_count(db, "alert.resolved") == 1
+
+    credits.deduct(db, org.id, "user-1", 90, "llm", "gpt")  # 185 of 200: crosses again, same allocation
+    mine = alerts.my_alerts(db, "user-1", org.id)
+    assert list(mine.kind) == ["allocation_90"] and list(mine.observed) == [185]
+    assert audit_count(db, "allocation.exhausted") == 2
     assert billing_verify(db_url).returncode == 0
 
 

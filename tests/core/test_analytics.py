@@ -12,7 +12,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from billing_core import analytics, audit, organizations, usage
+from billing_core import analytics, audit, organizations, subscriptions, usage
 from billing_core.database import fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 from tests import system_dataset as data
@@ -317,6 +317,42 @@ def test_mrr_months_agree_with_the_headline_mrr(db):
     assert table.mrr_end.iloc[-1] == data.MRR_NOW == analytics.overview(db, ds.sysadmin).mrr.value
     assert sum(table.new_mrr) + sum(table.reactivation_mrr) - sum(table.churned_mrr) + table.mrr_start.iloc[0] \
         == data.MRR_NOW
+
+
+def test_a_plan_change_moves_the_card_the_movements_and_the_plan_mix_alike(db):
+    """Issue 9: after a +$49 upgrade the card's "30 days ago" priced the organization at its new plan (the
+    change stayed where it was) while the movements said +$49. Every past figure uses the plan then."""
+    organizations.create_user(db, None, "root", "root@example.com", is_system_admin=True)
+    for org_id in ("upgrader", "steady"):
+        organizations.create_organization(db, "root", org_id, org_id.title())
+    now = fetch(db, "select now()")[0][0]
+    subscriptions.create_subscription(db, "root", "upgrader", "platform", started_at=now - timedelta(days=60))
+    subscriptions.create_subscription(db, "root", "steady", "byok", started_at=now - timedelta(days=60))
+    before = analytics.overview(db, "root")
+    assert (before.mrr.value, before.mrr.previous) == (80, 80)
+
+    subscriptions.change_plan(db, "root", "upgrader", "hybrid")  # $50 -> $99, now
+    after = analytics.overview(db, "root")
+    assert after.mrr.value == 129
+    assert after.mrr.previous == 80  # the old code said 129: today's plan priced 30 days ago
+    assert after.mrr.change == 49 and after.arr.change == 12 * 49
+    assert after.active_subscriptions.previous == after.active_subscriptions.value == 2
+
+    # the movements: the current month's end is the card's MRR, with the upgrade as expansion; the same
+    # table 30 days ago ends at the card's "30 days ago"
+    months = analytics.mrr_months(db, "root", months=3)
+    assert months.mrr_end.iloc[-1] == after.mrr.value
+    assert months.expansion_mrr.iloc[-1] == 49
+    then = analytics.mrr_months(db, "root", months=3, as_of=now - timedelta(days=30))
+    assert then.mrr_end.iloc[-1] == after.mrr.previous
+
+    # the plan mix now and 30 days ago adds up to the card's figures, each on the plan in force then
+    mix = analytics.plan_mix(db, "root").set_index("plan").mrr.to_dict()
+    assert mix == {"hybrid": 99, "byok": 30} and sum(mix.values()) == after.mrr.value
+    mix_then = analytics.plan_mix(db, "root", as_of=now - timedelta(days=30)).set_index("plan").mrr.to_dict()
+    assert mix_then == {"platform": 50, "byok": 30} and sum(mix_then.values()) == after.mrr.previous
+    then_rows = analytics.organizations(db, "root", as_of=now - timedelta(days=30)).set_index("org_id")
+    assert then_rows.loc["upgrader", "mrr"] == 50
 
 
 def test_mrr_months_for_a_chosen_range_and_moment(db, months):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from tests.core.test_pricing import refused_all
 
 from billing_core import charging, credits, ledger, organizations, reports
 from billing_core.database import fetch
@@ -21,6 +20,7 @@ from billing_core.errors import (
     RuleViolation,
 )
 from billing_core.pricing import Usage
+from tests.core.test_pricing import refused_all
 from tests.ledger_state import billing_verify
 
 D = Decimal

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from ledger_state import snapshot
 from screen_testing import (
     chart_titled,
     dataframe,
+    errors,
     metric_values,
     no_html_allowed,
     open_page,
@@ -28,7 +30,7 @@ from screen_testing import (
     trace_values,
 )
 
-from billing_core import credits, organizations, periods, subscriptions, usage
+from billing_core import credit_requests, credits, organizations, periods, subscriptions, usage
 from billing_core.errors import NotFound, PermissionDenied
 from pages import kit as screen_kit
 
@@ -128,7 +130,8 @@ def test_my_credits_shows_every_organization_and_all_usage(dataset):
     assert metric_values(at, "Credits used (30 days)") == ["178"]
     assert metric_values(at, "Requests (30 days)") == ["9"]
     assert metric_values(at, "Services used (30 days)") == ["3"]
-    assert [p.proto.text for p in at.get("progress")] == ["17.8% used", "2.0% used"]
+    today = f"{datetime.now(UTC):%Y-%m-%d}"  # the allocations opened today (UTC, the organizations' zone)
+    assert [p.proto.text for p in at.get("progress")] == [f"17.8% used since {today}", f"2.0% used since {today}"]
 
     daily = chart_titled(at, "Credits per day and service")
     assert sum(sum(trace_values(trace, "y")) for trace in daily["data"]) == 178
@@ -163,7 +166,7 @@ def test_my_credits_with_one_organization_has_no_comparison(dataset):
     assert not at.exception
     assert metric_values(at, "Remaining") == ["490"]
     assert metric_values(at, "Credits used (30 days)") == ["10"]
-    assert [list(t.columns)[:2] for t in tables(at)] == [["created_at", "org_name"]]  # recent charges only
+    assert [list(t.columns)[:2] for t in tables(at)] == [["created_at", "credits_used"]]  # recent charges only
 
 
 def test_my_credits_for_an_org_admin_and_a_system_admin(dataset):
@@ -223,9 +226,184 @@ def test_a_member_sees_their_own_90_percent_alert_and_dismisses_it(dataset):
     credits.deduct(dataset, row.org_id, "mia", row.remaining_credits - 50, "llm", "gpt-4o")  # 95% used
     at = open_page("my_credits", "mia", row.org_id)
     assert not at.exception
-    [warning] = [w for w in at.warning if "allocated credits" in w.value]
-    assert "ask an org admin for more" in warning.value
+    [warning] = [plain(w.value) for w in at.warning if "of your credits" in w.value]
+    assert warning.startswith("You have used 95.0% of your credits in North") and "(950 of 1,000)" in warning
+    assert "request more credits below" in warning
     [dismiss] = [b for b in at.button if b.key.startswith("dismiss_alert_")]
     dismiss.click().run()
     assert not at.exception
     assert not [b for b in at.button if b.key.startswith("dismiss_alert_")]
+
+
+# ---------------------------------------------------------------- reading my card
+
+
+def test_a_card_says_what_used_covers_what_it_is_worth_and_has_no_bare_exact_tooltips(dataset):
+    at = open_page("my_credits", "mia", "north")
+    assert not at.exception
+    shown = [plain(c.value) for c in at.caption]
+    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    [north] = [c for c in shown if c.startswith("Worth $0.82 remaining of $1.00 allocated")]
+    assert "list price of $0.001 a credit" in north and f"Used counts from {today}" in north
+    assert "(dates in UTC)" in north
+    helps = [m.proto.help for m in at.metric if plain(m.label) in ("Remaining", "Allocated", "Used")]
+    assert helps and not any(h.startswith("Exactly") for h in helps)
+    assert "822.5 credits you can still spend" in helps[0]
+
+
+# ---------------------------------------------------------------- request more credits, both sides
+
+
+def admin_requests_screen():
+    """The admins' credit requests section alone, for the chosen organization (what the integrator wires in)."""
+    from pages.kit.session import current_screen
+    from pages.sections.credit_requests import credit_requests_section
+
+    credit_requests_section(current_screen())
+
+
+def open_admin_requests(actor_id: str, org_id: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(admin_requests_screen, default_timeout=60)
+    at.session_state["actor_id"] = actor_id
+    at.session_state["org_id"] = org_id
+    return at.run()
+
+
+def send_request(at, org_id: str, amount: str, note: str = ""):
+    at.text_input(key=f"request_credits_{org_id}_amount").set_value(amount)
+    at.text_input(key=f"request_credits_{org_id}_note").set_value(note)
+    at.button(key=f"request_credits_{org_id}_submit").click().run()
+    assert not at.exception
+    return at
+
+
+def confirm_button(at, form: str):
+    return next((b for b in at.button if b.key == f"{form}_confirm"), None)
+
+
+NOTE = 'For the <b>Q3</b> "report" [link](https://evil.example) & *more*'
+
+
+@pytest.mark.parametrize(("amount", "words"), [
+    ("0", "greater than 0"), ("-5", "greater than 0"), ("1e20", "too large"),
+    ("0.0000001", "more than 6 decimal places"), ("abc", "not a number"), ("", "missing"),
+])
+def test_a_bad_request_is_refused_before_any_question(dataset, amount, words):
+    before = snapshot(dataset)
+    at = send_request(open_page("my_credits", "mia", "north"), "north", amount, NOTE)
+    assert any(words in e for e in errors(at)), errors(at)
+    assert confirm_button(at, "request_credits_north_form") is None  # no "Confirm?" for what cannot succeed
+    assert snapshot(dataset) == before
+
+
+def test_request_approve_round_trip_both_sides_see_the_state(dataset):
+    at = send_request(open_page("my_credits", "mia", "north"), "north", "250", NOTE)
+    question = plain(at.warning[-1].value)
+    assert question.startswith("Ask the admins of North") and "250 more credits (worth $0.25" in question
+    assert credit_requests.mine(dataset, "mia").empty  # asked, not sent yet
+    confirm_button(at, "request_credits_north_form").click().run()
+    assert any("Request sent" in plain(s.value) for s in at.success)
+    assert any(plain(i.value).startswith("You asked for 250 credits on") for i in at.info)
+    assert f"Your note: {NOTE}" in [t.value for t in at.text] and no_html_allowed(at)  # st.text: no markdown
+    assert [b.key for b in at.button if b.key == "request_credits_north_withdraw"]  # a pending one: no new form
+    assert not [t for t in at.text_input if t.key == "request_credits_north_amount"]
+
+    admin = open_admin_requests("north-admin", "north")
+    assert not admin.exception
+    [asked] = [plain(m.value) for m in admin.markdown if "asks for" in m.value]
+    assert asked.startswith(f"{MIA_NAME} asks for 250 credits, worth $0.25")
+    assert {"Email: mia@example.com", f"Note: “{NOTE}”"} <= {t.value for t in admin.text} and no_html_allowed(admin)
+    [request] = credit_requests.mine(dataset, "mia").itertuples()
+    field = f"credit_request_{request.request_id}"
+    assert admin.text_input(key=f"{field}_credits").value == "250"
+
+    for amount, words in (("abc", "not a number"), ("0", "greater than 0"), ("9000", "Not enough credits")):
+        admin.text_input(key=f"{field}_credits").set_value(amount)
+        admin.button(key=f"{field}_approve").click().run()
+        assert any(words in e for e in errors(admin)), errors(admin)
+        assert confirm_button(admin, f"{field}_answer") is None
+    admin.text_input(key=f"{field}_credits").set_value("200")
+    admin.button(key=f"{field}_approve").click().run()
+    question = plain(admin.warning[-1].value)
+    assert question == (f"Approve 200 credits for {MIA_NAME}? Their allocation becomes 1,200 credits; the pool keeps "
+                        "8,300 credits available.")
+    confirm_button(admin, f"{field}_answer").click().run()
+    assert not admin.exception
+    assert any("Approved: 200 credits allocated" in plain(s.value) for s in admin.success)
+    assert "No request is waiting for an answer." in [c.value for c in admin.caption]
+    outcome = dataframe(admin, "member", "outcome").outcome.tolist()
+    assert len(outcome) == 1 and "200 credits added to the member's allocation (250 credits asked)" in outcome[0]
+
+    member = open_page("my_credits", "mia", "north")
+    assert metric_values(member, "Allocated") == ["1,200", "400"]
+    assert any("Approved by north admin on" in plain(c.value) and "(250 credits asked)" in plain(c.value)
+               for c in member.caption)
+    assert [t.key for t in member.text_input if t.key == "request_credits_north_amount"]  # may ask again
+
+
+def test_a_declined_request_shows_its_reason_and_a_withdrawn_one_says_so(dataset):
+    ned = send_request(open_page("my_credits", "ned", "north"), "north", "40")
+    confirm_button(ned, "request_credits_north_form").click().run()
+    admin = open_admin_requests("north-admin", "north")
+    [request] = credit_requests.mine(dataset, "ned").itertuples()
+    field = f"credit_request_{request.request_id}"
+    reason = '<script>x</script> "no budget" **now**'
+    admin.text_input(key=f"{field}_reason").set_value(reason)
+    admin.button(key=f"{field}_decline").click().run()
+    assert any("Declined: Ned sees it with your reason." in plain(s.value) for s in admin.success)
+    ned = open_page("my_credits", "ned", "north")
+    assert any("was declined by north admin on" in plain(c.value) for c in ned.caption)
+    assert f"Reason: {reason}" in [t.value for t in ned.text] and no_html_allowed(ned)
+    assert metric_values(ned, "Allocated") == ["500"]
+
+    mia = send_request(open_page("my_credits", "mia", "south"), "south", "10")
+    confirm_button(mia, "request_credits_south_form").click().run()
+    mia.button(key="request_credits_south_withdraw").click().run()
+    assert any("Request withdrawn: nothing was allocated." in plain(s.value) for s in mia.success)
+    assert any("was withdrawn by you on" in plain(c.value) for c in mia.caption)
+    assert open_admin_requests("south-admin", "south").caption[0].value == "No request is waiting for an answer."
+
+
+def test_the_admins_section_refuses_a_member_and_another_organizations_admin(dataset):
+    credit_requests.request(dataset, "mia", "north", 5)
+    for actor in ("mia", "south-admin"):
+        at = open_admin_requests(actor, "north")
+        assert not at.exception
+        assert any("is not an admin of organization" in e for e in errors(at))
+        assert not at.markdown or not any("asks for" in m.value for m in at.markdown)
+
+
+def test_an_approval_back_under_90_percent_takes_the_alert_away(dataset):
+    credits.deduct(dataset, "north", "mia", "722.5", "llm", "gpt-4o")  # 900 of 1,000 used
+    at = open_page("my_credits", "mia", "north")
+    assert [w for w in at.warning if "of your credits" in w.value]
+    request = credit_requests.request(dataset, "mia", "north", 100)
+    credit_requests.approve(dataset, "north-admin", "north", request.id)  # 900 of 1,100: under 90%
+    screen_kit.clear_cached_reads()  # approved outside the app: its cached reads are 30 s old at most
+    at = open_page("my_credits", "mia", "north")
+    assert not [w for w in at.warning if "of your credits" in w.value]
+
+
+# ---------------------------------------------------------------- my individual balance
+
+
+def test_buying_credits_for_my_individual_balance(dataset):
+    at = open_page("my_credits", "loner")
+    for amount, words in (("abc", "not a number"), ("-5", "greater than 0"), ("", "missing")):
+        at.text_input(key="buy_personal_credits").set_value(amount)
+        at.button(key="buy_personal_submit").click().run()
+        assert any(words in e for e in errors(at)), errors(at)
+        assert confirm_button(at, "buy_personal") is None
+    at.text_input(key="buy_personal_credits").set_value("5,000")
+    at.button(key="buy_personal_submit").click().run()
+    question = plain(at.warning[-1].value)
+    assert question.startswith("Order 5,000 credits for $5.00") and "waits for payment" in question
+    confirm_button(at, "buy_personal").click().run()
+    assert not at.exception
+    assert any("Order placed: 5,000 credits for $5.00, awaiting payment." in plain(s.value) for s in at.success)
+    assert at.text_input(key="buy_personal_credits").value == ""  # the form is emptied
+    assert any(plain(i.value).startswith("Awaiting payment: 5,000 credits for $5.00") for i in at.info)
+    [card] = usage.member_cards(dataset, "loner")
+    assert card.is_personal and card.allocated_credits == 0  # nothing arrives before the payment

@@ -165,7 +165,7 @@ def test_org_billing_shows_the_organization(acme):
     assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
     pie = chart_titled(at, "Credits by service")["data"][0]
     assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {  # services in words
-        "company enrichment": 200, "contact lookup": 30, "llm": 12.5, "intelligence cache lookup": 10,
+        "company enrichment": 200, "contact lookup": 30, "LLM calls": 12.5, "intelligence cache lookup": 10,
     }
     by_user = chart_titled(at, "Credits by user")["data"][0]
     assert trace_values(by_user, "x") == [230, 22.5]
@@ -773,3 +773,13 @@ def test_subscribing_is_checked_before_the_question_and_the_question_says_the_te
     assert plain(root.warning[-1].value) == ("Subscribe Acme Analytics to Starter at $19.00 a month, with 5,000 "
                                              "credits included each billing period?")
     assert snapshot(acme) == before  # asking changed nothing
+
+
+def test_the_members_requests_for_credits_wait_on_the_allocations_tab(acme):
+    from billing_core import credit_requests
+
+    credit_requests.request(acme, "bob", "acme", 100, "for the Q3 report")
+    at = open_page("org_billing", "ada", "acme")
+    assert not at.exception
+    assert "Credit requests" in [plain(s.value) for s in at.subheader]
+    assert any(plain(c.value).startswith("1 request waiting for an answer.") for c in at.caption)

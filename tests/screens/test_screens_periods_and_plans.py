@@ -149,7 +149,7 @@ def test_runway_and_lots_are_shown(acme):
 
 def test_credits_granted_with_an_expiry_become_a_lot_that_expires(acme):
     day = (datetime.now(UTC) + timedelta(days=10)).date()
-    at = open_page("system_overview", "root")
+    at = open_page("system_credits", "root")
     send(at, "grant", grant_org="acme", grant_credits="2,000", grant_reason="Launch promotion", grant_expires=day)
     assert not errors(at)
     lots = periods.lots(acme, "ada", "acme")
@@ -161,7 +161,7 @@ def test_credits_granted_with_an_expiry_become_a_lot_that_expires(acme):
 
 def test_an_expiry_in_the_past_is_refused(acme):
     before = snapshot(acme)
-    at = open_page("system_overview", "root")
+    at = open_page("system_credits", "root")
     send(at, "grant", grant_org="acme", grant_credits="2,000", grant_reason="Launch promotion",
          grant_expires=(datetime.now(UTC) - timedelta(days=2)).date())
     assert errors(at)

@@ -16,7 +16,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from billing_core import audit, auth, organizations
+from billing_core import audit, auth, ledger, orders, organizations, subscriptions
 from billing_core.database import fetch
 from tests import system_dataset as data
 from tests.ledger_state import snapshot
@@ -86,6 +86,9 @@ def _nothing_shown(at: AppTest) -> bool:
 # ------------------------------------------------------------ system overview
 
 
+SYSTEM_SCREENS = ("system_overview", "system_organizations", "system_credits", "system_past_due")
+
+
 def test_overview_shows_the_datasets_figures(ds):
     at = open_page("system_overview", ds.sysadmin)
     assert not at.exception and not errors(at)
@@ -105,11 +108,18 @@ def test_overview_shows_the_datasets_figures(ds):
     assert _bars(chart_titled(at, "MRR per plan")) == [("Platform", 100), ("Hybrid", 99), ("BYOK", 60), ("Starter", 19)]
     mix = _table(at, "mrr_share_percent")
     assert mix.mrr_share_percent.tolist() == [35.97, 35.61, 21.58, 6.83]
+    assert _download(at, "Download plan mix (CSV)").plan.tolist() == ["platform", "hybrid", "byok", "starter"]
+    assert not at.button and no_html_allowed(at)
 
+    at = open_page("system_credits", ds.sysadmin)
+    assert not at.exception and not errors(at)
     # names HTML-escaped for Plotly, which renders some tags
     assert _bars(chart_titled(at, "Credits used in the last 30 days"), horizontal=True) == [
         ("Alpha Corp", 500), ("Beta &amp; Sons", 120)]
+    assert [b.label for b in at.button] == ["Grant credits"]
 
+    at = open_page("system_organizations", ds.sysadmin)
+    assert not at.exception and not errors(at)
     orgs = _table(at, "member_count")
     assert len(orgs) == len(data.ORG_NAMES)
     assert orgs.org_name.tolist()[:3] == ["Beta & Sons", "<script>alert(1)</script>", "Alpha Corp"]
@@ -119,47 +129,54 @@ def test_overview_shows_the_datasets_figures(ds):
         2, 10_000, 8_500, 500)
     assert alpha.usage_change_percent == 150
     assert set(orgs.subscription_status) == {"active", "past due", "canceled", "never subscribed"}
+    assert set(orgs.billing_cycle) == {"monthly", "yearly", "—"}
+    assert [b.label for b in at.button] == ["Create organization"]
+    exported = _download(at, "Download organizations (CSV)")
+    assert sorted(exported.org_id) == sorted(data.ORG_NAMES)
+    assert exported.set_index("org_id").loc["beta", "mrr"] == "99.0000"
 
+    at = open_page("system_past_due", ds.sysadmin)
+    assert not at.exception and not errors(at)
     due = _table(at, "status_changed_at")
     assert due.org_name.tolist() == ["Delta <b>bold</b>"] and due.mrr.tolist() == [19]
     row = next(m.value for m in at.markdown if "Delta" in m.value)
     assert "<b>" not in row and plain(row).startswith("**Delta <b>bold</b>** · delta · Starter")
     assert no_html_allowed(at)
-    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription", "Grant credits", "Create organization"]
-
-    exported = _download(at, "Download organizations (CSV)")
-    assert sorted(exported.org_id) == sorted(data.ORG_NAMES)
-    assert exported.set_index("org_id").loc["beta", "mrr"] == "99.0000"
+    assert [b.label for b in at.button] == ["Mark active", "Cancel subscription"]
     assert _download(at, "Download past-due organizations (CSV)").org_id.tolist() == ["delta"]
-    assert _download(at, "Download plan mix (CSV)").plan.tolist() == ["platform", "hybrid", "byok", "starter"]
 
 
 def test_overview_of_a_system_without_organizations(db, db_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", db_url)
     organizations.create_user(db, None, "root", "root@example.com", "Root", is_system_admin=True)
-    at = open_page("system_overview", "root")
-    assert not at.exception and not errors(at)
-    assert metrics(at) == [
-        ("MRR", "$0.00"), ("ARR", "$0.00"), ("Active subscriptions", "0"), ("Credits used (30 days)", "0"),
-    ]
-    captions = [plain(c.value) for c in at.caption]
-    assert {"No paying subscription yet.", "No usage in the last 30 days.", "No organization yet.",
-            "No subscription is past due."} <= set(captions)
-    assert not at.dataframe and not at.get("plotly_chart")
-    assert [b.label for b in at.button] == ["Create organization"]
+    captions, buttons = set(), []
+    for name in SYSTEM_SCREENS:
+        at = open_page(name, "root")
+        assert not at.exception and not errors(at)
+        assert not at.dataframe and not at.get("plotly_chart")
+        captions |= {plain(c.value) for c in at.caption}
+        buttons += [b.label for b in at.button]
+        if name == "system_overview":
+            assert metrics(at) == [
+                ("MRR", "$0.00"), ("ARR", "$0.00"), ("Active subscriptions", "0"), ("Credits used (30 days)", "0"),
+            ]
+    assert {"No paying subscription yet.", "No subscription paid in these months.", "No usage in the last 30 days.",
+            "No organization yet.", "No subscription is past due."} <= captions
+    assert buttons == ["Create organization"]
 
 
 @pytest.mark.parametrize("who, org", [("alpha_admin", "alpha"), ("alpha_member", "alpha"), ("beta_admin", "beta")])
 def test_overview_refuses_everyone_but_system_admins(ds, who, org):
     actor = getattr(ds, who)
-    at = open_page("system_overview", actor, org)
-    assert not at.exception
-    assert errors(at) == [f"User '{actor}' is not a system admin."]
-    assert _nothing_shown(at)
+    for name in SYSTEM_SCREENS:
+        at = open_page(name, actor, org)
+        assert not at.exception
+        assert errors(at) == [f"User '{actor}' is not a system admin."], name
+        assert _nothing_shown(at) and not at.text_input, name
 
 
 def test_pages_ask_for_a_login_first(ds):
-    for page in ("system_overview", "audit_log"):
+    for page in (*SYSTEM_SCREENS, "audit_log"):
         at = open_page(page, None)
         assert not at.exception
         assert [w.value for w in at.warning] == ["Please log in."]
@@ -167,7 +184,7 @@ def test_pages_ask_for_a_login_first(ds):
 
 
 def test_organization_filters_and_sorting(ds):
-    at = open_page("system_overview", ds.sysadmin)
+    at = open_page("system_organizations", ds.sysadmin)
     at.multiselect(key="orgs_plan").set_value(["platform"]).run()
     assert sorted(_table(at, "member_count").org_id) == ["alpha", "iota", "zeta"]
 
@@ -193,12 +210,25 @@ def test_organization_filters_and_sorting(ds):
     assert not at.exception
 
 
+def test_organizations_are_found_by_name_or_id(ds):
+    at = open_page("system_organizations", ds.sysadmin)
+    at.text_input(key="orgs_search").set_value("sons").run()
+    assert _table(at, "member_count").org_id.tolist() == ["beta"]
+    at.text_input(key="orgs_search").set_value("ETA").run()  # any part of a name or an id, in any case
+    assert sorted(_table(at, "member_count").org_id) == ["beta", "eta", "theta", "zeta"]
+    at.text_input(key="orgs_search").set_value("<script>").run()  # typed text is matched as text
+    assert _table(at, "member_count").org_id.tolist() == ["iota"]
+    at.text_input(key="orgs_search").set_value("nobody").run()
+    assert "No organization matches these filters." in [c.value for c in at.caption]
+    assert not at.exception and not errors(at)
+
+
 def test_clicking_an_organization_opens_its_billing_page(ds):
     # the app's entry registers the screens with st.navigation; this stand-in does the same with the two screens
     at = AppTest.from_string(
         "import streamlit as st\nimport pages\n"
-        "st.navigation([st.Page(lambda: pages.show('system_overview'), title='System overview',"
-        " url_path='system_overview', default=True),"
+        "st.navigation([st.Page(lambda: pages.show('system_organizations'), title='Organizations',"
+        " url_path='system_organizations', default=True),"
         " st.Page(lambda: pages.show('org_billing'), title='Organization billing', url_path='org_billing')]).run()\n",
         default_timeout=60,
     )
@@ -216,36 +246,91 @@ def test_clicking_an_organization_opens_its_billing_page(ds):
     assert not errors(at)
 
 
-def test_past_due_cancel_asks_first_then_cancels(ds, db):
-    at = open_page("system_overview", ds.sysadmin)
+def _row_children(at: AppTest, org_id: str) -> list:
+    """What the past-due box of this organization holds (its question and outcome show there)."""
+    for box in at.main.children.values():
+        keys = [getattr(node, "key", None) for node in _walk(box)]
+        if f"past_due_cancel_{org_id}" in keys:
+            return list(_walk(box))
+    raise AssertionError(f"no past-due box for {org_id}")
+
+
+def _walk(node):
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from _walk(child)
+
+
+def test_past_due_cancel_asks_in_its_row_first_then_cancels(ds, db):
+    at = open_page("system_past_due", ds.sysadmin)
     at.button(key="past_due_cancel_delta").click().run()
     [question] = [plain(w.value) for w in at.warning if plain(w.value).startswith("Cancel the")]
     assert question.startswith("Cancel the Starter subscription of Delta <b>bold</b> (delta)?")
+    # asked next to the button, in the organization's box, not at the top of the page
+    assert question in [plain(node.value) for node in _row_children(at, "delta") if node.type == "warning"]
     assert _status(db, "delta") == "past_due"
 
-    at.button(key="past_due_cancel").click().run()  # "Cancel" the question
+    at.button(key="past_due_delta_cancel").click().run()  # "Cancel" the question
     assert "Cancelled: nothing changed." in [plain(i.value) for i in at.info]
     assert _status(db, "delta") == "past_due"
 
     at.button(key="past_due_cancel_delta").click().run()
-    at.button(key="past_due_confirm").click().run()
+    at.button(key="past_due_delta_confirm").click().run()
     assert not at.exception and not errors(at)
     assert _status(db, "delta") == "canceled"
     assert [plain(s.value) for s in at.success] == ["Delta <b>bold</b>: subscription canceled."]
-    assert metrics(at)[0] == ("MRR", "$259.00")  # 278 - 19: the page shows the change at once
-    assert "No subscription is past due." in [c.value for c in at.caption]
+    assert "No subscription is past due." in [plain(c.value) for c in at.caption]
+    assert open_page("system_overview", ds.sysadmin) and metrics(open_page("system_overview", ds.sysadmin))[0] == (
+        "MRR", "$259.00")  # 278 - 19: the change shows at once
 
 
-def test_past_due_mark_active(ds, db):
-    at = open_page("system_overview", ds.sysadmin)
+def test_past_due_mark_active_asks_and_records_the_payment(ds, db):
+    """Issue 9: "Mark active" acted in one click and recorded no payment."""
+    at = open_page("system_past_due", ds.sysadmin)
+    before = snapshot(db)
+    at.button(key="past_due_activate_delta").click().run()  # no reference: refused before any question
+    assert errors(at) == ["Payment reference is missing."]
+    assert not [b for b in at.button if b.key == "past_due_delta_confirm"]
+    assert snapshot(db) == before
+
+    at.text_input(key="past_due_reference_delta").set_value("INV-77").run()
     at.button(key="past_due_activate_delta").click().run()
+    [question] = [plain(w.value) for w in at.warning]
+    assert question == ("Record payment INV-77 for the Starter subscription of Delta <b>bold</b> (delta) "
+                        "($19.00 a month) and make it active again?")
+    assert _status(db, "delta") == "past_due" and snapshot(db) == before
+    at.button(key="past_due_delta_confirm").click().run()
     assert not at.exception and not errors(at)
     assert _status(db, "delta") == "active"
-    assert [plain(s.value) for s in at.success] == ["Delta <b>bold</b>: subscription active again."]
-    assert metrics(at)[0] == ("MRR", "$278.00")  # past due counted in MRR already
-    assert "No subscription is past due." in [c.value for c in at.caption]
+    assert [plain(s.value) for s in at.success] == ["Delta <b>bold</b>: payment INV-77 recorded, subscription active again."]
+    assert "No subscription is past due." in [plain(c.value) for c in at.caption]
+    paid = fetch(db, "select external_ref, amount from org_billing_history where org_id = 'delta'"
+                     " and event_type = 'subscription_payment'")
+    assert [tuple(row) for row in paid] == [("INV-77", 0)]
     actions = audit.entries(db, ds.sysadmin, "delta", actions=["subscription.status_changed"]).entries
     assert actions.details.iloc[0] == '{"to": "active", "from": "past_due", "plan": "starter"}'
+    assert metrics(open_page("system_overview", ds.sysadmin))[0] == ("MRR", "$278.00")  # past due counted already
+    assert ledger.verify(db) == []
+
+
+def test_past_due_payment_reference_recorded_already_changes_nothing(ds, db):
+    subscriptions.record_subscription_payment(db, ds.sysadmin, "delta", "INV-9")
+    subscriptions.set_subscription_status(db, ds.sysadmin, "delta", "past_due")  # failed again later
+    at = open_page("system_past_due", ds.sysadmin)
+    before = snapshot(db)
+    at.text_input(key="past_due_reference_delta").set_value("INV-9").run()
+    at.button(key="past_due_activate_delta").click().run()
+    [said] = [plain(i.value) for i in at.info]
+    assert said.startswith("This payment (INV-9) was already recorded on") and said.endswith("nothing changed.")
+    assert not at.success and not [b for b in at.button if b.key == "past_due_delta_confirm"]
+    assert snapshot(db) == before and _status(db, "delta") == "past_due"
+    # a reference that paid a credit order is another payment: refused before any question
+    order = orders.create_order(db, ds.alpha_admin, "alpha", credits=1_000)
+    orders.record_payment(db, ds.sysadmin, order.id, "PAY-ORDER-1")
+    at.text_input(key="past_due_reference_delta").set_value("PAY-ORDER-1").run()
+    at.button(key="past_due_activate_delta").click().run()
+    assert [e for e in errors(at) if "already paid order" in e]
+    assert not [b for b in at.button if b.key == "past_due_delta_confirm"]
 
 
 def _status(db, org_id: str) -> str:
@@ -268,7 +353,7 @@ def _fill_create_form(at: AppTest, **fields: str) -> AppTest:
 
 
 def test_create_organization_form_opens_it_and_shows_the_password_once(ds, db):
-    at = open_page("system_overview", ds.sysadmin)
+    at = open_page("system_organizations", ds.sysadmin)
     name = 'Acme "Quotes" <b>Inc</b>'
     for widget in at.text_input:
         widget.set_value({
@@ -294,16 +379,17 @@ def test_create_organization_form_opens_it_and_shows_the_password_once(ds, db):
     sub = fetch(db, "select plan, status, billing_cycle, price_amount from organization_subscriptions"
                     " where org_id = 'acme'")[0]
     assert tuple(sub) == ("hybrid", "active", "yearly", 1188)
-    # the new figures show at once
-    assert metrics(at)[0] == ("MRR", "$377.00")
+    # the new organization shows at once, the form is empty again
     assert name in _table(at, "member_count").org_name.tolist()
+    assert [w.value for w in at.text_input if w.key and w.key.startswith("new_org_")] == [""] * 5
+    assert metrics(open_page("system_overview", ds.sysadmin))[0] == ("MRR", "$377.00")
 
     at.run()
     assert not at.code and not at.success  # shown once only
 
 
 def test_create_organization_bad_input_changes_nothing(ds, db):
-    at = open_page("system_overview", ds.sysadmin)
+    at = open_page("system_organizations", ds.sysadmin)
     cases = [
         ({"Organization_id": "new-org", "First_admin's_email": "new@example.com"}, "Organization name is missing."),
         ({"Organization_name": "New", "Organization_id": "new org", "First_admin's_email": "new@example.com"},
@@ -403,7 +489,7 @@ def test_audit_log_refuses_what_the_user_may_not_see(ds, who, org, message):
 
 def test_a_user_in_no_organization_and_an_unknown_user(ds, db):
     organizations.create_user(db, None, "loner", "loner@example.com")
-    for page in ("system_overview", "audit_log"):
+    for page in (*SYSTEM_SCREENS, "audit_log"):
         at = open_page(page, "loner")
         assert errors(at) and _nothing_shown(at)
         at = open_page(page, "ghost", "alpha")
@@ -447,15 +533,21 @@ def test_overview_shows_mrr_movements_churn_and_credits_per_month(months):
     line = _series(chart_titled(at, "MRR at month end"))[None]
     assert line == {_label(k): data.MRR_MONTHS[k][7] for k in range(11, -1, -1)}
 
+    # the table: the current month first, then back to the first month with any figure
     table = _table(at, "logo_churn_percent")
-    assert table.month.tolist() == [_label(k) for k in range(11, -1, -1)]
+    assert table.month.tolist() == [_label(k) for k in range(12)]
     assert table.logo_churn_percent.fillna(-1).tolist() == [
-        -1 if data.MRR_MONTHS[k][13] is None else float(data.MRR_MONTHS[k][13]) for k in range(11, -1, -1)]
-    assert table.net_new_mrr.tolist() == [data.MRR_MONTHS[k][6] for k in range(11, -1, -1)]
-    assert table.arr_end.tolist()[-1] == 12 * 317
+        -1 if data.MRR_MONTHS[k][13] is None else float(data.MRR_MONTHS[k][13]) for k in range(12)]
+    assert table.net_new_mrr.tolist() == [data.MRR_MONTHS[k][6] for k in range(12)]
+    assert table.arr_end.tolist()[0] == 12 * 317
     assert _download(at, "Download MRR movements (CSV)").churned_orgs.tolist() == [
-        str(data.MRR_MONTHS[k][12]) for k in range(11, -1, -1)]
+        str(data.MRR_MONTHS[k][12]) for k in range(12)]
+    # 24 months: the twelve before the first subscription are empty, and left out
+    at.selectbox(key="analytics_months").set_value(24).run()
+    assert _table(at, "logo_churn_percent").month.tolist() == [_label(k) for k in range(12)]
 
+    at = open_page("system_credits", months.sysadmin)
+    assert not at.exception and not errors(at)
     credit = _series(chart_titled(at, "Credits sold, granted, consumed and expired"))
     assert {kind: credit[kind][_label(1)] for kind in credit} == {
         "Sold": 7_000, "Granted": 0, "Consumed": 0, "Expired": 500}
@@ -463,21 +555,22 @@ def test_overview_shows_mrr_movements_churn_and_credits_per_month(months):
         "Sold": 0, "Granted": 0, "Consumed": 2_100, "Expired": 0}
     revenue = _table(at, "revenue").set_index("month").revenue
     assert (revenue[_label(3)], revenue[_label(1)]) == (10, 7)
+    # newest first, from the first month that sold, granted, consumed or expired credits
+    assert _table(at, "revenue").month.tolist() == [_label(k) for k in range(4)]
 
+    at = open_page("system_overview", months.sysadmin)
     at.selectbox(key="analytics_months").set_value(6).run()
     assert not at.exception
-    assert _table(at, "logo_churn_percent").month.tolist() == [_label(k) for k in range(5, -1, -1)]
-    assert _table(at, "revenue").month.tolist() == [_label(k) for k in range(5, -1, -1)]
+    assert _table(at, "logo_churn_percent").month.tolist() == [_label(k) for k in range(6)]
 
 
 def test_overview_shows_burn_rate_runway_and_who_runs_low(months):
-    at = open_page("system_overview", months.sysadmin)
-    # the running-low table (the organizations table has these columns and member_count too)
-    low = next(frame.value for frame in at.dataframe
-               if "burn_per_day" in frame.value.columns and "member_count" not in frame.value.columns)
+    at = open_page("system_credits", months.sysadmin)
+    low = _table(at, "burn_per_day")
     assert low.org_name.tolist() == ["Ember"]
     assert (low.remaining_credits[0], low.burn_per_day[0], low.runway_days[0]) == (500, 50, 10)
 
+    at = open_page("system_organizations", months.sysadmin)
     at.selectbox(key="orgs_sort").set_value("runway_days").run()
     orgs = _table(at, "member_count")
     assert orgs.org_id.tolist()[:2] == ["ember", "anvil"]

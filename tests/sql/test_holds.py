@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from tests.core.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 
 from billing_core import charging, credits, database, ledger, organizations, pricing, reports
 from billing_core.database import fetch
@@ -22,6 +21,7 @@ from billing_core.errors import (
     NotFound,
     RequestConflict,
 )
+from tests.core.test_pricing import refused_all, sysadmin  # noqa: F401 -- sysadmin is a fixture
 from tests.ledger_state import billing_verify
 from tests.time_travel import earlier, into_the_past
 

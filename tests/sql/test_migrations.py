@@ -31,7 +31,7 @@ TABLES = {
     "user_sessions", "app_settings", "model_prices", "service_prices", "platform_pricing_rules",
     "org_pricing_overrides", "credit_packages", "credit_holds",
     "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts", "organization_invitations",
-    "credit_orders", "ledger_rules_since",
+    "credit_orders", "ledger_rules_since", "credit_requests",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",
