@@ -9,6 +9,9 @@ exceptions (text holding a NUL character, which PostgreSQL cannot store, is
 refused as InvalidInput before it is sent). Reads are labelled by the query's
 own column names: `fetch_frame` builds a DataFrame from the result's keys and
 `record`/`records` build dataclasses field by field from `row._mapping`.
+`rehearse` runs billing_core calls in a transaction that is rolled back: what
+they would answer or refuse, with nothing written (a screen's check before
+it asks to confirm).
 
 Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
@@ -19,10 +22,12 @@ grants the app, and a NULL actor is refused on them).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -199,6 +204,46 @@ def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
         raise DatabaseUnavailable(f"The database is unreachable: {_message(exc)}") from exc
 
 
+# the rehearsal in progress in this context (see `rehearse`): its engine and the connection whose
+# transaction every statement of the rehearsed action shares, rolled back at its end
+_rehearsal: contextvars.ContextVar[tuple[Engine, sa.Connection] | None] = contextvars.ContextVar(
+    "billing_rehearsal", default=None)
+
+
+@contextlib.contextmanager
+def _transaction(db: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction for one statement: its own (committed at the end), or the rehearsal's."""
+    rehearsal = _rehearsal.get()
+    if rehearsal is None:
+        with db.begin() as conn:
+            yield conn
+        return
+    if rehearsal[0] is not db:  # a statement elsewhere would commit what the rehearsal promises not to
+        raise RuntimeError("A rehearsal runs on one database: its action used another engine.")
+    yield rehearsal[1]
+
+
+Answer = TypeVar("Answer")
+
+
+def rehearse(db: Engine, action: Callable[[], Answer]) -> Answer:
+    """What `action` (billing_core calls on `db`) would return, or the refusal it would raise, with nothing kept.
+
+    Every statement the action runs shares one transaction, rolled back at the end: the stored functions
+    apply their own rules (authorization, amounts, membership, the pool), so a screen checks a form by the
+    database's rules, not a copy of them, before asking to confirm it. Confirming runs the action again for
+    real, and the database stays the last word (something may change in between).
+    """
+    with db.connect() as conn:
+        conn.begin()
+        token = _rehearsal.set((db, conn))
+        try:
+            return action()
+        finally:
+            _rehearsal.reset(token)
+            conn.rollback()
+
+
 def _run(
     db: Engine,
     statement: str,
@@ -210,7 +255,7 @@ def _run(
     for _, check_params in checks:
         refuse_nul_characters(check_params)
     try:
-        with db.begin() as conn:
+        with _transaction(db) as conn:
             for check, check_params in checks:
                 conn.execute(sa.text(check), dict(check_params))
             result = conn.execute(sa.text(statement), dict(params or {}))

@@ -49,9 +49,17 @@ def write(key: str, function: Callable[..., Any], *args: Any, success: str | Cal
 
 
 def clear_fields(keys: Iterable[str]) -> None:
-    """Forget the values of these widgets (call it before they render, e.g. in a button's callback)."""
+    """Empty these widgets (call it before they render, e.g. in a button's callback).
+
+    A text value is set to "" rather than forgotten: a forgotten widget keeps, in the browser, the value the
+    browser sent, while a value set here is sent back to it (a text field shows empty; a picker given "", not
+    one of its options, shows its first option). Other widgets are forgotten (back to their default).
+    """
     for name in keys:
-        st.session_state.pop(name, None)
+        if isinstance(st.session_state.get(name), str):
+            st.session_state[name] = ""
+        else:
+            st.session_state.pop(name, None)
 
 
 _PENDING = "_kit_pending"
@@ -116,12 +124,12 @@ def chosen_member(form: str, key: str, missing: str) -> str:
     return user_id
 
 
-def refusing(handler: Callable[[], None]) -> Callable[[], None]:
-    """A form handler that stops quietly at Refused (its message is already kept)."""
+def refusing(handler: Callable[..., None]) -> Callable[..., None]:
+    """A form handler (given its widget's args) that stops quietly at Refused (its message is already kept)."""
 
-    def run() -> None:
+    def run(*args: Any, **kwargs: Any) -> None:
         try:
-            handler()
+            handler(*args, **kwargs)
         except Refused:
             pass
 

@@ -29,6 +29,18 @@ WORDS: dict[str, str] = {
     "credit_request.withdrawn": "credit request withdrawn",
     "credit_request": "credit request",
     # ---------------------------------------------------------------- organization admin screen
+    "subscription_created": "subscribed",
+    "subscription_plan_changed": "plan changed",
+    "subscription_plan_version_changed": "plan terms changed",
+    "subscription_change_scheduled": "plan change scheduled",
+    "subscription_cancel_scheduled": "cancel scheduled",
+    "subscription_canceled": "subscription canceled",
+    "subscription_reactivated": "subscription kept",
+    "subscription_activated": "subscription active again",
+    "subscription_past_due": "payment overdue",
+    "subscription_trial_ended": "trial ended",
+    "credit_expiry": "credits expired",
+    "plan_included": "included with the plan",
     # ---------------------------------------------------------------- system screens
     "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens

@@ -457,16 +457,16 @@ def test_an_org_admin_upgrades_now_and_the_history_and_mrr_follow(globex_db, bro
             # the plan change is a row of the Billing history table: the grid draws on a canvas, whose
             # (hidden) accessible table holds the cells of the columns in view
             page.get_by_role("tab", name="Billing history").click()
-            row = page.get_by_role("tabpanel").locator('[role="row"]').filter(has_text="subscription_plan_changed")
+            row = page.get_by_role("tabpanel").locator('[role="row"]').filter(has_text="plan changed")
             row.wait_for(state="attached")
             settle(page)
             shot(page, "plan-change-5-billing-history")
             cells = [cell.strip() for cell in row.locator('[role="gridcell"]').all_text_contents()]
-            assert cells[1:5] == [
-                "subscription_plan_changed",
-                f"Plan changed from Platform to Hybrid: ${amount:.2f} charged for the rest of the period",
+            assert cells[1:5] == [  # when and what first (a phone shows them), the event in words
+                "plan changed",
                 "0",
                 format(amount.normalize(), "f"),  # the grid's raw number (shown as $48.01)
+                f"Plan changed from Platform to Hybrid: ${amount:.2f} charged for the rest of the period",
             ], cells
 
             # System overview: MRR (and ARR) up by Hybrid's $99 - Platform's $50
@@ -558,6 +558,75 @@ def test_an_org_admin_orders_credits_and_they_arrive_when_a_system_admin_records
         finally:
             admin_context.close()
             org_context.close()
+
+
+# ---------------------------------------------------------------- issue 9: org admin forms on a 390 px phone
+
+
+def test_an_org_admin_on_a_phone_is_refused_before_any_question_and_asked_beside_the_form(globex_db, browser):
+    db = database.get_engine(globex_db)
+    with running_app(globex_db, "browser-org-phone-streamlit.log") as base:
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        phone.set_default_timeout(20_000)
+        try:
+            page = open_app(phone, base)
+            log_in(page, "gus@example.com")
+            # the navigation is folded away on a phone: open it, as a person would, and pick the screen
+            page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button'
+                         ).first.click()
+            page.get_by_role("link", name="Organization billing").click()
+            page.get_by_role("heading", name="Organization billing").wait_for()
+            settle(page)
+            if page.get_by_test_id("stSidebar").get_attribute("data-collapsed") == "false":  # it covers the page
+                page.get_by_test_id("stSidebarCollapseButton").locator("button").click(force=True)
+                expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", "true")
+            page.get_by_role("tab", name="Allocations").click()
+            amount = page.get_by_role("textbox", name="Credits to allocate")
+            before = snapshot(db)
+            for typed, refusal in (("-5", "must be greater than 0"), ("1e20", "is too large"),
+                                   ("0.0000001", "more than 6 decimal places"), ("abc", "is not a number"),
+                                   ("5001", "Not enough credits in the pool of Globex")):
+                amount.fill(typed)
+                page.get_by_role("button", name="Allocate credits").click()
+                page.get_by_text(refusal).wait_for()
+                assert page.get_by_role("button", name="Confirm").count() == 0, typed  # refused before asking
+                if typed == "-5":
+                    settle(page)
+                    shot(page, "org-phone-1-refused-before-asking")
+            assert snapshot(db) == before
+
+            amount.fill("100")
+            page.get_by_role("button", name="Allocate credits").click()
+            question = page.get_by_text("Allocate 100 credits to Gus? Gus then has 100 credits remaining.")
+            question.wait_for()
+            settle(page)
+            assert question.locator("a").count() == 0  # no live link in a question
+            confirm = page.get_by_role("button", name="Confirm")
+            # the question sits under its own form, before the next form: where the person is looking
+            form_bottom = page.get_by_role("button", name="Allocate credits").bounding_box()["y"]
+            next_form = page.get_by_text("Take back credits", exact=True).first.bounding_box()["y"]
+            assert form_bottom < confirm.bounding_box()["y"] < next_form
+            confirm.scroll_into_view_if_needed()
+            shot(page, "org-phone-2-question-beside-the-form")
+            confirm.click()
+            page.get_by_text("Allocated 100 credits: Gus now has 100 credits remaining.").wait_for()
+            settle(page)
+            assert amount.input_value() == ""  # cleared: a second click cannot send it again
+            assert fetch(db, "select allocated_credits from user_credit_allocations where org_id = 'globex'"
+                             " and is_active") == [(100,)]
+
+            # the allocations grid: name and remaining are its first columns, inside the phone's width
+            grid = page.get_by_role("tabpanel").get_by_test_id("stDataFrame").first
+            grid.scroll_into_view_if_needed()
+            settle(page)
+            headers = grid.locator('[role="columnheader"]')
+            names = [text.strip() for text in headers.all_text_contents()]
+            assert names[:2] == ["Name", "Remaining"], names
+            box = grid.bounding_box()  # the grid draws on a canvas: its first columns are what fits the phone
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+            shot(page, "org-phone-3-allocations-name-and-remaining-first")
+        finally:
+            phone.close()
 
 
 # ---------------------------------------------------------------- issue 9: the system screens, split

@@ -15,6 +15,7 @@ Dataset (built through billing_core, figures checked by hand):
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -29,6 +30,7 @@ from screen_testing import (
     no_html_allowed,
     open_page,
     plain,
+    texts,
     trace_values,
 )
 
@@ -162,8 +164,8 @@ def test_org_billing_shows_the_organization(acme):
     assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
     assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
     pie = chart_titled(at, "Credits by service")["data"][0]
-    assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {
-        "company_enrichment": 200, "contact_lookup": 30, "llm": 12.5, "intelligence_cache_lookup": 10,
+    assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {  # services in words
+        "company enrichment": 200, "contact lookup": 30, "LLM calls": 12.5, "intelligence cache lookup": 10,
     }
     by_user = chart_titled(at, "Credits by user")["data"][0]
     assert trace_values(by_user, "x") == [230, 22.5]
@@ -171,13 +173,13 @@ def test_org_billing_shows_the_organization(acme):
     line = chart_titled(at, "Credits per day")["data"][0]
     assert len(trace_values(line, "y")) == 31 and sum(trace_values(line, "y")) == 252.5
     timeline = chart_titled(at, "Billing history")
-    assert "credit_purchase" in {trace["name"] for trace in timeline["data"]}
+    assert "credits bought" in {trace["name"] for trace in timeline["data"]}
 
     table = dataframe(at, "display_name", "usage_percent").set_index("email")
     assert table.loc["bob@example.com", "remaining_credits"] == 760
     assert table.loc["cy@example.com", "remaining_credits"] == Decimal("477.5")
     history = dataframe(at, "event_type", "total_credits_after")
-    assert history[history.event_type == "credit_purchase"].credits.tolist() == [10_000]
+    assert history[history.event_type == "credits bought"].credits.tolist() == [10_000]
 
 
 def test_a_system_admin_sees_the_same_page(acme):
@@ -199,7 +201,7 @@ def test_the_page_needs_a_login_and_an_organization(acme):
     at = open_page("org_billing", None, "acme")
     assert [w.value for w in at.warning] == ["Please log in."] and not at.metric
     at = open_page("org_billing", "ada", None)
-    assert "Choose an organization" in at.info[0].value and not at.metric
+    assert at.info[0].value == "You are not a member of any organization yet." and not at.metric
     at = open_page("org_billing", "root", "no-such-org")
     assert errors(at) == ["Organization 'no-such-org' does not exist."] and not at.metric
 
@@ -301,16 +303,16 @@ BAD_INPUT = [
     ("allocate", {"allocate_user": "bob", "allocate_credits": "0"}, "Credits to allocate must be greater than 0 (got 0)."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "-5"}, "Credits to allocate must be greater than 0 (got -5)."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "8500.5"},
-     ("Not enough credits in the pool of organization 'acme': 8500 available, 8500.5 requested. "
+     ("Not enough credits in the pool of Acme Analytics: 8500 available, 8500.5 requested. "
       "Add credits or take back unused ones first.")),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "ten"}, "Credits to allocate is not a number (got 'ten')."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": ""}, "Credits to allocate is not a number (got '')."),
     ("allocate", {"allocate_user": "bob", "allocate_credits": "0.0000001"},
      "Credits to allocate has more than 6 decimal places (got 0.0000001)."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "761"},
-     "User 'bob' has only 760 unused credits: cannot take back 761."),
+     "Bob Builder has only 760 unused credits: cannot take back 761."),
     ("reclaim", {"reclaim_user": "dee", "reclaim_credits": ""},
-     "User 'dee' has no active allocation in organization 'acme': nothing to take back."),
+     "Dee Dee has no active allocation in Acme Analytics: nothing to take back."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "-1"}, "Credits to take back must be greater than 0 (got -1)."),
     ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "1,5"},
      ("Credits to take back has a comma out of place (got '1,5'): use a dot for decimals, "
@@ -347,7 +349,7 @@ def test_a_form_sent_after_the_role_was_lost_is_refused(acme):
     organizations.set_member_role(acme, "olga", "acme", "ada", "member")
     before = snapshot(acme)
     submit(at, "allocate", {"allocate_user": "bob", "allocate_credits": "5"})
-    assert "User 'ada' is not an admin of organization 'acme'." in errors(at)
+    assert "Ada Admin is not an admin of Acme Analytics." in errors(at)
     assert snapshot(acme) == before
 
 
@@ -389,12 +391,12 @@ def test_inviting_answers_the_same_whether_the_email_has_an_account_or_not(acme)
 
     before = snapshot(acme)
     invite_through_the_form(at, "eve@example.com")
-    assert errors(at) == ["eve@example.com already has a pending invitation to organization 'acme': "
+    assert errors(at) == ["eve@example.com already has a pending invitation to Acme Analytics: "
                           "revoke it to send a new one."]
     invite_through_the_form(at, "not an email")
     assert errors(at) == ["Email 'not an email' is not an email address (expected name@example.com)."]
     invite_through_the_form(at, "bob@example.com")
-    assert errors(at) == ["bob@example.com is already a member of organization 'acme'."]  # the admin sees members anyway
+    assert errors(at) == ["bob@example.com is already a member of Acme Analytics."]  # the admin sees members anyway
     assert not at.code
     assert snapshot(acme) == before
 
@@ -440,7 +442,7 @@ def test_only_system_admins_add_members_directly(acme):
     assert "member_add_submit" not in [b.key for b in at.button]
     root = open_page("org_billing", "root", "acme")
     submit(root, "member_add", {"member_add_email": "  EVE@example.COM ", "member_add_role": "member"})
-    assert any(plain(s.value) == "Added EVE@example.COM (eve) as member." for s in root.success)
+    assert any(plain(s.value) == "Added EVE@example.COM to Acme Analytics as member." for s in root.success)
     assert members_table(root).loc["eve@example.com", "role"] == "member"
 
 
@@ -468,9 +470,9 @@ def test_the_only_admin_cannot_be_demoted_or_removed(acme):
     at = open_page("org_billing", "ada", "acme")
     before = snapshot(acme)
     submit(at, "member_role", {"member_role_user": "ada", "member_role_role": "member"})
-    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    assert errors(at) == ["Ada Admin is the only admin of Acme Analytics: make another member admin first."]
     submit(at, "member_remove", {"member_remove_user": "ada"})
-    assert errors(at) == ["User 'ada' is the only admin of organization 'acme': make another member admin first."]
+    assert errors(at) == ["Ada Admin is the only admin of Acme Analytics: make another member admin first."]
     assert snapshot(acme) == before
 
 
@@ -514,3 +516,270 @@ def test_a_hostile_name_reaches_the_grid_formula_safe(acme):
     assert "'" + hostile in set(allocations.display_name) and hostile not in set(allocations.display_name)
     assert allocations.allocated_credits.dtype.kind == "f"  # numbers stay numbers (sortable)
     assert "'" + hostile in set(members_table(at).display_name)
+
+
+# ---------------------------------------------------------------- issue 9: checked before the question
+
+
+def buttons(at) -> set[str]:
+    return {b.key for b in at.button}
+
+
+def column_keys(at, key: str) -> set[str]:
+    """The keys of every widget in the innermost column (or the page, outside any) holding the widget `key`."""
+    def keys_in(node) -> set[str]:
+        found = {node.key} if getattr(node, "key", None) else set()
+        for child in getattr(node, "children", {}).values():
+            found |= keys_in(child)
+        return found
+
+    def column(node, inside):
+        if getattr(node, "key", None) == key:
+            return inside
+        for child in getattr(node, "children", {}).values():
+            hit = column(child, child if type(child).__name__ == "Column" else inside)
+            if hit is not None:
+                return hit
+        return None
+
+    holder = column(at._tree, at._tree)
+    assert holder is not None, f"no widget {key}"
+    return keys_in(holder)
+
+
+def ask(at, form: str, **fields):
+    """Fill a form (selects, radios and text fields by key) and send it, without confirming."""
+    for key, value in fields.items():
+        if key in {s.key for s in at.selectbox}:
+            at.selectbox(key=key).set_value(value)
+        elif key in {r.key for r in at.radio}:
+            at.radio(key=key).set_value(value)
+        else:
+            at.text_input(key=key).set_value(value)
+    at.button(key=f"{form}_submit").click().run()
+    assert not at.exception
+    return at
+
+
+def moved_to_other(db, user_id: str) -> None:
+    """The member leaves acme and joins the other organization (after the page listed them)."""
+    organizations.remove_member(db, "ada", "acme", user_id)
+    organizations.add_member(db, None, "other", user_id)
+
+
+TOO_LARGE = "is too large: at most 1,000,000,000,000 credits per operation (got 1.00e+20)."
+REFUSED_BEFORE_ASKING = [
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "0"}, None,
+     "Credits to allocate must be greater than 0 (got 0)."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "-5"}, None,
+     "Credits to allocate must be greater than 0 (got -5)."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "1e20"}, None, "Credits to allocate " + TOO_LARGE),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "0.0000001"}, None,
+     "Credits to allocate has more than 6 decimal places (got 0.0000001)."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "abc"}, None,
+     "Credits to allocate is not a number (got 'abc')."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "8,501"}, None,
+     "Not enough credits in the pool of Acme Analytics: 8500 available, 8501 requested. "
+     "Add credits or take back unused ones first."),
+    ("allocate", {"allocate_user": "bob", "allocate_credits": "5"},
+     lambda db: organizations.remove_member(db, "ada", "acme", "bob"),
+     "Bob Builder is not a member of Acme Analytics."),
+    ("allocate", {"allocate_user": "dee", "allocate_credits": "5"}, lambda db: moved_to_other(db, "dee"),
+     "Dee Dee is not a member of Acme Analytics."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "0"}, None,
+     "Credits to take back must be greater than 0 (got 0)."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "1e20"}, None, "Credits to take back " + TOO_LARGE),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "abc"}, None,
+     "Credits to take back is not a number (got 'abc')."),
+    ("reclaim", {"reclaim_user": "bob", "reclaim_credits": "761"}, None,
+     "Bob Builder has only 760 unused credits: cannot take back 761."),
+    ("reclaim", {"reclaim_user": "cy", "reclaim_credits": "1"}, lambda db: moved_to_other(db, "cy"),
+     f"{CY_NAME} is not a member of Acme Analytics."),
+    ("buy", {"buy_kind": "credits", "buy_credits": "1e20"}, None, "Credits to buy " + TOO_LARGE),
+    ("buy", {"buy_kind": "credits", "buy_credits": "0.0000001"}, None,
+     "Credits to buy has more than 6 decimal places (got 0.0000001)."),
+    ("buy", {"buy_kind": "credits", "buy_credits": "-5"}, None, "Credits to buy must be greater than 0 (got -5)."),
+    ("member_role", {"member_role_user": "ada", "member_role_role": "member"}, None,
+     "Ada Admin is the only admin of Acme Analytics: make another member admin first."),
+    ("member_role", {"member_role_user": "dee", "member_role_role": "admin"}, lambda db: moved_to_other(db, "dee"),
+     "Dee Dee is not a member of Acme Analytics."),
+    ("member_remove", {"member_remove_user": "ada"}, None,
+     "Ada Admin is the only admin of Acme Analytics: make another member admin first."),
+    ("plan_change", {"plan_change_plan": "hybrid", "plan_change_when": "now"},
+     lambda db: subscriptions.cancel(db, "root", "acme", at_period_end=False),
+     "Acme Analytics has no live subscription: subscribe to a plan first."),
+    ("cancel", {"cancel_when": "period_end"},
+     lambda db: subscriptions.cancel(db, "root", "acme", at_period_end=True), "The subscription to Platform ends at"),
+]
+
+
+@pytest.mark.parametrize("form, fields, meanwhile, message", REFUSED_BEFORE_ASKING,
+                         ids=[f"{case[0]}-{'-'.join(map(str, case[1].values()))}" for case in REFUSED_BEFORE_ASKING])
+def test_every_form_is_refused_before_its_question(acme, form, fields, meanwhile, message):
+    at = open_page("org_billing", "ada", "acme")
+    if meanwhile is not None:
+        meanwhile(acme)  # after the page listed its choices: the database knows better
+    before = snapshot(acme)
+    ask(at, form, **fields)
+    assert f"{form}_confirm" not in buttons(at)  # refused before any "Confirm?"
+    assert not at.warning or all("?" not in plain(w.value) for w in at.warning)
+    [shown] = errors(at)
+    assert shown.startswith(message)  # the whole message (a date ends the last one)
+    assert snapshot(acme) == before
+
+
+def test_an_invitation_with_a_bad_address_or_for_a_member_is_refused_and_changes_nothing(acme):
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    invite_through_the_form(at, "not an email")
+    assert errors(at) == ["Email 'not an email' is not an email address (expected name@example.com)."]
+    invite_through_the_form(at, "dee@example.com")
+    assert errors(at) == ["dee@example.com is already a member of Acme Analytics."]
+    assert not at.code and snapshot(acme) == before
+
+
+def test_the_rate_limit_refuses_a_plan_change_before_the_question(acme):
+    for _ in range(2):
+        subscriptions.schedule_change(acme, "ada", "acme", "byok")
+        subscriptions.reactivate(acme, "ada", "acme")
+    subscriptions.schedule_change(acme, "ada", "acme", "starter")  # the 5th change this hour
+    st.cache_data.clear()
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    ask(at, "plan_change", plan_change_plan="hybrid", plan_change_when="now")
+    assert "plan_change_confirm" not in buttons(at)
+    assert "an organization admin may make 5 an hour" in errors(at)[0]
+    assert snapshot(acme) == before
+
+
+def test_a_take_back_with_nothing_unused_says_so_instead_of_asking(acme):
+    credits.deduct(acme, "acme", "cy", "477.5", "llm", "gpt-4o")  # cy used everything
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    ask(at, "reclaim", reclaim_user="cy", reclaim_credits="")
+    assert "reclaim_confirm" not in buttons(at)
+    assert [plain(i.value) for i in at.info] == [f"{CY_NAME} has no unused credits: nothing to take back."]
+    assert snapshot(acme) == before
+
+
+def test_questions_say_what_will_happen_next_to_the_form_that_asked(acme):
+    at = open_page("org_billing", "ada", "acme")
+    ask(at, "reclaim", reclaim_user="bob", reclaim_credits="")
+    assert "reclaim_confirm" in column_keys(at, "reclaim_submit")  # beside its form, not above the page
+    assert "allocate_submit" not in column_keys(at, "reclaim_submit")
+    assert "Take back all 760 unused credits from Bob Builder?" in plain(at.warning[-1].value)
+    at.button(key="reclaim_cancel").click().run()
+
+    ask(at, "allocate", allocate_user="dee", allocate_credits="1")
+    assert "allocate_confirm" in column_keys(at, "allocate_submit")
+    assert "Allocate 1 credit to Dee Dee? Dee Dee then has 1 credit remaining." in plain(
+        at.warning[-1].value)  # "1 credit", never "1 credits"
+    at.button(key="allocate_cancel").click().run()
+
+    ask(at, "member_remove", member_remove_user="bob")
+    assert "member_remove_confirm" in column_keys(at, "member_remove_submit")
+    assert "Their 760 unused credits return to the pool" in plain(at.warning[-1].value)
+    at.button(key="member_remove_cancel").click().run()
+
+    ask(at, "cancel", cancel_when="now")
+    assert "cancel_confirm" in column_keys(at, "cancel_submit")
+    assert "plan_change_submit" not in column_keys(at, "cancel_submit")
+
+
+def test_the_plan_change_question_says_the_included_credits_change(acme):
+    at = open_page("org_billing", "ada", "acme")
+    ask(at, "plan_change", plan_change_plan="hybrid", plan_change_when="now")
+    question = plain(at.warning[-1].value)
+    assert "Included credits change from 25,000 to 50,000 credits each billing period." in question
+    assert "plan_change_confirm" in column_keys(at, "plan_change_submit")
+    at.button(key="plan_change_cancel").click().run()
+    ask(at, "plan_change", plan_change_plan="starter", plan_change_when="period_end")
+    question = plain(at.warning[-1].value)
+    assert "$19.00 a month from then. Included credits change from 25,000 to 5,000 credits" in question
+
+
+def test_a_form_clears_after_success_and_says_what_happened(acme):
+    at = open_page("org_billing", "ada", "acme")
+    submit(at, "allocate", {"allocate_user": "dee", "allocate_credits": "1,000"})
+    assert [plain(s.value) for s in at.success] == ["Allocated 1,000 credits: Dee Dee now has 1,000 credits remaining."]
+    assert at.text_input(key="allocate_credits").value == ""  # a second click cannot send it again
+    submit(at, "reclaim", {"reclaim_user": "dee", "reclaim_credits": "400"})
+    assert [plain(s.value) for s in at.success] == [
+        "Took back 400 credits from Dee Dee: they are available in the pool again."]
+    assert at.text_input(key="reclaim_credits").value == ""
+    at.radio(key="buy_kind").set_value("credits")
+    submit(at, "buy", {"buy_credits": "2,500"})
+    [placed] = [plain(s.value) for s in at.success]
+    assert "awaiting payment. Its 2,500 credits reach the pool when a system admin records the payment." in placed
+    assert at.text_input(key="buy_credits").value == ""
+    invite_through_the_form(at, "new@example.com", "New Person")
+    assert at.text_input(key="member_invite_email").value == "" and at.text_input(key="member_invite_name").value == ""
+
+
+def test_the_database_stays_the_last_word_and_no_success_is_claimed(acme):
+    at = open_page("org_billing", "ada", "acme")
+    ask(at, "allocate", allocate_user="bob", allocate_credits="8,000")
+    assert "allocate_confirm" in buttons(at)  # 8,500 available when asked
+    credits.allocate(acme, "ada", "acme", "dee", 1_000)  # another admin, meanwhile
+    before = snapshot(acme)
+    at.button(key="allocate_confirm").click().run()
+    assert not at.success
+    assert errors(at) == ["Not enough credits in the pool of Acme Analytics: 7500 available, 8000 requested. "
+                          "Add credits or take back unused ones first."]
+    assert at.text_input(key="allocate_credits").value == "8,000"  # refused: the field keeps what was typed
+    assert snapshot(acme) == before
+
+
+def test_the_screen_shows_words_not_codes(acme):
+    subscriptions.schedule_change(acme, "ada", "acme", "byok")
+    orders.create_order(acme, "ada", "acme", credits=1_000)  # awaiting payment: no reference, no paid time yet
+    invitations.invite(acme, "ada", "acme", "new@example.com")
+    at = open_page("org_billing", "ada", "acme")
+    shown = [plain(t) for t in texts(at)] + [m.value for m in at.metric] + [m.label for m in at.metric]
+    for frame in at.dataframe:
+        shown += [str(v) for column in frame.value.columns if frame.value[column].dtype == object
+                  for v in frame.value[column] if column not in ("email", "display_name", "id")]
+    code = re.compile(r"\b[a-z]+_[a-z_]+\b|\bNone\b|0E-|\b1 (members|credits|alerts|lots)\b|organization '")
+    assert [text for text in shown if code.search(text)] == [], shown
+    assert "Status: active · 4 members" in shown
+
+
+def test_key_columns_come_first_for_a_phone(acme):
+    at = open_page("org_billing", "ada", "acme")
+    assert list(dataframe(at, "usage_percent").columns[:2]) == ["display_name", "remaining_credits"]
+    assert list(dataframe(at, "joined_at").columns[:3]) == ["display_name", "role", "remaining_credits"]
+    assert list(dataframe(at, "expires").columns[:2]) == ["remaining_credits", "expires"]
+    assert list(dataframe(at, "total_credits_after").columns[:3]) == ["created_at", "event_type", "credits"]
+    assert list(dataframe(at, "payment_reference").columns[:3]) == ["state", "credits", "price"]
+
+
+def test_subscribing_is_checked_before_the_question_and_the_question_says_the_terms(acme):
+    for plan in ("byok", "starter"):
+        subscriptions.schedule_change(acme, "ada", "acme", plan)
+        subscriptions.reactivate(acme, "ada", "acme")
+    subscriptions.schedule_change(acme, "ada", "acme", "byok")  # ada's 5th subscription change this hour
+    subscriptions.cancel(acme, "root", "acme", at_period_end=False)
+    st.cache_data.clear()
+    at = open_page("org_billing", "ada", "acme")
+    before = snapshot(acme)
+    ask(at, "subscribe", subscribe_plan="starter")
+    assert "subscribe_confirm" not in buttons(at)
+    assert errors(at)[0].startswith("Too many subscription changes: an organization admin may make 5 an hour.")
+    assert snapshot(acme) == before
+
+    root = open_page("org_billing", "root", "acme")  # a system admin is not rate limited
+    ask(root, "subscribe", subscribe_plan="starter")
+    assert "subscribe_confirm" in column_keys(root, "subscribe_submit")
+    assert plain(root.warning[-1].value) == ("Subscribe Acme Analytics to Starter at $19.00 a month, with 5,000 "
+                                             "credits included each billing period?")
+    assert snapshot(acme) == before  # asking changed nothing
+
+
+def test_the_members_requests_for_credits_wait_on_the_allocations_tab(acme):
+    from billing_core import credit_requests
+
+    credit_requests.request(acme, "bob", "acme", 100, "for the Q3 report")
+    at = open_page("org_billing", "ada", "acme")
+    assert not at.exception
+    assert "Credit requests" in [plain(s.value) for s in at.subheader]
+    assert any(plain(c.value).startswith("1 request waiting for an answer.") for c in at.caption)
