@@ -123,6 +123,7 @@ declare
         'plan_catalogue',
         'create_plan',
         'edit_plan',
+        'preview_plan_edit',
         'rename_plan',
         'retire_plan',
         -- pricing

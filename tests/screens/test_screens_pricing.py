@@ -85,6 +85,11 @@ def fill(at: AppTest, **values) -> AppTest:
     return at
 
 
+def when_now(at: AppTest) -> dict:
+    """The open dialog's "Takes effect" choice set to now (a price change has none preset)."""
+    return {r.key: "now" for r in at.radio if r.key and r.key.endswith("_when")}
+
+
 def successes(at: AppTest) -> list[str]:
     return [plain(s.value) for s in at.success]
 
@@ -214,12 +219,24 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
     at = open_page("pricing", "root")
     pick_plan(at, "platform", "Edit plan")
     assert dialog_open(at) and not at.exception
-    assert (at.text_input(key="pe_price").value, at.selectbox(key="pe_mode").value,
-            at.text_input(key="pe_credits").value, at.number_input(key="pe_trial").value) == (
+    assert (at.text_input(key="plan_edit_price").value, at.selectbox(key="plan_edit_mode").value,
+            at.text_input(key="plan_edit_credits").value, at.number_input(key="plan_edit_trial").value) == (
         "50", "markup", "25000", 14)
-    assert at.selectbox(key="pe_mode").options == ["markup", "passthrough", "mixed"]  # no other mode can be sent
-    fill(at, pe_price="55.5", pe_credits="")  # empty: keeps 25,000
-    press(at, "Save new version")
+    assert at.selectbox(key="plan_edit_mode").options == ["markup", "passthrough", "mixed"]  # no other mode can be sent
+    # a price change names its moment: nothing is preset, and the review refuses to guess
+    assert at.radio(key="plan_edit_when").value is None
+    before = state(db)
+    press(at, "Review the change")
+    assert errors(at) == ["Choose when the change takes effect: now, or at the date and time below."]
+    assert dialog_open(at) and state(db) == before
+    fill(at, plan_edit_price="55.5", plan_edit_credits="", plan_edit_when="now")  # empty: keeps 25,000
+    press(at, "Review the change")
+    assert not errors(at) and state(db) == before  # asked, not saved
+    question = [plain(w.value) for w in at.warning]
+    assert question == ["Add version 2 of Platform (platform) now: price a month $50.00 → $55.50? It reaches "
+                        "1 organization subscribed to it now: each subscription moves to version 2 at its next "
+                        "period start. Past invoices never change."]
+    press(at, "Confirm")
     assert not at.exception and not errors(at) and not dialog_open(at)
     assert successes(at) == ["Platform (platform): version 2 takes effect now."]
     entry = {e.code: e for e in plans.catalogue(db)}["platform"]
@@ -242,9 +259,14 @@ def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup
     at = open_page("pricing", "root")
     day = (datetime.now(UTC) + timedelta(days=3)).date()
     pick_plan(at, "byok", "Edit plan")
-    assert at.number_input(key="pe_trial").value == 0  # no trial
-    fill(at, pe_price="35", pe_trial=7, pe_when="at", pe_date=day)
-    press(at, "Save new version")
+    assert at.number_input(key="plan_edit_trial").value == 0  # no trial
+    fill(at, plan_edit_price="35", plan_edit_trial=7, plan_edit_when="at", plan_edit_date=day)
+    press(at, "Review the change")
+    assert [plain(w.value) for w in at.warning] == [
+        f"Add version 2 of BYOK (byok) on {day} 00:00 UTC: price a month $30.00 → $35.00; trial none → 7 days? "
+        "No organization is on this plan now: only subscriptions that start on it from then on pay it. "
+        "Past invoices never change."]
+    press(at, "Confirm")
     assert successes(at) == [f"BYOK (byok): version 2 takes effect on {day} 00:00 UTC."]
     start = datetime.combine(day, time(0, 0), tzinfo=UTC)
     assert plan_rows(at)["byok"][1:] == ("$30.00", "passthrough", 0, "none", plan_rows(at)["byok"][5],
@@ -259,11 +281,12 @@ def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup
     assert [r[-1] for r in rows(at, "version", "status")] == ["in force", "scheduled"]
     # the next edit presets the latest (scheduled) terms and must come after them
     press(at, "Edit plan")
-    assert (at.text_input(key="pe_price").value, at.number_input(key="pe_trial").value) == ("35", 7)
+    assert (at.text_input(key="plan_edit_price").value, at.number_input(key="plan_edit_trial").value) == ("35", 7)
     before = state(db)
-    fill(at, pe_price="40", pe_when="at", pe_date=day - timedelta(days=1))
-    press(at, "Save new version")
+    fill(at, plan_edit_price="40", plan_edit_when="at", plan_edit_date=day - timedelta(days=1))
+    press(at, "Review the change")
     assert "must be after version 2" in errors(at)[0] and dialog_open(at)
+    assert not at.warning and "Confirm" not in [b.label for b in at.button]  # refused before any question
     assert state(db) == before
 
 
@@ -271,8 +294,8 @@ def test_new_plan_rename_and_retire(setup, db_url):
     db = setup
     at = open_page("pricing", "root")
     press(at, "New plan")
-    fill(at, pn_code="team", pn_name="<b>Team</b> & 'co' [x](javascript:alert(1))", pn_price="75.1234",
-         pn_mode="mixed", pn_credits="30,000", pn_trial=30, pn_description="<script>alert(1)</script>")
+    fill(at, plan_new_code="team", plan_new_name="<b>Team</b> & 'co' [x](javascript:alert(1))", plan_new_price="75.1234",
+         plan_new_mode="mixed", plan_new_credits="30,000", plan_new_trial=30, plan_new_description="<script>alert(1)</script>")
     press(at, "Create plan")
     assert not at.exception and not errors(at) and not dialog_open(at)
     assert successes(at) == ["Created plan team."]
@@ -288,13 +311,13 @@ def test_new_plan_rename_and_retire(setup, db_url):
 
     # a new plan with trial 0 has no trial
     press(at, "New plan")
-    fill(at, pn_code="solo", pn_name="Solo", pn_price="9", pn_mode="markup", pn_credits="0", pn_trial=0)
+    fill(at, plan_new_code="solo", plan_new_name="Solo", plan_new_price="9", plan_new_mode="markup", plan_new_credits="0", plan_new_trial=0)
     press(at, "Create plan")
     assert plan_rows(at)["solo"][3:5] == (0, "none")
 
     pick_plan(at, "team", "Rename")
-    assert at.text_input(key="prn_name").value == "<b>Team</b> & 'co' [x](javascript:alert(1))"
-    fill(at, prn_name="Team Plus", prn_description="For teams")
+    assert at.text_input(key="plan_rename_name").value == "<b>Team</b> & 'co' [x](javascript:alert(1))"
+    fill(at, plan_rename_name="Team Plus", plan_rename_description="For teams")
     press(at, "Save name")
     assert successes(at) == ["Renamed plan team."]
     assert plan_rows(at)["team"][0] == "Team Plus"
@@ -328,8 +351,8 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     at = open_page("pricing", "root")
     press(at, "Add model")
     assert dialog_open(at) and not at.exception
-    fill(at, mp_provider="mistral", mp_model="mistral-large", mp_usd_per_1k_input="0.002",
-         mp_usd_per_1k_output="0.006", mp_note="<img src=x onerror=alert(1)>")
+    fill(at, model_price_provider="mistral", model_price_model="mistral-large", model_price_usd_per_1k_input="0.002",
+         model_price_usd_per_1k_output="0.006", model_price_note="<img src=x onerror=alert(1)>", model_price_when="now")
     press(at, "Save price")
     assert not at.exception and not errors(at)
     assert not dialog_open(at)
@@ -340,16 +363,16 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     assert (saved.usd_per_1k_input, saved.usd_per_1k_output, saved.created_by) == (D("0.002"), D("0.006"), "root")
 
     # edit gpt-4o from tomorrow on: the fields come preset with today's figures
-    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
     press(at, "Edit model price")
-    assert at.text_input(key="mp_usd_per_1k_input").value == "0.0025"
-    assert at.text_input(key="mp_usd_per_1k_output").value == "0.01"
+    assert at.text_input(key="model_price_usd_per_1k_input").value == "0.0025"
+    assert at.text_input(key="model_price_usd_per_1k_output").value == "0.01"
     start = (datetime.now(UTC) + timedelta(days=2)).date()
-    fill(at, mp_usd_per_1k_input="0.003", mp_when="at", mp_date=start)
+    fill(at, model_price_usd_per_1k_input="0.003", model_price_when="at", model_price_date=start)
     press(at, "Save price")
     assert successes(at) == ["Saved the price of gpt-4o."] and not dialog_open(at)
     assert dict(rows(at, "model", "usd_per_1k_input"))["gpt-4o"] == "$0.0025"  # in force until then
-    at.toggle(key="mp_history").set_value(True).run()
+    at.toggle(key="model_price_history").set_value(True).run()
     history = [r for r in rows(at, "model", "usd_per_1k_input", "usd_per_1k_output", "effective_from")
                if r[0] == "gpt-4o"]
     assert [r[1:3] for r in history] == [("$0.0025", "$0.01"), ("$0.003", "$0.01")]
@@ -362,10 +385,10 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
 def test_service_dialog_changes_credits_per_call(setup):
     db = setup
     at = open_page("pricing", "root")
-    at.selectbox(key="sp_pick").set_value("contact_lookup").run()
+    at.selectbox(key="service_pick").set_value("contact_lookup").run()
     press(at, "Edit service price")
-    assert at.text_input(key="sp_credits").value == "10"
-    fill(at, sp_credits="12.5")
+    assert at.text_input(key="service_price_credits").value == "10"
+    fill(at, service_price_credits="12.5", service_price_when="now")
     press(at, "Save service price")
     assert successes(at) == ["Saved the price of contact_lookup."]
     assert dict(rows(at, "service_type", "credits"))["contact_lookup"] == 12.5
@@ -376,16 +399,16 @@ def test_platform_rules_dialog_and_an_organization_override(setup):
     db = setup
     at = open_page("pricing", "root")
     press(at, "Edit platform rules")
-    assert (at.text_input(key="pr_markup").value, at.text_input(key="pr_fee").value,
-            at.number_input(key="pr_ttl").value) == ("1.5", "1", 900)
-    fill(at, pr_markup="2", pr_fee="0.5", pr_note="<b>bold</b> & 'quoted'")
+    assert (at.text_input(key="rules_markup").value, at.text_input(key="rules_fee").value,
+            at.number_input(key="rules_ttl").value) == ("1.5", "1", 900)
+    fill(at, rules_markup="2", rules_fee="0.5", rules_note="<b>bold</b> & 'quoted'", rules_when="now")
     press(at, "Save platform rules")
     assert successes(at) == ["Saved the platform rules."]
     assert [m.value for m in at.metric] == ["× 2", "0.5", "900 s"]
     assert rows(at, "markup", "byok_fee_credits", "in_force", "note")[0] == (2.0, 0.5, "in force", "<b>bold</b> & 'quoted'")
 
     press(at, "Set an organization's override")
-    fill(at, ov_org="acme", ov_markup="1.2")
+    fill(at, override_org="acme", override_markup="1.2", override_when="now")
     press(at, "Save override")
     assert successes(at) == ["Saved the pricing override of Acme <b>Inc</b> (acme)."]
     assert "\\<b\\>" in at.success[0].value  # the name is escaped, shown as typed
@@ -403,8 +426,8 @@ def test_package_dialog_creates_and_edits(setup):
     db = setup
     at = open_page("pricing", "root")
     press(at, "New package")
-    fill(at, pk_code="pro_5k", pk_name="<script>alert(1)</script>", pk_credits="5,000", pk_bonus="500",
-         pk_price="5", pk_sort=15)
+    fill(at, package_code="pro_5k", package_name="<script>alert(1)</script>", package_credits="5,000", package_bonus="500",
+         package_price="5", package_sort=15)
     press(at, "Save package")
     assert successes(at) == ["Created package pro_5k."]
     shown = rows(at, "code", "name", "total_credits", "price", "usd_per_1000_credits", "is_active")
@@ -412,11 +435,11 @@ def test_package_dialog_creates_and_edits(setup):
     assert shown[1] == ("pro_5k", "<script>alert(1)</script>", 5500, 5, 0.9091, "on sale")
     assert no_html_allowed(at)
 
-    at.selectbox(key="pk_pick").set_value("growth_50k").run()
+    at.selectbox(key="package_pick").set_value("growth_50k").run()
     press(at, "Edit package")
-    assert (at.text_input(key="pk_credits").value, at.text_input(key="pk_bonus").value,
-            at.text_input(key="pk_price").value) == ("50000", "2500", "50")
-    fill(at, pk_price="45", pk_active=False)
+    assert (at.text_input(key="package_credits").value, at.text_input(key="package_bonus").value,
+            at.text_input(key="package_price").value) == ("50000", "2500", "50")
+    fill(at, package_price="45", package_active=False)
     press(at, "Save package")
     assert successes(at) == ["Saved package growth_50k."]
     assert {c: (p, a) for c, p, a in rows(at, "code", "price", "is_active")}["growth_50k"] == (45, "withdrawn")
@@ -432,82 +455,82 @@ def _open_plan(at):
 
 
 def _open_model(at):
-    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
     return press(at, "Edit model price")
 
 
 BAD_INPUT = [
     # (opens the dialog, fields, its save button, words of the refusal)
-    (_open_model, {"mp_usd_per_1k_input": "-1"}, "Save price", "cannot be negative (got -1)"),
-    (_open_model, {"mp_usd_per_1k_input": "0"}, "Save price", None),  # zero is a valid rate: saved
-    (_open_model, {"mp_usd_per_1k_output": "ten"}, "Save price", "is not a number (got 'ten')"),
-    (_open_model, {"mp_usd_per_1k_output": "1e7"}, "Save price", "is too large"),
-    (_open_model, {"mp_usd_per_image": ""}, "Save price", "Price per image is not a number"),
-    (_open_model, {"mp_usd_per_request": "0.000000001"}, "Save price", "more than 8 decimal places"),
-    (_open_model, {"mp_when": "at", "mp_date": yesterday().date()}, "Save price", "is in the past"),
-    (_open_model, {"mp_when": "at", "mp_date": (yesterday() + timedelta(days=6 * 366)).date()}, "Save price", "too far ahead"),
-    (_open_model, {"mp_note": "line\nbreak"}, "Save price", "control characters"),
-    (lambda at: press(at, "Add model"), {"mp_provider": "Open AI'; drop table x", "mp_model": "x",
-                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+    (_open_model, {"model_price_usd_per_1k_input": "-1"}, "Save price", "cannot be negative (got -1)"),
+    (_open_model, {"model_price_usd_per_1k_input": "0"}, "Save price", None),  # zero is a valid rate: saved
+    (_open_model, {"model_price_usd_per_1k_output": "ten"}, "Save price", "is not a number (got 'ten')"),
+    (_open_model, {"model_price_usd_per_1k_output": "1e7"}, "Save price", "is too large"),
+    (_open_model, {"model_price_usd_per_image": ""}, "Save price", "Price per image is not a number"),
+    (_open_model, {"model_price_usd_per_request": "0.000000001"}, "Save price", "more than 8 decimal places"),
+    (_open_model, {"model_price_when": "at", "model_price_date": yesterday().date()}, "Save price", "is in the past"),
+    (_open_model, {"model_price_when": "at", "model_price_date": (yesterday() + timedelta(days=6 * 366)).date()}, "Save price", "too far ahead"),
+    (_open_model, {"model_price_note": "line\nbreak"}, "Save price", "control characters"),
+    (lambda at: press(at, "Add model"), {"model_price_provider": "Open AI'; drop table x", "model_price_model": "x",
+                                         "model_price_usd_per_1k_input": "1", "model_price_usd_per_1k_output": "1"},
      "Save price", "Provider must be a lowercase key"),
-    (lambda at: press(at, "Add model"), {"mp_provider": "openai", "mp_model": "gpt 5",
-                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+    (lambda at: press(at, "Add model"), {"model_price_provider": "openai", "model_price_model": "gpt 5",
+                                         "model_price_usd_per_1k_input": "1", "model_price_usd_per_1k_output": "1"},
      "Save price", "Model must be 1 to 128 characters without spaces"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "-5"}, "Save service price", "cannot be negative"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "1e10"}, "Save service price", "too large"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "abc"}, "Save service price", "not a number"),
-    (lambda at: press(at, "Add service"), {"sp_service": "<b>x</b>", "sp_credits": "1"}, "Save service price",
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "-5"}, "Save service price", "cannot be negative"),
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "1e10"}, "Save service price", "too large"),
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "abc"}, "Save service price", "not a number"),
+    (lambda at: press(at, "Add service"), {"service_price_service": "<b>x</b>", "service_price_credits": "1"}, "Save service price",
      "service type"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "0"}, "Save platform rules",
+    (lambda at: press(at, "Edit platform rules"), {"rules_markup": "0"}, "Save platform rules",
      "Markup must be a number greater than 0"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "1000"}, "Save platform rules", "at most 100"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_fee": "-1"}, "Save platform rules", "cannot be negative"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_ttl": 0}, "Save platform rules",
+    (lambda at: press(at, "Edit platform rules"), {"rules_markup": "1000"}, "Save platform rules", "at most 100"),
+    (lambda at: press(at, "Edit platform rules"), {"rules_fee": "-1"}, "Save platform rules", "cannot be negative"),
+    (lambda at: press(at, "Edit platform rules"), {"rules_ttl": 0}, "Save platform rules",
      "Hold lifetime must be between 1 second and 7 days"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_when": "at", "pr_date": yesterday().date()},
+    (lambda at: press(at, "Edit platform rules"), {"rules_when": "at", "rules_date": yesterday().date()},
      "Save platform rules", "in the past"),
-    (lambda at: press(at, "Set an organization's override"), {"ov_markup": "2"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_markup": "2"}, "Save override",
      "Choose an organization."),
-    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_markup": "-2"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_org": "acme", "override_markup": "-2"}, "Save override",
      "Markup must be"),
-    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_fee": "x"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_org": "acme", "override_fee": "x"}, "Save override",
      "not a number"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "0", "pk_price": "1"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "0", "package_price": "1"},
      "Save package", "Package credits must be greater than 0"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "-1"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "10", "package_price": "-1"},
      "Save package", "Package price cannot be negative"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "1e20"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "10", "package_price": "1e20"},
      "Save package", "too large"),
-    (lambda at: press(at, "New package"), {"pk_code": "Bad Code", "pk_name": "Bad", "pk_credits": "10",
-                                           "pk_price": "1"}, "Save package", "Package code must be"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "  ", "pk_credits": "10", "pk_price": "1"},
+    (lambda at: press(at, "New package"), {"package_code": "Bad Code", "package_name": "Bad", "package_credits": "10",
+                                           "package_price": "1"}, "Save package", "Package code must be"),
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "  ", "package_credits": "10", "package_price": "1"},
      "Save package", "Package name is missing"),
-    (lambda at: press(at, "Edit package"), {"pk_bonus": "many"}, "Save package", "not a number"),
-    (_open_plan, {"pe_price": "-5"}, "Save new version", "Monthly price cannot be negative (got -5)"),
-    (_open_plan, {"pe_price": "2e10"}, "Save new version", "Monthly price is too large"),
-    (_open_plan, {"pe_price": "1e12"}, "Save new version", "Monthly price is too large"),
-    (_open_plan, {"pe_price": "ten"}, "Save new version", "Monthly price is not a number (got 'ten')"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "9.99999"}, "Create plan",
+    (lambda at: press(at, "Edit package"), {"package_bonus": "many"}, "Save package", "not a number"),
+    (_open_plan, {"plan_edit_price": "-5"}, "Review the change", "Monthly price cannot be negative (got -5)"),
+    (_open_plan, {"plan_edit_price": "2e10"}, "Review the change", "Monthly price is too large"),
+    (_open_plan, {"plan_edit_price": "1e12"}, "Review the change", "Monthly price is too large"),
+    (_open_plan, {"plan_edit_price": "ten"}, "Review the change", "Monthly price is not a number (got 'ten')"),
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": "9.99999"}, "Create plan",
      "more than 4 decimal places"),
-    (_open_plan, {"pe_price": "9.99999"}, "Save new version", "more than 4 decimal places"),
-    (_open_plan, {"pe_price": "51"}, "Save new version", None),  # the control case: saved
-    (_open_plan, {"pe_price": "50"}, "Save new version", "nothing to change"),
-    (_open_plan, {"pe_credits": "-1"}, "Save new version", "Included credits must be greater than 0"),
-    (_open_plan, {"pe_trial": 400}, "Save new version", "A trial lasts 1 to 365 days"),
-    (_open_plan, {"pe_price": "60", "pe_when": "at", "pe_date": yesterday().date()}, "Save new version",
+    (_open_plan, {"plan_edit_price": "9.99999"}, "Review the change", "more than 4 decimal places"),
+    (_open_plan, {"plan_edit_price": "51"}, "Review the change", None),  # the control case: saved
+    (_open_plan, {"plan_edit_price": "50"}, "Review the change", "nothing to change"),
+    (_open_plan, {"plan_edit_credits": "-1"}, "Review the change", "Included credits must be greater than 0"),
+    (_open_plan, {"plan_edit_trial": 400}, "Review the change", "A trial lasts 1 to 365 days"),
+    (_open_plan, {"plan_edit_price": "60", "plan_edit_when": "at", "plan_edit_date": yesterday().date()}, "Review the change",
      "is in the past"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "  ", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "  ", "plan_new_price": "10"}, "Create plan",
      "Plan name is missing"),
-    (lambda at: press(at, "New plan"), {"pn_code": "Team Plan", "pn_name": "Team", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "Team Plan", "plan_new_name": "Team", "plan_new_price": "10"}, "Create plan",
      "Plan code must be"),
-    (lambda at: press(at, "New plan"), {"pn_code": "platform", "pn_name": "Again", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "platform", "plan_new_name": "Again", "plan_new_price": "10"}, "Create plan",
      "already taken"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": ""}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": ""}, "Create plan",
      "Monthly price is not a number"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "10", "pn_credits": "lots"},
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": "10", "plan_new_credits": "lots"},
      "Create plan", "Included credits is not a number"),
-    (lambda at: press(at, "Rename"), {"prn_name": ""}, "Save name", "Plan name is missing"),
-    (lambda at: press(at, "Rename"), {"prn_name": "Team\tPlus"}, "Save name", "control characters"),
+    (lambda at: press(at, "Rename"), {"plan_rename_name": ""}, "Save name", "Plan name is missing"),
+    (lambda at: press(at, "Rename"), {"plan_rename_name": "Team\tPlus"}, "Save name", "control characters"),
 ]
 
 
@@ -520,12 +543,16 @@ def test_bad_input_in_a_dialog_shows_the_error_and_changes_nothing(setup, opens,
     opens(at)
     assert dialog_open(at) and not at.exception
     before = state(db)
-    fill(at, **fields)
+    fill(at, **{**when_now(at), **fields})
     press(at, save)
     assert not at.exception
-    if words is None:  # the control case: the same path saves
+    if words is None:  # the control case: the same path saves (a plan's new version after its question)
+        if save == "Review the change":
+            assert not errors(at) and state(db) == before
+            press(at, "Confirm")
         assert not errors(at) and not dialog_open(at) and state(db) != before
         return
+    assert not at.warning, "a refused change asks no question"
     shown = errors(at)
     assert len(shown) == 1 and words.lower() in shown[0].lower(), shown
     assert dialog_open(at), "a refused save keeps the dialog open with what was typed"
@@ -670,7 +697,7 @@ def _browse(web, page, db) -> None:
     web.shot(page, "pricing-plans")
     _refused_then_saved(web, page, "Edit plan", "Price per month (USD)",
                         ("-1", "Monthly price cannot be negative (got -1)."),
-                        ("21", "Starter (starter): version 2 takes effect now."), "Save new version",
+                        ("21", "Starter (starter): version 2 takes effect now."), "Review the change",
                         ("pricing-plan-edit-refused", "pricing-plan-edited"))
 
     page.get_by_role("tab", name="Model prices").click()
