@@ -14,8 +14,8 @@ from zoneinfo import available_timezones
 import pytest
 import streamlit as st
 from ledger_state import snapshot
-from time_travel import into_the_past
 from screen_testing import errors, metric_values, open_page, plain, texts
+from time_travel import into_the_past
 
 from billing_core import analytics, credits, ledger, organizations, periods, subscriptions, usage
 
@@ -269,3 +269,16 @@ def test_a_lot_shows_the_purchase_s_own_date(acme):
     late = lots[lots.credits == 500].iloc[0]
     assert late.granted_at == bought
     assert late.recorded_at > bought + timedelta(days=89)  # it entered the pool when recorded: settlement's date
+
+
+def test_an_organization_name_with_urls_is_a_plain_heading(acme):
+    """Streamlit's markdown makes bare URLs and www. names live links, escapes or not: md_text breaks them."""
+    evil = "Evil https://evil.example www.evil.example"
+    organizations.create_organization(acme, None, "evil", evil)
+    organizations.add_member(acme, None, "evil", "ada", "admin")
+    at = open_page("billing_settings", "ada", "evil")
+    assert not at.exception and not errors(at)
+    [heading] = [h.value for h in at.subheader if "Evil" in h.value]
+    assert plain(heading) == evil  # what a reader sees: the name as typed
+    unescaped = heading.replace("\\", "")
+    assert "://" not in unescaped and "www." not in unescaped  # what GFM's autolinker looks for
