@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from billing_core import access
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch, fetch_frame
+from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 
 CREDITS_PER_DOLLAR = Decimal(1000)
@@ -146,6 +146,22 @@ def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
         " from platform_pricing_rules order by effective_from desc",
         {},
     )
+
+
+@dataclass(frozen=True)
+class RuleReach:
+    """Whom a platform rule reaches: the organizations (not closed), less those with their own figure."""
+
+    organizations: int
+    own_markup: int
+    own_fee: int
+
+
+def rule_reach(db: Engine, actor_id: str, at: datetime | None = None) -> RuleReach:
+    """How many organizations a platform rule in force at `at` (default now) prices, per figure (system admins)."""
+    rows = fetch(db, "select organizations, own_markup, own_fee from pricing_rule_reach(cast(:at as timestamptz))",
+                 {"at": aware(at, "Moment")}, checks=[access.check(actor_id, None, "system_admin")])
+    return record(RuleReach, rows[0])
 
 
 def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:

@@ -59,20 +59,28 @@ def render(screen: Screen) -> None:
 
 
 def scope_section(screen: Screen) -> str | None:
-    """Which organization's log: a system admin picks one or all; an org admin reads the chosen organization's."""
+    """Which organization's log: the one chosen at the top of the page; a system admin may read every one's."""
+    name = organization_name(screen)
     if screen.roles.is_system_admin:
-        orgs = kit.read(screen.db, organizations.organizations, screen.actor_id)
-        labels = dict(zip(orgs.org_id, orgs.name + " (" + orgs.org_id + ")", strict=True))
-        return st.selectbox(
-            "Organization", [None, *labels], key="audit_org",
-            format_func=lambda org_id: "All organizations (and actions outside any)" if org_id is None
-            else labels[org_id],
-        )
-    if screen.org_id is None:
+        if screen.org_id is None or st.toggle(f"Every organization's entries (and actions outside any), not only "
+                                              f"{name}'s", key="audit_all"):
+            st.caption("Entries of every organization, and actions outside any.")
+            return None
+    elif screen.org_id is None:
         kit.refuse("You belong to no organization: there is no audit log to show.")
-    name = next((m.org_name for m in screen.roles.memberships if m.org_id == screen.org_id), screen.org_id)
     st.caption(kit.md_text(f"Entries of {name} (choose another organization at the top of the page)."))
     return screen.org_id
+
+
+def organization_name(screen: Screen) -> str | None:
+    """The chosen organization's name (its id when the actor is not a member: a system admin)."""
+    if screen.org_id is None:
+        return None
+    member = next((m.org_name for m in screen.roles.memberships if m.org_id == screen.org_id), None)
+    if member is not None or not screen.roles.is_system_admin:  # not a member: the log's read refuses them
+        return member or screen.org_id
+    orgs = kit.read(screen.db, organizations.organizations, screen.actor_id)
+    return next(iter(orgs[orgs.org_id == screen.org_id].name), screen.org_id)
 
 
 def filters_section(choices: audit.AuditChoices, scope: str | None) -> Filters:
@@ -132,6 +140,10 @@ def export_csv(screen: Screen, filters: Filters) -> bytes:
 def shown_entries(entries: pd.DataFrame) -> pd.DataFrame:
     """The entries with their action, target and details in words (display and export)."""
     return entries.assign(
+        org_name=entries.org_name.fillna("—"),
+        org_id=entries.org_id.fillna("—"),
+        actor_id=entries.actor_id.fillna("—"),
+        target_id=entries.target_id.fillna("—"),
         action=entries.action.map(action_words),
         target_type=entries.target_type.map(lambda kind: kit.term(kind) if kind else "—"),
         details=entries.details.map(details_words),

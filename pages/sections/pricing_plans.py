@@ -99,6 +99,7 @@ def versions_frame(entry: plans.CatalogueEntry, versions: Sequence[plans.PlanVer
     return frame.assign(
         price_per_month=frame.monthly_price.map(kit.fmt_exact_money),
         trial=frame.trial_days.map(trial_text),
+        created_by=frame.created_by.fillna("—"),  # the seed versions: made by a migration
         status=["in force" if v.version == entry.version else "scheduled" if v.version > entry.version
                 else "replaced" for v in versions],
     )

@@ -45,7 +45,7 @@ def model_prices_section(screen: Screen, prices: pd.DataFrame) -> None:
 def rates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Rates as exact dollars (a provider's rate can have 8 decimals: $0.000075), display only."""
     return frame.assign(**{c: frame[c].map(kit.fmt_exact_money) for c in RATE_COLUMNS},
-                        is_available=frame.is_available.map(available_text))
+                        is_available=frame.is_available.map(available_text), note=frame.note.fillna(""))
 
 
 def open_model_dialog(prices: pd.DataFrame, model: str | None) -> None:
@@ -100,9 +100,11 @@ def service_prices_section(screen: Screen, services: pd.DataFrame) -> None:
     history = st.toggle("Show history", key="service_price_history")
     shown = kit.read(screen.db, pricing.service_prices, screen.actor_id, history=True) if history else services
     kit.table(
-        shown.assign(is_available=shown.is_available.map(available_text)),
+        shown.assign(service=shown.service_type.map(kit.term), is_available=shown.is_available.map(available_text),
+                     note=shown.note.fillna("")),
         {
-            "service_type": kit.text_column("Service"),
+            "service": kit.text_column("Service"),
+            "service_type": kit.text_column("Code", help="What a metered call names as its service type."),
             "credits": kit.credits_column("Credits per call"),
             "effective_from": kit.datetime_column("Effective from (UTC)"),
             "is_available": kit.text_column("Available"),
@@ -113,7 +115,7 @@ def service_prices_section(screen: Screen, services: pd.DataFrame) -> None:
     )
     st.caption("A fixed-price service costs its credits per call whatever model or key runs behind it; "
                "any other service type is priced from its model's provider cost.")
-    chooser("service", "Service", dict(zip(services.service_type, services.service_type, strict=True)),
+    chooser("service", "Service", {code: f"{kit.term(code)} ({code})" for code in services.service_type},
             ("Edit service price", partial(open_service_dialog, services)),
             ("Add service", partial(open_service_dialog, services)))
 

@@ -43,12 +43,13 @@ def quotes_section(quotes: pd.DataFrame) -> None:
     """What each plan charges for the event, then the arithmetic of one plan that allows it."""
     kit.table(
         quotes.assign(allowed=quotes.allowed.map(lambda ok: "allowed" if ok else "not allowed"),
+                      credits=quotes.credits.map(kit.fmt_credits),  # "—" where the plan refuses the call
                       dollars=quotes.dollars.map(kit.fmt_exact_money)),
         {
             "plan_name": kit.text_column("Plan"),
             "pricing_mode": kit.text_column("Pricing mode"),
             "allowed": kit.text_column("Allowed"),
-            "credits": kit.credits_column("Credits"),
+            "credits": kit.text_column("Credits"),
             "dollars": kit.text_column("Dollars"),
             "note": kit.text_column("Why not"),
         },

@@ -32,7 +32,8 @@ def rules_section(screen: Screen, rules: pd.DataFrame, overrides: pd.DataFrame, 
     st.button("Edit platform rules", key="rules_edit", on_click=open_rules_dialog, args=(rule,))
     st.markdown("**History of platform rules**")
     kit.table(
-        rules.assign(in_force=rules.in_force.map(lambda now: "in force" if now else "")),
+        rules.assign(in_force=rules.in_force.map(lambda now: "in force" if now else ""),
+                     note=rules.note.fillna(""), created_by=rules.created_by.fillna("—")),
         {
             "effective_from": kit.datetime_column("Effective from (UTC)"),
             "markup": kit.credits_column("Markup"),
@@ -47,13 +48,14 @@ def rules_section(screen: Screen, rules: pd.DataFrame, overrides: pd.DataFrame, 
     st.markdown("**Per-organization overrides**")
     kit.show_flash("org_override")
     kit.table(
-        overrides,
+        overrides.assign(note=overrides.note.fillna(""), created_by=overrides.created_by.fillna("—"),
+                         markup=overrides.markup.map(platforms), byok_fee_credits=overrides.byok_fee_credits.map(platforms)),
         {
             "org_name": kit.text_column("Organization"),
             "org_id": kit.text_column("Id"),
             "effective_from": kit.datetime_column("Effective from (UTC)"),
-            "markup": kit.credits_column("Markup", help="Empty: the platform's."),
-            "byok_fee_credits": kit.credits_column("BYOK fee (credits)", help="Empty: the platform's."),
+            "markup": kit.text_column("Markup"),
+            "byok_fee_credits": kit.text_column("BYOK fee (credits)"),
             "note": kit.text_column("Note"),
             "created_by": kit.text_column("By"),
         },
@@ -62,6 +64,11 @@ def rules_section(screen: Screen, rules: pd.DataFrame, overrides: pd.DataFrame, 
     )
     st.button("Set an organization's override", key="override_edit", on_click=open_override_dialog,
               disabled=not org_labels)
+
+
+def platforms(figure: Any) -> str:
+    """An override's figure, or "the platform's" where it has none."""
+    return "the platform's" if figure is None or pd.isna(figure) else kit.fmt_credits(figure)
 
 
 def rule_in_force(rules: pd.DataFrame) -> Any:
@@ -87,7 +94,7 @@ def byok_section(screen: Screen, rule: Any, model_names: list[str]) -> None:
     modes = managed[["plan_name", "pricing_mode", "monthly_price"]].assign(
         managed=managed.allowed.map(lambda ok: "allowed" if ok else "refused"),
         byok=own_key.allowed.map(lambda ok: "allowed" if ok else "refused"),
-        byok_credits=own_key.credits,
+        byok_credits=own_key.credits.map(kit.fmt_credits),  # "—" where the plan refuses own keys
         byok_dollars=own_key.dollars.map(kit.fmt_exact_money),
     )
     kit.table(
@@ -98,7 +105,7 @@ def byok_section(screen: Screen, rule: Any, model_names: list[str]) -> None:
             "monthly_price": kit.money_column("Price per month"),
             "managed": kit.text_column("Managed keys (markup)"),
             "byok": kit.text_column("Own keys (BYOK)"),
-            "byok_credits": kit.credits_column("BYOK call: credits"),
+            "byok_credits": kit.text_column("BYOK call: credits"),
             "byok_dollars": kit.text_column("BYOK call: dollars"),
         },
         key="byok_modes_table",
@@ -130,6 +137,7 @@ def rules_body(screen: Screen, context: dict[str, Any]) -> None:
         kit.effective_input("rules")
         st.text_input("Note (optional)", key="rules_note", max_chars=500)
         saved = st.form_submit_button("Save platform rules", type="primary")
+    st.caption(kit.md_text(reach_text(kit.read(screen.db, pricing.rule_reach, screen.actor_id))))
     if saved and when_chosen("rules"):
         kit.save_from_dialog(
             "platform_rules", pricing.set_platform_rules, screen.db, screen.actor_id,
@@ -137,6 +145,22 @@ def rules_body(screen: Screen, context: dict[str, Any]) -> None:
             effective_from=kit.effective_moment("rules"), note=optional("rules_note"),
             success="Saved the platform rules.",
         )
+
+
+def reach_text(reach: pricing.RuleReach) -> str:
+    """"...(12 organizations now): the markup prices 11 of 12 (1 has its own); the BYOK fee charges every one."."""
+    if reach.organizations == 0:
+        return "No organization yet: the rules will price every organization without its own override."
+
+    def part(what: str, verb: str, own: int) -> str:
+        if own == 0:
+            return f"the {what} {verb} every one"
+        return (f"the {what} {verb} {reach.organizations - own:,} of {reach.organizations:,} "
+                f"({own:,} {'has its' if own == 1 else 'have their'} own)")
+
+    every = kit.counted(reach.organizations, "organization")
+    return (f"These rules reach every organization without its own override ({every} now): "
+            f"{part('markup', 'prices', reach.own_markup)}; {part('BYOK fee', 'charges', reach.own_fee)}.")
 
 
 def open_override_dialog() -> None:

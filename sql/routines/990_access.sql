@@ -130,6 +130,7 @@ declare
         'price_usage',
         'pricing_calculator',
         'pricing_platform_rule_at',
+        'pricing_rule_reach',
         'charging_org_for',
         'set_model_price',
         'set_service_price',

@@ -100,3 +100,15 @@ def test_another_organization_s_export_is_refused(log):
     screen = Screen(log, "ada", auth.user_roles(log, "ada"), "other")
     with pytest.raises(Exception, match="not an admin of organization 'other'"):
         screen_module.export_csv(screen, screen_module.Filters("other", None, (), None, None))
+
+
+def test_a_system_admin_reads_the_chosen_organization_or_every_one(log):
+    at = open_page("audit_log", "root", "acme")
+    assert not at.exception and not errors(at)
+    assert "Entries of Acme (choose another organization at the top of the page)." in captions(at)
+    total = audit.entries(log, "root", "acme").total
+    assert f"Showing 1–50 of {total:,} matching entries, newest first." in captions(at)
+    at.toggle(key="audit_all").set_value(True).run()
+    everything = audit.entries(log, "root").total
+    assert everything > total  # the users' creation belongs to no organization
+    assert f"Showing 1–50 of {everything:,} matching entries, newest first." in captions(at)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
@@ -22,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from billing_core import auth, ledger, organizations, plans, pricing, subscriptions
 from billing_core.database import PROJECT_ROOT, fetch
+from billing_core.errors import BillingError
 from billing_core.pricing import Usage
 from pages import kit
 from tests.ledger_state import billing_verify, snapshot
@@ -133,11 +135,11 @@ def test_page_shows_the_seed_figures(setup):
 
     # BYOK rules: which plan allows which calls, and what a BYOK call costs (1 credit = $0.001)
     assert rows(at, "plan_name", "pricing_mode", "managed", "byok", "byok_credits", "byok_dollars") == [
-        ("Starter", "markup", "allowed", "refused", None, "—"),
-        ("BYOK", "passthrough", "refused", "allowed", 1.0, "$0.001"),
-        ("Platform", "markup", "allowed", "refused", None, "—"),
-        ("Hybrid", "mixed", "allowed", "allowed", 1.0, "$0.001"),
-        ("Enterprise", "mixed", "allowed", "allowed", 1.0, "$0.001"),
+        ("Starter", "markup", "allowed", "refused", "—", "—"),
+        ("BYOK", "passthrough", "refused", "allowed", "1", "$0.001"),
+        ("Platform", "markup", "allowed", "refused", "—", "—"),
+        ("Hybrid", "mixed", "allowed", "allowed", "1", "$0.001"),
+        ("Enterprise", "mixed", "allowed", "allowed", "1", "$0.001"),
     ]
     assert no_html_allowed(at)
 
@@ -245,7 +247,7 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
                                              f"v2 since {at_minute(entry.effective_at)}")
     at.toggle(key="plan_versions").set_value(True).run()
     assert rows(at, "version", "price_per_month", "status", "created_by") == [
-        (1, "$50.00", "replaced", None), (2, "$55.50", "in force", "root")]
+        (1, "$50.00", "replaced", "—"), (2, "$55.50", "in force", "root")]
     # the subscription keeps paying version 1 until its next period start; billing history is untouched
     assert fetch(db, "select plan_version, price_amount from organization_subscriptions")[0] == (1, 50)
     assert fetch(db, "select t::text from org_billing_history t order by id") == paid
@@ -412,14 +414,29 @@ def test_platform_rules_dialog_and_an_organization_override(setup):
     press(at, "Save override")
     assert successes(at) == ["Saved the pricing override of Acme <b>Inc</b> (acme)."]
     assert "\\<b\\>" in at.success[0].value  # the name is escaped, shown as typed
-    assert rows(at, "org_name", "markup", "byok_fee_credits") == [("Acme <b>Inc</b>", 1.2, None)]
+    assert rows(at, "org_name", "markup", "byok_fee_credits") == [("Acme <b>Inc</b>", "1.2", "the platform's")]
 
     # the calculator with acme: gpt-4o, 1,000 in + 500 out = $0.0075 -> 7.5 credits x 1.2 = 9 (platform: x 2 = 15)
     fill(at, calc_model="gpt-4o").run()
-    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 15
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == "15"
     fill(at, calc_org="acme").run()
-    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 9
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == "9"
     assert ledger.verify(db) == []
+
+
+def test_the_platform_rules_dialog_says_how_many_organizations_they_reach(setup):
+    db = setup
+    for org_id in ("beta", "gamma"):
+        organizations.create_organization(db, None, org_id, org_id.title())
+    pricing.set_org_override(db, "root", "beta", markup=D("1.2"))
+    at = open_page("pricing", "root")
+    press(at, "Edit platform rules")
+    reach = pricing.rule_reach(db, "root")
+    assert (reach.organizations, reach.own_markup, reach.own_fee) == (3, 1, 0)
+    assert ("These rules reach every organization without its own override (3 organizations now): the markup "
+            "prices 2 of 3 (1 has its own); the BYOK fee charges every one.") in [plain(c.value) for c in at.caption]
+    with pytest.raises(BillingError, match="not a system admin"):
+        pricing.rule_reach(db, "ada")
 
 
 def test_package_dialog_creates_and_edits(setup):
@@ -584,7 +601,7 @@ def test_calculator_figures_equal_billing_cores(setup, fields, usage):
     assert shown.plan_name.tolist() == expected.plan_name.tolist()
     assert shown.allowed.tolist() == ["allowed" if ok else "not allowed" for ok in expected.allowed]
     for got, want in zip(shown.credits, expected.credits, strict=True):
-        assert (pd.isna(got) and want is None) or D(str(got)) == want
+        assert (got == "—" and want is None) or D(got.replace(",", "")) == want  # "—": the plan refuses it
     assert shown.dollars.tolist() == [kit.fmt_exact_money(d) for d in expected.dollars]
     assert shown.note.tolist() == expected.note.tolist()
     # the explanation of the first plan that allows the call: the engine's figures, in words
@@ -601,7 +618,7 @@ def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
     assert rows(at, "plan_name", "allowed")[:3] == [("Starter", "allowed"), ("BYOK", "not allowed"),
                                                      ("Platform", "allowed")]
     credits = dict(rows(at, "plan_name", "allowed", "credits")[i][::2] for i in range(5))
-    assert credits["Platform"] == 11.25 and credits["BYOK"] is None  # BYOK plan: managed keys not included
+    assert credits["Platform"] == "11.25" and credits["BYOK"] == "—"  # BYOK plan: managed keys not included
     assert dict(rows(at, "plan_name", "allowed", "dollars")[i][::2] for i in range(5))["Platform"] == "$0.01125"
     at.selectbox(key="calc_explain").set_value("platform").run()
     words = [plain(m.value) for m in at.markdown]
@@ -633,10 +650,15 @@ def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
 # ------------------------------------------------------------ in a real browser
 
 
+EVIL_NAME = "Evil https://evil.example www.evil.example"
+
+
 @pytest.mark.slow
 def test_pricing_page_in_a_browser(setup, db_url):
-    """Log in as root in Chromium, open Pricing: show a plan's versions, save a new version of Starter through its
-    dialog (after a refusal), save a platform rule through its dialog, price an event.
+    """Log in as root in Chromium, open Pricing: show a plan's versions; a new version of Starter through its dialog
+    (refused before any question, then reviewed with the organizations it reaches, then confirmed); a platform rule
+    through its dialog; price an event. Then Billing periods of an organization whose name holds URLs (a plain
+    heading, no link; the time zone picked from the IANA list by typing) and the paged Audit log.
 
     Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
     """
@@ -644,6 +666,8 @@ def test_pricing_page_in_a_browser(setup, db_url):
 
     if not web.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
+    subscriptions.create_subscription(setup, "root", "acme", "starter", trial=False)
+    organizations.create_organization(setup, None, "evil", EVIL_NAME)
     with web.running_app(db_url, "pricing-streamlit.log") as base:
         with web.playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(web.CHROMIUM), args=web.CHROMIUM_ARGS)
@@ -652,25 +676,34 @@ def test_pricing_page_in_a_browser(setup, db_url):
             page.goto(base)
             try:
                 _browse(web, page, setup)
+                _periods_and_audit(web, page, base)
             except Exception:
                 web.shot(page, "pricing-failed")
                 raise
             browser.close()
         assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
         assert {e.code: e.monthly_price for e in plans.catalogue(setup)}["starter"] == 21
+        assert fetch(setup, "select billing_timezone from organizations where id = 'evil'")[0][0] == "Europe/Berlin"
 
 
 def _refused_then_saved(web, page, opens: str, field: str, bad: tuple[str, str], good: tuple[str, str], save: str,
-                        shots: tuple[str, str]) -> None:
-    """Open a dialog with the button `opens`; type bad[0] in `field` and see bad[1], then good[0] and see good[1]
-    once the dialog closed; a screenshot after each."""
+                        shots: tuple[str, str], review: str | None = None) -> None:
+    """Open a dialog with the button `opens`, say the change takes effect now; type bad[0] in `field` and see bad[1],
+    then good[0] (and, for a reviewed change, see `review` in its question and confirm) and see good[1] once the
+    dialog closed; a screenshot after each."""
     page.get_by_role("button", name=opens).click()
     dialog = page.get_by_role("dialog")
     dialog.wait_for()
     web.settle(page)
+    dialog.get_by_text("Now", exact=True).click()
     for (value, words), name in zip((bad, good), shots, strict=True):
         dialog.get_by_role("textbox", name=field).fill(value)
         dialog.get_by_role("button", name=save).click()
+        if value == good[0] and review is not None:
+            dialog.get_by_text(review).wait_for()
+            web.settle(page)
+            web.shot(page, f"{name}-review")
+            dialog.get_by_role("button", name="Confirm").click()
         (dialog if value == bad[0] else page).get_by_text(words).wait_for()
         web.settle(page)
         web.shot(page, name)
@@ -690,7 +723,7 @@ def _browse(web, page, db) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text="Pricing").click()
     page.get_by_role("heading", name="Pricing").wait_for()
     web.settle(page)
-    assert page.url.endswith("/pricing")  # the screen's URL path: its module's name
+    assert urlparse(page.url).path == "/pricing"  # the screen's URL path: its module's name
     page.get_by_text("Show the versions of the chosen plan").click()
     page.get_by_text("in force", exact=True).wait_for(state="attached")  # grid cells are drawn on a canvas
     web.settle(page)
@@ -698,7 +731,8 @@ def _browse(web, page, db) -> None:
     _refused_then_saved(web, page, "Edit plan", "Price per month (USD)",
                         ("-1", "Monthly price cannot be negative (got -1)."),
                         ("21", "Starter (starter): version 2 takes effect now."), "Review the change",
-                        ("pricing-plan-edit-refused", "pricing-plan-edited"))
+                        ("pricing-plan-edit-refused", "pricing-plan-edited"),
+                        review="It reaches 1 organization subscribed to it now")
 
     page.get_by_role("tab", name="Model prices").click()
     web.settle(page)
@@ -712,3 +746,28 @@ def _browse(web, page, db) -> None:
     page.get_by_role("tab", name="Cost calculator").click()
     web.settle(page)
     web.shot(page, "pricing-calculator")
+
+
+def _periods_and_audit(web, page, base: str) -> None:
+    page.goto(f"{base}/billing_settings?org=evil")
+    page.get_by_role("heading", name="Billing periods").wait_for()
+    web.settle(page)
+    heading = page.get_by_role("heading", name="Evil https")
+    heading.wait_for()
+    assert heading.inner_text().strip().replace("\u2060", "") == EVIL_NAME  # shown as typed (word joiners are
+    # invisible)...
+    assert page.locator("a[href*='evil.example']").count() == 0  # ...and never a live link
+    zone = page.get_by_test_id("stSelectbox").filter(has_text="Time zone").locator("input")
+    zone.click()
+    zone.fill("Berlin")  # the IANA list, searched by typing
+    page.get_by_role("option", name="Europe/Berlin", exact=True).click()
+    page.get_by_role("button", name="Save calendar").click()
+    page.get_by_text("Billing calendar saved").wait_for()
+    web.settle(page)
+    web.shot(page, "pricing-billing-periods")
+
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Audit log").click()
+    page.get_by_role("heading", name="Audit log").wait_for()
+    page.get_by_text("Showing 1–").wait_for()
+    web.settle(page)
+    web.shot(page, "pricing-audit-log")
