@@ -18,6 +18,7 @@ from pages import kit
 from pages.kit.session import Screen
 
 POLICIES = {"reset": "Return to the pool", "rollover": "Roll over, up to a cap"}
+POLICY_DONE = {"reset": "return to the pool", "rollover": "roll over"}
 
 
 def render(screen: Screen) -> None:
@@ -70,18 +71,13 @@ def period_section(current: periods.CurrentPeriod, settings: periods.Settings, l
                    "(`billing periods run`, which an operator runs from cron).")
 
 
-def time_zones(current: str) -> list[str]:
-    """Every IANA time zone name, sorted, with the organization's own first-class even if the list lacks it."""
-    return sorted(available_timezones() | {current})
-
-
 def calendar_section(screen: Screen, settings: periods.Settings) -> None:
     """The day of the month and the time zone periods start on."""
     with st.form("calendar_form"):
         st.markdown("**Billing calendar**")
         st.number_input("Day of the month periods start", 1, 31, value=settings.anchor_day, step=1,
                         key="calendar_day", help="In a shorter month, its last day.")
-        zones = time_zones(settings.timezone)
+        zones = sorted(available_timezones() | {settings.timezone})  # the IANA names (and the one in use)
         st.selectbox("Time zone", zones, index=zones.index(settings.timezone), key="calendar_zone",
                      help="Type to search, e.g. Berlin or New_York: periods start at local midnight there.")
         st.form_submit_button("Save calendar", key="calendar_submit", on_click=kit.refusing(partial(save_calendar, screen)))
@@ -118,9 +114,6 @@ def save_policy(screen: Screen) -> None:
     kit.write("policy", periods.set_policy, screen.db, screen.actor_id, screen.org_id, policy, cap,
               success=f"Allocation policy saved: unused member credits {POLICY_DONE[policy]} at each period end.",
               clear=("policy", "rollover_cap"))
-
-
-POLICY_DONE = {"reset": "return to the pool", "rollover": "roll over"}
 
 
 def standing_section(screen: Screen, labels: dict[str, str]) -> None:

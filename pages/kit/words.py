@@ -26,6 +26,11 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- organization admin screen
     # ---------------------------------------------------------------- system screens
     # ---------------------------------------------------------------- pricing, periods and audit screens
+    "llm": "LLM",  # a service type: calls priced from their model's provider cost
+    "platform_rule": "platform rule",
+    "byok_fee_credits": "BYOK fee (credits)",
+    "usd_per_1k_input": "$ per 1,000 input tokens",
+    "usd_per_1k_output": "$ per 1,000 output tokens",
 }
 
 
