@@ -62,8 +62,8 @@ def scope_section(screen: Screen) -> str | None:
     """Which organization's log: the one chosen at the top of the page; a system admin may read every one's."""
     name = organization_name(screen)
     if screen.roles.is_system_admin:
-        if screen.org_id is None or st.toggle(f"Every organization's entries (and actions outside any), not only "
-                                              f"{name}'s", key="audit_all"):
+        every = kit.md_text(f"Every organization's entries (and actions outside any), not only {name}'s")
+        if screen.org_id is None or st.toggle(every, key="audit_all"):  # a label is markdown: the name as text
             st.caption("Entries of every organization, and actions outside any.")
             return None
     elif screen.org_id is None:

@@ -770,4 +770,5 @@ def _periods_and_audit(web, page, base: str) -> None:
     page.get_by_role("heading", name="Audit log").wait_for()
     page.get_by_text("Showing 1–").wait_for()
     web.settle(page)
+    assert page.locator("a[href*='evil.example']").count() == 0  # the name in the labels and table: text too
     web.shot(page, "pricing-audit-log")
