@@ -256,6 +256,43 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
     assert billing_verify(db_url).returncode == 0
 
 
+def test_the_review_counts_whom_a_new_version_reaches_and_refuses_what_the_save_refuses(setup):
+    """preview_plan_edit: the subscriptions on the plan (one per organization), those set to leave it, those
+    scheduled to join it; the same refusals as edit_plan, and nothing written."""
+    db = setup
+    for org_id in ("beta", "gamma", "delta"):
+        organizations.create_organization(db, None, org_id, org_id.title())
+    for org_id, plan in (("acme", "platform"), ("beta", "platform"), ("gamma", "platform"), ("delta", "starter")):
+        subscriptions.create_subscription(db, "root", org_id, plan, trial=False)
+    subscriptions.cancel(db, "root", "beta")  # at its period end: it leaves the plan
+    subscriptions.schedule_change(db, "root", "delta", "platform")  # it joins the plan
+    before = state(db)
+    preview = plans.preview_edit(db, "root", "platform", monthly_price="60", included_credits="30000")
+    assert (preview.version, preview.monthly_price, preview.included_credits, preview.previous_monthly_price) == (
+        2, 60, 30000, 50)
+    assert (preview.subscriptions, preview.leaving, preview.arriving) == (3, 1, 1)
+    assert state(db) == before
+    for arguments, words in (({"monthly_price": "50"}, "nothing to change"), ({"monthly_price": "-1"}, "negative"),
+                             ({"effective_at": yesterday()}, "in the past")):
+        for call in (plans.preview_edit, plans.edit_plan):
+            with pytest.raises(BillingError, match=words):
+                call(db, "root", "platform", **arguments)
+    with pytest.raises(BillingError, match="not a system admin"):
+        plans.preview_edit(db, "ada", "platform", monthly_price="60")
+    assert state(db) == before
+
+    at = open_page("pricing", "root")
+    pick_plan(at, "platform", "Edit plan")
+    fill(at, plan_edit_price="60", plan_edit_credits="30,000", plan_edit_when="now")
+    press(at, "Review the change")
+    assert [plain(w.value) for w in at.warning] == [
+        "Add version 2 of Platform (platform) now: price a month $50.00 → $60.00; included credits a month 25,000 → "
+        "30,000? It reaches 3 organizations subscribed to it now: each subscription moves to version 2 at its next "
+        "period start (1 of them set to leave the plan at their period end). 1 organization scheduled to change to "
+        "this plan pays it after the change. Past invoices never change."]
+    assert state(db) == before
+
+
 def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup):
     db = setup
     at = open_page("pricing", "root")
