@@ -49,9 +49,11 @@ class CurrentPeriod:
     next_period_end: datetime
 
 
-def set_calendar(db: Engine, actor_id: str | None, org_id: str, anchor_day: int, timezone: str) -> None:
-    """Set the day of the month (1-31) and time zone periods start on; the current period keeps its end."""
-    call(
+def set_calendar(db: Engine, actor_id: str | None, org_id: str, anchor_day: int, timezone: str) -> bool:
+    """Set the day of the month (1-31) and time zone periods start on; the current period keeps its end.
+
+    Returns False when the calendar already was this one (nothing changed)."""
+    return call(
         db,
         "select set_billing_calendar(:org_id, :day, :zone, :actor_id)",
         {"org_id": org_id, "day": anchor_day, "zone": timezone, "actor_id": actor_id},

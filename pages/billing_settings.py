@@ -89,7 +89,8 @@ def save_calendar(screen: Screen) -> None:
     kit.write(
         "calendar", periods.set_calendar, screen.db, screen.actor_id, screen.org_id,
         st.session_state.get("calendar_day"), st.session_state.get("calendar_zone") or "",
-        success="Billing calendar saved: the current period keeps its end; the next ones follow the new day.",
+        success=lambda changed: "Billing calendar saved: the current period keeps its end; the next ones follow the "
+        "new day." if changed else "The calendar already was this one: nothing changed.",
         clear=("calendar_day", "calendar_zone"),
     )
 

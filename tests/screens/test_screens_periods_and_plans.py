@@ -282,3 +282,16 @@ def test_an_organization_name_with_urls_is_a_plain_heading(acme):
     assert plain(heading) == evil  # what a reader sees: the name as typed
     unescaped = heading.replace("\\", "")
     assert "://" not in unescaped and "www." not in unescaped  # what GFM's autolinker looks for
+
+
+def test_saving_the_calendar_it_already_has_says_nothing_changed(acme):
+    """The database tells whether the calendar changed: the screen never claims a change that did not happen."""
+    at = open_page("billing_settings", "ada", "acme")
+    before = snapshot(acme)
+    send(at, "calendar", calendar_day=at.number_input(key="calendar_day").value, calendar_zone="UTC")
+    assert [plain(s.value) for s in at.success] == ["The calendar already was this one: nothing changed."]
+    assert snapshot(acme) == before
+    send(at, "calendar", calendar_zone="Asia/Tokyo")
+    assert [plain(s.value) for s in at.success] == [
+        "Billing calendar saved: the current period keeps its end; the next ones follow the new day."]
+    assert periods.settings(acme, "ada", "acme").timezone == "Asia/Tokyo"
