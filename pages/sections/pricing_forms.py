@@ -63,9 +63,14 @@ def when_chosen(key: str) -> bool:
     return True
 
 
+def moment_text(moment: datetime) -> str:
+    """'2026-12-03 00:00 UTC'."""
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def when_text(moment: datetime | None) -> str:
     """'now', or 'on 2026-12-03 00:00 UTC'."""
-    return "now" if moment is None else f"on {moment:%Y-%m-%d %H:%M} UTC"
+    return "now" if moment is None else f"on {moment_text(moment)}"
 
 
 def available_text(flag: bool) -> str:

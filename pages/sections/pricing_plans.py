@@ -16,7 +16,16 @@ from billing_core import plans
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
-from pages.sections.pricing_forms import chooser, effective_preset, optional, typed, value, when_chosen, when_text
+from pages.sections.pricing_forms import (
+    chooser,
+    effective_preset,
+    moment_text,
+    optional,
+    typed,
+    value,
+    when_chosen,
+    when_text,
+)
 
 Catalogue = dict[str, plans.CatalogueEntry]
 REVIEW = "plan_edit_review"  # the edit the "Confirm" under the form would save, as reviewed by SQL
@@ -201,7 +210,7 @@ def edit_question(name: str, latest: plans.PlanVersion, preview: plans.EditPrevi
         if before != after
     ]
     question = f"Add version {preview.version} of {name} {when_text(at)}: {'; '.join(changes)}?"
-    meets = "at its next period start" if at is None else f"at its first period start on or after {when_text(at)[3:]}"
+    meets = "at its next period start" if at is None else f"at its first period start on or after {moment_text(at)}"
     if preview.subscriptions == 0:
         reach = "No organization is on this plan now: only subscriptions that start on it from then on pay it."
     else:

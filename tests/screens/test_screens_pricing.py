@@ -26,6 +26,7 @@ from billing_core.database import PROJECT_ROOT, fetch
 from billing_core.errors import BillingError
 from billing_core.pricing import Usage
 from pages import kit
+from pages.sections import pricing_plans
 from tests.ledger_state import billing_verify, snapshot
 from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain, registered_screens, switch_screen
 
@@ -291,6 +292,15 @@ def test_the_review_counts_whom_a_new_version_reaches_and_refuses_what_the_save_
         "period start (1 of them set to leave the plan at their period end). 1 organization scheduled to change to "
         "this plan pays it after the change. Past invoices never change."]
     assert state(db) == before
+    # a later moment: the subscriptions meet it at their first period start from then on
+    later = datetime.combine((datetime.now(UTC) + timedelta(days=5)).date(), time(0, 0), tzinfo=UTC)
+    scheduled = plans.preview_edit(db, "root", "platform", monthly_price="60", effective_at=later)
+    latest = plans.versions(db, "platform")[-1]
+    assert pricing_plans.edit_question("Platform (platform)", latest, scheduled, later) == (
+        f"Add version 2 of Platform (platform) on {later:%Y-%m-%d} 00:00 UTC: price a month $50.00 → $60.00? It "
+        f"reaches 3 organizations subscribed to it now: each subscription moves to version 2 at its first period "
+        f"start on or after {later:%Y-%m-%d} 00:00 UTC (1 of them set to leave the plan at their period end). "
+        f"1 organization scheduled to change to this plan pays it after the change. Past invoices never change.")
 
 
 def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup):
