@@ -164,6 +164,26 @@ def rule_reach(db: Engine, actor_id: str, at: datetime | None = None) -> RuleRea
     return record(RuleReach, rows[0])
 
 
+@dataclass(frozen=True)
+class PriceReach:
+    """Whom a new price of a model or fixed-price service reaches, by recent use: organizations and calls."""
+
+    organizations: int
+    calls: int
+
+
+REACH_DAYS = 30
+
+
+def price_reach(db: Engine, actor_id: str, *, service_type: str | None = None, model: str | None = None) -> PriceReach:
+    """How many organizations were charged for calls to `model` (or of the fixed-price `service_type`) over the
+    last REACH_DAYS days, and how many calls (system admins)."""
+    rows = fetch(db, "select organizations, calls from pricing_price_reach(:service_type, :model, :days)",
+                 {"service_type": service_type, "model": model, "days": REACH_DAYS},
+                 checks=[access.check(actor_id, None, "system_admin")])
+    return record(PriceReach, rows[0])
+
+
 def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:
     """Organizations' pricing overrides (all, or one org's), newest first."""
     return _admin_list(

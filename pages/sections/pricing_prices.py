@@ -82,6 +82,8 @@ def model_price_body(screen: Screen, context: dict[str, Any]) -> None:
         saved = st.form_submit_button("Save price", type="primary")
     st.caption("What the provider charges us, in dollars. Prices already charged are never rewritten: "
                "a change is a new row from its effective time on.")
+    if editing:
+        reach_caption(kit.read(screen.db, pricing.price_reach, screen.actor_id, model=editing), editing)
     if saved and when_chosen("model_price"):
         provider, model = (value("model_price_provider") or "").strip(), (value("model_price_model") or "").strip()
         kit.save_from_dialog(
@@ -92,6 +94,18 @@ def model_price_body(screen: Screen, context: dict[str, Any]) -> None:
             note=optional("model_price_note"),
             success=f"Saved the price of {model}.",
         )
+
+
+def reach_caption(reach: pricing.PriceReach, what: str) -> None:
+    """Whom a new price reaches, going by the last 30 days' calls."""
+    if reach.calls == 0:
+        text = f"No organization was charged for {what} in the last {pricing.REACH_DAYS} days."
+    else:
+        text = (f"A new price reaches the organizations that call {what}: "
+                f"{kit.counted(reach.organizations, 'organization')} {'was' if reach.organizations == 1 else 'were'} "
+                f"charged for "
+                f"{kit.counted(reach.calls, 'call')} in the last {pricing.REACH_DAYS} days.")
+    st.caption(kit.md_text(text))
 
 
 def service_prices_section(screen: Screen, services: pd.DataFrame) -> None:
@@ -144,6 +158,9 @@ def service_price_body(screen: Screen, context: dict[str, Any]) -> None:
         kit.effective_input("service_price")
         st.text_input("Note (optional)", key="service_price_note", max_chars=500)
         saved = st.form_submit_button("Save service price", type="primary")
+    if context["service"]:
+        reach_caption(kit.read(screen.db, pricing.price_reach, screen.actor_id, service_type=context["service"]),
+                      kit.term(context["service"]))
     if saved and when_chosen("service_price"):
         service = (value("service_price_service") or "").strip()
         kit.save_from_dialog(

@@ -295,3 +295,28 @@ comment on function pricing_rule_reach(timestamptz) is
     'them have their own markup (own_markup) or their own BYOK fee (own_fee) in force at p_at (default now), per '
     'their latest override starting at or before then; a platform rule reaches the others. Reads only; locks and '
     'raises nothing.';
+
+
+-- pricing_price_reach(p_service_type, p_model, p_days): one row: how many
+-- organizations were charged for calls of this fixed-price service type
+-- (p_model null) or to this model (p_service_type null) over the last p_days
+-- days (organizations), and how many such calls (calls): whom a new price of
+-- it reaches, going by recent use. Reads only; locks and raises nothing.
+create or replace function pricing_price_reach(p_service_type text, p_model text, p_days integer)
+returns table (organizations bigint, calls bigint)
+language sql
+stable
+as $$
+    select count(distinct c.org_id), count(*)
+      from credit_usage_attribution c
+     where c.created_at >= now() - make_interval(days => p_days)
+       and (p_service_type is null or c.service_type = p_service_type)
+       and (p_model is null or c.service_name = p_model)
+       and (p_service_type is not null or p_model is not null);
+$$;
+
+comment on function pricing_price_reach(text, text, integer) is
+    'pricing_price_reach(p_service_type, p_model, p_days): one row: how many organizations were charged for calls '
+    'of this fixed-price service type (p_model null) or to this model (p_service_type null) over the last p_days '
+    'days (organizations), and how many such calls (calls): whom a new price of it reaches, going by recent use. '
+    'Reads only; locks and raises nothing.';

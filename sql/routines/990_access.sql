@@ -131,6 +131,7 @@ declare
         'pricing_calculator',
         'pricing_platform_rule_at',
         'pricing_rule_reach',
+        'pricing_price_reach',
         'charging_org_for',
         'set_model_price',
         'set_service_price',

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from billing_core import auth, ledger, organizations, plans, pricing, subscriptions
+from billing_core import auth, credits, ledger, organizations, plans, pricing, subscriptions
 from billing_core.database import PROJECT_ROOT, fetch
 from billing_core.errors import BillingError
 from billing_core.pricing import Usage
@@ -429,6 +429,25 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     assert [r[0] for r in fetch(db, "select action from audit_log order by id")][-2:] == [
         "pricing.model_price_set", "pricing.model_price_set"]
     assert billing_verify(db_url).returncode == 0
+
+
+def test_a_price_dialog_says_whom_a_new_price_reaches(setup):
+    db = setup
+    credits.add_credits(db, None, "acme", 10_000, 10)
+    credits.allocate(db, "ada", "acme", "mia", 1_000)
+    for _ in range(2):
+        credits.deduct(db, "acme", "mia", 5, "llm", "gpt-4o")
+    at = open_page("pricing", "root")
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
+    press(at, "Edit model price")
+    assert ("A new price reaches the organizations that call gpt-4o: 1 organization was charged for 2 calls in the "
+            "last 30 days.") in [plain(c.value) for c in at.caption]
+    assert (pricing.price_reach(db, "root", model="gpt-4o").organizations,
+            pricing.price_reach(db, "root", model="gpt-4o-mini").calls) == (1, 0)
+    at = open_page("pricing", "root")
+    at.selectbox(key="service_pick").set_value("contact_lookup").run()
+    press(at, "Edit service price")
+    assert "No organization was charged for contact lookup in the last 30 days." in [plain(c.value) for c in at.caption]
 
 
 def test_service_dialog_changes_credits_per_call(setup):
