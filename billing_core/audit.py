@@ -68,26 +68,37 @@ def entries(
     actions: Sequence[str] | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
-    limit: int = 500,
+    limit: int | None = 500,
+    offset: int = 0,
 ) -> AuditPage:
     """Audit entries newest first: one organization's (its admins) or all (system admins), filtered.
 
     `by_actor` keeps one acting user's entries, `actions` the listed actions;
-    `since` / `until` are inclusive days (UTC) or exact moments.
+    `since` / `until` are inclusive days (UTC) or exact moments. `limit` entries
+    (None: every matching one, for an export) after skipping the newest `offset`.
     """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"The number of entries to show must be between 1 and {MAX_LIMIT} (got {limit}).")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"The number of entries to show must be between 1 and {MAX_LIMIT:,} (got {limit}).")
+    if offset < 0:
+        raise InvalidInput(f"The first entry to show cannot be before the first one (got offset {offset}).")
     start, end = _start_of(since), _end_of(until)
     if start is not None and end is not None and start >= end:
         raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
+    params = {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
+              "limit": limit, "offset": offset}
     table = fetch_frame(
         db,
-        "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit)",
-        {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
-         "limit": limit},
+        "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit, :offset)",
+        params,
         checks=[_scope_check(actor_id, org_id)],
     )
-    total = int(table.matching.iloc[0]) if not table.empty else 0  # every row carries the count of all matches
+    if table.empty and offset > 0:  # a page past the end: the count of all matches still answers
+        total = int(fetch(
+            db, "select count(*) from audit_entries(:org_id, :by_actor, :actions, :start, :end, null, 0)", params,
+            checks=[_scope_check(actor_id, org_id)],
+        )[0][0])
+    else:
+        total = int(table.matching.iloc[0]) if not table.empty else 0  # every row carries the count of all matches
     frame = table.drop(columns="matching")
     frame["actor_name"] = frame["actor_name"].where(frame["actor_id"].notna(), OPERATOR)
     return AuditPage(frame, total)

@@ -49,9 +49,11 @@ class CurrentPeriod:
     next_period_end: datetime
 
 
-def set_calendar(db: Engine, actor_id: str | None, org_id: str, anchor_day: int, timezone: str) -> None:
-    """Set the day of the month (1-31) and time zone periods start on; the current period keeps its end."""
-    call(
+def set_calendar(db: Engine, actor_id: str | None, org_id: str, anchor_day: int, timezone: str) -> bool:
+    """Set the day of the month (1-31) and time zone periods start on; the current period keeps its end.
+
+    Returns False when the calendar already was this one (nothing changed)."""
+    return call(
         db,
         "select set_billing_calendar(:org_id, :day, :zone, :actor_id)",
         {"org_id": org_id, "day": anchor_day, "zone": timezone, "actor_id": actor_id},
@@ -139,13 +141,16 @@ def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
     return record(CurrentPeriod, row)
 
 
-def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
-    """The periods the job opened for the organization, newest first (org admins)."""
+def past_periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
+    """The periods the job opened for the organization before its current one, newest first (org admins)."""
     return fetch_frame(
         db,
         "select period_start, period_end, is_baseline, refresh_credits, included_credits, allocations_closed,"
         " allocations_opened, credits_requested, credits_allocated, recorded_at from billing_periods"
-        " where org_id = :org_id order by period_start desc",
+        " where org_id = :org_id"
+        # the newest row is the current period (billing_current_period): it is not past yet
+        " and period_start < (select max(c.period_start) from billing_periods c where c.org_id = :org_id)"
+        " order by period_start desc",
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )
@@ -154,14 +159,19 @@ def periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
 def lots(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The organization's credit lots, earliest expiring first (org admins).
 
-    remaining_credits is what is neither settled as consumed nor expired; usage
-    since the job last ran is not settled yet.
+    granted_at is the purchase's or grant's own date (its billing history row's; the pool's opening for the
+    opening balance), which a purchase recorded after the fact has before the ledger recorded it (recorded_at,
+    the moment its credits entered the pool, which settlement goes by). remaining_credits is what is neither
+    settled as consumed nor expired; usage since the job last ran is not settled yet.
     """
     return fetch_frame(
         db,
-        "select id, source, credits, granted_at, expires_at, consumed_credits, expired_credits,"
-        " credits - consumed_credits - expired_credits as remaining_credits, expired_at"
-        " from credit_lots where org_id = :org_id order by expires_at nulls last, granted_at, id",
+        "select l.id, l.source, l.credits, coalesce(h.created_at, l.granted_at) as granted_at,"
+        " l.granted_at as recorded_at, l.expires_at, l.consumed_credits, l.expired_credits,"
+        " l.credits - l.consumed_credits - l.expired_credits as remaining_credits, l.expired_at"
+        " from credit_lots l"
+        " left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id"
+        " where l.org_id = :org_id order by l.expires_at nulls last, l.granted_at, l.id",
         {"org_id": org_id},
         checks=access.org_checks(actor_id, org_id, "admin"),
     )

@@ -122,16 +122,62 @@ def edit_plan(
     return call(
         db,
         "select edit_plan(:code, :actor_id, :price, :mode, :credits, :trial, cast(:effective_at as timestamptz))",
-        {
-            "code": code,
-            "actor_id": actor_id,
-            "price": to_decimal(monthly_price, "Monthly price"),
-            "mode": pricing_mode,
-            "credits": to_decimal(included_credits, "Included credits"),
-            "trial": trial_days,
-            "effective_at": aware(effective_at, "Effective date"),
-        },
+        _edit_params(code, actor_id, monthly_price, pricing_mode, included_credits, trial_days, effective_at),
     )
+
+
+@dataclass(frozen=True)
+class EditPreview:
+    """The version an edit would add, and the subscriptions it reaches (from SQL: preview_plan_edit)."""
+
+    version: int
+    monthly_price: Decimal
+    pricing_mode: str
+    included_credits: Decimal
+    trial_days: int | None
+    effective_at: datetime
+    previous_monthly_price: Decimal
+    subscriptions: int  # live on the plan now, one per organization: each meets the version at a period start
+    leaving: int  # of those, set to cancel or change plan at their period end
+    arriving: int  # live subscriptions of other plans scheduled to move to this one
+
+
+def preview_edit(
+    db: Engine,
+    actor_id: str | None,
+    code: str,
+    *,
+    monthly_price: Amount | None = None,
+    pricing_mode: str | None = None,
+    included_credits: Amount | None = None,
+    trial_days: int | None = None,
+    effective_at: datetime | None = None,
+) -> EditPreview:
+    """What `edit_plan` with these arguments would add and whom it reaches; refuses exactly what it refuses,
+    changing nothing (system admins)."""
+    rows = fetch(
+        db,
+        "select version, monthly_price, pricing_mode, included_credits, trial_days, effective_at,"
+        " previous_monthly_price, subscriptions, leaving, arriving"
+        " from preview_plan_edit(:code, :actor_id, :price, :mode, :credits, :trial,"
+        " cast(:effective_at as timestamptz))",
+        _edit_params(code, actor_id, monthly_price, pricing_mode, included_credits, trial_days, effective_at),
+    )
+    return records(EditPreview, rows)[0]
+
+
+def _edit_params(code: str, actor_id: str | None, monthly_price: Amount | None, pricing_mode: str | None,
+                 included_credits: Amount | None, trial_days: int | None,
+                 effective_at: datetime | None) -> dict[str, object]:
+    return {
+        "code": code,
+        "actor_id": actor_id,
+        "price": to_decimal(monthly_price, "Monthly price"),
+        "mode": pricing_mode,
+        "credits": to_decimal(included_credits, "Included credits"),
+        "trial": trial_days,
+        "effective_at": aware(effective_at, "Effective date"),
+    }
 
 
 def rename_plan(db: Engine, actor_id: str | None, code: str, name: str, *, description: str | None = None) -> None:

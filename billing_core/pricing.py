@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from billing_core.amounts import Amount, to_decimal
-from billing_core.database import call, fetch, fetch_frame
+from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
 
 CREDITS_PER_DOLLAR = Decimal(1000)
@@ -120,6 +120,42 @@ def service_prices(db: Engine, actor_id: str, *, history: bool = False) -> pd.Da
 def platform_rules(db: Engine, actor_id: str) -> pd.DataFrame:
     """Every platform rule (markup, BYOK fee, hold lifetime), newest first; `in_force` marks the current one."""
     return fetch_frame(db, "select * from platform_rule_list(:actor_id)", {"actor_id": actor_id})
+
+
+@dataclass(frozen=True)
+class RuleReach:
+    """Whom a platform rule reaches: the organizations (not closed), less those with their own figure."""
+
+    organizations: int
+    own_markup: int
+    own_fee: int
+
+
+def rule_reach(db: Engine, actor_id: str, at: datetime | None = None) -> RuleReach:
+    """How many organizations a platform rule in force at `at` (default now) prices, per figure (system admins)."""
+    rows = fetch(db, "select organizations, own_markup, own_fee from pricing_rule_reach(cast(:at as timestamptz))",
+                 {"at": aware(at, "Moment")}, checks=[access.check(actor_id, None, "system_admin")])
+    return record(RuleReach, rows[0])
+
+
+@dataclass(frozen=True)
+class PriceReach:
+    """Whom a new price of a model or fixed-price service reaches, by recent use: organizations and calls."""
+
+    organizations: int
+    calls: int
+
+
+REACH_DAYS = 30
+
+
+def price_reach(db: Engine, actor_id: str, *, service_type: str | None = None, model: str | None = None) -> PriceReach:
+    """How many organizations were charged for calls to `model` (or of the fixed-price `service_type`) over the
+    last REACH_DAYS days, and how many calls (system admins)."""
+    rows = fetch(db, "select organizations, calls from pricing_price_reach(:service_type, :model, :days)",
+                 {"service_type": service_type, "model": model, "days": REACH_DAYS},
+                 checks=[access.check(actor_id, None, "system_admin")])
+    return record(PriceReach, rows[0])
 
 
 def org_overrides(db: Engine, actor_id: str, org_id: str | None = None) -> pd.DataFrame:

@@ -35,8 +35,9 @@ def open_page(name: str, actor_id: str | None, org_id: str | None = None, **stat
 
 
 def plain(text: str) -> str:
-    """Markdown text with its backslash escapes removed: what a reader sees."""
-    return re.sub(r"\\(.)", r"\1", text)
+    """Markdown text with its backslash escapes and invisible word joiners (kit.md_text's guard against
+    autolinks) removed: what a reader sees."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u2060", "")
 
 
 def metrics(at: AppTest) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.kit.formats import md_text
 from pages.kit.tables import display_frame
 
 # Okabe-Ito: distinguishable with colour blindness
@@ -206,8 +207,30 @@ def timeline_chart(
     return _figure(traces, title=title, x_title=labels.get(x, x), y_title=labels.get(y, y))
 
 
-def show_chart(fig: go.Figure, *, key: str | None = None, height: int = 340) -> None:
-    """Render a Plotly figure with the house layout (the app's theme, legend below, compact margins)."""
+def _values(trace: Any) -> list[Any]:
+    """What a trace measures: a pie's values, a horizontal bar's x, anything else's y."""
+    if isinstance(trace, go.Pie):
+        data = trace.values
+    elif getattr(trace, "orientation", None) == "h":
+        data = trace.x
+    else:
+        data = trace.y
+    return [] if data is None else list(data)
+
+
+def has_data(fig: go.Figure) -> bool:
+    """True when some trace has a figure other than nothing or zero (else Plotly draws an empty -1..1 axis)."""
+    return any(value is not None and not pd.isna(value) and value != 0
+               for trace in fig.data for value in _values(trace))
+
+
+def show_chart(fig: go.Figure, *, key: str | None = None, height: int = 340, empty: str = "Nothing yet.") -> None:
+    """Render a Plotly figure with the house layout (the app's theme, legend below, compact margins); a figure
+    without data (no points, or only zeros) is its title and `empty` instead of an axis around nothing."""
+    if not has_data(fig):
+        title = fig.layout.title.text
+        st.caption(md_text(f"{title}: {empty}" if title else empty))
+        return
     legend = fig.layout.showlegend if fig.layout.showlegend is not None else len(fig.data) > 1
     fig.update_layout(
         height=height,

@@ -9,9 +9,15 @@ from typing import Any
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
 
 
+# Streamlit's markdown (GitHub-flavoured) turns a bare "https://x" or "www.x" into a live link after the escapes
+# are read, so escaping cannot stop it: an invisible word joiner (U+2060) breaks each pattern instead.
+_WORD_JOINER = "\u2060"
+_AUTOLINKS = re.compile(r"(?i)(?<=:)(?=//)|(?<=\bwww)(?=\.)")
+
+
 def md_text(text: Any) -> str:
-    """`text` escaped for st.markdown and friends: quotes, HTML, links and markup show as typed."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    """`text` escaped for st.markdown and friends: quotes, HTML, links, bare URLs and markup show as typed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _AUTOLINKS.sub(_WORD_JOINER, str(text)))
 
 
 def _decimal(value: Any) -> Decimal:

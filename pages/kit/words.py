@@ -44,8 +44,11 @@ WORDS: dict[str, str] = {
     # ---------------------------------------------------------------- system screens
     "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens
-    # ---------------------------------------------------------------- usage views (pages/sections/usage.py)
-    "llm": "LLM calls",
+    "llm": "LLM calls",  # a service type: calls priced from their model's provider cost
+    "platform_rule": "platform rule",
+    "byok_fee_credits": "BYOK fee (credits)",
+    "usd_per_1k_input": "$ per 1,000 input tokens",
+    "usd_per_1k_output": "$ per 1,000 output tokens",
 }
 
 

@@ -257,29 +257,29 @@ comment on function ledger_lock_plan(text) is
     'plan). Raises CB009 for an unknown plan.';
 
 
--- edit_plan(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
---           p_included_credits, p_trial_days, p_effective_at): returns the
--- new version's number.
--- Adds a version of the plan with the given terms; a null term keeps the
--- latest version's (p_trial_days 0 removes the trial). It takes effect at
--- p_effective_at (null: now), which must be now or later and after the latest
--- version's effective date. Subscriptions meet it at their first period start
--- on or after that date; what they paid before never changes.
--- p_actor_id must be a system admin (null: a trusted job).
--- Locks the plan's row. Raises CB001, CB002 (unknown actor), CB008, CB009
--- (unknown plan, terms, effective date), CB012 (retired plan; terms equal to
--- the latest version's).
-create or replace function edit_plan(
+-- plan_next_version(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
+--                   p_included_credits, p_trial_days, p_effective_at):
+-- returns the plan_versions row edit_plan would add (not inserted): the
+-- given terms, a null term keeping the latest version's (p_trial_days 0
+-- removes the trial), effective at p_effective_at (null: now), numbered after
+-- the latest version. The one check of an edit, shared by edit_plan and
+-- preview_plan_edit. p_actor_id must be a system admin (null: a trusted job).
+-- Writes and locks nothing (edit_plan locks the plan first). Raises CB001,
+-- CB002 (unknown actor), CB008, CB009 (unknown plan, terms, effective date
+-- in the past or not after the latest version's), CB012 (retired plan;
+-- terms equal to the latest version's).
+create or replace function plan_next_version(
     p_code text,
-    p_actor_id text default null,
-    p_monthly_price numeric default null,
-    p_pricing_mode text default null,
-    p_included_credits numeric default null,
-    p_trial_days integer default null,
-    p_effective_at timestamptz default null
+    p_actor_id text,
+    p_monthly_price numeric,
+    p_pricing_mode text,
+    p_included_credits numeric,
+    p_trial_days integer,
+    p_effective_at timestamptz
 )
-returns integer
+returns plan_versions
 language plpgsql
+stable
 as $$
 declare
     v_plan plans;
@@ -289,7 +289,7 @@ declare
 begin
     perform ledger_authorize(p_actor_id, null, 'system_admin');
     v_at := plan_check_effective_at(p_effective_at);
-    v_plan := ledger_lock_plan(p_code);
+    v_plan := ledger_require_plan(p_code);
     if v_plan.retired_at is not null then
         raise exception using errcode = 'CB012',
             message = format('Plan %L is retired: its terms can no longer change.', p_code);
@@ -324,13 +324,117 @@ begin
             message = format('These terms are those of plan %L''s version %s already: nothing to change.',
                              p_code, v_latest.version);
     end if;
+    return v_new;
+end;
+$$;
+
+comment on function plan_next_version(text, text, numeric, text, numeric, integer, timestamptz) is
+    'plan_next_version(p_code, p_actor_id, p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days, '
+    'p_effective_at): returns the plan_versions row edit_plan would add (not inserted): the given terms, a null '
+    'term keeping the latest version''s (p_trial_days 0 removes the trial), effective at p_effective_at (null: '
+    'now), numbered after the latest version. The one check of an edit, shared by edit_plan and '
+    'preview_plan_edit. p_actor_id must be a system admin (null: a trusted job). Writes and locks nothing '
+    '(edit_plan locks the plan first). Raises CB001, CB002 (unknown actor), CB008, CB009 (unknown plan, terms, '
+    'effective date in the past or not after the latest version''s), CB012 (retired plan; terms equal to the '
+    'latest version''s).';
+
+
+-- preview_plan_edit(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
+--                   p_included_credits, p_trial_days, p_effective_at):
+-- one row: the version edit_plan would add with these arguments (number,
+-- terms, effective_at, the latest version's price) and whom it reaches:
+-- subscriptions (one per organization) live on the plan now, those of them
+-- set to leave it at their period end (cancellation or a scheduled change),
+-- and live subscriptions scheduled to move to it. What edit_plan refuses,
+-- this refuses with the same error (plan_next_version), so a screen can ask
+-- "Confirm?" only for an edit that would be saved.
+-- p_actor_id must be a system admin (null: a trusted job). Writes and locks
+-- nothing. Raises what plan_next_version raises.
+create or replace function preview_plan_edit(
+    p_code text,
+    p_actor_id text default null,
+    p_monthly_price numeric default null,
+    p_pricing_mode text default null,
+    p_included_credits numeric default null,
+    p_trial_days integer default null,
+    p_effective_at timestamptz default null
+)
+returns table (
+    version integer, monthly_price numeric, pricing_mode text, included_credits numeric, trial_days integer,
+    effective_at timestamptz, previous_monthly_price numeric, subscriptions bigint, leaving bigint,
+    arriving bigint
+)
+language plpgsql
+stable
+as $$
+declare
+    v_new plan_versions := plan_next_version(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
+                                             p_included_credits, p_trial_days, p_effective_at);
+begin
+    return query
+    select v_new.version, v_new.monthly_price, v_new.pricing_mode, v_new.included_credits, v_new.trial_days,
+           v_new.effective_at,
+           (select v.monthly_price from plan_versions v where v.plan = p_code and v.version = v_new.version - 1),
+           count(*) filter (where s.plan = p_code),
+           count(*) filter (where s.plan = p_code
+                              and (s.cancel_at_period_end or s.scheduled_plan is distinct from p_code
+                                   and s.scheduled_plan is not null)),
+           count(*) filter (where s.plan is distinct from p_code and s.scheduled_plan = p_code)
+      from organization_subscriptions s
+     where s.status in ('trialing', 'active', 'past_due') and (s.plan = p_code or s.scheduled_plan = p_code);
+end;
+$$;
+
+comment on function preview_plan_edit(text, text, numeric, text, numeric, integer, timestamptz) is
+    'preview_plan_edit(p_code, p_actor_id, p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days, '
+    'p_effective_at): one row: the version edit_plan would add with these arguments (number, terms, '
+    'effective_at, the latest version''s price) and whom it reaches: subscriptions (one per organization) live '
+    'on the plan now, those of them set to leave it at their period end (cancellation or a scheduled change), and '
+    'live subscriptions scheduled to move to it. What edit_plan refuses, this refuses with the same error '
+    '(plan_next_version), so a screen can ask "Confirm?" only for an edit that would be saved. p_actor_id must be '
+    'a system admin (null: a trusted job). Writes and locks nothing. Raises what plan_next_version raises.';
+
+
+-- edit_plan(p_code, p_actor_id, p_monthly_price, p_pricing_mode,
+--           p_included_credits, p_trial_days, p_effective_at): returns the
+-- new version's number.
+-- Adds a version of the plan with the given terms; a null term keeps the
+-- latest version's (p_trial_days 0 removes the trial). It takes effect at
+-- p_effective_at (null: now), which must be now or later and after the latest
+-- version's effective date (plan_next_version checks). Subscriptions meet it
+-- at their first period start on or after that date; what they paid before
+-- never changes. p_actor_id must be a system admin (null: a trusted job).
+-- Locks the plan's row. Raises CB001, CB002 (unknown actor), CB008, CB009
+-- (unknown plan, terms, effective date), CB012 (retired plan; terms equal to
+-- the latest version's).
+create or replace function edit_plan(
+    p_code text,
+    p_actor_id text default null,
+    p_monthly_price numeric default null,
+    p_pricing_mode text default null,
+    p_included_credits numeric default null,
+    p_trial_days integer default null,
+    p_effective_at timestamptz default null
+)
+returns integer
+language plpgsql
+as $$
+declare
+    v_new plan_versions;
+    v_previous numeric;
+begin
+    perform ledger_authorize(p_actor_id, null, 'system_admin');
+    perform ledger_lock_plan(p_code);
+    v_new := plan_next_version(p_code, p_actor_id, p_monthly_price, p_pricing_mode, p_included_credits,
+                               p_trial_days, p_effective_at);
+    select monthly_price into v_previous from plan_versions where plan = p_code and version = v_new.version - 1;
 
     insert into plan_versions values (v_new.*);
     perform plan_catalogue_refresh();
     perform ledger_audit(null, p_actor_id, 'plan.version_created', 'plan', p_code,
-                         jsonb_build_object('version', v_new.version, 'effective_at', v_at,
+                         jsonb_build_object('version', v_new.version, 'effective_at', v_new.effective_at,
                                             'monthly_price', v_new.monthly_price,
-                                            'previous_monthly_price', v_latest.monthly_price,
+                                            'previous_monthly_price', v_previous,
                                             'pricing_mode', v_new.pricing_mode,
                                             'included_credits', v_new.included_credits,
                                             'trial_days', v_new.trial_days));
@@ -342,10 +446,11 @@ comment on function edit_plan(text, text, numeric, text, numeric, integer, times
     'edit_plan(p_code, p_actor_id, p_monthly_price, p_pricing_mode, p_included_credits, p_trial_days, '
     'p_effective_at): returns the new version''s number. Adds a version of the plan with the given terms; a null '
     'term keeps the latest version''s (p_trial_days 0 removes the trial). It takes effect at p_effective_at '
-    '(null: now), which must be now or later and after the latest version''s effective date. Subscriptions meet '
-    'it at their first period start on or after that date; what they paid before never changes. p_actor_id must '
-    'be a system admin (null: a trusted job). Locks the plan''s row. Raises CB001, CB002 (unknown actor), CB008, '
-    'CB009 (unknown plan, terms, effective date), CB012 (retired plan; terms equal to the latest version''s).';
+    '(null: now), which must be now or later and after the latest version''s effective date (plan_next_version '
+    'checks). Subscriptions meet it at their first period start on or after that date; what they paid before '
+    'never changes. p_actor_id must be a system admin (null: a trusted job). Locks the plan''s row. Raises CB001, '
+    'CB002 (unknown actor), CB008, CB009 (unknown plan, terms, effective date), CB012 (retired plan; terms equal '
+    'to the latest version''s).';
 
 
 -- rename_plan(p_code, p_name, p_actor_id, p_description): returns nothing.

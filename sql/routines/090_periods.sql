@@ -198,19 +198,23 @@ comment on function billing_current_period(text, text) is
 
 
 -- set_billing_calendar(p_org_id, p_anchor_day, p_timezone, p_actor_id):
--- returns nothing. Sets the day of the month (1-31) and the time zone the
--- organization's periods start on. The current period keeps its end; the
--- next one runs to the new calendar's first boundary after it, or to the
--- second when that end is not a boundary of the new calendar. p_actor_id must
+-- returns true when the calendar changed, false when it already was this
+-- one (nothing written, no audit row). Sets the day of the month (1-31)
+-- and the time zone the organization's periods start on. The current period
+-- keeps its end; the next one runs to the new calendar's first boundary after
+-- it, or to the second when that end is not a boundary of the new calendar. p_actor_id must
 -- be an admin of the organization (null: trusted). Locks the organization
 -- row, then the pool. Raises CB002, CB008, CB009 (bad day or time zone).
+-- it returned nothing before: a function's result type changes only by dropping it
+drop function if exists set_billing_calendar(text, integer, text, text);
+
 create or replace function set_billing_calendar(
     p_org_id text,
     p_anchor_day integer,
     p_timezone text,
     p_actor_id text default null
 )
-returns void
+returns boolean
 language plpgsql
 as $$
 declare
@@ -224,7 +228,7 @@ begin
     perform ledger_lock_org_periods(p_org_id);
     select * into v_org from organizations where id = p_org_id;
     if v_org.billing_anchor_day = p_anchor_day and v_org.billing_timezone = p_timezone then
-        return;
+        return false;
     end if;
     v_period := ledger_current_period(p_org_id);  -- pinned on the old calendar
     update organizations
@@ -237,11 +241,13 @@ begin
                                             'current_period_end', v_period.period_end,
                                             'next_period_end',
                                             (select n.period_end from billing_next_period(p_org_id, v_period.period_end) n)));
+    return true;
 end;
 $$;
 
 comment on function set_billing_calendar(text, integer, text, text) is
-    'set_billing_calendar(p_org_id, p_anchor_day, p_timezone, p_actor_id): returns nothing. Sets the day of the '
+    'set_billing_calendar(p_org_id, p_anchor_day, p_timezone, p_actor_id): returns true when the calendar changed, '
+    'false when it already was this one (nothing written, no audit row). Sets the day of the '
     'month (1-31) and the time zone the organization''s periods start on. The current period keeps its end; the '
     'next one runs to the new calendar''s first boundary after it, or to the second when that end is not a '
     'boundary of the new calendar. p_actor_id must be an admin of the organization (null: trusted). Locks the '

@@ -280,19 +280,23 @@ comment on function org_billing_timeline(text, integer) is
     'recorded them.';
 
 
--- audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit):
--- audit entries newest first, filtered: one organization's (p_org_id) or all
--- (null); one acting user's; the listed actions (empty: all); written in
--- [p_start, p_end) (null: open). actor_name is null for entries written
--- without a user (a job or the CLI). matching counts all filtered entries,
--- not only the p_limit returned.
+-- audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit,
+-- p_offset): audit entries newest first, filtered: one organization's
+-- (p_org_id) or all (null); one acting user's; the listed actions (empty:
+-- all); written in [p_start, p_end) (null: open); p_limit of them (null: all)
+-- after skipping the newest p_offset (a page). actor_name is null for entries
+-- written without a user (a job or the CLI). matching counts all filtered
+-- entries, not only the page returned.
+drop function if exists audit_entries(text, text, text[], timestamptz, timestamptz, integer);
+
 create or replace function audit_entries(
     p_org_id text,
     p_by_actor text,
     p_actions text[],
     p_start timestamptz,
     p_end timestamptz,
-    p_limit integer
+    p_limit integer,
+    p_offset integer default 0
 )
 returns table (
     created_at timestamptz, org_id text, org_name text, actor_id text, actor_name text, action text,
@@ -313,14 +317,15 @@ as $$
        and (p_start is null or a.created_at >= p_start)
        and (p_end is null or a.created_at < p_end)
      order by a.created_at desc, a.id desc
-     limit p_limit;
+     limit p_limit offset greatest(coalesce(p_offset, 0), 0);
 $$;
 
-comment on function audit_entries(text, text, text[], timestamptz, timestamptz, integer) is
-    'audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit): audit entries newest first, '
-    'filtered: one organization''s (p_org_id) or all (null); one acting user''s; the listed actions (empty: all); '
-    'written in [p_start, p_end) (null: open). actor_name is null for entries written without a user (a job or '
-    'the CLI). matching counts all filtered entries, not only the p_limit returned.';
+comment on function audit_entries(text, text, text[], timestamptz, timestamptz, integer, integer) is
+    'audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit, p_offset): audit entries newest '
+    'first, filtered: one organization''s (p_org_id) or all (null); one acting user''s; the listed actions (empty: '
+    'all); written in [p_start, p_end) (null: open); p_limit of them (null: all) after skipping the newest '
+    'p_offset (a page). actor_name is null for entries written without a user (a job or the CLI). matching counts '
+    'all filtered entries, not only the page returned.';
 
 
 -- audit_actions(p_org_id): the actions present in the log of one

@@ -144,6 +144,7 @@ declare
         'plan_version_list',
         'create_plan',
         'edit_plan',
+        'preview_plan_edit',
         'rename_plan',
         'retire_plan',
         -- pricing
@@ -155,6 +156,8 @@ declare
         'org_pricing_override_list',
         'credit_package_list',
         'pricing_platform_rule_at',
+        'pricing_rule_reach',
+        'pricing_price_reach',
         'charging_org_for',
         'set_model_price',
         'set_service_price',

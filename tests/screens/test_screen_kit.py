@@ -100,3 +100,23 @@ def test_every_grid_of_the_pages_goes_through_the_kit():
         if "st.dataframe(" in line or "st.data_editor(" in line or "st.table(" in line
     ]
     assert direct == [], f"render grids with kit.table: {direct}"
+
+
+def test_a_chart_without_data_says_nothing_yet_instead_of_an_empty_axis():
+    from streamlit.testing.v1 import AppTest
+
+    def page() -> None:
+        import pandas as pd
+
+        from pages import kit
+
+        empty_pool = pd.DataFrame({"figure": ["total", "used"], "credits": [0, 0]})
+        kit.show_chart(kit.bar_chart(empty_pool, "figure", "credits", horizontal=True, title="Pool"), key="pool")
+        kit.show_chart(kit.line_chart(pd.DataFrame({"day": [], "credits": []}), "day", "credits"), key="usage")
+        kit.show_chart(kit.bar_chart(pd.DataFrame({"figure": ["total"], "credits": [5]}), "figure", "credits",
+                                     title="Filled"), key="filled")
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert [plain(c.value) for c in at.caption] == ["Pool: Nothing yet.", "Nothing yet."]
+    assert len(at.get("plotly_chart")) == 1  # only the chart with a figure is drawn

@@ -21,10 +21,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from billing_core import auth, ledger, organizations, plans, pricing, subscriptions
+from billing_core import auth, credits, ledger, organizations, plans, pricing, subscriptions
 from billing_core.database import PROJECT_ROOT, fetch
+from billing_core.errors import BillingError
 from billing_core.pricing import Usage
 from pages import kit
+from pages.sections import pricing_plans
 from tests.ledger_state import billing_verify, snapshot
 from tests.screen_testing import dataframe, errors, no_html_allowed, open_page, plain, registered_screens, switch_screen
 
@@ -86,6 +88,11 @@ def fill(at: AppTest, **values) -> AppTest:
     return at
 
 
+def when_now(at: AppTest) -> dict:
+    """The open dialog's "Takes effect" choice set to now (a price change has none preset)."""
+    return {r.key: "now" for r in at.radio if r.key and r.key.endswith("_when")}
+
+
 def successes(at: AppTest) -> list[str]:
     return [plain(s.value) for s in at.success]
 
@@ -129,11 +136,11 @@ def test_page_shows_the_seed_figures(setup):
 
     # BYOK rules: which plan allows which calls, and what a BYOK call costs (1 credit = $0.001)
     assert rows(at, "plan_name", "pricing_mode", "managed", "byok", "byok_credits", "byok_dollars") == [
-        ("Starter", "markup", "allowed", "refused", None, "—"),
-        ("BYOK", "passthrough", "refused", "allowed", 1.0, "$0.001"),
-        ("Platform", "markup", "allowed", "refused", None, "—"),
-        ("Hybrid", "mixed", "allowed", "allowed", 1.0, "$0.001"),
-        ("Enterprise", "mixed", "allowed", "allowed", 1.0, "$0.001"),
+        ("Starter", "markup", "allowed", "refused", "—", "—"),
+        ("BYOK", "passthrough", "refused", "allowed", "1", "$0.001"),
+        ("Platform", "markup", "allowed", "refused", "—", "—"),
+        ("Hybrid", "mixed", "allowed", "allowed", "1", "$0.001"),
+        ("Enterprise", "mixed", "allowed", "allowed", "1", "$0.001"),
     ]
     assert no_html_allowed(at)
 
@@ -215,12 +222,24 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
     at = open_page("pricing", "root")
     pick_plan(at, "platform", "Edit plan")
     assert dialog_open(at) and not at.exception
-    assert (at.text_input(key="pe_price").value, at.selectbox(key="pe_mode").value,
-            at.text_input(key="pe_credits").value, at.number_input(key="pe_trial").value) == (
+    assert (at.text_input(key="plan_edit_price").value, at.selectbox(key="plan_edit_mode").value,
+            at.text_input(key="plan_edit_credits").value, at.number_input(key="plan_edit_trial").value) == (
         "50", "markup", "25000", 14)
-    assert at.selectbox(key="pe_mode").options == ["markup", "passthrough", "mixed"]  # no other mode can be sent
-    fill(at, pe_price="55.5", pe_credits="")  # empty: keeps 25,000
-    press(at, "Save new version")
+    assert at.selectbox(key="plan_edit_mode").options == ["markup", "passthrough", "mixed"]  # no other mode can be sent
+    # a price change names its moment: nothing is preset, and the review refuses to guess
+    assert at.radio(key="plan_edit_when").value is None
+    before = state(db)
+    press(at, "Review the change")
+    assert errors(at) == ["Choose when the change takes effect: now, or at the date and time below."]
+    assert dialog_open(at) and state(db) == before
+    fill(at, plan_edit_price="55.5", plan_edit_credits="", plan_edit_when="now")  # empty: keeps 25,000
+    press(at, "Review the change")
+    assert not errors(at) and state(db) == before  # asked, not saved
+    question = [plain(w.value) for w in at.warning]
+    assert question == ["Add version 2 of Platform (platform) now: price a month $50.00 → $55.50? It reaches "
+                        "1 organization subscribed to it now: each subscription moves to version 2 at its next "
+                        "period start. Past invoices never change."]
+    press(at, "Confirm")
     assert not at.exception and not errors(at) and not dialog_open(at)
     assert successes(at) == ["Platform (platform): version 2 takes effect now."]
     entry = {e.code: e for e in plans.catalogue(db)}["platform"]
@@ -229,7 +248,7 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
                                              f"v2 since {at_minute(entry.effective_at)}")
     at.toggle(key="plan_versions").set_value(True).run()
     assert rows(at, "version", "price_per_month", "status", "created_by") == [
-        (1, "$50.00", "replaced", None), (2, "$55.50", "in force", "root")]
+        (1, "$50.00", "replaced", "—"), (2, "$55.50", "in force", "root")]
     # the subscription keeps paying version 1 until its next period start; billing history is untouched
     assert fetch(db, "select plan_version, price_amount from organization_subscriptions")[0] == (1, 50)
     assert fetch(db, "select t::text from org_billing_history t order by id") == paid
@@ -238,14 +257,65 @@ def test_edit_plan_now_makes_a_new_version_and_keeps_what_was_paid(setup, db_url
     assert billing_verify(db_url).returncode == 0
 
 
+def test_the_review_counts_whom_a_new_version_reaches_and_refuses_what_the_save_refuses(setup):
+    """preview_plan_edit: the subscriptions on the plan (one per organization), those set to leave it, those
+    scheduled to join it; the same refusals as edit_plan, and nothing written."""
+    db = setup
+    for org_id in ("beta", "gamma", "delta"):
+        organizations.create_organization(db, None, org_id, org_id.title())
+    for org_id, plan in (("acme", "platform"), ("beta", "platform"), ("gamma", "platform"), ("delta", "starter")):
+        subscriptions.create_subscription(db, "root", org_id, plan, trial=False)
+    subscriptions.cancel(db, "root", "beta")  # at its period end: it leaves the plan
+    subscriptions.schedule_change(db, "root", "delta", "platform")  # it joins the plan
+    before = state(db)
+    preview = plans.preview_edit(db, "root", "platform", monthly_price="60", included_credits="30000")
+    assert (preview.version, preview.monthly_price, preview.included_credits, preview.previous_monthly_price) == (
+        2, 60, 30000, 50)
+    assert (preview.subscriptions, preview.leaving, preview.arriving) == (3, 1, 1)
+    assert state(db) == before
+    for arguments, words in (({"monthly_price": "50"}, "nothing to change"), ({"monthly_price": "-1"}, "negative"),
+                             ({"effective_at": yesterday()}, "in the past")):
+        for call in (plans.preview_edit, plans.edit_plan):
+            with pytest.raises(BillingError, match=words):
+                call(db, "root", "platform", **arguments)
+    with pytest.raises(BillingError, match="not a system admin"):
+        plans.preview_edit(db, "ada", "platform", monthly_price="60")
+    assert state(db) == before
+
+    at = open_page("pricing", "root")
+    pick_plan(at, "platform", "Edit plan")
+    fill(at, plan_edit_price="60", plan_edit_credits="30,000", plan_edit_when="now")
+    press(at, "Review the change")
+    assert [plain(w.value) for w in at.warning] == [
+        "Add version 2 of Platform (platform) now: price a month $50.00 → $60.00; included credits a month 25,000 → "
+        "30,000? It reaches 3 organizations subscribed to it now: each subscription moves to version 2 at its next "
+        "period start (1 of them set to leave the plan at their period end). 1 organization scheduled to change to "
+        "this plan pays it after the change. Past invoices never change."]
+    assert state(db) == before
+    # a later moment: the subscriptions meet it at their first period start from then on
+    later = datetime.combine((datetime.now(UTC) + timedelta(days=5)).date(), time(0, 0), tzinfo=UTC)
+    scheduled = plans.preview_edit(db, "root", "platform", monthly_price="60", effective_at=later)
+    latest = plans.versions(db, "platform")[-1]
+    assert pricing_plans.edit_question("Platform (platform)", latest, scheduled, later) == (
+        f"Add version 2 of Platform (platform) on {later:%Y-%m-%d} 00:00 UTC: price a month $50.00 → $60.00? It "
+        f"reaches 3 organizations subscribed to it now: each subscription moves to version 2 at its first period "
+        f"start on or after {later:%Y-%m-%d} 00:00 UTC (1 of them set to leave the plan at their period end). "
+        f"1 organization scheduled to change to this plan pays it after the change. Past invoices never change.")
+
+
 def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup):
     db = setup
     at = open_page("pricing", "root")
     day = (datetime.now(UTC) + timedelta(days=3)).date()
     pick_plan(at, "byok", "Edit plan")
-    assert at.number_input(key="pe_trial").value == 0  # no trial
-    fill(at, pe_price="35", pe_trial=7, pe_when="at", pe_date=day)
-    press(at, "Save new version")
+    assert at.number_input(key="plan_edit_trial").value == 0  # no trial
+    fill(at, plan_edit_price="35", plan_edit_trial=7, plan_edit_when="at", plan_edit_date=day)
+    press(at, "Review the change")
+    assert [plain(w.value) for w in at.warning] == [
+        f"Add version 2 of BYOK (byok) on {day} 00:00 UTC: price a month $30.00 → $35.00; trial none → 7 days? "
+        "No organization is on this plan now: only subscriptions that start on it from then on pay it. "
+        "Past invoices never change."]
+    press(at, "Confirm")
     assert successes(at) == [f"BYOK (byok): version 2 takes effect on {day} 00:00 UTC."]
     start = datetime.combine(day, time(0, 0), tzinfo=UTC)
     assert plan_rows(at)["byok"][1:] == ("$30.00", "passthrough", 0, "none", plan_rows(at)["byok"][5],
@@ -260,11 +330,12 @@ def test_a_future_version_shows_as_scheduled_and_leaves_the_price_in_force(setup
     assert [r[-1] for r in rows(at, "version", "status")] == ["in force", "scheduled"]
     # the next edit presets the latest (scheduled) terms and must come after them
     press(at, "Edit plan")
-    assert (at.text_input(key="pe_price").value, at.number_input(key="pe_trial").value) == ("35", 7)
+    assert (at.text_input(key="plan_edit_price").value, at.number_input(key="plan_edit_trial").value) == ("35", 7)
     before = state(db)
-    fill(at, pe_price="40", pe_when="at", pe_date=day - timedelta(days=1))
-    press(at, "Save new version")
+    fill(at, plan_edit_price="40", plan_edit_when="at", plan_edit_date=day - timedelta(days=1))
+    press(at, "Review the change")
     assert "must be after version 2" in errors(at)[0] and dialog_open(at)
+    assert not at.warning and "Confirm" not in [b.label for b in at.button]  # refused before any question
     assert state(db) == before
 
 
@@ -272,8 +343,8 @@ def test_new_plan_rename_and_retire(setup, db_url):
     db = setup
     at = open_page("pricing", "root")
     press(at, "New plan")
-    fill(at, pn_code="team", pn_name="<b>Team</b> & 'co' [x](javascript:alert(1))", pn_price="75.1234",
-         pn_mode="mixed", pn_credits="30,000", pn_trial=30, pn_description="<script>alert(1)</script>")
+    fill(at, plan_new_code="team", plan_new_name="<b>Team</b> & 'co' [x](javascript:alert(1))", plan_new_price="75.1234",
+         plan_new_mode="mixed", plan_new_credits="30,000", plan_new_trial=30, plan_new_description="<script>alert(1)</script>")
     press(at, "Create plan")
     assert not at.exception and not errors(at) and not dialog_open(at)
     assert successes(at) == ["Created plan team."]
@@ -289,13 +360,13 @@ def test_new_plan_rename_and_retire(setup, db_url):
 
     # a new plan with trial 0 has no trial
     press(at, "New plan")
-    fill(at, pn_code="solo", pn_name="Solo", pn_price="9", pn_mode="markup", pn_credits="0", pn_trial=0)
+    fill(at, plan_new_code="solo", plan_new_name="Solo", plan_new_price="9", plan_new_mode="markup", plan_new_credits="0", plan_new_trial=0)
     press(at, "Create plan")
     assert plan_rows(at)["solo"][3:5] == (0, "none")
 
     pick_plan(at, "team", "Rename")
-    assert at.text_input(key="prn_name").value == "<b>Team</b> & 'co' [x](javascript:alert(1))"
-    fill(at, prn_name="Team Plus", prn_description="For teams")
+    assert at.text_input(key="plan_rename_name").value == "<b>Team</b> & 'co' [x](javascript:alert(1))"
+    fill(at, plan_rename_name="Team Plus", plan_rename_description="For teams")
     press(at, "Save name")
     assert successes(at) == ["Renamed plan team."]
     assert plan_rows(at)["team"][0] == "Team Plus"
@@ -329,8 +400,8 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     at = open_page("pricing", "root")
     press(at, "Add model")
     assert dialog_open(at) and not at.exception
-    fill(at, mp_provider="mistral", mp_model="mistral-large", mp_usd_per_1k_input="0.002",
-         mp_usd_per_1k_output="0.006", mp_note="<img src=x onerror=alert(1)>")
+    fill(at, model_price_provider="mistral", model_price_model="mistral-large", model_price_usd_per_1k_input="0.002",
+         model_price_usd_per_1k_output="0.006", model_price_note="<img src=x onerror=alert(1)>", model_price_when="now")
     press(at, "Save price")
     assert not at.exception and not errors(at)
     assert not dialog_open(at)
@@ -341,16 +412,16 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     assert (saved.usd_per_1k_input, saved.usd_per_1k_output, saved.created_by) == (D("0.002"), D("0.006"), "root")
 
     # edit gpt-4o from tomorrow on: the fields come preset with today's figures
-    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
     press(at, "Edit model price")
-    assert at.text_input(key="mp_usd_per_1k_input").value == "0.0025"
-    assert at.text_input(key="mp_usd_per_1k_output").value == "0.01"
+    assert at.text_input(key="model_price_usd_per_1k_input").value == "0.0025"
+    assert at.text_input(key="model_price_usd_per_1k_output").value == "0.01"
     start = (datetime.now(UTC) + timedelta(days=2)).date()
-    fill(at, mp_usd_per_1k_input="0.003", mp_when="at", mp_date=start)
+    fill(at, model_price_usd_per_1k_input="0.003", model_price_when="at", model_price_date=start)
     press(at, "Save price")
     assert successes(at) == ["Saved the price of gpt-4o."] and not dialog_open(at)
     assert dict(rows(at, "model", "usd_per_1k_input"))["gpt-4o"] == "$0.0025"  # in force until then
-    at.toggle(key="mp_history").set_value(True).run()
+    at.toggle(key="model_price_history").set_value(True).run()
     history = [r for r in rows(at, "model", "usd_per_1k_input", "usd_per_1k_output", "effective_from")
                if r[0] == "gpt-4o"]
     assert [r[1:3] for r in history] == [("$0.0025", "$0.01"), ("$0.003", "$0.01")]
@@ -360,13 +431,32 @@ def test_model_price_dialog_adds_a_model_and_schedules_a_price(setup, db_url):
     assert billing_verify(db_url).returncode == 0
 
 
+def test_a_price_dialog_says_whom_a_new_price_reaches(setup):
+    db = setup
+    credits.add_credits(db, None, "acme", 10_000, 10)
+    credits.allocate(db, "ada", "acme", "mia", 1_000)
+    for _ in range(2):
+        credits.deduct(db, "acme", "mia", 5, "llm", "gpt-4o")
+    at = open_page("pricing", "root")
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
+    press(at, "Edit model price")
+    assert ("A new price reaches the organizations that call gpt-4o: 1 organization was charged for 2 calls in the "
+            "last 30 days.") in [plain(c.value) for c in at.caption]
+    assert (pricing.price_reach(db, "root", model="gpt-4o").organizations,
+            pricing.price_reach(db, "root", model="gpt-4o-mini").calls) == (1, 0)
+    at = open_page("pricing", "root")
+    at.selectbox(key="service_pick").set_value("contact_lookup").run()
+    press(at, "Edit service price")
+    assert "No organization was charged for contact lookup in the last 30 days." in [plain(c.value) for c in at.caption]
+
+
 def test_service_dialog_changes_credits_per_call(setup):
     db = setup
     at = open_page("pricing", "root")
-    at.selectbox(key="sp_pick").set_value("contact_lookup").run()
+    at.selectbox(key="service_pick").set_value("contact_lookup").run()
     press(at, "Edit service price")
-    assert at.text_input(key="sp_credits").value == "10"
-    fill(at, sp_credits="12.5")
+    assert at.text_input(key="service_price_credits").value == "10"
+    fill(at, service_price_credits="12.5", service_price_when="now")
     press(at, "Save service price")
     assert successes(at) == ["Saved the price of contact_lookup."]
     assert dict(rows(at, "service_type", "credits"))["contact_lookup"] == 12.5
@@ -377,35 +467,50 @@ def test_platform_rules_dialog_and_an_organization_override(setup):
     db = setup
     at = open_page("pricing", "root")
     press(at, "Edit platform rules")
-    assert (at.text_input(key="pr_markup").value, at.text_input(key="pr_fee").value,
-            at.number_input(key="pr_ttl").value) == ("1.5", "1", 900)
-    fill(at, pr_markup="2", pr_fee="0.5", pr_note="<b>bold</b> & 'quoted'")
+    assert (at.text_input(key="rules_markup").value, at.text_input(key="rules_fee").value,
+            at.number_input(key="rules_ttl").value) == ("1.5", "1", 900)
+    fill(at, rules_markup="2", rules_fee="0.5", rules_note="<b>bold</b> & 'quoted'", rules_when="now")
     press(at, "Save platform rules")
     assert successes(at) == ["Saved the platform rules."]
     assert [m.value for m in at.metric] == ["× 2", "0.5", "900 s"]
     assert rows(at, "markup", "byok_fee_credits", "in_force", "note")[0] == (2.0, 0.5, "in force", "<b>bold</b> & 'quoted'")
 
     press(at, "Set an organization's override")
-    fill(at, ov_org="acme", ov_markup="1.2")
+    fill(at, override_org="acme", override_markup="1.2", override_when="now")
     press(at, "Save override")
     assert successes(at) == ["Saved the pricing override of Acme <b>Inc</b> (acme)."]
     assert "\\<b\\>" in at.success[0].value  # the name is escaped, shown as typed
-    assert rows(at, "org_name", "markup", "byok_fee_credits") == [("Acme <b>Inc</b>", 1.2, None)]
+    assert rows(at, "org_name", "markup", "byok_fee_credits") == [("Acme <b>Inc</b>", "1.2", "the platform's")]
 
     # the calculator with acme: gpt-4o, 1,000 in + 500 out = $0.0075 -> 7.5 credits x 1.2 = 9 (platform: x 2 = 15)
     fill(at, calc_model="gpt-4o").run()
-    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 15
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == "15"
     fill(at, calc_org="acme").run()
-    assert dict(rows(at, "plan_name", "credits"))["Platform"] == 9
+    assert dict(rows(at, "plan_name", "credits"))["Platform"] == "9"
     assert ledger.verify(db) == []
+
+
+def test_the_platform_rules_dialog_says_how_many_organizations_they_reach(setup):
+    db = setup
+    for org_id in ("beta", "gamma"):
+        organizations.create_organization(db, None, org_id, org_id.title())
+    pricing.set_org_override(db, "root", "beta", markup=D("1.2"))
+    at = open_page("pricing", "root")
+    press(at, "Edit platform rules")
+    reach = pricing.rule_reach(db, "root")
+    assert (reach.organizations, reach.own_markup, reach.own_fee) == (3, 1, 0)
+    assert ("These rules reach every organization without its own override (3 organizations now): the markup "
+            "prices 2 of 3 (1 has its own); the BYOK fee charges every one.") in [plain(c.value) for c in at.caption]
+    with pytest.raises(BillingError, match="not a system admin"):
+        pricing.rule_reach(db, "ada")
 
 
 def test_package_dialog_creates_and_edits(setup):
     db = setup
     at = open_page("pricing", "root")
     press(at, "New package")
-    fill(at, pk_code="pro_5k", pk_name="<script>alert(1)</script>", pk_credits="5,000", pk_bonus="500",
-         pk_price="5", pk_sort=15)
+    fill(at, package_code="pro_5k", package_name="<script>alert(1)</script>", package_credits="5,000", package_bonus="500",
+         package_price="5", package_sort=15)
     press(at, "Save package")
     assert successes(at) == ["Created package pro_5k."]
     shown = rows(at, "code", "name", "total_credits", "price", "usd_per_1000_credits", "is_active")
@@ -413,11 +518,11 @@ def test_package_dialog_creates_and_edits(setup):
     assert shown[1] == ("pro_5k", "<script>alert(1)</script>", 5500, 5, 0.9091, "on sale")
     assert no_html_allowed(at)
 
-    at.selectbox(key="pk_pick").set_value("growth_50k").run()
+    at.selectbox(key="package_pick").set_value("growth_50k").run()
     press(at, "Edit package")
-    assert (at.text_input(key="pk_credits").value, at.text_input(key="pk_bonus").value,
-            at.text_input(key="pk_price").value) == ("50000", "2500", "50")
-    fill(at, pk_price="45", pk_active=False)
+    assert (at.text_input(key="package_credits").value, at.text_input(key="package_bonus").value,
+            at.text_input(key="package_price").value) == ("50000", "2500", "50")
+    fill(at, package_price="45", package_active=False)
     press(at, "Save package")
     assert successes(at) == ["Saved package growth_50k."]
     assert {c: (p, a) for c, p, a in rows(at, "code", "price", "is_active")}["growth_50k"] == (45, "withdrawn")
@@ -433,82 +538,82 @@ def _open_plan(at):
 
 
 def _open_model(at):
-    at.selectbox(key="mp_pick").set_value("gpt-4o").run()
+    at.selectbox(key="model_pick").set_value("gpt-4o").run()
     return press(at, "Edit model price")
 
 
 BAD_INPUT = [
     # (opens the dialog, fields, its save button, words of the refusal)
-    (_open_model, {"mp_usd_per_1k_input": "-1"}, "Save price", "cannot be negative (got -1)"),
-    (_open_model, {"mp_usd_per_1k_input": "0"}, "Save price", None),  # zero is a valid rate: saved
-    (_open_model, {"mp_usd_per_1k_output": "ten"}, "Save price", "is not a number (got 'ten')"),
-    (_open_model, {"mp_usd_per_1k_output": "1e7"}, "Save price", "is too large"),
-    (_open_model, {"mp_usd_per_image": ""}, "Save price", "Price per image is not a number"),
-    (_open_model, {"mp_usd_per_request": "0.000000001"}, "Save price", "more than 8 decimal places"),
-    (_open_model, {"mp_when": "at", "mp_date": yesterday().date()}, "Save price", "is in the past"),
-    (_open_model, {"mp_when": "at", "mp_date": (yesterday() + timedelta(days=6 * 366)).date()}, "Save price", "too far ahead"),
-    (_open_model, {"mp_note": "line\nbreak"}, "Save price", "control characters"),
-    (lambda at: press(at, "Add model"), {"mp_provider": "Open AI'; drop table x", "mp_model": "x",
-                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+    (_open_model, {"model_price_usd_per_1k_input": "-1"}, "Save price", "cannot be negative (got -1)"),
+    (_open_model, {"model_price_usd_per_1k_input": "0"}, "Save price", None),  # zero is a valid rate: saved
+    (_open_model, {"model_price_usd_per_1k_output": "ten"}, "Save price", "is not a number (got 'ten')"),
+    (_open_model, {"model_price_usd_per_1k_output": "1e7"}, "Save price", "is too large"),
+    (_open_model, {"model_price_usd_per_image": ""}, "Save price", "Price per image is not a number"),
+    (_open_model, {"model_price_usd_per_request": "0.000000001"}, "Save price", "more than 8 decimal places"),
+    (_open_model, {"model_price_when": "at", "model_price_date": yesterday().date()}, "Save price", "is in the past"),
+    (_open_model, {"model_price_when": "at", "model_price_date": (yesterday() + timedelta(days=6 * 366)).date()}, "Save price", "too far ahead"),
+    (_open_model, {"model_price_note": "line\nbreak"}, "Save price", "control characters"),
+    (lambda at: press(at, "Add model"), {"model_price_provider": "Open AI'; drop table x", "model_price_model": "x",
+                                         "model_price_usd_per_1k_input": "1", "model_price_usd_per_1k_output": "1"},
      "Save price", "Provider must be a lowercase key"),
-    (lambda at: press(at, "Add model"), {"mp_provider": "openai", "mp_model": "gpt 5",
-                                         "mp_usd_per_1k_input": "1", "mp_usd_per_1k_output": "1"},
+    (lambda at: press(at, "Add model"), {"model_price_provider": "openai", "model_price_model": "gpt 5",
+                                         "model_price_usd_per_1k_input": "1", "model_price_usd_per_1k_output": "1"},
      "Save price", "Model must be 1 to 128 characters without spaces"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "-5"}, "Save service price", "cannot be negative"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "1e10"}, "Save service price", "too large"),
-    (lambda at: press(at, "Edit service price"), {"sp_credits": "abc"}, "Save service price", "not a number"),
-    (lambda at: press(at, "Add service"), {"sp_service": "<b>x</b>", "sp_credits": "1"}, "Save service price",
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "-5"}, "Save service price", "cannot be negative"),
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "1e10"}, "Save service price", "too large"),
+    (lambda at: press(at, "Edit service price"), {"service_price_credits": "abc"}, "Save service price", "not a number"),
+    (lambda at: press(at, "Add service"), {"service_price_service": "<b>x</b>", "service_price_credits": "1"}, "Save service price",
      "service type"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "0"}, "Save platform rules",
+    (lambda at: press(at, "Edit platform rules"), {"rules_markup": "0"}, "Save platform rules",
      "Markup must be a number greater than 0"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_markup": "1000"}, "Save platform rules", "at most 100"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_fee": "-1"}, "Save platform rules", "cannot be negative"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_ttl": 0}, "Save platform rules",
+    (lambda at: press(at, "Edit platform rules"), {"rules_markup": "1000"}, "Save platform rules", "at most 100"),
+    (lambda at: press(at, "Edit platform rules"), {"rules_fee": "-1"}, "Save platform rules", "cannot be negative"),
+    (lambda at: press(at, "Edit platform rules"), {"rules_ttl": 0}, "Save platform rules",
      "Hold lifetime must be between 1 second and 7 days"),
-    (lambda at: press(at, "Edit platform rules"), {"pr_when": "at", "pr_date": yesterday().date()},
+    (lambda at: press(at, "Edit platform rules"), {"rules_when": "at", "rules_date": yesterday().date()},
      "Save platform rules", "in the past"),
-    (lambda at: press(at, "Set an organization's override"), {"ov_markup": "2"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_markup": "2"}, "Save override",
      "Choose an organization."),
-    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_markup": "-2"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_org": "acme", "override_markup": "-2"}, "Save override",
      "Markup must be"),
-    (lambda at: press(at, "Set an organization's override"), {"ov_org": "acme", "ov_fee": "x"}, "Save override",
+    (lambda at: press(at, "Set an organization's override"), {"override_org": "acme", "override_fee": "x"}, "Save override",
      "not a number"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "0", "pk_price": "1"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "0", "package_price": "1"},
      "Save package", "Package credits must be greater than 0"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "-1"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "10", "package_price": "-1"},
      "Save package", "Package price cannot be negative"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "Tiny", "pk_credits": "10", "pk_price": "1e20"},
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "Tiny", "package_credits": "10", "package_price": "1e20"},
      "Save package", "too large"),
-    (lambda at: press(at, "New package"), {"pk_code": "Bad Code", "pk_name": "Bad", "pk_credits": "10",
-                                           "pk_price": "1"}, "Save package", "Package code must be"),
-    (lambda at: press(at, "New package"), {"pk_code": "tiny", "pk_name": "  ", "pk_credits": "10", "pk_price": "1"},
+    (lambda at: press(at, "New package"), {"package_code": "Bad Code", "package_name": "Bad", "package_credits": "10",
+                                           "package_price": "1"}, "Save package", "Package code must be"),
+    (lambda at: press(at, "New package"), {"package_code": "tiny", "package_name": "  ", "package_credits": "10", "package_price": "1"},
      "Save package", "Package name is missing"),
-    (lambda at: press(at, "Edit package"), {"pk_bonus": "many"}, "Save package", "not a number"),
-    (_open_plan, {"pe_price": "-5"}, "Save new version", "Monthly price cannot be negative (got -5)"),
-    (_open_plan, {"pe_price": "2e10"}, "Save new version", "Monthly price is too large"),
-    (_open_plan, {"pe_price": "1e12"}, "Save new version", "Monthly price is too large"),
-    (_open_plan, {"pe_price": "ten"}, "Save new version", "Monthly price is not a number (got 'ten')"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "9.99999"}, "Create plan",
+    (lambda at: press(at, "Edit package"), {"package_bonus": "many"}, "Save package", "not a number"),
+    (_open_plan, {"plan_edit_price": "-5"}, "Review the change", "Monthly price cannot be negative (got -5)"),
+    (_open_plan, {"plan_edit_price": "2e10"}, "Review the change", "Monthly price is too large"),
+    (_open_plan, {"plan_edit_price": "1e12"}, "Review the change", "Monthly price is too large"),
+    (_open_plan, {"plan_edit_price": "ten"}, "Review the change", "Monthly price is not a number (got 'ten')"),
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": "9.99999"}, "Create plan",
      "more than 4 decimal places"),
-    (_open_plan, {"pe_price": "9.99999"}, "Save new version", "more than 4 decimal places"),
-    (_open_plan, {"pe_price": "51"}, "Save new version", None),  # the control case: saved
-    (_open_plan, {"pe_price": "50"}, "Save new version", "nothing to change"),
-    (_open_plan, {"pe_credits": "-1"}, "Save new version", "Included credits must be greater than 0"),
-    (_open_plan, {"pe_trial": 400}, "Save new version", "A trial lasts 1 to 365 days"),
-    (_open_plan, {"pe_price": "60", "pe_when": "at", "pe_date": yesterday().date()}, "Save new version",
+    (_open_plan, {"plan_edit_price": "9.99999"}, "Review the change", "more than 4 decimal places"),
+    (_open_plan, {"plan_edit_price": "51"}, "Review the change", None),  # the control case: saved
+    (_open_plan, {"plan_edit_price": "50"}, "Review the change", "nothing to change"),
+    (_open_plan, {"plan_edit_credits": "-1"}, "Review the change", "Included credits must be greater than 0"),
+    (_open_plan, {"plan_edit_trial": 400}, "Review the change", "A trial lasts 1 to 365 days"),
+    (_open_plan, {"plan_edit_price": "60", "plan_edit_when": "at", "plan_edit_date": yesterday().date()}, "Review the change",
      "is in the past"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "  ", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "  ", "plan_new_price": "10"}, "Create plan",
      "Plan name is missing"),
-    (lambda at: press(at, "New plan"), {"pn_code": "Team Plan", "pn_name": "Team", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "Team Plan", "plan_new_name": "Team", "plan_new_price": "10"}, "Create plan",
      "Plan code must be"),
-    (lambda at: press(at, "New plan"), {"pn_code": "platform", "pn_name": "Again", "pn_price": "10"}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "platform", "plan_new_name": "Again", "plan_new_price": "10"}, "Create plan",
      "already taken"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": ""}, "Create plan",
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": ""}, "Create plan",
      "Monthly price is not a number"),
-    (lambda at: press(at, "New plan"), {"pn_code": "team", "pn_name": "Team", "pn_price": "10", "pn_credits": "lots"},
+    (lambda at: press(at, "New plan"), {"plan_new_code": "team", "plan_new_name": "Team", "plan_new_price": "10", "plan_new_credits": "lots"},
      "Create plan", "Included credits is not a number"),
-    (lambda at: press(at, "Rename"), {"prn_name": ""}, "Save name", "Plan name is missing"),
-    (lambda at: press(at, "Rename"), {"prn_name": "Team\tPlus"}, "Save name", "control characters"),
+    (lambda at: press(at, "Rename"), {"plan_rename_name": ""}, "Save name", "Plan name is missing"),
+    (lambda at: press(at, "Rename"), {"plan_rename_name": "Team\tPlus"}, "Save name", "control characters"),
 ]
 
 
@@ -521,12 +626,16 @@ def test_bad_input_in_a_dialog_shows_the_error_and_changes_nothing(setup, opens,
     opens(at)
     assert dialog_open(at) and not at.exception
     before = state(db)
-    fill(at, **fields)
+    fill(at, **{**when_now(at), **fields})
     press(at, save)
     assert not at.exception
-    if words is None:  # the control case: the same path saves
+    if words is None:  # the control case: the same path saves (a plan's new version after its question)
+        if save == "Review the change":
+            assert not errors(at) and state(db) == before
+            press(at, "Confirm")
         assert not errors(at) and not dialog_open(at) and state(db) != before
         return
+    assert not at.warning, "a refused change asks no question"
     shown = errors(at)
     assert len(shown) == 1 and words.lower() in shown[0].lower(), shown
     assert dialog_open(at), "a refused save keeps the dialog open with what was typed"
@@ -558,7 +667,7 @@ def test_calculator_figures_equal_billing_cores(setup, fields, usage):
     assert shown.plan_name.tolist() == expected.plan_name.tolist()
     assert shown.allowed.tolist() == ["allowed" if ok else "not allowed" for ok in expected.allowed]
     for got, want in zip(shown.credits, expected.credits, strict=True):
-        assert (pd.isna(got) and want is None) or D(str(got)) == want
+        assert (got == "—" and want is None) or D(got.replace(",", "")) == want  # "—": the plan refuses it
     assert shown.dollars.tolist() == [kit.fmt_exact_money(d) for d in expected.dollars]
     assert shown.note.tolist() == expected.note.tolist()
     # the explanation of the first plan that allows the call: the engine's figures, in words
@@ -575,7 +684,7 @@ def test_calculator_explains_the_markup_arithmetic_by_hand(setup):
     assert rows(at, "plan_name", "allowed")[:3] == [("Starter", "allowed"), ("BYOK", "not allowed"),
                                                      ("Platform", "allowed")]
     credits = dict(rows(at, "plan_name", "allowed", "credits")[i][::2] for i in range(5))
-    assert credits["Platform"] == 11.25 and credits["BYOK"] is None  # BYOK plan: managed keys not included
+    assert credits["Platform"] == "11.25" and credits["BYOK"] == "—"  # BYOK plan: managed keys not included
     assert dict(rows(at, "plan_name", "allowed", "dollars")[i][::2] for i in range(5))["Platform"] == "$0.01125"
     at.selectbox(key="calc_explain").set_value("platform").run()
     words = [plain(m.value) for m in at.markdown]
@@ -607,10 +716,15 @@ def test_calculator_bad_input_shows_the_reason(setup, field, value, words):
 # ------------------------------------------------------------ in a real browser
 
 
+EVIL_NAME = "Evil https://evil.example www.evil.example"
+
+
 @pytest.mark.slow
 def test_pricing_page_in_a_browser(setup, db_url):
-    """Log in as root in Chromium, open Pricing: show a plan's versions, save a new version of Starter through its
-    dialog (after a refusal), save a platform rule through its dialog, price an event.
+    """Log in as root in Chromium, open Pricing: show a plan's versions; a new version of Starter through its dialog
+    (refused before any question, then reviewed with the organizations it reaches, then confirmed); a platform rule
+    through its dialog; price an event. Then Billing periods of an organization whose name holds URLs (a plain
+    heading, no link; the time zone picked from the IANA list by typing) and the paged Audit log.
 
     Screenshots land in test-artifacts/pricing-*.png (look at them: the tests cannot judge the layout).
     """
@@ -618,6 +732,8 @@ def test_pricing_page_in_a_browser(setup, db_url):
 
     if not web.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
+    subscriptions.create_subscription(setup, "root", "acme", "starter", trial=False)
+    organizations.create_organization(setup, None, "evil", EVIL_NAME)
     with web.running_app(db_url, "pricing-streamlit.log") as base:
         with web.playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(web.CHROMIUM), args=web.CHROMIUM_ARGS)
@@ -626,25 +742,34 @@ def test_pricing_page_in_a_browser(setup, db_url):
             page.goto(base)
             try:
                 _browse(web, page, setup)
+                _periods_and_audit(web, page, base)
             except Exception:
                 web.shot(page, "pricing-failed")
                 raise
             browser.close()
         assert pricing.platform_rules(setup, "root").iloc[0].markup == D("1.75")
         assert {e.code: e.monthly_price for e in plans.catalogue(setup)}["starter"] == 21
+        assert fetch(setup, "select billing_timezone from organizations where id = 'evil'")[0][0] == "Europe/Berlin"
 
 
 def _refused_then_saved(web, page, opens: str, field: str, bad: tuple[str, str], good: tuple[str, str], save: str,
-                        shots: tuple[str, str]) -> None:
-    """Open a dialog with the button `opens`; type bad[0] in `field` and see bad[1], then good[0] and see good[1]
-    once the dialog closed; a screenshot after each."""
+                        shots: tuple[str, str], review: str | None = None) -> None:
+    """Open a dialog with the button `opens`, say the change takes effect now; type bad[0] in `field` and see bad[1],
+    then good[0] (and, for a reviewed change, see `review` in its question and confirm) and see good[1] once the
+    dialog closed; a screenshot after each."""
     page.get_by_role("button", name=opens).click()
     dialog = page.get_by_role("dialog")
     dialog.wait_for()
     web.settle(page)
+    dialog.get_by_text("Now", exact=True).click()
     for (value, words), name in zip((bad, good), shots, strict=True):
         dialog.get_by_role("textbox", name=field).fill(value)
         dialog.get_by_role("button", name=save).click()
+        if value == good[0] and review is not None:
+            dialog.get_by_text(review).wait_for()
+            web.settle(page)
+            web.shot(page, f"{name}-review")
+            dialog.get_by_role("button", name="Confirm").click()
         (dialog if value == bad[0] else page).get_by_text(words).wait_for()
         web.settle(page)
         web.shot(page, name)
@@ -671,8 +796,9 @@ def _browse(web, page, db) -> None:
     web.shot(page, "pricing-plans")
     _refused_then_saved(web, page, "Edit plan", "Price per month (USD)",
                         ("-1", "Monthly price cannot be negative (got -1)."),
-                        ("21", "Starter (starter): version 2 takes effect now."), "Save new version",
-                        ("pricing-plan-edit-refused", "pricing-plan-edited"))
+                        ("21", "Starter (starter): version 2 takes effect now."), "Review the change",
+                        ("pricing-plan-edit-refused", "pricing-plan-edited"),
+                        review="It reaches 1 organization subscribed to it now")
 
     page.get_by_role("tab", name="Model prices").click()
     web.settle(page)
@@ -686,3 +812,29 @@ def _browse(web, page, db) -> None:
     page.get_by_role("tab", name="Cost calculator").click()
     web.settle(page)
     web.shot(page, "pricing-calculator")
+
+
+def _periods_and_audit(web, page, base: str) -> None:
+    page.goto(f"{base}/billing_settings?org=evil")
+    page.get_by_role("heading", name="Billing periods").wait_for()
+    web.settle(page)
+    heading = page.get_by_role("heading", name="Evil https")
+    heading.wait_for()
+    assert heading.inner_text().strip().replace("\u2060", "") == EVIL_NAME  # shown as typed (word joiners are
+    # invisible)...
+    assert page.locator("a[href*='evil.example']").count() == 0  # ...and never a live link
+    zone = page.get_by_test_id("stSelectbox").filter(has_text="Time zone").locator("input")
+    zone.click()
+    zone.fill("Berlin")  # the IANA list, searched by typing
+    page.get_by_role("option", name="Europe/Berlin", exact=True).click()
+    page.get_by_role("button", name="Save calendar").click()
+    page.get_by_text("Billing calendar saved").wait_for()
+    web.settle(page)
+    web.shot(page, "pricing-billing-periods")
+
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Audit log").click()
+    page.get_by_role("heading", name="Audit log").wait_for()
+    page.get_by_text("Showing 1–").wait_for()
+    web.settle(page)
+    assert page.locator("a[href*='evil.example']").count() == 0  # the name in the labels and table: text too
+    web.shot(page, "pricing-audit-log")
