@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from billing_core import access
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
