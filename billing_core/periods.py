@@ -164,17 +164,7 @@ def lots(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     the moment its credits entered the pool, which settlement goes by). remaining_credits is what is neither
     settled as consumed nor expired; usage since the job last ran is not settled yet.
     """
-    return fetch_frame(
-        db,
-        "select l.id, l.source, l.credits, coalesce(h.created_at, l.granted_at) as granted_at,"
-        " l.granted_at as recorded_at, l.expires_at, l.consumed_credits, l.expired_credits,"
-        " l.credits - l.consumed_credits - l.expired_credits as remaining_credits, l.expired_at"
-        " from credit_lots l"
-        " left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id"
-        " where l.org_id = :org_id order by l.expires_at nulls last, l.granted_at, l.id",
-        {"org_id": org_id},
-        checks=access.org_checks(actor_id, org_id, "admin"),
-    )
+    return fetch_frame(db, "select * from credit_lots_of(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,7 @@ def save_threshold(screen: Screen) -> None:
         "threshold", periods.set_low_balance_threshold, screen.db, screen.actor_id, screen.org_id, threshold,
         success="No low-balance alert." if threshold is None
         else f"Low-balance alert saved: below {kit.fmt_credits(threshold)} unspent credits.",
-        clear=("threshold_credits",),
-    )
+    )  # not cleared: the field shows the threshold in force, which is what was just saved
 
 
 def refresh_section(screen: Screen, settings: periods.Settings) -> None:

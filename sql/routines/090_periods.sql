@@ -205,8 +205,6 @@ comment on function billing_current_period(text, text) is
 -- it, or to the second when that end is not a boundary of the new calendar. p_actor_id must
 -- be an admin of the organization (null: trusted). Locks the organization
 -- row, then the pool. Raises CB002, CB008, CB009 (bad day or time zone).
--- it returned nothing before: a function's result type changes only by dropping it
-drop function if exists set_billing_calendar(text, integer, text, text);
 
 create or replace function set_billing_calendar(
     p_org_id text,

@@ -362,3 +362,38 @@ comment on function ledger_expire_due_lots(text, timestamptz) is
     'ledger_expire_due_lots(p_org_id, p_at): returns how many lots expired. Expires, earliest first, every lot of '
     'the pool that expires at or before p_at and is not expired yet. The caller holds the pool lock and has '
     'settled the lots. Raises nothing.';
+
+
+-- credit_lots_of(p_org_id, p_actor_id): the organization's credit lots,
+-- earliest expiring first; granted_at is the purchase's or grant's own date
+-- (its billing history row's), recorded_at when its credits entered the pool
+-- (what settlement goes by); remaining_credits is neither consumed nor
+-- expired. p_actor_id: an admin of the organization, a system admin or the
+-- operator. Locks nothing. Raises CB002, CB008.
+create or replace function credit_lots_of(p_org_id text, p_actor_id text)
+returns table (id bigint, source text, credits numeric, granted_at timestamptz, recorded_at timestamptz,
+               expires_at timestamptz, consumed_credits numeric, expired_credits numeric,
+               remaining_credits numeric, expired_at timestamptz)
+language plpgsql
+stable
+as $$
+#variable_conflict use_column
+begin
+    perform ledger_require_org(p_org_id);
+    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
+    return query
+        select l.id, l.source, l.credits, coalesce(h.created_at, l.granted_at), l.granted_at, l.expires_at,
+               l.consumed_credits, l.expired_credits, l.credits - l.consumed_credits - l.expired_credits,
+               l.expired_at
+          from credit_lots l
+          left join org_billing_history h on h.org_id = l.org_id and h.id = l.history_id
+         where l.org_id = p_org_id
+         order by l.expires_at nulls last, l.granted_at, l.id;
+end;
+$$;
+
+comment on function credit_lots_of(text, text) is
+    'credit_lots_of(p_org_id, p_actor_id): the organization''s credit lots, earliest expiring first; granted_at is '
+    'the purchase''s or grant''s own date (its billing history row''s), recorded_at when its credits entered the '
+    'pool (what settlement goes by); remaining_credits is neither consumed nor expired. p_actor_id: an admin of '
+    'the organization, a system admin or the operator. Locks nothing. Raises CB002, CB008.';

@@ -287,8 +287,6 @@ comment on function org_billing_timeline(text, integer) is
 -- after skipping the newest p_offset (a page). actor_name is null for entries
 -- written without a user (a job or the CLI). matching counts all filtered
 -- entries, not only the page returned.
-drop function if exists audit_entries(text, text, text[], timestamptz, timestamptz, integer);
-
 create or replace function audit_entries(
     p_org_id text,
     p_by_actor text,

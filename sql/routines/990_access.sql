@@ -167,6 +167,7 @@ declare
         'credit_holds_of',
         -- read models (041_report_reads.sql: each authorizes its actor)
         'organization_pool',
+        'credit_lots_of',
         'org_billing_summaries',
         'org_billing_summary_of',
         'my_credits',
