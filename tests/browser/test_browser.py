@@ -89,16 +89,26 @@ def app_db(pg_server, template_database) -> Iterator[str]:
 @contextlib.contextmanager
 def running_app(database_url: str, log_name: str = "browser-streamlit.log") -> Iterator[str]:
     """The app, started with `streamlit run app.py` on a free loopback port against `database_url`; its base URL."""
+    env = {"BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
+    with running_streamlit("app.py", database_url, log_name, env) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def running_streamlit(script: str | Path, database_url: str, log_name: str,
+                      env: dict[str, str] | None = None) -> Iterator[str]:
+    """`script` served by `streamlit run` on a free loopback port against `database_url` (and `env`); its base
+    URL. The app generates its cookie key and keeps it in the database."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "BILLING_LOGIN_SLEEP_SECONDS": "0.1"}
-    env.pop("BILLING_COOKIE_KEY", None)  # the app generates its key and keeps it in the database
-    log = (ARTIFACTS / log_name)
+    full_env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
+    full_env.pop("BILLING_COOKIE_KEY", None)
+    log = ARTIFACTS / log_name
     ARTIFACTS.mkdir(exist_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -111,7 +121,7 @@ def running_app(database_url: str, log_name: str = "browser-streamlit.log") -> I
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the app did not start; see {log}:\n{log.read_text()[-2000:]}")
+                pytest.fail(f"{script} did not start; see {log}:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
         yield base
     finally:

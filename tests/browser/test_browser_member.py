@@ -9,25 +9,17 @@ member's page then shows, as in the app. Screenshots land in test-artifacts/.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from billing_core import auth, credits, database, organizations, usage
-from billing_core.database import PROJECT_ROOT
 from tests.browser.test_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
-    free_port,
     migrated_database,
+    running_app,
     settle,
     shot,
 )
@@ -42,26 +34,6 @@ pytestmark = [
 PASSWORD = "mia member password 1"
 PHONE = {"width": 390, "height": 844}
 
-# app.py, with the admins' credit requests section under Organization billing (the integrator's wiring)
-HARNESS = f"""
-import runpy
-
-import pages
-from pages.sections.credit_requests import credit_requests_section
-
-screen_of_the_app = getattr(pages.render, "screen_of_the_app", pages.render)  # this script runs on every rerun
-
-
-def render(name, screen):
-    screen_of_the_app(name, screen)
-    if name == "org_billing":
-        credit_requests_section(screen)
-
-
-render.screen_of_the_app = screen_of_the_app
-pages.render = render
-runpy.run_path({str(PROJECT_ROOT / "app.py")!r}, run_name="__main__")
-"""
 
 
 @pytest.fixture
@@ -90,43 +62,6 @@ def member_db(pg_server, template_database) -> Iterator[str]:
         credits.allocate(db, None, "south", "mia", 400)
         credits.deduct(db, "north", "mia", 950, "llm", "gpt-4o")
         yield url
-
-
-@contextlib.contextmanager
-def running_script(source: str, database_url: str, folder: Path) -> Iterator[str]:
-    """`source` served by `streamlit run` on a free loopback port against `database_url`; its base URL."""
-    script = folder / "app_with_credit_requests.py"
-    script.write_text(source)
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT)}
-    log = ARTIFACTS / "browser-member-streamlit.log"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the app did not start; see {log}:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def start_login(context, base: str, email: str):
@@ -162,7 +97,7 @@ def no_sideways_scrolling(page) -> bool:
 
 def test_request_more_credits_round_trip_on_a_phone(member_db, chromium, tmp_path):
     db = database.get_engine(member_db)
-    with running_script(HARNESS, member_db, tmp_path) as app:
+    with running_app(member_db, "browser-member-streamlit.log") as app:
         phone = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
         desk = chromium.new_context(viewport={"width": 1280, "height": 900})
         try:

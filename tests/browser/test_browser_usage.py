@@ -11,11 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -29,9 +24,9 @@ from tests.browser.test_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
-    free_port,
     migrated_database,
     playwright_api,
+    running_streamlit,
     settle,
     shot,
 )
@@ -97,36 +92,9 @@ def running_page(database_url: str, folder: Path) -> Iterator[str]:
     """The tiny page, started with `streamlit run` on a free loopback port as ada of berlin; its base URL."""
     script = folder / "usage_page.py"
     script.write_text(PAGE)
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "USAGE_ACTOR": "ada", "USAGE_ORG": "berlin"}
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "browser-usage-streamlit.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the page did not start; see {log}:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    env = {"USAGE_ACTOR": "ada", "USAGE_ORG": "berlin"}
+    with running_streamlit(script, database_url, "browser-usage-streamlit.log", env) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def credits_used(page) -> str:
