@@ -123,7 +123,7 @@ def standing_section(screen: Screen, labels: dict[str, str]) -> None:
         st.markdown("**A member's standing amount**")
         st.caption("What their allocation reopens at each period. Empty: what they had in the closing period.")
         st.selectbox("Member", list(labels), format_func=labels.get, key="standing_user")
-        st.text_input("Credits each period", key="standing_credits", placeholder="1,000")
+        st.text_input("Credits each period", key="standing_credits", placeholder="a number of credits; empty: none")
         st.form_submit_button("Save standing amount", key="standing_submit",
                               on_click=kit.refusing(partial(save_standing, screen, labels)))
     kit.show_flash("standing")

@@ -102,7 +102,7 @@ def my_request_section(screen: Screen, card: MemberCard) -> None:
     else:
         with st.expander("Request more credits", expanded=False):
             with st.form(form):
-                st.text_input("Credits to request", key=_field(card.org_id, "amount"), placeholder="e.g. 500")
+                st.text_input("Credits to request", key=_field(card.org_id, "amount"), placeholder="a number of credits")
                 st.text_input("Note for the admins (optional)", key=_field(card.org_id, "note"), max_chars=500,
                               placeholder="What the credits are for")
                 st.form_submit_button("Request more credits", key=_field(card.org_id, "submit"),

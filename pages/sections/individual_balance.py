@@ -45,7 +45,7 @@ def personal_order_section(screen: Screen, card: MemberCard | None) -> None:
                     f"ordered {order.ordered_at:%Y-%m-%d}. They arrive here when the payment is recorded.")
     with st.expander("Buy credits for my individual balance", expanded=card is None):
         with st.form("buy_personal"):
-            st.text_input("Credits to buy", key="buy_personal_credits", placeholder="e.g. 5000",
+            st.text_input("Credits to buy", key="buy_personal_credits", placeholder="a number of credits",
                           help="At the list price; an order waits for its payment.")
             st.form_submit_button("Buy credits", key="buy_personal_submit",
                                   on_click=kit.refusing(partial(_ask_personal_order, screen)))

@@ -44,7 +44,7 @@ def allocate_form(screen: Screen, org: Organization, overview: OrgOverview) -> N
         st.markdown("**Allocate credits**")
         st.caption(f"Available in the pool: {kit.md_text(credits_words(overview.available_credits))}")
         st.selectbox("Member", list(org.people), format_func=org.person, key="allocate_user")
-        st.text_input("Credits to allocate", key="allocate_credits", placeholder="1,000")
+        st.text_input("Credits to allocate", key="allocate_credits", placeholder="a number of credits")
         st.form_submit_button("Allocate credits", key="allocate_submit", type="primary", on_click=ask_allocate,
                               args=(screen, org))
     kit.confirmation("allocate")
