@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, fetch, fetch_frame, record
 from billing_core.moments import aware
@@ -134,8 +133,8 @@ class RuleReach:
 
 def rule_reach(db: Engine, actor_id: str, at: datetime | None = None) -> RuleReach:
     """How many organizations a platform rule in force at `at` (default now) prices, per figure (system admins)."""
-    rows = fetch(db, "select organizations, own_markup, own_fee from pricing_rule_reach(cast(:at as timestamptz))",
-                 {"at": aware(at, "Moment")}, checks=[access.check(actor_id, None, "system_admin")])
+    rows = fetch(db, "select * from pricing_rule_reach(:actor_id, cast(:at as timestamptz))",
+                 {"actor_id": actor_id, "at": aware(at, "Moment")})
     return record(RuleReach, rows[0])
 
 
@@ -153,9 +152,8 @@ REACH_DAYS = 30
 def price_reach(db: Engine, actor_id: str, *, service_type: str | None = None, model: str | None = None) -> PriceReach:
     """How many organizations were charged for calls to `model` (or of the fixed-price `service_type`) over the
     last REACH_DAYS days, and how many calls (system admins)."""
-    rows = fetch(db, "select organizations, calls from pricing_price_reach(:service_type, :model, :days)",
-                 {"service_type": service_type, "model": model, "days": REACH_DAYS},
-                 checks=[access.check(actor_id, None, "system_admin")])
+    rows = fetch(db, "select * from pricing_price_reach(:service_type, :model, :days, :actor_id)",
+                 {"service_type": service_type, "model": model, "days": REACH_DAYS, "actor_id": actor_id})
     return record(PriceReach, rows[0])
 
 

@@ -268,55 +268,66 @@ comment on function set_org_pricing_override(text, text, numeric, numeric, times
     'Raises CB001, CB002 (unknown org or actor), CB008, CB009, CB010.';
 
 
--- pricing_rule_reach(p_at): one row: how many organizations are not closed
--- (organizations), and how many of them have their own markup (own_markup)
--- or their own BYOK fee (own_fee) in force at p_at (default now), per their
--- latest override starting at or before then; a platform rule reaches the
--- others. Reads only; locks and raises nothing.
-create or replace function pricing_rule_reach(p_at timestamptz default null)
+-- pricing_rule_reach(p_actor_id, p_at): one row: how many organizations are
+-- not closed (organizations), and how many of them have their own markup
+-- (own_markup) or their own BYOK fee (own_fee) in force at p_at (default
+-- now), per their latest override starting at or before then; a platform
+-- rule reaches the others. p_actor_id: a system admin or the operator.
+-- Locks nothing. Raises CB002, CB008.
+create or replace function pricing_rule_reach(p_actor_id text, p_at timestamptz default null)
 returns table (organizations bigint, own_markup bigint, own_fee bigint)
-language sql
+language plpgsql
 stable
 as $$
-    select count(*), count(*) filter (where v.markup is not null), count(*) filter (where v.byok_fee_credits is not null)
-      from organizations o
-      left join lateral (
-            select x.markup, x.byok_fee_credits
-              from org_pricing_overrides x
-             where x.org_id = o.id and x.effective_from <= coalesce(p_at, now())
-             order by x.effective_from desc
-             limit 1
-           ) v on true
-     where o.status <> 'closed';
+begin
+    perform ledger_authorize(p_actor_id, null, 'system_admin');
+    return query
+        select count(*), count(*) filter (where v.markup is not null),
+               count(*) filter (where v.byok_fee_credits is not null)
+          from organizations o
+          left join lateral (
+                select x.markup, x.byok_fee_credits
+                  from org_pricing_overrides x
+                 where x.org_id = o.id and x.effective_from <= coalesce(p_at, now())
+                 order by x.effective_from desc
+                 limit 1
+               ) v on true
+         where o.status <> 'closed';
+end;
 $$;
 
-comment on function pricing_rule_reach(timestamptz) is
-    'pricing_rule_reach(p_at): one row: how many organizations are not closed (organizations), and how many of '
-    'them have their own markup (own_markup) or their own BYOK fee (own_fee) in force at p_at (default now), per '
-    'their latest override starting at or before then; a platform rule reaches the others. Reads only; locks and '
-    'raises nothing.';
+comment on function pricing_rule_reach(text, timestamptz) is
+    'pricing_rule_reach(p_actor_id, p_at): one row: how many organizations are not closed (organizations), and '
+    'how many of them have their own markup (own_markup) or their own BYOK fee (own_fee) in force at p_at (default '
+    'now), per their latest override starting at or before then; a platform rule reaches the others. p_actor_id: '
+    'a system admin or the operator. Locks nothing. Raises CB002, CB008.';
 
 
--- pricing_price_reach(p_service_type, p_model, p_days): one row: how many
--- organizations were charged for calls of this fixed-price service type
--- (p_model null) or to this model (p_service_type null) over the last p_days
--- days (organizations), and how many such calls (calls): whom a new price of
--- it reaches, going by recent use. Reads only; locks and raises nothing.
-create or replace function pricing_price_reach(p_service_type text, p_model text, p_days integer)
+-- pricing_price_reach(p_service_type, p_model, p_days, p_actor_id): one row:
+-- how many organizations were charged for calls of this fixed-price service
+-- type (p_model null) or to this model (p_service_type null) over the last
+-- p_days days (organizations), and how many such calls (calls): whom a new
+-- price of it reaches, going by recent use. p_actor_id: a system admin or the
+-- operator. Locks nothing. Raises CB002, CB008.
+create or replace function pricing_price_reach(p_service_type text, p_model text, p_days integer, p_actor_id text)
 returns table (organizations bigint, calls bigint)
-language sql
+language plpgsql
 stable
 as $$
-    select count(distinct c.org_id), count(*)
-      from credit_usage_attribution c
-     where c.created_at >= now() - make_interval(days => p_days)
-       and (p_service_type is null or c.service_type = p_service_type)
-       and (p_model is null or c.service_name = p_model)
-       and (p_service_type is not null or p_model is not null);
+begin
+    perform ledger_authorize(p_actor_id, null, 'system_admin');
+    return query
+        select count(distinct c.org_id), count(*)
+          from credit_usage_attribution c
+         where c.created_at >= now() - make_interval(days => p_days)
+           and (p_service_type is null or c.service_type = p_service_type)
+           and (p_model is null or c.service_name = p_model)
+           and (p_service_type is not null or p_model is not null);
+end;
 $$;
 
-comment on function pricing_price_reach(text, text, integer) is
-    'pricing_price_reach(p_service_type, p_model, p_days): one row: how many organizations were charged for calls '
-    'of this fixed-price service type (p_model null) or to this model (p_service_type null) over the last p_days '
-    'days (organizations), and how many such calls (calls): whom a new price of it reaches, going by recent use. '
-    'Reads only; locks and raises nothing.';
+comment on function pricing_price_reach(text, text, integer, text) is
+    'pricing_price_reach(p_service_type, p_model, p_days, p_actor_id): one row: how many organizations were '
+    'charged for calls of this fixed-price service type (p_model null) or to this model (p_service_type null) over '
+    'the last p_days days (organizations), and how many such calls (calls): whom a new price of it reaches, going '
+    'by recent use. p_actor_id: a system admin or the operator. Locks nothing. Raises CB002, CB008.';

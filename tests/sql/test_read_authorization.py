@@ -45,6 +45,7 @@ ORG_ADMIN_READS = {
     "org_billing_history_of": "select * from org_billing_history_of(:o, :a, 200)",
     "organization_members_of": "select * from organization_members_of(:o, :a)",
     "credit_holds_of": "select * from credit_holds_of(:o, :a, false)",
+    "credit_lots_of": "select * from credit_lots_of(:o, :a)",
 }
 # platform-wide reads, for system admins
 SYSTEM_ADMIN_READS = {
@@ -55,6 +56,8 @@ SYSTEM_ADMIN_READS = {
     "platform_rule_list": "select * from platform_rule_list(:a)",
     "org_pricing_override_list": "select * from org_pricing_override_list(:a, null)",
     "pricing_calculator_for": "select * from pricing_calculator_for(:a, null, 'llm', 'gpt-4o', 1000, 500)",
+    "pricing_rule_reach": "select * from pricing_rule_reach(:a)",
+    "pricing_price_reach": "select * from pricing_price_reach(null, 'gpt-4o', 30, :a)",
 }
 
 
