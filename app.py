@@ -70,18 +70,28 @@ def _navigate(screen: Screen, choices: list[auth.OrgChoice]) -> None:
     entries = pages.allowed_screens(screen)
     default = pages.landing(entries)
     sections: dict[str, list[st.Page]] = {}
-    by_title = {}
+    by_name: dict[str, st.Page] = {}
+    org_scoped: set[str] = set()
     for entry in entries:
-        page = st.Page(functools.partial(pages.render, entry.name, screen), title=entry.title, icon=entry.icon,
-                       url_path=entry.name, default=entry.name == default)
-        sections.setdefault(entry.section, []).append(page)
-        by_title[entry.title] = (entry, page)
+        run = functools.partial(pages.render, entry.name, screen)
+        if entry.name == default:
+            # Streamlit serves its default page at "/" only: a hidden twin keeps the landing screen's own
+            # path (a link or bookmark to "/system_overview" opens it instead of "page not found")
+            sections.setdefault(entry.section, []).append(
+                st.Page(run, title=entry.title, icon=entry.icon, url_path="start", default=True))
+            twin = st.Page(run, title=entry.title, url_path=entry.name, visibility="hidden")
+            sections[entry.section].append(twin)
+        else:
+            twin = st.Page(run, title=entry.title, icon=entry.icon, url_path=entry.name)
+            sections.setdefault(entry.section, []).append(twin)
+        by_name[entry.name] = twin
+        if entry.org_scoped:
+            org_scoped.update({entry.name, "" if entry.name == default else entry.name})
     wanted = login.wanted_page()
     current = st.navigation(sections)
-    by_name = {entry.name: page for entry, page in by_title.values()}
-    if wanted in by_name and by_name[wanted].title != current.title:
+    if wanted in by_name and wanted != default and by_name[wanted].url_path != current.url_path:
         st.switch_page(by_name[wanted])
-    if by_title[current.title][0].org_scoped:
+    if current.url_path in org_scoped:
         _choose_organization(choices, screen.org_id)
     current.run()
 

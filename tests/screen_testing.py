@@ -106,9 +106,10 @@ def registered_screens(at: AppTest) -> list[str]:
     """The screens (URL paths) app.py's navigation offered in the last run; the login's pages are not screens."""
     import pages
 
-    names = {entry.title: entry.name for entry in pages.SCREENS}  # the default screen's URL path is empty
-    return sorted(names[info["page_name"]] for info in at._registered_pages.values()
-                  if info.get("page_name") in names)
+    # by title: the landing screen is registered twice (at "/" and, hidden, at its own path)
+    names = {entry.title: entry.name for entry in pages.SCREENS}
+    return sorted({names[info["page_name"]] for info in at._registered_pages.values()
+                   if info.get("page_name") in names})
 
 
 def switch_screen(at: AppTest, name: str) -> AppTest:
