@@ -28,7 +28,7 @@ import bcrypt
 from sqlalchemy.engine import Engine
 
 from billing_core import settings
-from billing_core.database import call, fetch, records
+from billing_core.database import call, fetch
 from billing_core.errors import InvalidInput, NotFound, PermissionDenied
 
 MIN_PASSWORD_LENGTH = 12
@@ -160,16 +160,19 @@ class UserRoles:
 
 def user_roles(db: Engine, user_id: str) -> UserRoles:
     """The user's roles and organizations (default organization first); NotFound for an unknown user."""
-    users = fetch(
+    rows = fetch(  # one round trip: the account, and a row per membership (none: one row of nulls)
         db,
-        "select id as user_id, email, display_name as name, is_system_admin from user_account(:user_id)",
+        "select a.id as user_id, a.email, a.display_name as name, a.is_system_admin, m.org_id, m.org_name, m.role,"
+        " m.is_default from user_account(:user_id) a"
+        " left join lateral user_memberships(a.id) with ordinality m on true order by m.ordinality",
         {"user_id": user_id},
     )
-    if not users:
+    if not rows:
         raise NotFound(f"User {user_id!r} does not exist.")
-    rows = fetch(db, "select * from user_memberships(:user_id)", {"user_id": user_id})
-    user = users[0]._mapping
-    return UserRoles(**user, memberships=tuple(records(Membership, rows)))
+    user = rows[0]._mapping
+    memberships = tuple(Membership(row.org_id, row.org_name, row.role, row.is_default)
+                        for row in rows if row.org_id is not None)
+    return UserRoles(user["user_id"], user["email"], user["name"], user["is_system_admin"], memberships)
 
 
 def user_id_for_email(db: Engine, email: str) -> str | None:
