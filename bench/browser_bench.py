@@ -41,6 +41,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -370,7 +371,7 @@ def confirm_allocation(app: App, samples: list[Sample], page) -> None:
     confirm = page.get_by_role("button", name="Confirm")
     timed(app, samples, "question", "org admin: Allocate credits", page,
           page.get_by_role("button", name="Allocate credits").click, ready=lambda: confirm.count() > 0)
-    done = page.get_by_text("Allocated:")
+    done = page.get_by_text(re.compile(r"^Allocated 1 credit: "))
     timed(app, samples, "confirm", "org admin: Confirm allocation", page, confirm.click,
           ready=lambda: done.count() > 0)
 
