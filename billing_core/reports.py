@@ -62,30 +62,12 @@ def my_credits(db: Engine, actor_id: str) -> pd.DataFrame:
     return fetch_frame(db, "select * from my_credits(:actor_id)", {"actor_id": actor_id})
 
 
-def top_users(db: Engine, actor_id: str, org_id: str, limit: int = 10) -> pd.DataFrame:
-    """The organization's members ranked by credits used in the last 30 days (org admins)."""
-    return fetch_frame(
-        db,
-        "select * from top_credit_users_of(:org_id, :actor_id, :limit)",
-        {"org_id": org_id, "actor_id": actor_id, "limit": limit},
-    )
-
-
 def org_metrics(db: Engine, actor_id: str, org_id: str) -> pd.Series:
     """The organization's 30-day usage against the previous 30 days (org admins)."""
     table = fetch_frame(
         db, "select * from org_billing_metrics_of(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id}
     )
     return _org_row(table, org_id)
-
-
-def recent_usage(db: Engine, actor_id: str, org_id: str, *, user_id: str | None = None, limit: int = 100) -> pd.DataFrame:
-    """The newest attribution rows of an organization (org admins), or of one member (that member too)."""
-    return fetch_frame(
-        db,
-        "select * from recent_credit_usage(:org_id, :actor_id, :user_id, :limit)",
-        {"org_id": org_id, "actor_id": actor_id, "user_id": user_id, "limit": limit},
-    )
 
 
 def billing_history(db: Engine, actor_id: str, org_id: str, limit: int = 200) -> pd.DataFrame:

@@ -45,24 +45,11 @@ def _self_check(actor_id: str) -> tuple[str, dict[str, Any]]:
     return ("select ledger_require_user(:actor_id, 'Acting user')", {"actor_id": actor_id})
 
 
-def _member_scope(actor_id: str, org_id: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """Checks for a member's own reads: all their organizations, or one they may read."""
-    if org_id is None:
-        return [_self_check(actor_id)]
-    return access.org_checks(actor_id, org_id, "member")
-
-
 def _org_frame(db: Engine, actor_id: str, org_id: str, statement: str, **params: Any) -> pd.DataFrame:
     """One read of an organization's figures (its admins), as a frame labelled by the query's columns."""
     return fetch_frame(
         db, statement, {"org_id": org_id, **params}, checks=access.org_checks(actor_id, org_id, "admin")
     )
-
-
-def _member_frame(db: Engine, actor_id: str, org_id: str | None, statement: str, **params: Any) -> pd.DataFrame:
-    """One read of the acting user's own figures (one organization, or all of theirs), as a frame."""
-    checks = _member_scope(actor_id, org_id)
-    return fetch_frame(db, statement, {"actor_id": actor_id, "org_id": org_id, **params}, checks=checks)
 
 
 # ---------------------------------------------------------------- member
@@ -114,46 +101,6 @@ def comparison_frame(cards: list[MemberCard]) -> pd.DataFrame:
     """The member's cards as one table: one row per organization, for comparing them."""
     columns = [f for f in MemberCard.__dataclass_fields__]
     return pd.DataFrame([asdict(card) for card in cards], columns=columns)
-
-
-def my_daily_usage(db: Engine, actor_id: str, org_id: str | None = None, days: int = WINDOW_DAYS) -> pd.DataFrame:
-    """The acting user's credits per UTC day and service (one organization, or all of theirs)."""
-    return _member_frame(
-        db, actor_id, org_id,
-        "select * from member_daily_usage(:actor_id, :org_id, :days)",
-        days=_days(days),
-    )
-
-
-def my_recent_charges(db: Engine, actor_id: str, org_id: str | None = None, limit: int = 50) -> pd.DataFrame:
-    """The acting user's newest charges (one organization, or all of theirs), newest first."""
-    if not 1 <= limit <= 1000:
-        raise InvalidInput(f"Show 1 to 1000 charges (got {limit}).")
-    return _member_frame(
-        db, actor_id, org_id,
-        "select * from member_recent_charges(:actor_id, :org_id, :limit)",
-        limit=limit,
-    )
-
-
-@dataclass(frozen=True)
-class UsageTotals:
-    """Credits, requests and distinct services over a window."""
-
-    credits_used: Decimal
-    requests: int
-    services: int
-
-
-def my_totals(db: Engine, actor_id: str, org_id: str | None = None, days: int = WINDOW_DAYS) -> UsageTotals:
-    """The acting user's totals over the window (one organization, or all of theirs)."""
-    rows = fetch(
-        db,
-        "select * from member_usage_totals(:actor_id, :org_id, :days)",
-        {"actor_id": actor_id, "org_id": org_id, "days": _days(days)},
-        checks=_member_scope(actor_id, org_id),
-    )
-    return record(UsageTotals, rows[0])
 
 
 # ---------------------------------------------------------------- org admin
@@ -215,33 +162,6 @@ def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     return _org_frame(
         db, actor_id, org_id,
         "select * from org_allocations(:org_id)",
-    )
-
-
-def usage_by_service(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
-    """The organization's credits per service type over the window, largest first (org admins)."""
-    return _org_frame(
-        db, actor_id, org_id,
-        "select * from org_usage_by_service(:org_id, :days)",
-        days=_days(days),
-    )
-
-
-def usage_by_user(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
-    """The organization's credits per user over the window, largest first; former members too (org admins)."""
-    return _org_frame(
-        db, actor_id, org_id,
-        "select * from org_usage_by_user(:org_id, :days)",
-        days=_days(days),
-    )
-
-
-def usage_over_time(db: Engine, actor_id: str, org_id: str, days: int = WINDOW_DAYS) -> pd.DataFrame:
-    """The organization's credits per UTC day over the window, days without usage as 0 (org admins)."""
-    return _org_frame(
-        db, actor_id, org_id,
-        "select * from org_usage_by_day(:org_id, :days)",
-        days=_days(days),
     )
 
 

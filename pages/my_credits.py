@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from pages import kit
 from pages.kit.session import Screen
 from pages.sections.credit_requests import my_request_section
 from pages.sections.individual_balance import personal_order_section
+from pages.sections.usage import recent_charges_section, usage_summary_section
 
 
 def render(screen: Screen) -> None:
@@ -36,7 +38,7 @@ def render(screen: Screen) -> None:
     st.subheader("My organizations")
     for card in sorted(cards, key=lambda c: c.org_id != scope):  # the chosen organization first
         card_section(screen, card, card.org_id == scope)
-    usage_section(screen, scope)
+    usage_section(screen, cards, scope)
     if len(cards) > 1:
         comparison_section(cards)
 
@@ -130,40 +132,20 @@ def alerts_section(screen: Screen, card: MemberCard) -> None:
     kit.show_flash(f"my_alerts_{card.org_id}")
 
 
-def usage_section(screen: Screen, scope: str | None) -> None:
-    """My usage in the chosen organization (or all of mine): 30-day totals, credits per day, recent charges."""
-    cards = kit.read(screen.db, usage.member_cards, screen.actor_id)
-    scope_label = next((card.org_name for card in cards if card.org_id == scope), "all my organizations")
-    st.subheader("Last 30 days")
-    st.caption(kit.md_text(f"Usage in {scope_label} (choose the organization at the top)."))
-    totals = kit.read(screen.db, usage.my_totals, screen.actor_id, scope)
-    used, requests, services = st.columns(3)
-    with used:
-        kit.metric_card("Credits used (30 days)", kit.card_credits(totals.credits_used), "text",
-                        help=f"{kit.fmt_credits(totals.credits_used)} credits, worth {_worth(screen, totals.credits_used)} at "
-                             "the list price.")
-    with requests:
-        kit.metric_card("Requests (30 days)", totals.requests, "count")
-    with services:
-        kit.metric_card("Services used (30 days)", totals.services, "count")
-    daily = kit.read(screen.db, usage.my_daily_usage, screen.actor_id, scope)
-    if daily.empty:
-        st.caption("No usage in the last 30 days.")
-    else:
-        kit.show_chart(kit.bar_chart(daily, "day", "credits_used", color="service_type",
-                                     title="Credits per day and service",
-                                     labels={"day": "Day (UTC)", "credits_used": "Credits", "service_type": "Service"}),
-                       key="my_daily_usage")
-    st.subheader("My recent charges")
-    charges = kit.read(screen.db, usage.my_recent_charges, screen.actor_id, scope)
-    kit.table(charges.assign(service_type=charges.service_type.map(kit.term)), {  # key columns first: a phone
-        "created_at": kit.datetime_column("When (UTC)"),
-        "credits_used": kit.credits_column("Credits"),
-        "service_type": kit.text_column("Service"),
-        "remaining_after": kit.credits_column("Remaining after"),
-        "org_name": kit.text_column("Organization"),
-        "service_name": kit.text_column("Detail"),
-    }, key="my_charges", empty="No charges yet.")
+def usage_section(screen: Screen, cards: list[MemberCard], scope: str | None) -> None:
+    """My usage over a chosen date range in one of my organizations: the chosen one, else my default one.
+
+    A range's days are an organization's (its time zone), so the range views show one organization at a time;
+    the comparison below puts all of mine side by side.
+    """
+    shown = next((card for card in cards if card.org_id == scope), cards[0])  # cards come default first
+    st.subheader(kit.md_text(f"My usage in {shown.org_name}"))
+    st.caption("Choose the organization at the top." if scope else
+               "Your default organization; choose another at the top.")
+    in_org = replace(screen, org_id=shown.org_id)
+    date_range = kit.date_range_control(in_org, key="my_usage_range")
+    usage_summary_section(in_org, "member", date_range)
+    recent_charges_section(in_org, "member", date_range)
 
 
 def comparison_section(cards: list[MemberCard]) -> None:

@@ -23,7 +23,7 @@ from pages.sections.org_history import history_section
 from pages.sections.org_members import members_section
 from pages.sections.org_pool import buy_credits_section, orders_section, pool_section
 from pages.sections.org_subscription import subscription_section
-from pages.sections.org_usage import usage_section
+from pages.sections.usage import recent_charges_section, usage_summary_section
 
 ALERTS_SHOWN = 5
 
@@ -45,13 +45,15 @@ def render(screen: Screen) -> None:
     pool_section(screen, org, overview)
     buy_credits_section(screen, org, overview)
     allocations_tab, usage_tab, orders_tab, history_tab, members_tab = st.tabs(
-        ["Allocations", "Usage (30 days)", f"Orders ({len(order_list)})", "Billing history", "Members"]
+        ["Allocations", "Usage", f"Orders ({len(order_list)})", "Billing history", "Members"]
     )
     with allocations_tab:
         allocations_section(screen, org, overview, members)
         credit_requests_section(screen)  # the members' requests for more credits (pages/sections/credit_requests.py)
     with usage_tab:
-        usage_section(screen)
+        date_range = kit.date_range_control(screen, key="org_usage_range")
+        usage_summary_section(screen, "organization", date_range)
+        recent_charges_section(screen, "organization", date_range)
     with orders_tab:
         orders_section(screen, org, order_list)
     with history_tab:

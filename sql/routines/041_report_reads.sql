@@ -100,35 +100,6 @@ comment on function my_credits(text) is
     '(unknown actor), CB008 (an empty one: no one logged in).';
 
 
--- top_credit_users_of(p_org_id, p_actor_id, p_limit): the organization's
--- members ranked by credits used in the last 30 days, at most p_limit.
--- p_actor_id: an admin of it, a system admin or the operator. Locks
--- nothing. Raises CB002, CB008.
-create or replace function top_credit_users_of(p_org_id text, p_actor_id text, p_limit integer default 10)
-returns table (user_id text, email text, display_name text, credits_used_30d numeric, requests_30d bigint,
-               usage_rank bigint)
-language plpgsql
-stable
-as $$
-#variable_conflict use_column
-begin
-    perform ledger_require_org(p_org_id);
-    perform ledger_authorize(p_actor_id, p_org_id, 'admin');
-    return query
-        select t.user_id, t.email, t.display_name, t.credits_used_30d, t.requests_30d, t.usage_rank
-          from top_credit_users_by_org t
-         where t.org_id = p_org_id
-         order by t.usage_rank, t.user_id
-         limit p_limit;
-end;
-$$;
-
-comment on function top_credit_users_of(text, text, integer) is
-    'top_credit_users_of(p_org_id, p_actor_id, p_limit): the organization''s members ranked by credits used in '
-    'the last 30 days, at most p_limit. p_actor_id: an admin of it, a system admin or the operator. Locks '
-    'nothing. Raises CB002, CB008.';
-
-
 -- org_billing_metrics_of(p_org_id, p_actor_id): the organization's 30-day
 -- usage against the previous 30 days (org_billing_metrics). p_actor_id: an
 -- admin of it, a system admin or the operator. Locks nothing. Raises CB002,
@@ -149,39 +120,6 @@ comment on function org_billing_metrics_of(text, text) is
     'org_billing_metrics_of(p_org_id, p_actor_id): the organization''s 30-day usage against the previous 30 days '
     '(org_billing_metrics). p_actor_id: an admin of it, a system admin or the operator. Locks nothing. Raises '
     'CB002, CB008.';
-
-
--- recent_credit_usage(p_org_id, p_actor_id, p_user_id, p_limit): the newest
--- attribution rows of the organization (p_user_id null), or of one member,
--- at most p_limit. The whole organization: its admins, system admins, the
--- operator; one member's rows: that member too. Locks nothing. Raises
--- CB002, CB008.
-create or replace function recent_credit_usage(p_org_id text, p_actor_id text, p_user_id text default null,
-                                               p_limit integer default 100)
-returns table (created_at timestamptz, user_id text, service_type text, service_name text, credits_used numeric,
-               request_id text, remaining_after numeric)
-language plpgsql
-stable
-as $$
-#variable_conflict use_column
-begin
-    perform ledger_require_org(p_org_id);
-    perform ledger_authorize(p_actor_id, p_org_id,
-                             case when p_user_id is not null and p_user_id = p_actor_id then 'member' else 'admin' end);
-    return query
-        select a.created_at, a.user_id, a.service_type, a.service_name, a.credits_used, a.request_id,
-               a.remaining_after
-          from credit_usage_attribution a
-         where a.org_id = p_org_id and (p_user_id is null or a.user_id = p_user_id)
-         order by a.created_at desc, a.id desc
-         limit p_limit;
-end;
-$$;
-
-comment on function recent_credit_usage(text, text, text, integer) is
-    'recent_credit_usage(p_org_id, p_actor_id, p_user_id, p_limit): the newest attribution rows of the '
-    'organization (p_user_id null), or of one member, at most p_limit. The whole organization: its admins, system '
-    'admins, the operator; one member''s rows: that member too. Locks nothing. Raises CB002, CB008.';
 
 
 -- org_billing_history_of(p_org_id, p_actor_id, p_limit): the organization's

@@ -7,7 +7,8 @@ Dataset (built through billing_core, figures checked by hand):
          ned: 500 allocated; 10 contact_lookup now (not mia's)
   south  'South Ltd'  BYOK plan, 2,000 credits
          mia: 400 allocated; used 4 x 2 intelligence_cache_lookup now -> used 8
-Mia's 30 days: 150 + 20 + 8 = 178 credits, 9 requests, 3 services (north alone: 170, 5, 2).
+Mia's last 30 days (calendar days in UTC, the organizations' zone): north 150 + 20 = 170 credits, 5 requests,
+2 services; south 8, 4, 1 (178, 9, 3 together).
 """
 
 from __future__ import annotations
@@ -89,30 +90,44 @@ def test_member_cards_hold_plan_allocation_and_30_day_usage(dataset):
     assert north.next_reset == periods.current_period(dataset, "mia", "north").period_end  # allocations reset then
 
 
-def test_member_usage_reads_cover_only_the_member_and_the_window(dataset):
-    assert usage.my_totals(dataset, "mia") == usage.UsageTotals(Decimal(178), 9, 3)
-    assert usage.my_totals(dataset, "mia", "north") == usage.UsageTotals(Decimal(170), 5, 2)
+def last_30_days(db, actor_id: str, org_id: str) -> tuple:
+    """The span of the range reads over the last 30 days of the organization, for the actor's own usage."""
+    r = usage.date_range(db, actor_id, org_id, "last_30_days")
+    return (actor_id, org_id, actor_id, r.date_from, r.date_to)
 
-    daily = usage.my_daily_usage(dataset, "mia")
-    assert daily.credits_used.sum() == 178
-    assert daily.requests.sum() == 9
+
+def test_member_usage_reads_cover_only_the_member_and_the_range(dataset):
+    north, south = last_30_days(dataset, "mia", "north"), last_30_days(dataset, "mia", "south")
+    assert usage.range_totals(dataset, *north) == usage.RangeTotals(Decimal(170), Decimal("0.17"), 5, 2, 1)
+    assert usage.range_totals(dataset, *south) == usage.RangeTotals(Decimal(8), Decimal("0.008"), 4, 1, 1)
+
+    daily = usage.daily_usage(dataset, *north)
+    assert daily.credits_used.sum() == 170
+    assert daily.requests.sum() == 5
     by_service = daily.groupby("service_type").credits_used.sum().to_dict()
-    assert by_service == {"company_enrichment": 150, "contact_lookup": 20, "intelligence_cache_lookup": 8}
-    today = datetime.now(UTC).date()
+    assert by_service == {"company_enrichment": 150, "contact_lookup": 20}  # not ned's lookup
+    today = usage.date_range(dataset, "mia", "north", "today").date_to
     assert set(daily.day) == {today, today - timedelta(days=1)}
 
-    charges = usage.my_recent_charges(dataset, "mia")
-    assert len(charges) == 10  # the llm charge 40 days ago included: recent charges have no window
+    charges = usage.charges(dataset, *north)
+    assert len(charges) == 5 and set(charges.user_id) == {"mia"}  # the llm charge 40 days ago is outside the range
     assert list(charges.created_at) == sorted(charges.created_at, reverse=True)
-    assert set(charges.org_id) == {"north", "south"}
-    assert usage.my_recent_charges(dataset, "mia", "south", limit=3).credits_used.tolist() == [2, 2, 2]
+    wider = usage.date_range(dataset, "mia", "north", "custom", today - timedelta(days=45), today)
+    assert usage.charges(dataset, "mia", "north", "mia", wider.date_from, wider.date_to).credits_used.sum() == \
+        Decimal("177.5")  # a range back 45 days holds it: what the north card's Used counts
+    assert usage.charges(dataset, *south, limit=3).credits_used.tolist() == [2, 2, 2]
 
 
 def test_member_reads_refuse_other_organizations_and_unknown_people(dataset):
+    north = last_30_days(dataset, "mia", "north")
     with pytest.raises(PermissionDenied):
-        usage.my_totals(dataset, "ned", "south")
+        usage.date_range(dataset, "ned", "south", "last_30_days")
     with pytest.raises(PermissionDenied):
-        usage.my_daily_usage(dataset, "", None)
+        usage.range_totals(dataset, "ned", "south", "ned", *north[3:])
+    with pytest.raises(PermissionDenied):
+        usage.range_totals(dataset, "mia", "north", "ned", *north[3:])  # another member's usage
+    with pytest.raises(PermissionDenied):
+        usage.daily_usage(dataset, "", "north", "", *north[3:])
     with pytest.raises(NotFound):
         usage.member_cards(dataset, "nobody")
     assert usage.member_cards(dataset, "loner") == []
@@ -121,59 +136,69 @@ def test_member_reads_refuse_other_organizations_and_unknown_people(dataset):
 # ---------------------------------------------------------------- the page
 
 
-def test_my_credits_shows_every_organization_and_all_usage(dataset):
+def test_my_credits_shows_every_organization_and_my_usage_in_the_default_one(dataset):
     at = open_page("my_credits", "mia")
     assert not at.exception
     assert metric_values(at, "Remaining") == ["822.5", "392"]
     assert metric_values(at, "Allocated") == ["1,000", "400"]
     assert metric_values(at, "Used") == ["177.5", "8"]
-    assert metric_values(at, "Credits used (30 days)") == ["178"]
-    assert metric_values(at, "Requests (30 days)") == ["9"]
-    assert metric_values(at, "Services used (30 days)") == ["3"]
+    # no organization chosen: the range views show the default one (north), over the last 30 days
+    totals = usage.range_totals(dataset, *last_30_days(dataset, "mia", "north"))
+    assert metric_values(at, "Credits used") == ["170"] == [screen_kit.card_credits(totals.credits_used)]
+    assert metric_values(at, "Requests") == ["5"] == [str(totals.requests)]
+    assert metric_values(at, "Services") == ["2"] == [str(totals.services)]
+    assert metric_values(at, "Members") == []  # my own usage: no organization figure
+    assert f"My usage in {screen_kit.md_text(NORTH_NAME)}" in [h.value for h in at.subheader]
+    assert "Your default organization; choose another at the top." in [c.value for c in at.caption]
     today = f"{datetime.now(UTC):%Y-%m-%d}"  # the allocations opened today (UTC, the organizations' zone)
     assert [p.proto.text for p in at.get("progress")] == [f"17.8% used since {today}", f"2.0% used since {today}"]
 
-    daily = chart_titled(at, "Credits per day and service")
-    assert sum(sum(trace_values(trace, "y")) for trace in daily["data"]) == 178
-    assert {trace["name"] for trace in daily["data"]} == {
-        "company_enrichment", "contact_lookup", "intelligence_cache_lookup",
-    }
+    daily = chart_titled(at, "Credits per day")
+    assert sum(sum(trace_values(trace, "y")) for trace in daily["data"]) == 170
+    assert {trace["name"] for trace in daily["data"]} == {"company enrichment", "contact lookup"}
 
-    compared = dataframe(at, "org_name", "credits_used_30d")
+    compared = dataframe(at, "org_name", "credits_used_30d")  # every organization side by side, 30 days each
     assert compared.set_index("org_name").loc["South Ltd", "remaining_credits"] == 392
     assert compared.set_index("org_name").loc[NORTH_NAME, "credits_used_30d"] == 170
+    assert compared.set_index("org_name").loc["South Ltd", "credits_used_30d"] == 8
     comparison = chart_titled(at, "Allocation per organization")
     assert {trace["name"] for trace in comparison["data"]} == {"allocated", "used", "remaining"}
 
-    charges = dataframe(at, "service_name", "remaining_after")
-    assert len(charges) == 10
-    assert charges.credits_used.sum() == 185.5  # 178 + the 7.5 from 40 days ago
+    charges = dataframe(at, "local_time", "request_id", "explained")
+    assert len(charges) == 5 and charges.credits_used.sum() == 170  # the 7.5 from 40 days ago is outside the range
+    assert "user_name" not in charges.columns  # my own charges: no member column
+    assert "1–5 of 5 charges. Times in UTC." in [plain(c.value) for c in at.caption]
 
 
 def test_my_credits_follows_the_chosen_organization(dataset):
-    at = open_page("my_credits", "mia", "north")
+    at = open_page("my_credits", "mia", "south")
     assert not at.exception
-    assert metric_values(at, "Credits used (30 days)") == ["170"]
-    assert metric_values(at, "Requests (30 days)") == ["5"]
-    assert metric_values(at, "Services used (30 days)") == ["2"]
-    assert set(dataframe(at, "service_name", "remaining_after").org_name) == {NORTH_NAME}
-    # the cards still show every organization
-    assert metric_values(at, "Remaining") == ["822.5", "392"]
+    totals = usage.range_totals(dataset, *last_30_days(dataset, "mia", "south"))
+    assert metric_values(at, "Credits used") == ["8"] == [screen_kit.card_credits(totals.credits_used)]
+    assert metric_values(at, "Requests") == ["4"] == [str(totals.requests)]
+    assert metric_values(at, "Services") == ["1"] == [str(totals.services)]
+    assert "My usage in South Ltd" in [h.value for h in at.subheader]
+    charges = dataframe(at, "local_time", "request_id", "explained")
+    assert charges.credits_used.tolist() == [2, 2, 2, 2] and set(charges.service) == {"intelligence cache lookup"}
+    # the cards still show every organization, the chosen one first
+    assert metric_values(at, "Remaining") == ["392", "822.5"]
 
 
 def test_my_credits_with_one_organization_has_no_comparison(dataset):
     at = open_page("my_credits", "ned", "north")
     assert not at.exception
     assert metric_values(at, "Remaining") == ["490"]
-    assert metric_values(at, "Credits used (30 days)") == ["10"]
-    assert [list(t.columns)[:2] for t in tables(at)] == [["created_at", "credits_used"]]  # recent charges only
+    assert metric_values(at, "Credits used") == ["10"]
+    [charges] = tables(at)  # my charges only
+    assert "local_time" in charges.columns and charges.credits_used.tolist() == [10]
 
 
 def test_my_credits_for_an_org_admin_and_a_system_admin(dataset):
     at = open_page("my_credits", "north-admin", "north")
     assert not at.exception
-    assert metric_values(at, "Remaining") == ["0"] and metric_values(at, "Credits used (30 days)") == ["0"]
-    assert "No usage in the last 30 days." in [c.value for c in at.caption]
+    assert metric_values(at, "Remaining") == ["0"] and metric_values(at, "Credits used") == ["0"]
+    last_30 = usage.date_range(dataset, "north-admin", "north", "last_30_days")
+    assert f"No usage in {screen_kit.range_text(last_30)}." in [plain(c.value) for c in at.caption]
     at = open_page("my_credits", "root", "north")  # a system admin holds no allocation of their own
     assert not at.exception
     assert "belong to no organization" in at.info[0].value and not at.metric

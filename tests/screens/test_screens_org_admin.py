@@ -9,7 +9,7 @@ Dataset (built through billing_core, figures checked by hand):
          12.5 llm now -> used 22.5, remaining 477.5
     dee  no allocation
   Pool: total 10,000, allocated 1,500, used 262.5, available 8,500.
-  30 days: 252.5 credits in 13 requests by 2 users; by service 200 / 30 / 10 / 12.5.
+  Last 30 days: 252.5 credits in 13 requests by 2 users; by service 200 / 30 / 10 / 12.5.
   other: a second organization with its own admin, olga.
 """
 
@@ -114,17 +114,19 @@ def test_org_read_models_hold_the_known_figures(acme):
     assert members.loc["dee", "allocated_credits"] == 0
     assert members.loc["cy", "display_name"] == CY_NAME
 
-    by_service = usage.usage_by_service(acme, "ada", "acme").set_index("service_type").credits_used.to_dict()
+    last_30 = usage.date_range(acme, "ada", "acme", "last_30_days")  # the Usage tab's first range
+    span = ("ada", "acme", None, last_30.date_from, last_30.date_to)
+    assert usage.range_totals(acme, *span) == usage.RangeTotals(Decimal("252.5"), Decimal("0.2525"), 13, 4, 2)
+    by_service = usage.service_usage(acme, *span).set_index("service_type").credits_used.to_dict()
     assert by_service == {"company_enrichment": 200, "contact_lookup": 30, "llm": Decimal("12.5"),
                           "intelligence_cache_lookup": 10}
-    by_user = usage.usage_by_user(acme, "ada", "acme")
+    by_user = usage.member_usage(acme, "ada", "acme", last_30.date_from, last_30.date_to)
     assert by_user[["user_id", "credits_used", "requests"]].values.tolist() == [["bob", 230, 7], ["cy", Decimal("22.5"), 6]]
 
-    daily = usage.usage_over_time(acme, "ada", "acme")
-    assert len(daily) == 31  # 30 days back to today, days without usage as 0
+    daily = usage.daily_usage(acme, *span)  # days with usage only, per service, in the organization's zone (UTC)
     assert daily.credits_used.sum() == Decimal("252.5") and daily.requests.sum() == 13
-    today = datetime.now(UTC).date()
-    assert daily.set_index("day").loc[today - timedelta(days=2), "credits_used"] == 30
+    assert set(daily.day) == {last_30.today, last_30.today - timedelta(days=2)}
+    assert daily[daily.day == last_30.today - timedelta(days=2)].credits_used.sum() == 30
 
     history = usage.billing_timeline(acme, "ada", "acme")
     assert "credit_purchase" in set(history.event_type)
@@ -132,14 +134,25 @@ def test_org_read_models_hold_the_known_figures(acme):
     assert (purchase.credits, purchase.amount, purchase.created_by_name) == (10_000, 10, "Root")  # who recorded it
 
 
-@pytest.mark.parametrize("reader", ["org_overview", "allocations", "usage_by_service", "usage_by_user",
-                                    "usage_over_time", "billing_timeline"])
+@pytest.mark.parametrize("reader", ["org_overview", "allocations", "billing_timeline"])
 def test_org_read_models_refuse_members_and_other_admins(acme, reader):
     read = getattr(usage, reader)
     for outsider in ("bob", "olga"):
         with pytest.raises(PermissionDenied):
             read(acme, outsider, "acme")
     read(acme, "root", "acme")  # a system admin reads every organization
+
+
+@pytest.mark.parametrize("reader", ["range_totals", "service_usage", "daily_usage", "charges"])
+def test_the_organizations_usage_over_a_range_refuses_members_and_other_admins(acme, reader):
+    last_30 = usage.date_range(acme, "ada", "acme", "last_30_days")
+    read = getattr(usage, reader)
+    for outsider in ("bob", "olga"):
+        with pytest.raises(PermissionDenied):
+            read(acme, outsider, "acme", None, last_30.date_from, last_30.date_to)
+        with pytest.raises(PermissionDenied):
+            usage.member_usage(acme, outsider, "acme", last_30.date_from, last_30.date_to)
+    read(acme, "root", "acme", None, last_30.date_from, last_30.date_to)  # a system admin reads every organization
 
 
 # ---------------------------------------------------------------- the page, read only
@@ -156,9 +169,12 @@ def test_org_billing_shows_the_organization(acme):
     assert metric_values(at, "Used") == ["262.5"]
     assert metric_values(at, "Available") == ["8,500"]
     assert metric_values(at, "Monthly refresh") == ["0"]
-    assert metric_values(at, "Credits used (30 days)") == ["252.5"]
-    assert metric_values(at, "Requests (30 days)") == ["13"]
-    assert metric_values(at, "Active users (30 days)") == ["2"]
+    last_30 = usage.date_range(acme, "ada", "acme", "last_30_days")  # the Usage tab opens on the last 30 days
+    totals = usage.range_totals(acme, "ada", "acme", None, last_30.date_from, last_30.date_to)
+    assert metric_values(at, "Credits used") == ["252.5"] == [screen_kit.card_credits(totals.credits_used)]
+    assert metric_values(at, "Requests") == ["13"] == [str(totals.requests)]
+    assert metric_values(at, "Services") == ["4"] == [str(totals.services)]
+    assert metric_values(at, "Members") == ["2"] == [str(totals.members)]
 
     [pool] = chart_titled(at, "Pool")["data"]
     assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
@@ -167,11 +183,13 @@ def test_org_billing_shows_the_organization(acme):
     assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {  # services in words
         "company enrichment": 200, "contact lookup": 30, "LLM calls": 12.5, "intelligence cache lookup": 10,
     }
-    by_user = chart_titled(at, "Credits by user")["data"][0]
-    assert trace_values(by_user, "x") == [230, 22.5]
-    assert [row[0] for row in by_user["customdata"]] == ["Bob Builder", "Cy &lt;img src=x onerror=alert(1)&gt; \"Quote\" [link](javascript:alert(1))"]
-    line = chart_titled(at, "Credits per day")["data"][0]
-    assert len(trace_values(line, "y")) == 31 and sum(trace_values(line, "y")) == 252.5
+    by_member = chart_titled(at, "Credits by member")["data"][0]
+    assert trace_values(by_member, "x") == [230, 22.5]
+    assert [row[0] for row in by_member["customdata"]] == ["Bob Builder", "Cy &lt;img src=x onerror=alert(1)&gt; \"Quote\" [link](javascript:alert(1))"]
+    per_day = chart_titled(at, "Credits per day")["data"]
+    assert sum(sum(trace_values(trace, "y")) for trace in per_day) == 252.5
+    charges = dataframe(at, "local_time", "user_name", "request_id")
+    assert len(charges) == 13 and charges.credits_used.sum() == Decimal("252.5")
     timeline = chart_titled(at, "Billing history")
     assert "credits bought" in {trace["name"] for trace in timeline["data"]}
 
@@ -461,7 +479,8 @@ def test_changing_a_role_and_removing_a_member(acme):
     assert "bob@example.com" not in members_table(at).index
     assert metric_values(at, "Available") == ["9,260"]
     assert metric_values(at, "Used") == ["262.5"]  # what bob used stays in history
-    by_user = usage.usage_by_user(acme, "ada", "acme").set_index("user_id")
+    last_30 = usage.date_range(acme, "ada", "acme", "last_30_days")
+    by_user = usage.member_usage(acme, "ada", "acme", last_30.date_from, last_30.date_to).set_index("user_id")
     assert not by_user.loc["bob", "is_member"] and by_user.loc["cy", "is_member"]  # bob's usage stays, as a former member
     assert ledger.verify(acme) == []
 
@@ -498,7 +517,7 @@ def test_names_with_html_and_markup_render_as_text(acme):
     at = open_page("org_billing", "ada", "acme")
     assert no_html_allowed(at)
     assert CY_NAME in set(dataframe(at, "display_name", "usage_percent").display_name)
-    by_user = chart_titled(at, "Credits by user")
+    by_user = chart_titled(at, "Credits by member")
     assert by_user["data"][0]["customdata"][1][0].startswith("Cy &lt;img src=x onerror=alert(1)&gt;")
     assert by_user["layout"]["yaxis"]["ticktext"][1] == "Cy &lt;img src=x onerror=alert…"
     submit(at, "allocate", {"allocate_user": "cy", "allocate_credits": "1"}, confirm=False)

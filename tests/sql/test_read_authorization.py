@@ -38,10 +38,7 @@ def two_orgs(db, funded_org):
 ORG_ADMIN_READS = {
     "organization_pool": "select * from organization_pool(:o, :a)",
     "org_billing_summary_of": "select * from org_billing_summary_of(:o, :a)",
-    "top_credit_users_of": "select * from top_credit_users_of(:o, :a, 10)",
     "org_billing_metrics_of": "select * from org_billing_metrics_of(:o, :a)",
-    "recent_credit_usage (the organization)": "select * from recent_credit_usage(:o, :a, null, 100)",
-    "recent_credit_usage (another member)": "select * from recent_credit_usage(:o, :a, 'user-1', 100)",
     "org_billing_history_of": "select * from org_billing_history_of(:o, :a, 200)",
     "organization_members_of": "select * from organization_members_of(:o, :a)",
     "credit_holds_of": "select * from credit_holds_of(:o, :a, false)",
@@ -99,7 +96,8 @@ def test_platform_reads_refuse_an_org_admin_and_a_member(two_orgs, app_db, state
 
 def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
     credits.deduct(db, two_orgs.id, "user-1", 5, "llm", "gpt-4o")
-    own = fetch(app_db, "select * from recent_credit_usage(:o, 'user-1', 'user-1', 100)", {"o": two_orgs.id})
+    own = fetch(app_db, "select * from usage_charges('user-1', :o, 'user-1', current_date - 1, current_date, null,"
+                        " 100, 0)", {"o": two_orgs.id})
     assert [row.credits_used for row in own] == [5]
     assert [row.org_id for row in fetch(app_db, "select * from my_credits('user-1')")] == [two_orgs.id]
     with pytest.raises(NotFound):
