@@ -35,7 +35,6 @@ def render(screen: Screen) -> None:
     try:
         overview = kit.read(screen.db, usage.org_overview, screen.actor_id, org_id)
         members = kit.read(screen.db, usage.allocations, screen.actor_id, org_id)
-        order_list = kit.read(screen.db, orders.orders_of, screen.actor_id, org_id)
     except BillingError as exc:
         kit.refuse(exc)
     org = organization(overview, members)
@@ -44,22 +43,26 @@ def render(screen: Screen) -> None:
     subscription_section(screen, org, overview)
     pool_section(screen, org, overview)
     buy_credits_section(screen, org, overview)
-    allocations_tab, usage_tab, orders_tab, history_tab, members_tab = st.tabs(
-        ["Allocations", "Usage", f"Orders ({len(order_list)})", "Billing history", "Members"]
-    )
-    with allocations_tab:
-        allocations_section(screen, org, overview, members)
-        credit_requests_section(screen)  # the members' requests for more credits (pages/sections/credit_requests.py)
-    with usage_tab:
-        date_range = kit.date_range_control(screen, key="org_usage_range")
-        usage_summary_section(screen, "organization", date_range)
-        recent_charges_section(screen, "organization", date_range)
-    with orders_tab:
-        orders_section(screen, org, order_list)
-    with history_tab:
-        history_section(screen, org_id)
-    with members_tab:
-        members_section(screen, org, members)
+    kit.tabbed("org_tab", {  # only the chosen tab is drawn (and read)
+        "Allocations": lambda: allocations_tab_section(screen, org, overview, members),
+        "Usage": lambda: usage_tab_section(screen),
+        "Orders": lambda: orders_section(screen, org, kit.read(screen.db, orders.orders_of, screen.actor_id, org_id)),
+        "Billing history": lambda: history_section(screen, org_id),
+        "Members": lambda: members_section(screen, org, members),
+    })
+
+
+def allocations_tab_section(screen: Screen, org: Organization, overview: OrgOverview, members: pd.DataFrame) -> None:
+    """The members' allocations and the form to change them, then the members' requests for more credits."""
+    allocations_section(screen, org, overview, members)
+    credit_requests_section(screen)
+
+
+def usage_tab_section(screen: Screen) -> None:
+    """The organization's usage over a chosen date range: totals, breakdowns, then the charges themselves."""
+    date_range = kit.date_range_control(screen, key="org_usage_range")
+    usage_summary_section(screen, "organization", date_range)
+    recent_charges_section(screen, "organization", date_range)
 
 
 def organization(overview: OrgOverview, members: pd.DataFrame) -> Organization:

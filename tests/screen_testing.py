@@ -117,3 +117,9 @@ def switch_screen(at: AppTest, name: str) -> AppTest:
     knows file pages; a screen is a callable page, registered under its URL path)."""
     at._page_hash = calc_hash(name)  # what st.Page hashes for its URL path
     return at
+
+
+def open_tab(at: AppTest, label: str, key: str) -> AppTest:
+    """Choose the tab `label` of the tabs `key` (kit.tabbed draws only the chosen one) and run the screen."""
+    at.session_state[key] = label
+    return at.run()

@@ -7,6 +7,7 @@
     charts   Plotly figures with one palette
     words    the words a person reads for the database's codes
     ranges   the date range control (presets, custom from–to) in the organization's time zone
+    tabs     tabs that draw only the chosen one (its label in the URL)
     login    the login form and the browser session (app.py's front door)
 
 Pages import the names from here (`from pages import kit`, then `kit.table(...)`). Nothing in the
@@ -88,4 +89,5 @@ from pages.kit.tables import (  # noqa: F401
     table,
     text_column,
 )
+from pages.kit.tabs import tabbed  # noqa: F401
 from pages.kit.words import WORDS, term  # noqa: F401

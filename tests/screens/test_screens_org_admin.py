@@ -29,6 +29,7 @@ from screen_testing import (
     metric_values,
     no_html_allowed,
     open_page,
+    open_tab,
     plain,
     texts,
     trace_values,
@@ -80,8 +81,21 @@ def allocation_of(db, user_id: str) -> tuple[Decimal, Decimal]:
     return row.allocated_credits, row.remaining_credits
 
 
+# the tab of Organization billing each form lives on (the others are above the tabs)
+FORM_TABS = {"member": "Members", "order": "Orders", "allocate": "Allocations", "reclaim": "Allocations"}
+
+
+def on_tab_of(at, form: str):
+    """Open the tab the form `form` lives on (only the chosen tab is drawn)."""
+    tab = FORM_TABS.get(form.split("_")[0])
+    if tab is not None and at.session_state["org_tab"] != tab:
+        open_tab(at, tab, "org_tab")
+    return at
+
+
 def submit(at, form: str, fields: dict, *, confirm: bool = True):
     """Fill a form's fields (by key), send it, and confirm when the page asks to."""
+    on_tab_of(at, form)
     for key, value in fields.items():
         widget = at.selectbox(key=key) if key.endswith(("_user", "_role")) else at.text_input(key=key)
         widget.set_value(value)
@@ -169,16 +183,17 @@ def test_org_billing_shows_the_organization(acme):
     assert metric_values(at, "Used") == ["262.5"]
     assert metric_values(at, "Available") == ["8,500"]
     assert metric_values(at, "Monthly refresh") == ["0"]
+    [pool] = chart_titled(at, "Pool")["data"]
+    assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
+    assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
+
+    open_tab(at, "Usage", "org_tab")
     last_30 = usage.date_range(acme, "ada", "acme", "last_30_days")  # the Usage tab opens on the last 30 days
     totals = usage.range_totals(acme, "ada", "acme", None, last_30.date_from, last_30.date_to)
     assert metric_values(at, "Credits used") == ["252.5"] == [screen_kit.card_credits(totals.credits_used)]
     assert metric_values(at, "Requests") == ["13"] == [str(totals.requests)]
     assert metric_values(at, "Services") == ["4"] == [str(totals.services)]
     assert metric_values(at, "Members") == ["2"] == [str(totals.members)]
-
-    [pool] = chart_titled(at, "Pool")["data"]
-    assert trace_values(pool, "x") == [10000, 1500, 262.5, 8500]
-    assert chart_titled(at, "Pool")["layout"]["yaxis"]["ticktext"] == ["total", "allocated", "used", "available"]
     pie = chart_titled(at, "Credits by service")["data"][0]
     assert dict(zip(pie["labels"], trace_values(pie, "values"), strict=True)) == {  # services in words
         "company enrichment": 200, "contact lookup": 30, "LLM calls": 12.5, "intelligence cache lookup": 10,
@@ -190,14 +205,17 @@ def test_org_billing_shows_the_organization(acme):
     assert sum(sum(trace_values(trace, "y")) for trace in per_day) == 252.5
     charges = dataframe(at, "local_time", "user_name", "request_id")
     assert len(charges) == 13 and charges.credits_used.sum() == Decimal("252.5")
+
+    open_tab(at, "Billing history", "org_tab")
     timeline = chart_titled(at, "Billing history")
     assert "credits bought" in {trace["name"] for trace in timeline["data"]}
+    history = dataframe(at, "event_type", "total_credits_after")
+    assert history[history.event_type == "credits bought"].credits.tolist() == [10_000]
 
+    open_tab(at, "Allocations", "org_tab")
     table = dataframe(at, "display_name", "usage_percent").set_index("email")
     assert table.loc["bob@example.com", "remaining_credits"] == 760
     assert table.loc["cy@example.com", "remaining_credits"] == Decimal("477.5")
-    history = dataframe(at, "event_type", "total_credits_after")
-    assert history[history.event_type == "credits bought"].credits.tolist() == [10_000]
 
 
 def test_a_system_admin_sees_the_same_page(acme):
@@ -268,13 +286,15 @@ def test_taking_back_and_adding_credits_through_the_forms(acme):
     assert reports.pool(acme, "ada", "acme").total_credits == 10_000
     order = orders.orders_of(acme, "ada", "acme").iloc[0]  # newest first
     assert (order.credits, order.price, order.status) == (5000, 5, "awaiting_payment")
+    open_tab(at, "Orders", "org_tab")
     assert dataframe(at, "state", "payment_reference").state.tolist()[0] == "awaiting payment"
     orders.record_payment(acme, None, order.id, "INV-7")
     st.cache_data.clear()  # the operator recorded it outside the app: drop the page's 30 s read cache
     at = open_page("org_billing", "ada", "acme")
     assert metric_values(at, "Total credits") == ["15,000"]
-    history = dataframe(at, "event_type", "total_credits_after")
+    history = dataframe(open_tab(at, "Billing history", "org_tab"), "event_type", "total_credits_after")
     assert history.iloc[0][["credits", "amount", "total_credits_after"]].tolist() == [5000, 5, 15000]
+    open_tab(at, "Orders", "org_tab")
     assert dataframe(at, "state", "payment_reference").iloc[0][["state", "payment_reference"]].tolist() == [
         "paid", "INV-7"]
     assert ledger.verify(acme) == []
@@ -300,6 +320,7 @@ def test_buying_a_package_and_canceling_the_order(acme):
     placed = orders.orders_of(acme, "ada", "acme")
     placed = placed[placed.package_code.notna()]  # the fixture's funding was an order of 10,000 credits
     assert placed.package_code.tolist() == ["growth_50k"]
+    open_tab(at, "Orders", "org_tab")
     at.selectbox(key="order_cancel_id").set_value(placed.id.iloc[0])
     at.button(key="order_cancel_submit").click().run()
     at.button(key="order_cancel_confirm").click().run()
@@ -375,6 +396,7 @@ def test_a_form_sent_after_the_role_was_lost_is_refused(acme):
 
 
 def members_table(at):
+    on_tab_of(at, "member")
     return dataframe(at, "display_name", "joined_at").set_index("email")
 
 
@@ -517,7 +539,8 @@ def test_names_with_html_and_markup_render_as_text(acme):
     at = open_page("org_billing", "ada", "acme")
     assert no_html_allowed(at)
     assert CY_NAME in set(dataframe(at, "display_name", "usage_percent").display_name)
-    by_user = chart_titled(at, "Credits by member")
+    by_user = chart_titled(open_tab(at, "Usage", "org_tab"), "Credits by member")
+    assert no_html_allowed(at)
     assert by_user["data"][0]["customdata"][1][0].startswith("Cy &lt;img src=x onerror=alert(1)&gt;")
     assert by_user["layout"]["yaxis"]["ticktext"][1] == "Cy &lt;img src=x onerror=alert…"
     submit(at, "allocate", {"allocate_user": "cy", "allocate_credits": "1"}, confirm=False)
@@ -568,6 +591,7 @@ def column_keys(at, key: str) -> set[str]:
 
 def ask(at, form: str, **fields):
     """Fill a form (selects, radios and text fields by key) and send it, without confirming."""
+    on_tab_of(at, form)
     for key, value in fields.items():
         if key in {s.key for s in at.selectbox}:
             at.selectbox(key=key).set_value(value)
@@ -766,9 +790,12 @@ def test_the_screen_shows_words_not_codes(acme):
 def test_key_columns_come_first_for_a_phone(acme):
     at = open_page("org_billing", "ada", "acme")
     assert list(dataframe(at, "usage_percent").columns[:2]) == ["display_name", "remaining_credits"]
-    assert list(dataframe(at, "joined_at").columns[:3]) == ["display_name", "role", "remaining_credits"]
     assert list(dataframe(at, "expires").columns[:2]) == ["remaining_credits", "expires"]
+    open_tab(at, "Members", "org_tab")
+    assert list(dataframe(at, "joined_at").columns[:3]) == ["display_name", "role", "remaining_credits"]
+    open_tab(at, "Billing history", "org_tab")
     assert list(dataframe(at, "total_credits_after").columns[:3]) == ["created_at", "event_type", "credits"]
+    open_tab(at, "Orders", "org_tab")
     assert list(dataframe(at, "payment_reference").columns[:3]) == ["state", "credits", "price"]
 
 
