@@ -400,6 +400,27 @@ def _cmd_holds_expire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api_serve(args: argparse.Namespace) -> int:
+    from api import serve  # the HTTP adapter, imported only by the command that runs it
+
+    port = args.port or settings.api_port()
+    print(f"HTTP API on http://{args.host}:{port}/api/v1 (docs: /api/v1/docs), {args.workers} worker(s).", flush=True)
+    serve.serve(port=port, workers=args.workers, host=args.host)
+    return 0
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"a number of worker processes from 1 to 64 (got {text!r})")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a port number from 1 to 65535 (got {text!r})")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="billing", description="Organization billing: credit pools, allocations, usage.")
     parser.add_argument("--as", dest="actor", metavar="USER", help="act as this user (role checked)")
@@ -528,6 +549,12 @@ def _parser() -> argparse.ArgumentParser:
                 " allocation resets, lot expiry, alerts); safe to repeat: put it in cron")
     p.add_argument("--now", type=_moment, help="run as of this ISO moment, not later than now (default: now)")
     command(per, "last", _cmd_periods_last, "say when the period job last ran and what it did")
+
+    api = sub.add_parser("api", help="the HTTP API").add_subparsers(dest="api_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = command(api, "serve", _cmd_api_serve, "serve the HTTP API (uvicorn) until stopped")
+    p.add_argument("--port", type=_port, help=f"the port (default {settings.API_PORT.name}, else {settings.API_PORT.default})")
+    p.add_argument("--workers", type=_workers, default=1, help="worker processes sharing the port (default 1)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
     return parser
 
 

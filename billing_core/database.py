@@ -13,11 +13,13 @@ own column names: `fetch_frame` builds a DataFrame from the result's keys and
 they would answer or refuse, with nothing written (a screen's check before
 it asks to confirm).
 
-Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
+Engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
 login, every pooled connection switched to `SET ROLE billing_app`, so the
 Streamlit app and `billing --as USER` get only what sql/routines/990_access.sql
-grants the app, and a NULL actor is refused on them).
+grants the app, and a NULL actor is refused on them). A third, `service_engine(url)`
+(SET ROLE billing_service), is the HTTP API's for the charging endpoints: what a
+metered service's own login may do, no more.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from billing_core import settings
 from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, PermissionDenied, translate
-from billing_core.roles import APP_ROLE
+from billing_core.roles import APP_ROLE, SERVICE_ROLE
 
-EngineRole = Literal["owner", "app"]
+EngineRole = Literal["owner", "app", "service"]
 
 DATABASE_NAME = "billing"
 PROJECT_ROOT = settings.PROJECT_ROOT
@@ -119,27 +121,43 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
-    """On each new pooled connection of the app engine: SET ROLE billing_app, committed so that it lasts."""
+def _switch_role(dbapi_connection: Any, role: str) -> None:
+    """SET ROLE `role` on a new pooled connection, committed so that it lasts."""
     try:
-        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(APP_ROLE)))
+        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(role)))
         dbapi_connection.commit()
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
-            f"Could not switch to the app's database role {APP_ROLE} ({exc}): run `billing db migrate` "
+            f"Could not switch to the database role {role} ({exc}): run `billing db migrate` "
             "(or `billing db roles`) with the owner's login."
         ) from None
 
 
+def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the app engine: SET ROLE billing_app."""
+    _switch_role(dbapi_connection, APP_ROLE)
+
+
+def _switch_to_service_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the service engine: SET ROLE billing_service."""
+    _switch_role(dbapi_connection, SERVICE_ROLE)
+
+
+_ROLE_SWITCHES: dict[EngineRole, Callable[[Any, Any], None]] = {
+    "app": _switch_to_app_role,
+    "service": _switch_to_service_role,
+}
+
+
 def get_engine(url: str | None = None, role: EngineRole = "owner") -> Engine:
-    """The shared engine for `url` (default: `database_url()`): the owner's, or with role="app" the app's."""
+    """The shared engine for `url` (default: `database_url()`): the owner's, the app's or the service's."""
     url = url or database_url()
     with _engines_lock:
         engine = _engines.get((url, role))
         if engine is None:
             engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
-            if role == "app":
-                sa.event.listen(engine, "connect", _switch_to_app_role)
+            if role in _ROLE_SWITCHES:
+                sa.event.listen(engine, "connect", _ROLE_SWITCHES[role])
             _engines[(url, role)] = engine
         return engine
 
@@ -149,10 +167,15 @@ def app_engine(url: str | None = None) -> Engine:
     return get_engine(url, role="app")
 
 
+def service_engine(url: str | None = None) -> Engine:
+    """The metered services' engine for `url`: the HTTP API's charging endpoints (SET ROLE billing_service)."""
+    return get_engine(url, role="service")
+
+
 def dispose_engine(url: str) -> None:
-    """Close the pooled connections of the engines (owner's and app's) for `url`, if any."""
+    """Close the pooled connections of the engines (owner's, app's and service's) for `url`, if any."""
     with _engines_lock:
-        engines = [_engines.pop((url, role), None) for role in ("owner", "app")]
+        engines = [_engines.pop((url, role), None) for role in ("owner", "app", "service")]
     for engine in engines:
         if engine is not None:
             engine.dispose()
