@@ -57,7 +57,8 @@ declare
         'settle_hold',
         'settle_usage',
         'release_hold',
-        'price_usage'
+        'price_usage',
+        'charge_usage_batch'
     ];
     -- the app (screens, `billing --as USER`): every function billing_core calls
     -- on its behalf; each one checks its acting user (a NULL actor is refused
