@@ -58,6 +58,7 @@ declare
         'settle_usage',
         'release_hold',
         'price_usage',
+        'charge_credits',
         'charge_usage_batch'
     ];
     -- the app (screens, `billing --as USER`): every function billing_core calls

@@ -1,4 +1,4 @@
-"""charge_usage_batch: many events in one call, each charged (or refused) on its own, each idempotent."""
+"""The HTTP API's charging entry points: charge_credits (a fixed amount that says when it was a replay) and charge_usage_batch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from ledger_state import snapshot
 from billing_core import credits, database, ledger
 from billing_core.charging_batch import Event, charge_batch
 from billing_core.database import fetch
-from billing_core.errors import InsufficientCredits, InvalidAmount, InvalidInput, NotFound, PermissionDenied
+from billing_core.errors import (
+    InsufficientCredits,
+    InvalidAmount,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RequestConflict,
+)
 from billing_core.pricing import Usage
 
 GPT4O = Usage("llm", "gpt-4o", 1000, 500)  # 11.25 credits on the default price list
@@ -71,4 +78,18 @@ def test_bad_values_are_refused_per_event_or_for_the_batch(db, ready):
                                  Event("user-2", GPT4O, org_id=ready.id, request_id="'); drop table users; --")])
     assert type(outcomes[0].refusal) is InvalidAmount and type(outcomes[1].refusal) is InvalidInput
     assert outcomes[2].refusal is None  # a request id is text, never SQL
+    assert ledger.verify(db) == []
+
+
+def test_charge_credits_says_when_it_was_a_replay(db, db_url, ready):
+    from billing_core import charging
+
+    service = database.service_engine(db_url)
+    first = charging.charge_credits(service, "user-2", "12.5", "company_enrichment", "enrich", request_id="f-1")
+    assert (first.org_id, first.credits, first.remaining, first.replayed) == (ready.id, D("12.5"), D("87.5"), False)
+    again = charging.charge_credits(service, "user-2", "12.5", "company_enrichment", "enrich", request_id="f-1")
+    assert again.replayed is True and again.remaining == D("87.5")
+    with pytest.raises(RequestConflict):
+        charging.charge_credits(service, "user-2", "13", "company_enrichment", "enrich", request_id="f-1")
+    assert charging.charge_credits(service, "user-2", 1, "company_enrichment", "enrich").replayed is False
     assert ledger.verify(db) == []

@@ -1,8 +1,58 @@
--- Charging many metered events in one call: the HTTP API's batch endpoint
--- (POST /api/v1/charges/batch), one database round trip for up to 1,000
--- events. Each event is charged by charge_usage in its own subtransaction,
--- so one refused event leaves the others charged, and each is idempotent
--- on its own request id exactly as a single charge_usage call is.
+-- The charging entry points the HTTP API needs beside 110_charging.sql's:
+-- a fixed credit amount that says whether it was a replay (charge_credits,
+-- over deduct_credits), and many metered events in one call
+-- (charge_usage_batch, POST /api/v1/charges/batch: one database round trip
+-- for up to 1,000 events). Callers are metered services, as for
+-- charge_usage: no acting user.
+
+
+-- charge_credits(p_org_id, p_user_id, p_credits, p_service_type,
+--                p_service_name, p_request_id, p_metadata, p_occurred_at):
+-- returns (org_id, credits, remaining, replayed). Charges a fixed number of
+-- credits with deduct_credits, to p_org_id or (null) charging_org_for's
+-- organization, and says whether the request id had already been charged
+-- (replayed true: deduct_credits answered as the first call did, charging
+-- nothing more). Locks the member's allocation row before it looks for the
+-- request id, as charge_usage does, so a retry that queued behind its first
+-- call answers replayed. Raises what deduct_credits and charging_org_for
+-- raise.
+create or replace function charge_credits(
+    p_org_id text,
+    p_user_id text,
+    p_credits numeric,
+    p_service_type text,
+    p_service_name text,
+    p_request_id text default null,
+    p_metadata jsonb default '{}',
+    p_occurred_at timestamptz default null
+)
+returns table (org_id text, credits numeric, remaining numeric, replayed boolean)
+language plpgsql
+as $$
+begin
+    org_id := charging_org_for(p_user_id, p_org_id);
+    replayed := false;
+    if p_request_id is not null then
+        perform 1 from user_credit_allocations a
+         where a.org_id = charge_credits.org_id and a.user_id = p_user_id and a.is_active
+           for update;
+        replayed := exists (select 1 from credit_usage_attribution c
+                             where c.org_id = charge_credits.org_id and c.request_id = p_request_id);
+    end if;
+    remaining := deduct_credits(org_id, p_user_id, p_credits, p_service_type, p_service_name, p_request_id,
+                                coalesce(p_metadata, '{}'), p_occurred_at);
+    credits := p_credits;
+    return next;
+end;
+$$;
+
+comment on function charge_credits(text, text, numeric, text, text, text, jsonb, timestamptz) is
+    'charge_credits(p_org_id, p_user_id, p_credits, p_service_type, p_service_name, p_request_id, p_metadata, '
+    'p_occurred_at): returns (org_id, credits, remaining, replayed). Charges a fixed number of credits with '
+    'deduct_credits, to p_org_id or (null) charging_org_for''s organization, and says whether the request id had '
+    'already been charged (replayed true: deduct_credits answered as the first call did, charging nothing more). '
+    'Locks the member''s allocation row before it looks for the request id, as charge_usage does. Raises what '
+    'deduct_credits and charging_org_for raise.';
 
 
 -- charge_usage_batch(p_events jsonb, p_allowed_orgs text[]): returns one
