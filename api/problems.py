@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from billing_core.errors import BillingError, DatabaseUnavailable, InsufficientCredits, RateLimited
@@ -40,6 +41,16 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "CB014": (409, "Hold not open"),
     "CB015": (401, "Unauthenticated"),
 }
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong, for a person (detail) and a program (status, code)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
 
 
 def problem_type(title: str) -> str:

@@ -204,7 +204,10 @@ declare
         'usage_hours',
         'usage_services',
         'usage_members',
-        'usage_charges'
+        'usage_charges',
+        -- the HTTP API's own reads (150_api_reads.sql)
+        'member_balance',
+        'usage_groups'
     ];
     -- read helpers the app runs itself (the role checks of billing_core.access):
     -- SECURITY INVOKER, reading only what the app may read anyway
