@@ -11,7 +11,9 @@ own column names: `fetch_frame` builds a DataFrame from the result's keys and
 `record`/`records` build dataclasses field by field from `row._mapping`.
 `rehearse` runs billing_core calls in a transaction that is rolled back: what
 they would answer or refuse, with nothing written (a screen's check before
-it asks to confirm).
+it asks to confirm). `acting_through_key` attributes every transaction opened
+in its block to an API key (the ledger puts the key id in audit details and
+attribution metadata).
 
 Engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
@@ -216,7 +218,7 @@ def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
     if sqlstate == "22P05" and "\\u0000" in (getattr(diag, "message_detail", None) or ""):
         # jsonb cannot hold \u0000 either (metadata with a NUL character, JSON-escaped)
         return _nul_refusal("A JSON value (metadata)")
-    return translate(sqlstate, _message(exc))
+    return translate(sqlstate, _message(exc), getattr(diag, "message_detail", None))
 
 
 def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
@@ -233,16 +235,43 @@ _rehearsal: contextvars.ContextVar[tuple[Engine, sa.Connection] | None] = contex
     "billing_rehearsal", default=None)
 
 
+# the API key the calls in this context act through (see `acting_through_key`), or None
+_api_key_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("billing_api_key_id", default=None)
+
+
+@contextlib.contextmanager
+def acting_through_key(key_id: str) -> Iterator[None]:
+    """Within this block, every transaction billing_core opens is attributed to API key `key_id`.
+
+    Each transaction first sets 'billing.api_key_id' (transaction-local); the ledger writes it into the
+    audit details and the attribution metadata (ledger_api_key_id in sql/routines/010_checks.sql).
+    """
+    token = _api_key_id.set(key_id)
+    try:
+        yield
+    finally:
+        _api_key_id.reset(token)
+
+
+def _attribute(conn: sa.Connection) -> None:
+    """Name the API key of this context, if any, for the rest of the connection's transaction."""
+    key_id = _api_key_id.get()
+    if key_id is not None:
+        conn.execute(sa.text("select set_config('billing.api_key_id', :key_id, true)"), {"key_id": key_id})
+
+
 @contextlib.contextmanager
 def _transaction(db: Engine) -> Iterator[sa.Connection]:
     """A connection in a transaction for one statement: its own (committed at the end), or the rehearsal's."""
     rehearsal = _rehearsal.get()
     if rehearsal is None:
         with db.begin() as conn:
+            _attribute(conn)
             yield conn
         return
     if rehearsal[0] is not db:  # a statement elsewhere would commit what the rehearsal promises not to
         raise RuntimeError("A rehearsal runs on one database: its action used another engine.")
+    _attribute(rehearsal[1])
     yield rehearsal[1]
 
 

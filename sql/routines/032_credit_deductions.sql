@@ -142,7 +142,9 @@ comment on function ledger_refuse_deduction(text, text, numeric) is
 -- p_occurred_at, for a call reported after the fact, is when the call
 -- happened (default now): the attribution row's created_at; its recorded_at
 -- is the time of the charge. The charge always comes out of the member's
--- current allocation.
+-- current allocation. The row's metadata is p_metadata, plus "api_key_id"
+-- when the transaction acts through an API key (ledger_api_key_id): so
+-- charge_usage, settle_hold and settle_usage carry it too.
 -- The charge that takes the allocation from under 90% used to 90% or more
 -- also opens its low-balance alert (094_alerts.sql; once per allocation).
 -- A charge that waited on the member's allocation while a period reset
@@ -212,7 +214,9 @@ begin
                 (org_id, user_id, allocation_id, credits_used, service_type, service_name,
                  request_id, metadata, remaining_after, created_at)
             select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
-                   p_request_id, p_metadata, c.remaining_credits, coalesce(p_occurred_at, now())
+                   p_request_id,
+                   p_metadata || jsonb_strip_nulls(jsonb_build_object('api_key_id', ledger_api_key_id())),
+                   c.remaining_credits, coalesce(p_occurred_at, now())
               from charged c
             on conflict (org_id, request_id) where request_id is not null do nothing
             returning 1
@@ -278,6 +282,8 @@ comment on function deduct_credits(text, text, numeric, text, text, text, jsonb,
     'answer; the same request id with another user, amount or service raises CB007. p_occurred_at, for a call '
     'reported after the fact, is when the call happened (default now): the attribution row''s created_at; its '
     'recorded_at is the time of the charge. The charge always comes out of the member''s current allocation. The '
+    'row''s metadata is p_metadata, plus "api_key_id" when the transaction acts through an API key '
+    '(ledger_api_key_id): so charge_usage, settle_hold and settle_usage carry it too. The '
     'charge that takes the allocation from under 90% used to 90% or more also opens its low-balance alert '
     '(094_alerts.sql; once per allocation). A charge that waited on the member''s allocation while a period reset '
     'closed it and opened the next one is charged to the new allocation (one more attempt, in a new statement), '

@@ -197,6 +197,12 @@ declare
         'audit_entries',
         'audit_actors',
         'audit_actions',
+        -- API keys (140_api_keys.sql): managed by the admins who may make them; the HTTP API
+        -- authenticates each request with api_key_authorize and then acts as the key's user
+        'create_api_key',
+        'revoke_api_key',
+        'api_keys_of',
+        'api_key_authorize',
         -- usage views over a date range (each authorizes its acting user itself)
         'usage_range',
         'usage_totals',

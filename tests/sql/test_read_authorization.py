@@ -46,6 +46,7 @@ ORG_ADMIN_READS = {
     "organization_members_of": "select * from organization_members_of(:o, :a)",
     "credit_holds_of": "select * from credit_holds_of(:o, :a, false)",
     "credit_lots_of": "select * from credit_lots_of(:o, :a)",
+    "api_keys_of (the organization's keys)": "select * from api_keys_of(:a, :o)",
 }
 # platform-wide reads, for system admins
 SYSTEM_ADMIN_READS = {
@@ -58,6 +59,7 @@ SYSTEM_ADMIN_READS = {
     "pricing_calculator_for": "select * from pricing_calculator_for(:a, null, 'llm', 'gpt-4o', 1000, 500)",
     "pricing_rule_reach": "select * from pricing_rule_reach(:a)",
     "pricing_price_reach": "select * from pricing_price_reach(null, 'gpt-4o', 30, :a)",
+    "api_keys_of (every key)": "select * from api_keys_of(:a, null)",
 }
 
 
@@ -110,6 +112,7 @@ def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
     "organization_credit_pools", "org_billing_summary", "user_multi_org_credits", "top_credit_users_by_org",
     "org_billing_metrics", "org_billing_history", "credit_usage_attribution", "credit_holds", "credit_orders",
     "user_credit_allocations", "model_prices", "org_pricing_overrides", "audit_log",
+    "api_keys", "api_key_organizations", "api_key_rate_windows",
 ])
 def test_the_app_cannot_read_around_the_functions(two_orgs, app_db, relation):
     # the reads above used to be a SELECT on these, with the role check chosen in Python beside it
