@@ -14,6 +14,8 @@ _PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 
 def _parse(value: Any) -> Decimal:
+    if isinstance(value, Decimal):  # built in Python (an answer), not sent as JSON
+        return value
     if not isinstance(value, str):
         raise ValueError(
             f"send amounts as decimal strings, like \"12.5\", not as a JSON {type(value).__name__} ({value!r}):"
@@ -26,8 +28,8 @@ def _parse(value: Any) -> Decimal:
 
 
 def decimal_text(value: Decimal) -> str:
-    """A Decimal as the plain decimal string the API answers with (no exponent)."""
-    return f"{value:f}"
+    """A Decimal as the plain decimal string the API answers with: no exponent, no trailing zeros."""
+    return f"{value.normalize():f}" if value else "0"
 
 
 # what a request or answer field holding credits or money is: a Decimal inside, a decimal string on the wire

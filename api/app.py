@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.engine import Engine
 from starlette.middleware.cors import CORSMiddleware
 
-from api import access_log, health, problems
+from api import access_log, charging, health, keys, problems
 from api.middleware import RequestFrame
 from billing_core import database, settings
 
 PREFIX = "/api/v1"
 EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Idempotent-Replayed"]
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The API's two database roles: the app's (keys, organization and system routes) and the service's (charging)."""
+
+    app: Engine
+    service: Engine
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the API key's security scheme."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = document.setdefault("components", {})
+        components["securitySchemes"] = keys.SECURITY_SCHEME
+        components.setdefault("schemas", {})["Problem"] = problems.Problem.model_json_schema()
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
@@ -24,9 +48,13 @@ def create_app(database_url: str | None = None) -> FastAPI:
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
     )
-    app.state.database_url = database_url or database.database_url()
+    url = database_url or database.database_url()
+    app.state.database_url = url
+    app.state.engines = Engines(database.app_engine(url), database.service_engine(url))
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(charging.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     origins = settings.api_cors_origins()
     if origins:
         app.add_middleware(

@@ -247,9 +247,7 @@ def _replayed(response: Response, replayed: bool | None) -> None:
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 Grant = Annotated[KeyGrant, Depends(grant_of)]
-REFUSALS = {status: {"model": problems.Problem, "description": title}
-            for status, title in ((401, "Unauthenticated"), (402, "Insufficient credits"), (403, "Out of scope"),
-                                  (404, "Unknown"), (409, "Conflict"), (422, "Invalid input"), (429, "Rate limited"))}
+REFUSALS = problems.responses(401, 402, 403, 404, 409, 422, 429)
 
 
 @router.post("/charges", response_model=ChargeOut, responses=REFUSALS, openapi_extra=key("charge", "fields"),

@@ -7,8 +7,6 @@ written for a person to act on. FastAPI's own validation errors and unknown rout
 from __future__ import annotations
 
 import logging
-import re
-from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from api.amounts import decimal_text
 from billing_core.errors import BillingError, DatabaseUnavailable, InsufficientCredits, RateLimited
 
 MEDIA_TYPE = "application/problem+json"
@@ -53,6 +52,23 @@ class Problem(BaseModel):
     code: str | None = None
 
 
+_DESCRIPTIONS = {
+    401: "Unauthenticated: no API key, or one that is malformed, unknown or revoked",
+    402: "Insufficient credits (remaining and needed in the body)",
+    403: "The key (or its user) may not do this here",
+    404: "Unknown organization, user or record",
+    409: "Conflict: a request id reused with other figures, a hold not open, a rule",
+    422: "Invalid input",
+    429: "Rate limited: retry after the Retry-After header's seconds",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of a route's refusals: problem+json bodies with these statuses."""
+    content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {status: {"description": _DESCRIPTIONS[status], "content": content} for status in statuses}
+
+
 def problem_type(title: str) -> str:
     """The problem's type URI: a URN naming it (no page to fetch)."""
     return "urn:org-billing:problem:" + title.lower().replace(" ", "-")
@@ -71,18 +87,6 @@ def problem(status: int, title: str, detail: str, code: str | None = None, **ext
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-_FIGURES = re.compile(r"has (?P<remaining>-?[0-9][0-9,]*(?:\.[0-9]+)?) remaining .*?, (?P<needed>[0-9][0-9,]*(?:\.[0-9]+)?)"
-                      r" needed")
-
-
-def _shortfall(exc: InsufficientCredits) -> dict[str, str]:
-    """The remaining and needed credits a refused charge names (strings, exact), when it names them."""
-    match = _FIGURES.search(str(exc))
-    if not match:
-        return {}
-    return {name: str(Decimal(match[name].replace(",", ""))) for name in ("remaining", "needed")}
-
-
 def refusal(exc: BillingError) -> ProblemResponse:
     """The problem+json answer to a billing_core refusal."""
     if isinstance(exc, DatabaseUnavailable):
@@ -91,9 +95,10 @@ def refusal(exc: BillingError) -> ProblemResponse:
     extra: dict[str, Any] = {}
     response_headers: dict[str, str] = {}
     if isinstance(exc, InsufficientCredits):
-        extra.update(_shortfall(exc))
+        extra.update({name: decimal_text(figure) for name, figure in
+                      (("remaining", exc.remaining), ("needed", exc.needed)) if figure is not None})
     if isinstance(exc, RateLimited):
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = exc.retry_after
         if retry_after is not None:
             extra["retry_after"] = retry_after
             response_headers["Retry-After"] = str(retry_after)

@@ -8,6 +8,7 @@ database's message, which is written for a person to act on.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 
 class BillingError(Exception):
@@ -41,9 +42,14 @@ class InsufficientPoolCredits(BillingError):
 
 
 class InsufficientCredits(BillingError):
-    """The member's allocation has fewer remaining credits than asked for."""
+    """The member's allocation has fewer remaining credits than asked for; remaining and needed when known."""
 
     sqlstate = "CB005"
+
+    def __init__(self, message: str, remaining: Decimal | None = None, needed: Decimal | None = None) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+        self.needed = needed
 
 
 class AllocationInactive(BillingError):
@@ -149,6 +155,8 @@ _POSTGRES_INPUT_ERRORS: dict[str, type[BillingError]] = {
 
 # a rate refusal's DETAIL, when the database knows the wait (sql/routines/140_api_keys.sql)
 _RETRY_AFTER = re.compile(r"retry_after=(\d+)")
+# a refused charge's DETAIL: what the member has and what the charge needed (sql/routines/032_credit_deductions.sql)
+_SHORTFALL = re.compile(r"remaining=(-?[0-9.]+) needed=(-?[0-9.]+)")
 
 
 def translate(sqlstate: str | None, message: str, detail: str | None = None) -> BillingError | None:
@@ -156,6 +164,9 @@ def translate(sqlstate: str | None, message: str, detail: str | None = None) -> 
     if sqlstate is None:
         return None
     cls = _BY_SQLSTATE.get(sqlstate) or _POSTGRES_INPUT_ERRORS.get(sqlstate)
+    if cls is InsufficientCredits:
+        figures = _SHORTFALL.search(detail or "")
+        return InsufficientCredits(message, *(Decimal(figures[n]) for n in (1, 2))) if figures else cls(message)
     if cls is RateLimited:
         wait = _RETRY_AFTER.search(detail or "")
         return RateLimited(message, int(wait[1]) if wait else None)

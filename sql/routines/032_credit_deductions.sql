@@ -89,7 +89,8 @@ comment on function ledger_replay_deduction(credit_usage_attribution, text, nume
 -- ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises,
 -- saying why a deduction found no allocation able to pay: CB002 (unknown
 -- org or user), CB011 (org not active), CB003 (not a member), CB006
--- (allocation closed), CB005 (no allocation, or too few credits remaining).
+-- (allocation closed), CB005 (no allocation, or too few credits remaining;
+-- DETAIL 'remaining=<credits> needed=<credits>' for programs).
 create or replace function ledger_refuse_deduction(p_org_id text, p_user_id text, p_credits numeric)
 returns void
 language plpgsql
@@ -112,21 +113,24 @@ begin
         end if;
         raise exception using errcode = 'CB005',
             message = format('User %L has no credits allocated in organization %L: '
-                             'ask an org admin to allocate credits.', p_user_id, p_org_id);
+                             'ask an org admin to allocate credits.', p_user_id, p_org_id),
+            detail = format('remaining=0 needed=%s', p_credits);
     end if;
     raise exception using errcode = 'CB005',
         message = format('Insufficient credits: user %L has %s remaining in organization %L%s, %s needed.',
                          p_user_id, ledger_amount_text(v_remaining), p_org_id,
                          case when v_held > 0 then format(' (%s more held for calls in progress)',
                                                           ledger_amount_text(v_held)) else '' end,
-                         ledger_amount_text(p_credits));
+                         ledger_amount_text(p_credits)),
+        detail = format('remaining=%s needed=%s', v_remaining, p_credits);
 end;
 $$;
 
 comment on function ledger_refuse_deduction(text, text, numeric) is
     'ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises, saying why a deduction found no '
     'allocation able to pay: CB002 (unknown org or user), CB011 (org not active), CB003 (not a member), CB006 '
-    '(allocation closed), CB005 (no allocation, or too few credits remaining).';
+    '(allocation closed), CB005 (no allocation, or too few credits remaining; DETAIL ''remaining=<credits> '
+    'needed=<credits>'' for programs).';
 
 
 
