@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 from starlette.middleware.cors import CORSMiddleware
 
-from api import access_log, charging, health, keys, problems
+from api import access_log, charging, health, keys, organizations, problems, system
 from api.middleware import RequestFrame
 from billing_core import database, settings
 
@@ -54,6 +54,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(charging.router)
+    app.include_router(organizations.router)
+    app.include_router(system.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     origins = settings.api_cors_origins()
     if origins:
