@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from api import metrics, problems
+from api import metrics, problems, rows
 from api.amounts import Amount
 from api.keys import KeyRoute, acting, grant_of, key
 from billing_core import api_reads, charging, credits, pricing
@@ -232,7 +232,8 @@ class QuoteOut(BaseModel):
 
 def _request_id(body_value: str | None, header_value: str | None) -> str | None:
     if body_value is not None and header_value is not None and body_value != header_value:
-        raise InvalidInput("The body's request_id and the Idempotency-Key header differ: send one, or the same in both.")
+        raise InvalidInput("The body's request_id and the Idempotency-Key header differ: send one, or the same"
+                           " in both.")
     return body_value if body_value is not None else header_value
 
 
@@ -269,7 +270,8 @@ def charge(body: ChargeIn, request: Request, response: Response, grant: Grant,
                                            org_id=grant.org_id, request_id=request_id,
                                            metadata=_metadata(request, body.metadata), occurred_at=body.occurred_at)
             out = ChargeOut(org_id=priced.org_id, user_id=body.user_id, request_id=request_id, credits=priced.credits,
-                            remaining=priced.remaining, replayed=priced.replayed, explanation=priced.explanation)
+                            remaining=priced.remaining, replayed=priced.replayed,
+                            explanation=rows.value(priced.explanation))
     metrics.charged("charge", out.credits, out.replayed)
     _replayed(response, out.replayed)
     return out
@@ -333,7 +335,8 @@ def settle(request_id: Id, body: SettleIn, request: Request, response: Response,
         else:
             priced = charging.settle_usage(db, body.org_id, request_id, **body.amounts(), metadata=metadata)
             out = HoldEndOut(org_id=body.org_id, request_id=request_id, credits=priced.credits,
-                             remaining=priced.remaining, replayed=priced.replayed, explanation=priced.explanation)
+                             remaining=priced.remaining, replayed=priced.replayed,
+                             explanation=rows.value(priced.explanation))
     metrics.charged("settle", out.credits, out.replayed)
     _replayed(response, out.replayed)
     return out
@@ -379,4 +382,5 @@ def quote(body: QuoteIn, request: Request, grant: Grant) -> QuoteOut:
     with acting(grant):
         priced = pricing.price_usage(request.app.state.engines.service, body.org_id,
                                      body.usage(body.service_type, body.service_name))
-    return QuoteOut(org_id=body.org_id, credits=priced.credits, dollars=priced.dollars, explanation=priced.explanation)
+    return QuoteOut(org_id=body.org_id, credits=priced.credits, dollars=priced.dollars,
+                    explanation=rows.value(priced.explanation))

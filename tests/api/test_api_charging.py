@@ -96,7 +96,8 @@ def test_insufficient_credits_is_402_with_remaining_and_needed(client, world, ap
 
 
 @pytest.mark.parametrize("amount, words", [
-    (31, "decimal strings"), (1.5, "decimal strings"), ("-5", "greater than 0"), ("0", "greater than 0"), ("abc", "not a number"),
+    (31, "decimal strings"), (1.5, "decimal strings"), ("-5", "greater than 0"), ("0", "greater than 0"),
+    ("abc", "not a number"),
     ("1e400", ""), ("NaN", "finite"), ("10000000000000", ""), ("1.0000001", ""),
 ])
 def test_bad_amounts_are_422_and_charge_nothing(client, world, api_db_url, amount, words):

@@ -75,7 +75,8 @@ def test_allocate_and_take_back(client, world, api_db_url):
     problem(client.post(f"{ACME}/allocations", json={"user_id": "ada", "credits": 5}, headers=key), 422, "CB009")
     problem(client.post(f"{ACME}/allocations/ada/take-back", json={"credits": "1"}, headers=key), 402, "CB005")
     audit = fetch(database.get_engine(api_db_url),
-                  "select details from audit_log where action in ('allocation.created', 'credits.allocated', 'credits.reclaimed')"
+                  "select details from audit_log"
+                  " where action in ('allocation.created', 'credits.allocated', 'credits.reclaimed')"
                   " and target_id = 'ada' order by id")
     assert len(audit) == 3 and all(row.details["api_key_id"].startswith("key_") for row in audit)
 

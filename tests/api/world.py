@@ -29,7 +29,8 @@ def auth(token: str) -> dict[str, str]:
 
 
 def _person(db: Engine, user_id: str, org_id: str | None, role: str = "member", *, system_admin: bool = False) -> None:
-    organizations.create_user(db, None, user_id, f"{user_id}@example.com", user_id.title(), is_system_admin=system_admin)
+    organizations.create_user(db, None, user_id, f"{user_id}@example.com", user_id.title(),
+                              is_system_admin=system_admin)
     if org_id:
         organizations.add_member(db, None, org_id, user_id, role)
 
