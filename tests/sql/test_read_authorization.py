@@ -47,6 +47,11 @@ ORG_ADMIN_READS = {
     "credit_holds_of": "select * from credit_holds_of(:o, :a, false)",
     "credit_lots_of": "select * from credit_lots_of(:o, :a)",
     "api_keys_of (the organization's keys)": "select * from api_keys_of(:a, :o)",
+    "member_balance (another member)": "select * from member_balance(:a, :o, 'user-1')",
+    "usage_groups (the organization)":
+        "select * from usage_groups(:a, :o, null, current_date - 2, current_date - 1, 'user', 100, 0)",
+    "usage_groups (another member)":
+        "select * from usage_groups(:a, :o, 'user-1', current_date - 2, current_date - 1, 'model', 100, 0)",
 }
 # platform-wide reads, for system admins
 SYSTEM_ADMIN_READS = {
@@ -104,6 +109,10 @@ def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
     own = fetch(app_db, "select * from recent_credit_usage(:o, 'user-1', 'user-1', 100)", {"o": two_orgs.id})
     assert [row.credits_used for row in own] == [5]
     assert [row.org_id for row in fetch(app_db, "select * from my_credits('user-1')")] == [two_orgs.id]
+    [mine] = fetch(app_db, "select * from member_balance('user-1', null, 'user-1')")
+    assert (mine.org_id, mine.allocated, mine.used) == (two_orgs.id, 1_000, 5)
+    with pytest.raises(PermissionDenied):
+        fetch(app_db, "select * from member_balance('user-2', :o, 'user-1')", {"o": two_orgs.id})
     with pytest.raises(NotFound):
         fetch(app_db, "select * from my_credits('ghost')")
 
