@@ -447,8 +447,7 @@ begin
     end if;
 
     if v_key.kind = 'organization' then
-        if ledger_role_in(v_key.created_by, v_key.org_id) is distinct from 'admin'
-           and ledger_role_in(v_key.created_by, v_key.org_id) is distinct from 'system_admin' then
+        if not coalesce(ledger_role_in(v_key.created_by, v_key.org_id) in ('admin', 'system_admin'), false) then
             raise exception using errcode = 'CB008',
                 message = format('API key %s no longer works: its creator %L is no longer an admin of organization '
                                  '%L. Ask a current admin for a new key.', v_key.prefix, v_key.created_by,
