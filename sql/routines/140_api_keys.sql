@@ -483,7 +483,9 @@ begin
         then
             raise exception using errcode = 'CB008',
                 message = format('Service key %s may charge only for its listed organizations, not for %s.',
-                                 v_key.prefix, coalesce(format('organization %L', v_org), 'a request naming no organization or user'));
+                                 v_key.prefix,
+                                 case when v_org is null then 'a request naming no organization or user'
+                                      else format('organization %L', v_org) end);
         end if;
         if p_use in ('read', 'write', 'subscription') and not v_key.system_scope
            and not exists (select 1 from api_key_organizations o where o.key_id = v_key.key_id and o.org_id = v_org)
@@ -491,7 +493,8 @@ begin
             raise exception using errcode = 'CB008',
                 message = format('Service key %s may act only on its listed organizations'' endpoints (or, with '
                                  'system scope, on any): not on %s.', v_key.prefix,
-                                 coalesce(format('organization %L', v_org), 'a request naming no organization or user'));
+                                 case when v_org is null then 'a request naming no organization or user'
+                                      else format('organization %L', v_org) end);
         end if;
     end if;
 
