@@ -447,8 +447,7 @@ begin
     end if;
 
     if v_key.kind = 'organization' then
-        if ledger_role_in(v_key.created_by, v_key.org_id) is distinct from 'admin'
-           and ledger_role_in(v_key.created_by, v_key.org_id) is distinct from 'system_admin' then
+        if not coalesce(ledger_role_in(v_key.created_by, v_key.org_id) in ('admin', 'system_admin'), false) then
             raise exception using errcode = 'CB008',
                 message = format('API key %s no longer works: its creator %L is no longer an admin of organization '
                                  '%L. Ask a current admin for a new key.', v_key.prefix, v_key.created_by,
@@ -484,7 +483,9 @@ begin
         then
             raise exception using errcode = 'CB008',
                 message = format('Service key %s may charge only for its listed organizations, not for %s.',
-                                 v_key.prefix, coalesce(format('organization %L', v_org), 'no named organization'));
+                                 v_key.prefix,
+                                 case when v_org is null then 'a request naming no organization or user'
+                                      else format('organization %L', v_org) end);
         end if;
         if p_use in ('read', 'write', 'subscription') and not v_key.system_scope
            and not exists (select 1 from api_key_organizations o where o.key_id = v_key.key_id and o.org_id = v_org)
@@ -492,7 +493,8 @@ begin
             raise exception using errcode = 'CB008',
                 message = format('Service key %s may act only on its listed organizations'' endpoints (or, with '
                                  'system scope, on any): not on %s.', v_key.prefix,
-                                 coalesce(format('organization %L', v_org), 'no named organization'));
+                                 case when v_org is null then 'a request naming no organization or user'
+                                      else format('organization %L', v_org) end);
         end if;
     end if;
 

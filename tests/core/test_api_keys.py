@@ -290,6 +290,8 @@ def test_a_listed_organizations_service_key_refuses_other_organizations(app_db, 
         api_keys.authorize(app_db, new.token, "charge", org_id="other-org", user_id="other-user")
     with pytest.raises(PermissionDenied, match="listed organizations' endpoints"):
         api_keys.authorize(app_db, new.token, "read", org_id="other-org")
+    with pytest.raises(PermissionDenied, match="naming no organization or user"):
+        api_keys.authorize(app_db, new.token, "charge")
     with pytest.raises(PermissionDenied, match="no system scope"):
         api_keys.authorize(app_db, new.token, "system")
 
