@@ -18,10 +18,13 @@ What it does, on ONE fresh embedded PostgreSQL in a temporary folder (stopped an
      sql     `select deduct_credits('bench', <member>, 1, ...)` on psycopg async connections (owner role)
      http    POST /api/v1/charges {"credits": "1", ...} with keep-alive (a minimal HTTP/1.1 client, so the
              load generator's own cost stays small next to the server's)
+     priced  POST /api/v1/charges of one metered event (model and tokens, priced by the engine), at 16 clients:
+             the single charge a batch event is
      batch   POST /api/v1/charges/batch of 1,000 metered events, 4 clients: events per second
    after a warm-up of the same workload (duration / 5), and prints charges per second, p50 and p99;
 4. prints the ratios against the targets: HTTP >= 0.5x SQL at 64 clients, HTTP p99 <= 25 ms at 16 clients,
-   batch events/s >= 10x single HTTP charges/s (at 16 clients), then checks the ledger (billing verify's
+   batch events/s >= 10x single HTTP charges/s (at 16 clients; against the priced single charge too, the same
+   work per event as the batch's), then checks the ledger (billing verify's
    ledger_violations(): none).
 
 The load generator runs on the same machine (2 cores shared by the server, the API workers and itself):
@@ -167,6 +170,11 @@ def charge_body() -> dict:
             "service_type": "company_enrichment", "service_name": "bench", "request_id": uuid.uuid4().hex}
 
 
+def priced_body() -> dict:
+    return {"user_id": f"m-{uuid.uuid4().int % MEMBERS}", "org_id": "bench", "service_type": "llm",
+            "service_name": "gpt-4o-mini", "input_tokens": "100", "output_tokens": "20", "request_id": uuid.uuid4().hex}
+
+
 def batch_body() -> dict:
     return {"events": [{"user_id": f"m-{n % MEMBERS}", "org_id": "bench", "service_type": "llm",
                         "service_name": "gpt-4o-mini", "input_tokens": "100", "output_tokens": "20",
@@ -180,7 +188,8 @@ def measure(workload: str, clients: int, seconds: float, warmup: float, url: str
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         if workload == "batch":
             return HttpCaller(reader, writer, token, "/api/v1/charges/batch", batch_body, BATCH_EVENTS)
-        return HttpCaller(reader, writer, token, "/api/v1/charges", charge_body)
+        body = priced_body if workload == "priced" else charge_body
+        return HttpCaller(reader, writer, token, "/api/v1/charges", body)
 
     asyncio.run(_run_clients(clients, warmup, make))
     latencies, calls, failed = asyncio.run(_run_clients(clients, seconds, make))
@@ -236,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[(workload, clients)] = result
                 print(f"  {workload:<6} {clients:>4} clients  {result.per_second:>9,.0f} charges/s"
                       f"  p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  failed {result.failed}", flush=True)
+        priced = measure("priced", 16, args.duration, warmup, url, port, token)
+        print(f"  priced   16 clients  {priced.per_second:>9,.0f} charges/s  p50 {priced.p50_ms:6.1f} ms"
+              f"  p99 {priced.p99_ms:6.1f} ms  failed {priced.failed}", flush=True)
         batch = measure("batch", BATCH_CLIENTS, args.duration, warmup, url, port, token)
         print(f"  batch  {BATCH_CLIENTS:>4} clients  {batch.per_second:>9,.0f} events/s"
               f"   p50 {batch.p50_ms:6.1f} ms  p99 {batch.p99_ms:6.1f} ms per batch of {BATCH_EVENTS:,}"
@@ -252,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = batch.per_second / results[("http", 16)].per_second
             print(f"  batch / single HTTP charges  {ratio:5.1f}x  (target >= {TARGETS['batch_vs_single']:g}x)"
                   f"  {'met' if ratio >= TARGETS['batch_vs_single'] else 'MISSED'}")
+        ratio = batch.per_second / priced.per_second
+        print(f"  batch / single priced HTTP   {ratio:5.1f}x  (the same work per event)")
         violations = ledger.verify(db)
         print(f"Ledger: {'every invariant holds' if not violations else f'{len(violations)} VIOLATION(S)'}.")
         return 0 if not violations else 4
