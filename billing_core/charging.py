@@ -96,6 +96,47 @@ def charge_usage(
     return Charge(charge.org_id, charge.credits, charge.remaining, explanation(charge.explanation), charge.replayed)
 
 
+@dataclass(frozen=True)
+class CreditCharge:
+    """A fixed number of credits charged: who paid, what remains, and whether it was a retry's answer."""
+
+    org_id: str
+    credits: Decimal
+    remaining: Decimal
+    replayed: bool
+
+
+def charge_credits(
+    db: Engine,
+    user_id: str,
+    credits: Amount,
+    service_type: str,
+    service_name: str,
+    *,
+    org_id: str | None = None,
+    request_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> CreditCharge:
+    """Charge a fixed number of credits (`credits.deduct`), saying whether the request id was already charged."""
+    rows = fetch(
+        db,
+        "select org_id, credits, remaining, replayed from charge_credits(:org_id, :user_id, :credits,"
+        " :service_type, :service_name, :request_id, cast(:metadata as jsonb), cast(:occurred_at as timestamptz))",
+        {
+            "org_id": org_id,
+            "user_id": user_id,
+            "credits": to_decimal(credits, "Credits to charge"),
+            "service_type": service_type,
+            "service_name": service_name,
+            "request_id": request_id,
+            "metadata": _metadata(metadata),
+            "occurred_at": aware(occurred_at, "Usage time"),
+        },
+    )
+    return record(CreditCharge, rows[0])
+
+
 def reserve(
     db: Engine,
     user_id: str,

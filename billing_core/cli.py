@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 import billing_demo as demo
 from billing_core import (
+    api_keys,
     auth,
     charging,
     credits,
@@ -346,6 +347,54 @@ def _cmd_pool_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_line(key: api_keys.ApiKey) -> str:
+    if key.kind == "organization":
+        scope = f"organization {key.org_id}"
+    else:
+        scope = ("listed: " + ", ".join(key.org_ids)) if key.org_ids else "platform-wide"
+        scope += ", system scope" if key.system_scope else ""
+    used = f"last used {key.last_used_at.isoformat(timespec='seconds')}" if key.last_used_at else "never used"
+    status = f"revoked {key.revoked_at.isoformat(timespec='seconds')}" if key.revoked_at else "active"
+    return (f"{key.key_id}  cbk_{key.prefix}_...  {key.kind:<12}  {_escape_controls(key.name)}  ({scope});"
+            f" created by {key.created_by} {key.created_at.isoformat(timespec='seconds')}; {used}; {status}")
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    if not args.actor:
+        raise BillingError("An API key acts as the user who creates it: pass --as USER.")
+    limits = {name: value for name in api_keys.LIMIT_NAMES if (value := getattr(args, name)) is not None}
+    if args.service:
+        new = api_keys.create_service_key(_engine(args), args.actor, args.name, org_ids=args.org or (),
+                                          system_scope=args.system, limits=limits)
+    else:
+        if args.system or len(args.org or ()) != 1:
+            raise BillingError("An organization key needs exactly one --org ORG (and no --system);"
+                               " pass --service for a service key.")
+        new = api_keys.create_organization_key(_engine(args), args.actor, args.org[0], args.name, limits=limits)
+    print(f"Created {new.key.kind} key {new.key.key_id} (prefix cbk_{new.key.prefix}), acting as {new.key.created_by}.")
+    print(f"Token: {new.token}")
+    print("This token is shown once and will not be shown again: store it now (only its digest is kept).")
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    found = api_keys.keys(_engine(args), args.actor, args.org)
+    if not found:
+        print("No API keys.")
+    for key in found:
+        print(_key_line(key))
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if not args.actor:
+        raise BillingError("Revoking an API key needs the user who may: pass --as USER.")
+    revoked = api_keys.revoke(_engine(args), args.actor, args.key_id)
+    print(f"Revoked API key {args.key_id}: it is refused from now on." if revoked
+          else f"API key {args.key_id} was already revoked.")
+    return 0
+
+
 def _moment(text: str) -> datetime:
     """An ISO date and time for --now; one without a zone is taken as UTC."""
     try:
@@ -398,6 +447,27 @@ def _cmd_price(args: argparse.Namespace) -> int:
 def _cmd_holds_expire(args: argparse.Namespace) -> int:
     print(f"Released {charging.release_expired_holds(_engine(args))} expired credit hold(s).")
     return 0
+
+
+def _cmd_api_serve(args: argparse.Namespace) -> int:
+    from api import serve  # the HTTP adapter, imported only by the command that runs it
+
+    port = args.port or settings.api_port()
+    print(f"HTTP API on http://{args.host}:{port}/api/v1 (docs: /api/v1/docs), {args.workers} worker(s).", flush=True)
+    serve.serve(port=port, workers=args.workers, host=args.host)
+    return 0
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"a number of worker processes from 1 to 64 (got {text!r})")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a port number from 1 to 65535 (got {text!r})")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -523,11 +593,35 @@ def _parser() -> argparse.ArgumentParser:
     p = command(pool, "show", _cmd_pool_show, "show an organization's pool (needs --as USER)")
     p.add_argument("org_id")
 
+    keys = sub.add_parser("keys", help="API keys for the HTTP API").add_subparsers(
+        dest="keys_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = command(keys, "create", _cmd_keys_create, "make an API key acting as the --as user: an organization key"
+                " (--org ORG, by its admins) or a service key (--service, by system admins); prints the token once")
+    p.add_argument("--name", required=True, help="what the key is for (at most 100 characters)")
+    p.add_argument("--org", action="append", metavar="ORG", help="the organization key's organization; with"
+                   " --service, an organization the key may charge for (repeat; none: platform-wide)")
+    p.add_argument("--service", action="store_true", help="a service key (metered charging) instead")
+    p.add_argument("--system", action="store_true", help="with --service: may also read the System endpoints"
+                   " and act on every organization")
+    for name in api_keys.LIMIT_NAMES:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N",
+                       help="limit (default: the kind's)")
+    p = command(keys, "list", _cmd_keys_list, "list an organization's API keys (--org), or every key (system admins)")
+    p.add_argument("--org", help="this organization's keys")
+    p = command(keys, "revoke", _cmd_keys_revoke, "revoke an API key: refused from its next request on")
+    p.add_argument("key_id")
+
     per = sub.add_parser("periods", help="billing periods: the period job").add_subparsers(dest="periods_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = command(per, "run", _cmd_periods_run, "do all due period work for every organization (boundaries, grants,"
                 " allocation resets, lot expiry, alerts); safe to repeat: put it in cron")
     p.add_argument("--now", type=_moment, help="run as of this ISO moment, not later than now (default: now)")
     command(per, "last", _cmd_periods_last, "say when the period job last ran and what it did")
+
+    api = sub.add_parser("api", help="the HTTP API").add_subparsers(dest="api_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = command(api, "serve", _cmd_api_serve, "serve the HTTP API (uvicorn) until stopped")
+    p.add_argument("--port", type=_port, help=f"the port (default {settings.API_PORT.name}, else {settings.API_PORT.default})")
+    p.add_argument("--workers", type=_workers, default=1, help="worker processes sharing the port (default 1)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
     return parser
 
 

@@ -11,13 +11,17 @@ own column names: `fetch_frame` builds a DataFrame from the result's keys and
 `record`/`records` build dataclasses field by field from `row._mapping`.
 `rehearse` runs billing_core calls in a transaction that is rolled back: what
 they would answer or refuse, with nothing written (a screen's check before
-it asks to confirm).
+it asks to confirm). `acting_through_key` attributes every transaction opened
+in its block to an API key (the ledger puts the key id in audit details and
+attribution metadata).
 
-Two engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
+Engines per URL: the owner's (`get_engine(url)`: the operator, the CLI
 without --as, jobs, migrations) and the app's (`app_engine(url)`: the same
 login, every pooled connection switched to `SET ROLE billing_app`, so the
 Streamlit app and `billing --as USER` get only what sql/routines/990_access.sql
-grants the app, and a NULL actor is refused on them).
+grants the app, and a NULL actor is refused on them). A third, `service_engine(url)`
+(SET ROLE billing_service), is the HTTP API's for the charging endpoints: what a
+metered service's own login may do, no more.
 """
 
 from __future__ import annotations
@@ -39,9 +43,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from billing_core import settings
 from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, PermissionDenied, translate
-from billing_core.roles import APP_ROLE
+from billing_core.roles import APP_ROLE, SERVICE_ROLE
 
-EngineRole = Literal["owner", "app"]
+EngineRole = Literal["owner", "app", "service"]
 
 DATABASE_NAME = "billing"
 PROJECT_ROOT = settings.PROJECT_ROOT
@@ -119,27 +123,43 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
-    """On each new pooled connection of the app engine: SET ROLE billing_app, committed so that it lasts."""
+def _switch_role(dbapi_connection: Any, role: str) -> None:
+    """SET ROLE `role` on a new pooled connection, committed so that it lasts."""
     try:
-        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(APP_ROLE)))
+        dbapi_connection.execute(pgsql.SQL("set role {}").format(pgsql.Identifier(role)))
         dbapi_connection.commit()
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
-            f"Could not switch to the app's database role {APP_ROLE} ({exc}): run `billing db migrate` "
+            f"Could not switch to the database role {role} ({exc}): run `billing db migrate` "
             "(or `billing db roles`) with the owner's login."
         ) from None
 
 
+def _switch_to_app_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the app engine: SET ROLE billing_app."""
+    _switch_role(dbapi_connection, APP_ROLE)
+
+
+def _switch_to_service_role(dbapi_connection: Any, connection_record: Any) -> None:
+    """On each new pooled connection of the service engine: SET ROLE billing_service."""
+    _switch_role(dbapi_connection, SERVICE_ROLE)
+
+
+_ROLE_SWITCHES: dict[EngineRole, Callable[[Any, Any], None]] = {
+    "app": _switch_to_app_role,
+    "service": _switch_to_service_role,
+}
+
+
 def get_engine(url: str | None = None, role: EngineRole = "owner") -> Engine:
-    """The shared engine for `url` (default: `database_url()`): the owner's, or with role="app" the app's."""
+    """The shared engine for `url` (default: `database_url()`): the owner's, the app's or the service's."""
     url = url or database_url()
     with _engines_lock:
         engine = _engines.get((url, role))
         if engine is None:
             engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
-            if role == "app":
-                sa.event.listen(engine, "connect", _switch_to_app_role)
+            if role in _ROLE_SWITCHES:
+                sa.event.listen(engine, "connect", _ROLE_SWITCHES[role])
             _engines[(url, role)] = engine
         return engine
 
@@ -149,10 +169,15 @@ def app_engine(url: str | None = None) -> Engine:
     return get_engine(url, role="app")
 
 
+def service_engine(url: str | None = None) -> Engine:
+    """The metered services' engine for `url`: the HTTP API's charging endpoints (SET ROLE billing_service)."""
+    return get_engine(url, role="service")
+
+
 def dispose_engine(url: str) -> None:
-    """Close the pooled connections of the engines (owner's and app's) for `url`, if any."""
+    """Close the pooled connections of the engines (owner's, app's and service's) for `url`, if any."""
     with _engines_lock:
-        engines = [_engines.pop((url, role), None) for role in ("owner", "app")]
+        engines = [_engines.pop((url, role), None) for role in ("owner", "app", "service")]
     for engine in engines:
         if engine is not None:
             engine.dispose()
@@ -193,7 +218,7 @@ def domain_error(exc: sa.exc.DBAPIError) -> BillingError | None:
     if sqlstate == "22P05" and "\\u0000" in (getattr(diag, "message_detail", None) or ""):
         # jsonb cannot hold \u0000 either (metadata with a NUL character, JSON-escaped)
         return _nul_refusal("A JSON value (metadata)")
-    return translate(sqlstate, _message(exc))
+    return translate(sqlstate, _message(exc), getattr(diag, "message_detail", None))
 
 
 def _raise_domain_error(exc: sa.exc.DBAPIError) -> None:
@@ -210,16 +235,43 @@ _rehearsal: contextvars.ContextVar[tuple[Engine, sa.Connection] | None] = contex
     "billing_rehearsal", default=None)
 
 
+# the API key the calls in this context act through (see `acting_through_key`), or None
+_api_key_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("billing_api_key_id", default=None)
+
+
+@contextlib.contextmanager
+def acting_through_key(key_id: str) -> Iterator[None]:
+    """Within this block, every transaction billing_core opens is attributed to API key `key_id`.
+
+    Each transaction first sets 'billing.api_key_id' (transaction-local); the ledger writes it into the
+    audit details and the attribution metadata (ledger_api_key_id in sql/routines/010_checks.sql).
+    """
+    token = _api_key_id.set(key_id)
+    try:
+        yield
+    finally:
+        _api_key_id.reset(token)
+
+
+def _attribute(conn: sa.Connection) -> None:
+    """Name the API key of this context, if any, for the rest of the connection's transaction."""
+    key_id = _api_key_id.get()
+    if key_id is not None:
+        conn.execute(sa.text("select set_config('billing.api_key_id', :key_id, true)"), {"key_id": key_id})
+
+
 @contextlib.contextmanager
 def _transaction(db: Engine) -> Iterator[sa.Connection]:
     """A connection in a transaction for one statement: its own (committed at the end), or the rehearsal's."""
     rehearsal = _rehearsal.get()
     if rehearsal is None:
         with db.begin() as conn:
+            _attribute(conn)
             yield conn
         return
     if rehearsal[0] is not db:  # a statement elsewhere would commit what the rehearsal promises not to
         raise RuntimeError("A rehearsal runs on one database: its action used another engine.")
+    _attribute(rehearsal[1])
     yield rehearsal[1]
 
 

@@ -7,6 +7,9 @@ database's message, which is written for a person to act on.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 
 class BillingError(Exception):
     """Base of every refusal billing_core raises; str() is the person-readable message."""
@@ -39,9 +42,14 @@ class InsufficientPoolCredits(BillingError):
 
 
 class InsufficientCredits(BillingError):
-    """The member's allocation has fewer remaining credits than asked for."""
+    """The member's allocation has fewer remaining credits than asked for; remaining and needed when known."""
 
     sqlstate = "CB005"
+
+    def __init__(self, message: str, remaining: Decimal | None = None, needed: Decimal | None = None) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+        self.needed = needed
 
 
 class AllocationInactive(BillingError):
@@ -87,13 +95,23 @@ class RuleViolation(BillingError):
 
 
 class RateLimited(BillingError):
-    """Too many changes in a window (an org admin's subscription changes); the message says when to retry."""
+    """Too many changes or requests in a window; the message says when to retry, retry_after in seconds if known."""
 
     sqlstate = "CB013"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 class HoldNotOpen(BillingError):
     """The credit hold expired, or was already settled or released."""
 
     sqlstate = "CB014"
+
+
+class Unauthenticated(BillingError):
+    """An API key that is malformed, unknown or revoked."""
+
+    sqlstate = "CB015"
 
 
 class DatabaseUnavailable(BillingError):
@@ -121,6 +139,7 @@ _BY_SQLSTATE: dict[str, type[BillingError]] = {
         RuleViolation,
         RateLimited,
         HoldNotOpen,
+        Unauthenticated,
     )
 }
 
@@ -134,9 +153,21 @@ _POSTGRES_INPUT_ERRORS: dict[str, type[BillingError]] = {
 }
 
 
-def translate(sqlstate: str | None, message: str) -> BillingError | None:
+# a rate refusal's DETAIL, when the database knows the wait (sql/routines/140_api_keys.sql)
+_RETRY_AFTER = re.compile(r"retry_after=(\d+)")
+# a refused charge's DETAIL: what the member has and what the charge needed (sql/routines/032_credit_deductions.sql)
+_SHORTFALL = re.compile(r"remaining=(-?[0-9.]+) needed=(-?[0-9.]+)")
+
+
+def translate(sqlstate: str | None, message: str, detail: str | None = None) -> BillingError | None:
     """The domain exception for a database error, or None when it is not a refusal."""
     if sqlstate is None:
         return None
     cls = _BY_SQLSTATE.get(sqlstate) or _POSTGRES_INPUT_ERRORS.get(sqlstate)
+    if cls is InsufficientCredits:
+        figures = _SHORTFALL.search(detail or "")
+        return InsufficientCredits(message, *(Decimal(figures[n]) for n in (1, 2))) if figures else cls(message)
+    if cls is RateLimited:
+        wait = _RETRY_AFTER.search(detail or "")
+        return RateLimited(message, int(wait[1]) if wait else None)
     return cls(message) if cls else None

@@ -28,7 +28,7 @@ import psycopg
 
 from billing_core import roles
 from billing_core.database import PROJECT_ROOT
-from billing_core.errors import MigrationError
+from billing_core.errors import DatabaseUnavailable, MigrationError
 
 
 def sql_dir() -> Path:
@@ -167,3 +167,15 @@ def migrate(url: str) -> MigrationReport:
     except psycopg.Error as exc:
         raise MigrationError(f"Migration failed: {exc}") from exc
     return report
+
+
+def pending(url: str) -> list[str]:
+    """The migrations and routine files not applied as they are now (empty: the schema is current)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            known = conn.execute("select to_regclass('public.schema_migrations') is not null").fetchone()[0]
+            applied = dict(conn.execute("select name, checksum from schema_migrations").fetchall()) if known else {}
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"The database is unreachable: {exc}") from None
+    files = [(f"{kind}/{path.name}", path) for kind in ("migrations", "routines") for path in _files(kind)]
+    return [name for name, path in files if applied.get(name) != _checksum(path)]

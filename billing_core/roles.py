@@ -8,7 +8,8 @@ sql/routines/990_access.sql):
   billing_app      NOLOGIN: the Streamlit app and the CLI's `--as USER` commands,
                    which connect with the owner's URL and `SET ROLE billing_app`
   billing_service  NOLOGIN: metered services, through their own LOGIN roles that
-                   are members of it (`service_login`)
+                   are members of it (`service_login`), and the HTTP API's charging
+                   endpoints (the owner's URL, then `SET ROLE billing_service`)
 Role names and passwords cannot be bind parameters of CREATE/ALTER ROLE: they are
 quoted by psycopg (sql.Identifier, sql.Literal), and a password reaches the
 server only as a SCRAM verifier computed here.
@@ -53,6 +54,8 @@ def _missing_rights(conn: psycopg.Connection, owner: str) -> list[str]:
             missing.append(f"{owner} may not SET ROLE {APP_ROLE}")
         if not _has(conn, owner, SERVICE_ROLE, "MEMBER WITH ADMIN OPTION"):
             missing.append(f"{owner} may not grant {SERVICE_ROLE} to service logins")
+        elif not _can_set_role(conn, owner, SERVICE_ROLE):
+            missing.append(f"{owner} may not SET ROLE {SERVICE_ROLE} (the HTTP API's charging connections)")
     return missing
 
 
@@ -83,6 +86,14 @@ def ensure_roles(conn: psycopg.Connection, owner: str | None = None) -> list[str
                     )
                 )
                 changed.append(f"granted {SERVICE_ROLE} to {owner} with admin option")
+            if not _can_set_role(conn, owner, SERVICE_ROLE):
+                # PostgreSQL 16+: a grant may carry ADMIN without SET; the HTTP API's charging engine needs SET
+                conn.execute(
+                    pgsql.SQL("grant {} to {} with set true").format(
+                        pgsql.Identifier(SERVICE_ROLE), pgsql.Identifier(owner)
+                    )
+                )
+                changed.append(f"granted SET ROLE {SERVICE_ROLE} to {owner}")
     except psycopg.errors.InsufficientPrivilege as exc:
         missing = "; ".join(_missing_rights(conn, owner))
         raise MigrationError(

@@ -10,6 +10,7 @@ unset.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,27 @@ PORT = Variable(
     "8501",
 )
 
-VARIABLES: tuple[Variable, ...] = (DATABASE_URL, DATA_DIR, COOKIE_KEY, LOGIN_SLEEP_SECONDS, DEBUG, PORT)
+API_PORT = Variable(
+    "BILLING_API_PORT",
+    "the port `./start.sh` serves the HTTP API on (`billing api serve` without --port too)",
+    "8502",
+)
+API_CORS_ORIGINS = Variable(
+    "BILLING_API_CORS_ORIGINS",
+    "the browser origins the HTTP API allows cross-origin requests from, comma-separated"
+    " (like `https://console.example.com`)",
+    "unset: none (no cross-origin browser request is allowed)",
+)
+METRICS_DIR = Variable(
+    "PROMETHEUS_MULTIPROC_DIR",
+    "where the HTTP API's worker processes share their Prometheus metrics (read by prometheus-client)",
+    "set by `billing api serve --workers N` (N > 1) to a fresh temporary folder; unset: one process's own metrics",
+)
+
+VARIABLES: tuple[Variable, ...] = (
+    DATABASE_URL, DATA_DIR, COOKIE_KEY, LOGIN_SLEEP_SECONDS, DEBUG, PORT, API_PORT, API_CORS_ORIGINS, METRICS_DIR,
+)
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 def database_url() -> str | None:
@@ -119,9 +140,42 @@ def debug() -> bool:
     return DEBUG.value() is not None
 
 
+def _port(variable: Variable) -> int:
+    configured = variable.value() or variable.default
+    if not configured.isdigit() or not 0 < int(configured) < 65536:
+        raise InvalidInput(f"{variable.name} must be a port number between 1 and 65535 (got {configured!r}).")
+    return int(configured)
+
+
 def port() -> int:
     """BILLING_PORT as a port number (default 8501)."""
-    configured = PORT.value() or PORT.default
-    if not configured.isdigit() or not 0 < int(configured) < 65536:
-        raise InvalidInput(f"{PORT.name} must be a port number between 1 and 65535 (got {configured!r}).")
-    return int(configured)
+    return _port(PORT)
+
+
+def api_port() -> int:
+    """BILLING_API_PORT as a port number (default 8502)."""
+    return _port(API_PORT)
+
+
+def api_cors_origins() -> tuple[str, ...]:
+    """BILLING_API_CORS_ORIGINS as a tuple of origins (default none); refused when one is not an http(s) origin."""
+    configured = API_CORS_ORIGINS.value()
+    origins = tuple(part.strip().rstrip("/") for part in (configured or "").split(",") if part.strip())
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise InvalidInput(
+                f"{API_CORS_ORIGINS.name} must list origins like https://console.example.com, separated by"
+                f" commas (got {origin[:80]!r}: a scheme, a host and an optional port, no path, no *)."
+            )
+    return origins
+
+
+def metrics_dir() -> Path | None:
+    """PROMETHEUS_MULTIPROC_DIR, or None: each process keeps its own metrics."""
+    configured = METRICS_DIR.value()
+    return Path(configured) if configured else None
+
+
+def use_metrics_dir(folder: Path) -> None:
+    """Set PROMETHEUS_MULTIPROC_DIR for this process and the worker processes it starts."""
+    os.environ[METRICS_DIR.name] = str(folder)

@@ -59,6 +59,7 @@ SCREENS = [
     ScreenEntry("system_credits", "Credits", ":material/toll:", "Administration", _system_admin, False),
     ScreenEntry("system_past_due", "Past due", ":material/credit_card_off:", "Administration", _system_admin, False),
     ScreenEntry("pricing", "Pricing", ":material/sell:", "Administration", _system_admin, False),
+    ScreenEntry("api_keys", "API keys", ":material/key:", "Administration", _system_admin, False),
     ScreenEntry("audit_log", "Audit log", ":material/history:", "Administration", _any_admin, True),
     ScreenEntry("account", "Account", ":material/person:", "Account", _everyone, False),
 ]
@@ -100,7 +101,7 @@ def warm_up() -> None:
     for entry in SCREENS:
         if not _is_script(entry.name):
             importlib.import_module(f"pages.{entry.name}")
-    for module in ("analytics", "alerts", "audit", "credits", "invitations", "orders", "organizations", "periods",
+    for module in ("analytics", "alerts", "api_keys", "audit", "credits", "invitations", "orders", "organizations", "periods",
                    "plans", "pricing", "subscriptions", "usage"):
         importlib.import_module(f"billing_core.{module}")
     figure = go.Figure([go.Bar(x=["a"], y=[1]), go.Scatter(x=["a"], y=[1]), go.Pie(labels=["a"], values=[1])])

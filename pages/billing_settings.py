@@ -1,4 +1,5 @@
-"""Billing periods: the chosen organization's calendar, what allocations do at a period's end, alerts and grants.
+"""Billing periods: the chosen organization's calendar, what allocations do at a period's end, alerts and grants,
+and the organization's API keys.
 
 For the organization's admins and for system admins; every read and write checks the role again in SQL.
 """
@@ -12,10 +13,11 @@ import pandas as pd
 import streamlit as st
 
 import pages
-from billing_core import periods, usage
+from billing_core import api_keys, periods, usage
 from billing_core.errors import BillingError
 from pages import kit
 from pages.kit.session import Screen
+from pages.sections import api_keys as key_sections
 
 POLICIES = {"reset": "Return to the pool", "rollover": "Roll over, up to a cap"}
 POLICY_DONE = {"reset": "return to the pool", "rollover": "roll over"}
@@ -51,6 +53,7 @@ def render(screen: Screen) -> None:
     refresh_section(screen, settings)
     standing_table_section(members)
     past_periods_section(past)
+    api_keys_section(screen)
 
 
 def period_section(current: periods.CurrentPeriod, settings: periods.Settings, last_run: periods.Run | None) -> None:
@@ -220,6 +223,26 @@ def past_periods_section(past: pd.DataFrame) -> None:
         key="periods_table",
         empty="No past period yet: the current one is the first the period job opened.",
     )
+
+
+def api_keys_section(screen: Screen) -> None:
+    """The organization's API keys: make one (its token shown once), see them, revoke one."""
+    st.subheader("API keys")
+    st.caption("A key lets a program use the billing API for this organization, acting as the admin who made it: "
+               "it stops working if they are no longer an admin here.")
+    keys = key_sections.read_keys(screen, screen.org_id)
+    with st.form("org_key"):
+        st.text_input("Key name", key="org_key_name", max_chars=100, placeholder="what the key is for: CI, reports…")
+        st.form_submit_button("Create key", key="org_key_submit", on_click=key_sections.create,
+                              args=("org_key", partial(_make_org_key, screen), ()))
+    kit.show_flash("org_key")
+    key_sections.new_token_section("org_key")
+    key_sections.keys_table_section(keys, key="org_keys_table", empty="No API keys yet.")
+    key_sections.revoke_section(screen, keys, form="org_key_revoke")
+
+
+def _make_org_key(screen: Screen, name: str) -> api_keys.NewKey:
+    return api_keys.create_organization_key(screen.db, screen.actor_id, screen.org_id, name)
 
 
 if __name__ == "__main__":

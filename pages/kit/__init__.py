@@ -14,6 +14,7 @@ Pages import the names from here (`from pages import kit`, then `kit.table(...)`
 kit holds SQL or invents a figure; formatting only changes how a number from billing_core is shown.
 """
 
+from billing_core.exports import FORMULA_STARTS, csv_bytes, formula_safe, formula_safe_frame  # noqa: F401
 from pages.kit.charts import (  # noqa: F401
     KNOWN_COLORS,
     LABEL_CHARACTERS,
@@ -71,16 +72,12 @@ from pages.kit.session import (  # noqa: F401
     require_chosen_org,
 )
 from pages.kit.tables import (  # noqa: F401
-    FORMULA_STARTS,
     count_column,
     credits_column,
-    csv_bytes,
     csv_download,
     date_column,
     datetime_column,
     filter_rows,
-    formula_safe,
-    formula_safe_frame,
     grid_frame,
     metric_card,
     money_column,

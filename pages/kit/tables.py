@@ -1,4 +1,4 @@
-"""Grids, their columns, metric cards and CSV exports; every export is formula-safe."""
+"""Grids, their columns, metric cards and CSV exports; every export is formula-safe (billing_core.exports' rule)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from billing_core.exports import csv_bytes, formula_safe_frame
 from pages.kit.formats import card_credits, fmt_count, fmt_credits, fmt_money, fmt_percent, md_text
 
 
@@ -21,32 +22,6 @@ def filter_rows(frame: pd.DataFrame, query: str | None, columns: Iterable[str]) 
     for column in columns:
         mask |= frame[column].fillna("").astype(str).str.lower().str.contains(query, regex=False)
     return frame[mask]
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet run a cell as a formula
-
-
-def formula_safe(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula (it starts with = + - @ TAB or CR), quoted with ';
-    anything else (numbers, dates, other text) unchanged. The one rule of every export: download buttons
-    and the grids' own "Download as CSV" and copy."""
-    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
-        return "'" + value
-    return value
-
-
-def formula_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `frame` with `formula_safe` applied to its text cells; numeric columns keep their type."""
-    shown = frame.copy()
-    for column in shown.columns:
-        if shown[column].dtype == object or pd.api.types.is_string_dtype(shown[column]):
-            shown[column] = shown[column].map(formula_safe)
-    return shown
-
-
-def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """The table as UTF-8 CSV; text cells that a spreadsheet would run as formulas are quoted with '."""
-    return formula_safe_frame(frame).to_csv(index=False).encode("utf-8")
 
 
 def csv_download(frame: pd.DataFrame, file_name: str, label: str = "Download CSV", key: str | None = None) -> None:

@@ -41,6 +41,10 @@ WORDS: dict[str, str] = {
     "subscription_trial_ended": "trial ended",
     "credit_expiry": "credits expired",
     "plan_included": "included with the plan",
+    # ---------------------------------------------------------------- API keys
+    "api_key_created": "API key created",
+    "api_key_revoked": "API key revoked",
+    "api_key": "API key",
     # ---------------------------------------------------------------- system screens
     "subscription_payment": "subscription payment",
     # ---------------------------------------------------------------- pricing, periods and audit screens

@@ -20,6 +20,7 @@
 --                                subscription changes: 5 an hour); the
 --                                message says when to try again
 --   CB014 hold not open          a credit hold that expired, was settled or released
+--   CB015 unauthenticated        an API key that is unknown or revoked
 -- Every refusal is raised before anything is written, or rolls back what the
 -- call wrote, so a refused call changes nothing.
 
@@ -395,7 +396,28 @@ comment on function ledger_authorize(text, text, text) is
     'role or is empty (no one logged in). Takes no lock.';
 
 
--- ledger_audit(...): appends one row to audit_log. Locks nothing.
+-- ledger_api_key_id(): returns the id of the API key the current
+-- transaction acts through (billing_core sets 'billing.api_key_id',
+-- transaction-local, inside database.acting_through_key), or null. The one
+-- reader of that setting: audit details and attribution metadata carry it.
+-- Raises nothing.
+create or replace function ledger_api_key_id()
+returns text
+language sql
+stable
+as $$
+    select nullif(current_setting('billing.api_key_id', true), '');
+$$;
+
+comment on function ledger_api_key_id() is
+    'ledger_api_key_id(): returns the id of the API key the current transaction acts through (billing_core sets '
+    '''billing.api_key_id'', transaction-local, inside database.acting_through_key), or null. The one reader of '
+    'that setting: audit details and attribution metadata carry it. Raises nothing.';
+
+
+-- ledger_audit(...): appends one row to audit_log; its details carry
+-- "api_key_id" when the transaction acts through an API key
+-- (ledger_api_key_id). Locks nothing.
 create or replace function ledger_audit(
     p_org_id text,
     p_actor_id text,
@@ -408,8 +430,11 @@ returns void
 language sql
 as $$
     insert into audit_log (org_id, actor_id, action, target_type, target_id, details)
-    values (p_org_id, p_actor_id, p_action, p_target_type, p_target_id, coalesce(p_details, '{}'));
+    values (p_org_id, p_actor_id, p_action, p_target_type, p_target_id,
+            coalesce(p_details, '{}')
+            || jsonb_strip_nulls(jsonb_build_object('api_key_id', ledger_api_key_id())));
 $$;
 
 comment on function ledger_audit(text, text, text, text, text, jsonb) is
-    'ledger_audit(...): appends one row to audit_log. Locks nothing.';
+    'ledger_audit(...): appends one row to audit_log; its details carry "api_key_id" when the transaction acts '
+    'through an API key (ledger_api_key_id). Locks nothing.';

@@ -89,7 +89,8 @@ comment on function ledger_replay_deduction(credit_usage_attribution, text, nume
 -- ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises,
 -- saying why a deduction found no allocation able to pay: CB002 (unknown
 -- org or user), CB011 (org not active), CB003 (not a member), CB006
--- (allocation closed), CB005 (no allocation, or too few credits remaining).
+-- (allocation closed), CB005 (no allocation, or too few credits remaining;
+-- DETAIL 'remaining=<credits> needed=<credits>' for programs).
 create or replace function ledger_refuse_deduction(p_org_id text, p_user_id text, p_credits numeric)
 returns void
 language plpgsql
@@ -112,21 +113,24 @@ begin
         end if;
         raise exception using errcode = 'CB005',
             message = format('User %L has no credits allocated in organization %L: '
-                             'ask an org admin to allocate credits.', p_user_id, p_org_id);
+                             'ask an org admin to allocate credits.', p_user_id, p_org_id),
+            detail = format('remaining=0 needed=%s', p_credits);
     end if;
     raise exception using errcode = 'CB005',
         message = format('Insufficient credits: user %L has %s remaining in organization %L%s, %s needed.',
                          p_user_id, ledger_amount_text(v_remaining), p_org_id,
                          case when v_held > 0 then format(' (%s more held for calls in progress)',
                                                           ledger_amount_text(v_held)) else '' end,
-                         ledger_amount_text(p_credits));
+                         ledger_amount_text(p_credits)),
+        detail = format('remaining=%s needed=%s', v_remaining, p_credits);
 end;
 $$;
 
 comment on function ledger_refuse_deduction(text, text, numeric) is
     'ledger_refuse_deduction(p_org_id, p_user_id, p_credits): always raises, saying why a deduction found no '
     'allocation able to pay: CB002 (unknown org or user), CB011 (org not active), CB003 (not a member), CB006 '
-    '(allocation closed), CB005 (no allocation, or too few credits remaining).';
+    '(allocation closed), CB005 (no allocation, or too few credits remaining; DETAIL ''remaining=<credits> '
+    'needed=<credits>'' for programs).';
 
 
 
@@ -142,7 +146,9 @@ comment on function ledger_refuse_deduction(text, text, numeric) is
 -- p_occurred_at, for a call reported after the fact, is when the call
 -- happened (default now): the attribution row's created_at; its recorded_at
 -- is the time of the charge. The charge always comes out of the member's
--- current allocation.
+-- current allocation. The row's metadata is p_metadata, plus "api_key_id"
+-- when the transaction acts through an API key (ledger_api_key_id): so
+-- charge_usage, settle_hold and settle_usage carry it too.
 -- The charge that takes the allocation from under 90% used to 90% or more
 -- also opens its low-balance alert (094_alerts.sql; once per allocation).
 -- A charge that waited on the member's allocation while a period reset
@@ -212,7 +218,9 @@ begin
                 (org_id, user_id, allocation_id, credits_used, service_type, service_name,
                  request_id, metadata, remaining_after, created_at)
             select p_org_id, p_user_id, c.id, p_credits, p_service_type, p_service_name,
-                   p_request_id, p_metadata, c.remaining_credits, coalesce(p_occurred_at, now())
+                   p_request_id,
+                   p_metadata || jsonb_strip_nulls(jsonb_build_object('api_key_id', ledger_api_key_id())),
+                   c.remaining_credits, coalesce(p_occurred_at, now())
               from charged c
             on conflict (org_id, request_id) where request_id is not null do nothing
             returning 1
@@ -278,6 +286,8 @@ comment on function deduct_credits(text, text, numeric, text, text, text, jsonb,
     'answer; the same request id with another user, amount or service raises CB007. p_occurred_at, for a call '
     'reported after the fact, is when the call happened (default now): the attribution row''s created_at; its '
     'recorded_at is the time of the charge. The charge always comes out of the member''s current allocation. The '
+    'row''s metadata is p_metadata, plus "api_key_id" when the transaction acts through an API key '
+    '(ledger_api_key_id): so charge_usage, settle_hold and settle_usage carry it too. The '
     'charge that takes the allocation from under 90% used to 90% or more also opens its low-balance alert '
     '(094_alerts.sql; once per allocation). A charge that waited on the member''s allocation while a period reset '
     'closed it and opened the next one is charged to the new allocation (one more attempt, in a new statement), '

@@ -518,7 +518,8 @@ begin
             message = format('Cannot settle %s credits for request %L: the hold is %s and user %L has only %s '
                              'credits free with it; settle at most that, or release the hold.',
                              ledger_amount_text(p_actual_credits), p_request_id, ledger_amount_text(v_hold.credits),
-                             v_hold.user_id, ledger_amount_text(v_free));
+                             v_hold.user_id, ledger_amount_text(v_free)),
+            detail = format('remaining=%s needed=%s', v_free, p_actual_credits);
     end if;
     if p_actual_credits > 0 then
         v_free := deduct_credits(p_org_id, v_hold.user_id, p_actual_credits, v_hold.service_type,

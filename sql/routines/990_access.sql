@@ -57,7 +57,9 @@ declare
         'settle_hold',
         'settle_usage',
         'release_hold',
-        'price_usage'
+        'price_usage',
+        'charge_credits',
+        'charge_usage_batch'
     ];
     -- the app (screens, `billing --as USER`): every function billing_core calls
     -- on its behalf; each one checks its acting user (a NULL actor is refused
@@ -187,6 +189,12 @@ declare
         'audit_entries',
         'audit_actors',
         'audit_actions',
+        -- API keys (140_api_keys.sql): managed by the admins who may make them; the HTTP API
+        -- authenticates each request with api_key_authorize and then acts as the key's user
+        'create_api_key',
+        'revoke_api_key',
+        'api_keys_of',
+        'api_key_authorize',
         -- usage views over a date range (each authorizes its acting user itself)
         'usage_range',
         'usage_totals',
@@ -194,7 +202,10 @@ declare
         'usage_hours',
         'usage_services',
         'usage_members',
-        'usage_charges'
+        'usage_charges',
+        -- the HTTP API's own reads (150_api_reads.sql)
+        'member_balance',
+        'usage_groups'
     ];
     -- read helpers the app runs itself (the role checks of billing_core.access):
     -- SECURITY INVOKER, reading only what the app may read anyway

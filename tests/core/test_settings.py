@@ -12,7 +12,7 @@ from billing_core.errors import InvalidInput
 
 # the product's own code: what runs in the app, the CLI and the launch scripts (tests and benches set variables)
 PRODUCT_FILES = ["app.py", "start.sh", "test.sh"]
-PRODUCT_FOLDERS = ["billing_core", "billing_demo", "pages"]
+PRODUCT_FOLDERS = ["billing_core", "billing_demo", "pages", "api"]
 ENV_READ = re.compile(r"os\.environ|os\.getenv|getenv\(")
 
 

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 import billing_demo as demo
-from billing_core import auth, cli, credits, database, organizations, reports
+from billing_core import api_keys, auth, cli, credits, database, organizations, reports
 from billing_core.database import fetch
 from tests.ledger_state import snapshot
 
@@ -582,3 +582,52 @@ def test_the_demo_progress_is_a_bar_redrawn_in_place_on_a_terminal():
     assert redraws[1].endswith("[" + "#" * 15 + "." * 15 + "] 100 of 200")
     assert re.fullmatch(r"  \[6/9\] Metered calls +\[#{30}\] 200 of 200 [\d.]+ s", redraws[-1])
     assert lines[2] == ""
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def test_keys_commands_make_list_and_revoke_keys(billing, ready, db):
+    made = billing("--as", "ada", "keys", "create", "--org", "acme", "--name", "CI <pipeline>")
+    assert made.code == 0 and made.err == "", made
+    token = re.search(r"^Token: (cbk_\S+)$", made.out, re.MULTILINE)[1]
+    assert "will not be shown again" in made.out
+    key_id = re.search(r"organization key (key_\w+)", made.out)[1]
+    assert api_keys.authorize(database.app_engine(), token, "read").actor_id == "ada"
+
+    service = billing("--as", "root", "keys", "create", "--service", "--name", "Meter", "--org", "acme",
+                      "--org", "other", "--system", "--charges-per-second", "50")
+    assert service.code == 0 and "Created service key" in service.out, service
+    listed = billing("--as", "ada", "keys", "list", "--org", "acme")
+    assert listed.code == 0 and key_id in listed.out and "CI <pipeline>" in listed.out and "; last used 20" in listed.out
+    assert token not in listed.out and "Meter" not in listed.out
+    everything = billing("--as", "root", "keys", "list")
+    assert "listed: acme, other, system scope" in everything.out and key_id in everything.out
+    assert billing("keys", "list").code == 0  # the operator reads every key on the owner's connection
+
+    assert billing("--as", "ada", "keys", "revoke", key_id).out == f"Revoked API key {key_id}: it is refused from now on.\n"
+    assert billing("--as", "ada", "keys", "revoke", key_id).out == f"API key {key_id} was already revoked.\n"
+    assert "revoked 20" in billing("--as", "ada", "keys", "list", "--org", "acme").out
+
+
+def test_keys_commands_refuse_in_one_line_and_write_nothing(billing, ready, db):
+    check_all(billing, db, [
+        ("--as", "bob", "keys", "create", "--org", "acme", "--name", "K"),  # a member
+        ("--as", "olga", "keys", "create", "--org", "acme", "--name", "K"),  # another organization's admin
+        ("--as", "ada", "keys", "create", "--service", "--name", "K"),  # an org admin's service key
+        ("--as", "ada", "keys", "create", "--org", "nope", "--name", "K"),
+        ("--as", "ada", "keys", "create", "--org", "acme", "--name", ""),
+        ("--as", "ada", "keys", "create", "--org", "acme", "--name", "x" * 101),
+        ("--as", "ada", "keys", "create", "--org", "acme", "--name", "K", "--writes-per-minute", "0"),
+        ("--as", "ada", "keys", "create", "--name", "K"),  # an organization key without its organization
+        ("--as", "ada", "keys", "create", "--org", "acme", "--org", "other", "--name", "K"),
+        ("keys", "create", "--org", "acme", "--name", "K"),  # no user to act as
+        ("--as", "bob", "keys", "list", "--org", "acme"),
+        ("--as", "ada", "keys", "list"),
+        ("--as", "ada", "keys", "revoke", "key_nope"),
+    ], 1)
+    check_all(billing, db, [
+        ("--as", "ada", "keys", "create", "--org", "acme"),  # no --name
+        ("--as", "ada", "keys", "create", "--org", "acme", "--name", "K", "--reads-per-minute", "many"),
+    ], 2)
+    assert fetch(db, "select count(*) as n from api_keys")[0].n == 0

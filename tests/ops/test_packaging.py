@@ -23,7 +23,7 @@ import pytest
 from billing_core.database import PROJECT_ROOT
 
 BACKEND_MISSING = "satisfies the requirement setuptools"  # pip's words when no index offers the backend
-SHIPPED = ["pyproject.toml", "README.md", "billing_core", "billing_demo", "sql"]
+SHIPPED = ["pyproject.toml", "README.md", "billing_core", "billing_demo", "api", "sql"]
 # what the console script `billing` runs (pip writes the same two lines); prints where the SQL came from first
 BILLING = (
     "import sys\nfrom billing_core import migrations\nprint('sql from', migrations.SQL_DIR)\n"

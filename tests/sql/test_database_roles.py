@@ -25,7 +25,7 @@ from billing_core.pricing import Usage
 GPT4O = Usage("llm", "gpt-4o", 1000, 500)
 SERVICE_FUNCTIONS = {
     "has_sufficient_credits", "deduct_credits", "charge_usage", "reserve_credits", "settle_hold",
-    "settle_usage", "release_hold", "price_usage",
+    "settle_usage", "release_hold", "price_usage", "charge_credits", "charge_usage_batch",
 }
 SECRETS = [
     "select * from app_settings",

@@ -32,6 +32,7 @@ TABLES = {
     "org_pricing_overrides", "credit_packages", "credit_holds",
     "credit_lots", "billing_periods", "billing_period_runs", "credit_alerts", "organization_invitations",
     "credit_orders", "ledger_rules_since", "credit_requests",
+    "api_keys", "api_key_organizations", "api_key_rate_windows",
 }
 VIEWS = {
     "organization_credit_pools", "user_multi_org_credits", "top_credit_users_by_org",
@@ -45,6 +46,7 @@ KEY_FUNCTIONS = {
     "ledger_violations", "ledger_authorize", "ledger_role_in", "ledger_require_org",
     "create_subscription", "set_subscription_status", "create_organization_with_plan",
     "create_credit_order", "record_order_payment", "cancel_credit_order", "grant_credits",
+    "create_api_key", "revoke_api_key", "api_keys_of", "api_key_authorize",
 }
 
 

@@ -43,6 +43,12 @@ ORG_ADMIN_READS = {
     "organization_members_of": "select * from organization_members_of(:o, :a)",
     "credit_holds_of": "select * from credit_holds_of(:o, :a, false)",
     "credit_lots_of": "select * from credit_lots_of(:o, :a)",
+    "api_keys_of (the organization's keys)": "select * from api_keys_of(:a, :o)",
+    "member_balance (another member)": "select * from member_balance(:a, :o, 'user-1')",
+    "usage_groups (the organization)":
+        "select * from usage_groups(:a, :o, null, current_date - 2, current_date - 1, 'user', 100, 0)",
+    "usage_groups (another member)":
+        "select * from usage_groups(:a, :o, 'user-1', current_date - 2, current_date - 1, 'model', 100, 0)",
 }
 # platform-wide reads, for system admins
 SYSTEM_ADMIN_READS = {
@@ -55,6 +61,7 @@ SYSTEM_ADMIN_READS = {
     "pricing_calculator_for": "select * from pricing_calculator_for(:a, null, 'llm', 'gpt-4o', 1000, 500)",
     "pricing_rule_reach": "select * from pricing_rule_reach(:a)",
     "pricing_price_reach": "select * from pricing_price_reach(null, 'gpt-4o', 30, :a)",
+    "api_keys_of (every key)": "select * from api_keys_of(:a, null)",
 }
 
 
@@ -100,6 +107,10 @@ def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
                         " 100, 0)", {"o": two_orgs.id})
     assert [row.credits_used for row in own] == [5]
     assert [row.org_id for row in fetch(app_db, "select * from my_credits('user-1')")] == [two_orgs.id]
+    [mine] = fetch(app_db, "select * from member_balance('user-1', null, 'user-1')")
+    assert (mine.org_id, mine.allocated, mine.used) == (two_orgs.id, 1_000, 5)
+    with pytest.raises(PermissionDenied):
+        fetch(app_db, "select * from member_balance('user-2', :o, 'user-1')", {"o": two_orgs.id})
     with pytest.raises(NotFound):
         fetch(app_db, "select * from my_credits('ghost')")
 
@@ -108,6 +119,7 @@ def test_a_member_reads_their_own_usage_and_credits_only(two_orgs, app_db, db):
     "organization_credit_pools", "org_billing_summary", "user_multi_org_credits", "top_credit_users_by_org",
     "org_billing_metrics", "org_billing_history", "credit_usage_attribution", "credit_holds", "credit_orders",
     "user_credit_allocations", "model_prices", "org_pricing_overrides", "audit_log",
+    "api_keys", "api_key_organizations", "api_key_rate_windows",
 ])
 def test_the_app_cannot_read_around_the_functions(two_orgs, app_db, relation):
     # the reads above used to be a SELECT on these, with the role check chosen in Python beside it
