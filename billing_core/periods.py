@@ -122,9 +122,11 @@ _RUNS = {
 }
 
 
-def last_run(db: Engine, actor_id: str | None) -> Run | None:
-    """The latest run of the period job (finished or not), or None if it never ran (system admins, the operator)."""
-    runs = records(Run, fetch(db, "select * from billing_period_last_run(:actor_id)", {"actor_id": actor_id}))
+def last_run(db: Engine, actor_id: str | None, org_id: str | None = None) -> Run | None:
+    """The latest run of the period job, or None if it never ran: all of it (system admins, the operator), or as
+    one organization's admins see it (`org_id`: its errors only)."""
+    runs = records(Run, fetch(db, "select * from billing_period_last_run(:actor_id, :org_id)",
+                              {"actor_id": actor_id, "org_id": org_id}))
     return runs[0] if runs else None
 
 

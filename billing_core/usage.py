@@ -1,10 +1,10 @@
 """Read models of the member and org admin screens: cards, usage series, timelines.
 
-Every function takes the acting user and runs its role check in the read's
-transaction. A member reads only their own figures (in the organizations they
-belong to); org admins (and system admins) read their organization's.
-Usage windows are the last `days` days up to now, the same window as the
-views' 30-day figures; days are UTC calendar days.
+Every function takes the acting user and calls one stored function that
+authorizes it itself (sql/routines/120_screen_reads.sql, 080_analytics.sql):
+a member reads only their own figures (in the organizations they belong to);
+org admins (and system admins) read their organization's. The cards' usage
+window is the last `days` days up to now.
 
 The date-range reads (DateRange, range_totals, daily_usage, hourly_usage, service_usage,
 member_usage, charges) cover calendar days in the organization's time zone

@@ -778,10 +778,13 @@ comment on function billing_settings_of(text, text) is
     'Raises CB002, CB008.';
 
 
--- billing_period_last_run(p_actor_id): the latest run of the period job
--- (finished or not) and what it did; no row if it never ran. System admins
--- and the operator only. Locks nothing. Raises CB002, CB008.
-create or replace function billing_period_last_run(p_actor_id text)
+-- billing_period_last_run(p_actor_id, p_org_id): the latest run of the period
+-- job (finished or not) and what it did; no row if it never ran. For every
+-- organization (p_org_id null: system admins and the operator), or as one
+-- organization's admins see it (p_org_id: its errors only, none of another
+-- organization's). Authorized by ledger_authorize_scope. Locks nothing.
+-- Raises CB002, CB008.
+create or replace function billing_period_last_run(p_actor_id text, p_org_id text)
 returns table (
     id bigint, run_as_of timestamptz, started_at timestamptz, finished_at timestamptz, orgs_processed integer,
     periods_closed integer, lots_expired integer, holds_released integer, orgs_failed integer, errors jsonb
@@ -789,14 +792,19 @@ returns table (
 language sql
 stable
 as $$
-    select ledger_authorize(p_actor_id, null, 'system_admin');
+    select ledger_authorize_scope(p_actor_id, p_org_id);
     select r.id, r.run_as_of, r.started_at, r.finished_at, r.orgs_processed, r.periods_closed, r.lots_expired,
-           r.holds_released, r.orgs_failed, r.errors
+           r.holds_released, r.orgs_failed,
+           case when p_org_id is null then r.errors
+                else coalesce((select jsonb_agg(e) from jsonb_array_elements(r.errors) e
+                                where e ->> 'org_id' = p_org_id), '[]') end
       from billing_period_runs r
      order by r.id desc
      limit 1;
 $$;
 
-comment on function billing_period_last_run(text) is
-    'billing_period_last_run(p_actor_id): the latest run of the period job (finished or not) and what it did; no '
-    'row if it never ran. System admins and the operator only. Locks nothing. Raises CB002, CB008.';
+comment on function billing_period_last_run(text, text) is
+    'billing_period_last_run(p_actor_id, p_org_id): the latest run of the period job (finished or not) and what '
+    'it did; no row if it never ran. For every organization (p_org_id null: system admins and the operator), or as '
+    'one organization''s admins see it (p_org_id: its errors only, none of another organization''s). Authorized by '
+    'ledger_authorize_scope. Locks nothing. Raises CB002, CB008.';

@@ -56,6 +56,7 @@ ORG_ADMIN_READS = {
     "org_runway": "select * from org_runway(:o, :a, now())",
     "credit_alerts_of": "select * from credit_alerts_of(:o, :a, true)",
     "billing_past_periods": "select * from billing_past_periods(:o, :a)",
+    "billing_period_last_run (one organization)": "select * from billing_period_last_run(:a, :o)",
     "analytics_credit_months (one organization)":
         "select * from analytics_credit_months(:a, null, null, now(), :o, 12)",
     "audit_entries (one organization)": "select * from audit_entries(:a, :o, null, '{}', null, null, 10, 0)",
@@ -100,7 +101,7 @@ SYSTEM_ADMIN_READS = {
     "audit_entries (every organization)": "select * from audit_entries(:a, null, null, '{}', null, null, 10, 0)",
     "audit_actions (every organization)": "select * from audit_actions(:a, null)",
     "audit_actors (every organization)": "select * from audit_actors(:a, null)",
-    "billing_period_last_run": "select * from billing_period_last_run(:a)",
+    "billing_period_last_run (every organization)": "select * from billing_period_last_run(:a, null)",
 }
 # the acting user's own rows, in whichever organizations they belong to
 OWN_READS = {
