@@ -11,4 +11,6 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# two processes, one per core, each with its own PostgreSQL; a test file stays on one process (its
+# module fixtures, e.g. a served app, start once). `./test.sh -n 0 ...` runs in this process alone.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

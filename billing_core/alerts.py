@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.database import call, fetch_frame
 
 
@@ -17,24 +16,14 @@ def org_alerts(db: Engine, actor_id: str, org_id: str, *, include_resolved: bool
     """The organization's alerts, newest first; unresolved ones only unless asked (org admins)."""
     return fetch_frame(
         db,
-        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
-        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
-        " where org_id = :org_id and (:all or status <> 'resolved') order by created_at desc, id desc",
-        {"org_id": org_id, "all": include_resolved},
-        checks=access.org_checks(actor_id, org_id, "admin"),
+        "select * from credit_alerts_of(:org_id, :actor_id, :all)",
+        {"org_id": org_id, "actor_id": actor_id, "all": include_resolved},
     )
 
 
 def my_alerts(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The acting member's own unresolved alerts in the organization, newest first."""
-    return fetch_frame(
-        db,
-        "select id, kind, status, user_id, allocation_id, threshold, observed, message, created_at, acknowledged_at,"
-        " acknowledged_by, resolved_at, resolved_by from credit_alerts"
-        " where org_id = :org_id and user_id = :actor_id and status <> 'resolved' order by created_at desc, id desc",
-        {"org_id": org_id, "actor_id": actor_id},
-        checks=access.org_checks(actor_id, org_id, "member"),
-    )
+    return fetch_frame(db, "select * from my_credit_alerts(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
 
 
 def acknowledge(db: Engine, actor_id: str | None, org_id: str, alert_id: int) -> None:

@@ -1,8 +1,8 @@
 """Revenue and usage across every organization: the system overview's read models.
 
 System admins only (one organization's credit months: its admins too): each
-read runs `ledger_authorize` in its own transaction before the query. The
-figures come from the functions in sql/routines/080_analytics.sql: MRR at
+read is a stored function that takes the acting user and authorizes it
+itself. The figures come from the functions in sql/routines/080_analytics.sql: MRR at
 any moment (the headline now and 30 days ago, the plan mix, each month's
 movements) from the subscription history row in force then, so each
 organization counts on the plan and price it had at that moment; credits
@@ -20,7 +20,6 @@ from decimal import Decimal
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.database import fetch, fetch_frame
 from billing_core.errors import InvalidInput
 from billing_core.moments import aware
@@ -62,19 +61,14 @@ class SystemOverview:
     past_due_subscriptions: int
 
 
-def _checks(actor_id: str) -> list:
-    return [access.check(actor_id, None, "system_admin")]
-
-
 def overview(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> SystemOverview:
     """MRR, ARR, paying subscriptions and 30-day credits, each with its earlier value (system admins)."""
     row = fetch(
         db,
         "select as_of, mrr, mrr_30d_ago, arr, arr_30d_ago, paying_subscriptions, paying_subscriptions_30d_ago,"
         " credits_used_30d, credits_used_prev_30d, requests_30d, organizations, past_due_subscriptions"
-        " from system_overview(coalesce(cast(:as_of as timestamptz), now()))",
-        {"as_of": as_of},
-        checks=_checks(actor_id),
+        " from system_overview(:actor_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"actor_id": actor_id, "as_of": as_of},
     )[0]
     return SystemOverview(
         as_of=row.as_of,
@@ -93,9 +87,8 @@ def plan_mix(db: Engine, actor_id: str, *, as_of: datetime | None = None) -> pd.
     return fetch_frame(
         db,
         "select plan, plan_name, subscriptions, mrr, mrr_share_percent"
-        " from system_plan_mix(coalesce(cast(:as_of as timestamptz), now()))",
-        {"as_of": as_of},
-        checks=_checks(actor_id),
+        " from system_plan_mix(:actor_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"actor_id": actor_id, "as_of": as_of},
     )
 
 
@@ -133,9 +126,8 @@ def organizations(
         " subscription_created_at, status_changed_at, member_count, total_credits, allocated_credits,"
         " used_credits, available_credits, allocated_percent, credits_used_30d, credits_used_prev_30d,"
         " usage_change_percent, requests_30d, last_usage_at, created_at, remaining_credits, burn_per_day, runway_days"
-        " from system_organizations(coalesce(cast(:as_of as timestamptz), now()))",
-        {"as_of": as_of},
-        checks=_checks(actor_id),
+        " from system_organizations(:actor_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"actor_id": actor_id, "as_of": as_of},
     )
     return select_organizations(table, plans=plans, statuses=statuses, sort_by=sort_by)
 
@@ -264,10 +256,9 @@ def mrr_months(
         "select month, month_start, mrr_start, new_mrr, reactivation_mrr, expansion_mrr, contraction_mrr,"
         " churned_mrr, net_new_mrr, mrr_end, arr_end, paying_orgs_start, paying_orgs_end, new_orgs,"
         " reactivated_orgs, churned_orgs, logo_churn_percent"
-        " from system_mrr_months(cast(:first as date), cast(:last as date),"
+        " from system_mrr_months(:actor_id, cast(:first as date), cast(:last as date),"
         " coalesce(cast(:as_of as timestamptz), now()), :months)",
-        _month_params(first_month, last_month, months, as_of),
-        checks=_checks(actor_id),
+        {**_month_params(first_month, last_month, months, as_of), "actor_id": actor_id},
     )
 
 
@@ -286,14 +277,12 @@ def credit_months(
     For every organization (system admins) or one (`org_id`: its admins too);
     the range as for `mrr_months`.
     """
-    checks = _checks(actor_id) if org_id is None else access.org_checks(actor_id, org_id, "admin")
     return fetch_frame(
         db,
         "select month, month_start, credits_sold, revenue, credits_granted, credits_consumed, requests, credits_expired"
-        " from analytics_credit_months(cast(:first as date), cast(:last as date),"
+        " from analytics_credit_months(:actor_id, cast(:first as date), cast(:last as date),"
         " coalesce(cast(:as_of as timestamptz), now()), cast(:org_id as text), :months)",
-        {**_month_params(first_month, last_month, months, as_of), "org_id": org_id},
-        checks=checks,
+        {**_month_params(first_month, last_month, months, as_of), "org_id": org_id, "actor_id": actor_id},
     )
 
 

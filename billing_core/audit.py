@@ -1,8 +1,8 @@
 """The audit log: who did what, when, filterable.
 
 System admins read every entry (or one organization's); an org admin reads
-their organization's entries only. The role check runs in SQL
-(`ledger_authorize`) in the read's own transaction.
+their organization's entries only. Each read is a stored function that
+takes the acting user and authorizes it itself (`ledger_authorize_scope`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.database import fetch, fetch_frame
 from billing_core.errors import InvalidInput
 
@@ -39,11 +38,6 @@ class AuditChoices:
 
 # who an entry with no acting user was written by: a trusted job or the operator's CLI
 OPERATOR = "operator (no user: CLI or scheduled job)"
-
-
-def _scope_check(actor_id: str, org_id: str | None) -> tuple:
-    # no organization: the whole log, system admins only; else that org's admins (and system admins)
-    return access.check(actor_id, org_id, "admin" if org_id is not None else "system_admin")
 
 
 def _start_of(day: date | datetime | None) -> datetime | None:
@@ -84,18 +78,17 @@ def entries(
     start, end = _start_of(since), _end_of(until)
     if start is not None and end is not None and start >= end:
         raise InvalidInput("The start date is after the end date: pick a start on or before the end.")
-    params = {"org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
+    params = {"actor_id": actor_id, "org_id": org_id, "by_actor": by_actor, "actions": list(actions or ()), "start": start, "end": end,
               "limit": limit, "offset": offset}
     table = fetch_frame(
         db,
-        "select * from audit_entries(:org_id, :by_actor, :actions, :start, :end, :limit, :offset)",
+        "select * from audit_entries(:actor_id, :org_id, :by_actor, :actions, :start, :end, :limit, :offset)",
         params,
-        checks=[_scope_check(actor_id, org_id)],
     )
     if table.empty and offset > 0:  # a page past the end: the count of all matches still answers
         total = int(fetch(
-            db, "select count(*) from audit_entries(:org_id, :by_actor, :actions, :start, :end, null, 0)", params,
-            checks=[_scope_check(actor_id, org_id)],
+            db, "select count(*) from audit_entries(:actor_id, :org_id, :by_actor, :actions, :start, :end, null, 0)",
+            params,
         )[0][0])
     else:
         total = int(table.matching.iloc[0]) if not table.empty else 0  # every row carries the count of all matches
@@ -106,18 +99,7 @@ def entries(
 
 def choices(db: Engine, actor_id: str, org_id: str | None = None) -> AuditChoices:
     """The actions and acting users present in the log, in the same scope as `entries`."""
-    check = [_scope_check(actor_id, org_id)]
-    params = {"org_id": org_id}
-    actions = fetch(
-        db,
-        "select action from audit_actions(:org_id)",
-        params,
-        checks=check,
-    )
-    actors = fetch_frame(
-        db,
-        "select actor_id, actor_name from audit_actors(:org_id)",
-        params,
-        checks=check,
-    )
+    params = {"actor_id": actor_id, "org_id": org_id}
+    actions = fetch(db, "select action from audit_actions(:actor_id, :org_id)", params)
+    actors = fetch_frame(db, "select actor_id, actor_name from audit_actors(:actor_id, :org_id)", params)
     return AuditChoices([row.action for row in actions], actors)

@@ -425,7 +425,7 @@ def _cmd_periods_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_periods_last(args: argparse.Namespace) -> int:
-    run = periods.last_run(_engine(args))
+    run = periods.last_run(_engine(args), args.actor)
     if run is None:
         print("The period job has never run.")
         return 0

@@ -296,20 +296,11 @@ def rehearse(db: Engine, action: Callable[[], Answer]) -> Answer:
             conn.rollback()
 
 
-def _run(
-    db: Engine,
-    statement: str,
-    params: Mapping[str, Any] | None,
-    checks: Sequence[tuple[str, Mapping[str, Any]]],
-) -> tuple[list[str], list[sa.Row]]:
-    """Run `checks` then `statement` in one transaction; the result's column names and its rows."""
+def _run(db: Engine, statement: str, params: Mapping[str, Any] | None) -> tuple[list[str], list[sa.Row]]:
+    """Run `statement` in one transaction; the result's column names and its rows."""
     refuse_nul_characters(params)
-    for _, check_params in checks:
-        refuse_nul_characters(check_params)
     try:
         with _transaction(db) as conn:
-            for check, check_params in checks:
-                conn.execute(sa.text(check), dict(check_params))
             result = conn.execute(sa.text(statement), dict(params or {}))
             if not result.returns_rows:
                 return [], []
@@ -319,34 +310,18 @@ def _run(
         raise
 
 
-def fetch(
-    db: Engine,
-    statement: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
-) -> list[sa.Row]:
-    """Run `checks` then `statement` in one transaction and return its rows.
-
-    `checks` are statements (an authorization check, say) that raise when the
-    caller may not see the result; they share the statement's transaction.
-    """
-    return _run(db, statement, params, checks)[1]
+def fetch(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> list[sa.Row]:
+    """Run `statement` in one transaction and return its rows (a read's stored function authorizes its actor)."""
+    return _run(db, statement, params)[1]
 
 
-def fetch_frame(
-    db: Engine,
-    statement: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
-) -> pd.DataFrame:
+def fetch_frame(db: Engine, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`fetch` as a DataFrame whose columns are the query's own column names, in the query's order.
 
     The names come from the result, never from a list kept beside the query:
     a column renamed or reordered in SQL shows under its own name.
     """
-    keys, rows = _run(db, statement, params, checks)
+    keys, rows = _run(db, statement, params)
     return pd.DataFrame([tuple(row) for row in rows], columns=keys)
 
 

@@ -16,7 +16,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.amounts import Amount, to_decimal
 from billing_core.database import call, domain_error, fetch, fetch_frame, record, records
 from billing_core.moments import aware
@@ -117,22 +116,22 @@ def run(db: Engine, now: datetime | None = None) -> Run:
 
 
 _RUNS = {
+    # the run just made, read on the operator's connection that ran it
     "by_id": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
              " holds_released, orgs_failed, errors from billing_period_runs where id = :id",
-    "latest": "select id, run_as_of, started_at, finished_at, orgs_processed, periods_closed, lots_expired,"
-              " holds_released, orgs_failed, errors from billing_period_runs order by id desc limit 1",
 }
 
 
-def last_run(db: Engine) -> Run | None:
-    """The latest run of the period job (finished or not), or None if it never ran."""
-    runs = records(Run, fetch(db, _RUNS["latest"]))
+def last_run(db: Engine, actor_id: str | None, org_id: str | None = None) -> Run | None:
+    """The latest run of the period job, or None if it never ran: all of it (system admins, the operator), or as
+    one organization's admins see it (`org_id`: its errors only)."""
+    runs = records(Run, fetch(db, "select * from billing_period_last_run(:actor_id, :org_id)",
+                              {"actor_id": actor_id, "org_id": org_id}))
     return runs[0] if runs else None
 
 
 def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
     """The organization's current billing period and the end of the next one (members of the org)."""
-    access.check(actor_id, org_id, "member")  # refuses a missing actor: in SQL a null actor is a trusted job
     row = fetch(
         db,
         "select period_start, period_end, next_period_end from billing_current_period(:org_id, :actor_id)",
@@ -144,15 +143,7 @@ def current_period(db: Engine, actor_id: str, org_id: str) -> CurrentPeriod:
 def past_periods(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """The periods the job opened for the organization before its current one, newest first (org admins)."""
     return fetch_frame(
-        db,
-        "select period_start, period_end, is_baseline, refresh_credits, included_credits, allocations_closed,"
-        " allocations_opened, credits_requested, credits_allocated, recorded_at from billing_periods"
-        " where org_id = :org_id"
-        # the newest row is the current period (billing_current_period): it is not past yet
-        " and period_start < (select max(c.period_start) from billing_periods c where c.org_id = :org_id)"
-        " order by period_start desc",
-        {"org_id": org_id},
-        checks=access.org_checks(actor_id, org_id, "admin"),
+        db, "select * from billing_past_periods(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id}
     )
 
 
@@ -181,13 +172,5 @@ class Settings:
 
 def settings(db: Engine, actor_id: str, org_id: str) -> Settings:
     """The organization's calendar, allocation policy, threshold and refresh amount (members of the org)."""
-    rows = fetch(
-        db,
-        "select o.billing_anchor_day as anchor_day, o.billing_timezone as timezone,"
-        " coalesce(p.allocation_policy, 'reset') as allocation_policy, p.rollover_cap, p.low_balance_threshold,"
-        " coalesce(p.monthly_refresh_amount, 0) as monthly_refresh_amount"
-        " from organizations o left join credit_pools p on p.org_id = o.id where o.id = :org_id",
-        {"org_id": org_id},
-        checks=access.org_checks(actor_id, org_id, "member"),
-    )
+    rows = fetch(db, "select * from billing_settings_of(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
     return record(Settings, rows[0])

@@ -1,10 +1,10 @@
 """Read models of the member and org admin screens: cards, usage series, timelines.
 
-Every function takes the acting user and runs its role check in the read's
-transaction. A member reads only their own figures (in the organizations they
-belong to); org admins (and system admins) read their organization's.
-Usage windows are the last `days` days up to now, the same window as the
-views' 30-day figures; days are UTC calendar days.
+Every function takes the acting user and calls one stored function that
+authorizes it itself (sql/routines/120_screen_reads.sql, 080_analytics.sql):
+a member reads only their own figures (in the organizations they belong to);
+org admins (and system admins) read their organization's. The cards' usage
+window is the last `days` days up to now.
 
 The date-range reads (DateRange, range_totals, daily_usage, hourly_usage, service_usage,
 member_usage, charges) cover calendar days in the organization's time zone
@@ -23,9 +23,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from billing_core import access
 from billing_core.database import fetch, fetch_frame, record, records
-from billing_core.errors import InvalidInput, NotFound, PermissionDenied
+from billing_core.errors import InvalidInput
 from billing_core.moments import aware
 from billing_core.pricing import explanation
 
@@ -36,20 +35,6 @@ def _days(days: int) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
         raise InvalidInput(f"A usage window is 1 to 366 days (got {days!r}).")
     return days
-
-
-def _self_check(actor_id: str) -> tuple[str, dict[str, Any]]:
-    """A check statement: the acting user exists (a member reading their own figures)."""
-    if not actor_id:
-        raise PermissionDenied("No acting user: log in first.")
-    return ("select ledger_require_user(:actor_id, 'Acting user')", {"actor_id": actor_id})
-
-
-def _org_frame(db: Engine, actor_id: str, org_id: str, statement: str, **params: Any) -> pd.DataFrame:
-    """One read of an organization's figures (its admins), as a frame labelled by the query's columns."""
-    return fetch_frame(
-        db, statement, {"org_id": org_id, **params}, checks=access.org_checks(actor_id, org_id, "admin")
-    )
 
 
 # ---------------------------------------------------------------- member
@@ -92,7 +77,6 @@ def member_cards(db: Engine, actor_id: str, days: int = WINDOW_DAYS) -> list[Mem
         " credits_used_window as credits_used_30d, requests_window as requests_30d, used_since, org_kind"
         " from member_cards(:actor_id, :days)",
         {"actor_id": actor_id, "days": _days(days)},
-        checks=[_self_check(actor_id)],
     )
     return records(MemberCard, rows)
 
@@ -146,33 +130,23 @@ class OrgOverview:
 
 def org_overview(db: Engine, actor_id: str, org_id: str) -> OrgOverview:
     """The organization's pool, member count and subscription: live, else the latest (org admins)."""
-    rows = fetch(
-        db,
-        "select * from org_overview(:org_id)",
-        {"org_id": org_id},
-        checks=access.org_checks(actor_id, org_id, "admin"),
-    )
-    if not rows:
-        raise NotFound(f"Organization {org_id!r} does not exist.")
+    rows = fetch(db, "select * from org_overview(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
     return record(OrgOverview, rows[0])
 
 
 def allocations(db: Engine, actor_id: str, org_id: str) -> pd.DataFrame:
     """Every member with their role and current allocation, most used first (org admins)."""
-    return _org_frame(
-        db, actor_id, org_id,
-        "select * from org_allocations(:org_id)",
-    )
+    return fetch_frame(db, "select * from org_allocations(:org_id, :actor_id)", {"org_id": org_id, "actor_id": actor_id})
 
 
 def billing_timeline(db: Engine, actor_id: str, org_id: str, limit: int = 200) -> pd.DataFrame:
     """The organization's billing history (purchases, plan changes, invoices...), newest first (org admins)."""
     if not 1 <= limit <= 5000:
         raise InvalidInput(f"Show 1 to 5000 events (got {limit}).")
-    return _org_frame(
-        db, actor_id, org_id,
-        "select * from org_billing_timeline(:org_id, :limit)",
-        limit=limit,
+    return fetch_frame(
+        db,
+        "select * from org_billing_timeline(:org_id, :actor_id, :limit)",
+        {"org_id": org_id, "actor_id": actor_id, "limit": limit},
     )
 
 
@@ -193,9 +167,8 @@ def runway(db: Engine, actor_id: str, org_id: str, *, as_of: datetime | None = N
     rows = fetch(
         db,
         "select org_id, remaining_credits, credits_used_30d, burn_per_day, runway_days, runs_out_at"
-        "  from org_runway(:org_id, coalesce(cast(:as_of as timestamptz), now()))",
-        {"org_id": org_id, "as_of": aware(as_of, "The moment described")},
-        checks=access.org_checks(actor_id, org_id, "admin"),
+        "  from org_runway(:org_id, :actor_id, coalesce(cast(:as_of as timestamptz), now()))",
+        {"org_id": org_id, "actor_id": actor_id, "as_of": aware(as_of, "The moment described")},
     )
     return record(Runway, rows[0])
 

@@ -34,7 +34,7 @@ def render(screen: Screen) -> None:
         current = kit.read(db, periods.current_period, actor_id, org_id)
         past = kit.read(db, periods.past_periods, actor_id, org_id)
         members = kit.read(db, usage.allocations, actor_id, org_id)
-        last_run = kit.read(db, periods.last_run)
+        last_run = kit.read(db, periods.last_run, actor_id, org_id)
     except BillingError as exc:
         kit.refuse(exc)
     st.subheader(kit.md_text(overview.org_name))

@@ -134,6 +134,8 @@ def funded_org(db: Engine, org: Org) -> Org:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail a run in which no test passed: an empty or all-skipped suite proves nothing."""
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker runs a share of the tests; the controller judges the whole run
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     passed = len(reporter.stats.get("passed", [])) if reporter else 0
     if exitstatus == 0 and passed == 0:

@@ -15,7 +15,7 @@ from pages.sections.system_reads import month_count, month_label, system_read
 
 def period_job_section(screen: Screen) -> None:
     """When the period job last ran and what it did (or that it never ran)."""
-    last_run = kit.read(screen.db, periods.last_run)
+    last_run = kit.read(screen.db, periods.last_run, screen.actor_id)
     if last_run is None:
         st.warning("The period job has never run: period resets, grants, expiries and hold releases wait for "
                    "`billing periods run` (an operator runs it from cron).")

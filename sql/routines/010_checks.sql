@@ -415,6 +415,32 @@ comment on function ledger_api_key_id() is
     'that setting: audit details and attribution metadata carry it. Raises nothing.';
 
 
+-- ledger_authorize_scope(p_actor_id, p_org_id): returns nothing. The check
+-- of a read that covers one organization (p_org_id: it must exist; its
+-- admins) or every organization (p_org_id null: system admins), as
+-- ledger_authorize decides (system admins pass; a null actor only on the
+-- operator's connection). Raises CB002 (unknown organization or actor),
+-- CB008. Takes no lock.
+create or replace function ledger_authorize_scope(p_actor_id text, p_org_id text)
+returns void
+language plpgsql
+stable
+as $$
+begin
+    if p_org_id is not null then
+        perform ledger_require_org(p_org_id);
+    end if;
+    perform ledger_authorize(p_actor_id, p_org_id, case when p_org_id is null then 'system_admin' else 'admin' end);
+end;
+$$;
+
+comment on function ledger_authorize_scope(text, text) is
+    'ledger_authorize_scope(p_actor_id, p_org_id): returns nothing. The check of a read that covers one '
+    'organization (p_org_id: it must exist; its admins) or every organization (p_org_id null: system admins), as '
+    'ledger_authorize decides (system admins pass; a null actor only on the operator''s connection). Raises CB002 '
+    '(unknown organization or actor), CB008. Takes no lock.';
+
+
 -- ledger_audit(...): appends one row to audit_log; its details carry
 -- "api_key_id" when the transaction acts through an API key
 -- (ledger_api_key_id). Locks nothing.

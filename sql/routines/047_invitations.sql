@@ -407,7 +407,7 @@ begin
     if p_actor_id is null then
         raise exception using errcode = 'CB008', message = 'No acting user: log in first.';
     end if;
-    perform ledger_require_user(p_actor_id, 'Acting user');
+    perform ledger_require_actor(p_actor_id);  -- an empty one: no one logged in
     return query
         select i.id, i.org_id, o.name, i.role, coalesce(u.display_name, u.email, 'the operator'), i.created_at
           from organization_invitations i

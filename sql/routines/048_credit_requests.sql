@@ -334,7 +334,7 @@ begin
     if p_actor_id is null then
         raise exception using errcode = 'CB008', message = 'No acting user: log in first.';
     end if;
-    perform ledger_require_user(p_actor_id, 'Acting user');
+    perform ledger_require_actor(p_actor_id);  -- an empty one: no one logged in
     if p_org_id is not null then
         perform ledger_require_org(p_org_id);
         perform ledger_authorize(p_actor_id, p_org_id, 'member');

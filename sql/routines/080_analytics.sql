@@ -1,8 +1,9 @@
 -- Revenue and usage analytics for the system overview (system admins).
 --
--- Read-only: nothing here locks or writes. The role check runs in the caller's
--- transaction (billing_core.analytics passes `ledger_authorize(actor, null,
--- 'system_admin')` before the read), as for the views in 040_views.sql.
+-- Read-only: nothing here locks or writes. Each read the app calls takes the
+-- acting user first (p_actor_id) and authorizes it itself, as writes do
+-- (system admins; one organization's figures: its admins too); the
+-- analytics_* helpers it builds on are not granted to the app.
 --
 -- Every function takes p_as_of, the moment the figures describe (default: the
 -- transaction's now()), so that a figure and its value 30 days earlier come
@@ -258,12 +259,13 @@ comment on function analytics_pool_remaining(text) is
     'minus what its open allocations used (0 without a pool). Locks nothing, raises nothing.';
 
 
--- system_overview(p_as_of): one row: MRR, ARR and paying subscriptions at
+-- system_overview(p_actor_id, p_as_of): one row: MRR, ARR and paying subscriptions at
 -- p_as_of and 30 days earlier; credits used and requests over the last 30
 -- days and the 30 before; how many organizations exist and how many
 -- subscriptions are past due now. MRR and ARR are rounded to 4 decimals
--- (ARR from the unrounded MRR). Raises nothing, locks nothing.
-create function system_overview(p_as_of timestamptz default now())
+-- (ARR from the unrounded MRR). System admins and the operator only.
+-- Raises CB002, CB008; locks nothing.
+create function system_overview(p_actor_id text, p_as_of timestamptz default now())
 returns table (
     as_of timestamptz,
     mrr numeric,
@@ -281,6 +283,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize(p_actor_id, null, 'system_admin');
     with cur as (
         select coalesce(sum(monthly_amount), 0) as mrr, count(*) as subscriptions
           from analytics_paying_subscriptions(p_as_of)
@@ -306,18 +309,19 @@ as $$
       from cur, prev, usage;
 $$;
 
-comment on function system_overview(timestamptz) is
-    'system_overview(p_as_of): one row: MRR, ARR and paying subscriptions at p_as_of and 30 days earlier; credits '
+comment on function system_overview(text, timestamptz) is
+    'system_overview(p_actor_id, p_as_of): one row: MRR, ARR and paying subscriptions at p_as_of and 30 days earlier; credits '
     'used and requests over the last 30 days and the 30 before; how many organizations exist and how many '
-    'subscriptions are past due now. MRR and ARR are rounded to 4 decimals (ARR from the unrounded MRR). Raises '
-    'nothing, locks nothing.';
+    'subscriptions are past due now. MRR and ARR are rounded to 4 decimals (ARR from the unrounded MRR). System '
+    'admins and the operator only. Raises CB002, CB008; locks nothing.';
 
 
--- system_plan_mix(p_as_of): one row per plan with paying subscriptions at
+-- system_plan_mix(p_actor_id, p_as_of): one row per plan with paying subscriptions at
 -- p_as_of: its code and name (the code when the catalogue lacks it), how many, their MRR (rounded to 4 decimals) and that MRR's share of
 -- the total in percent (2 decimals; null when the total is 0). Largest MRR
--- first. Raises nothing, locks nothing.
-create function system_plan_mix(p_as_of timestamptz default now())
+-- first. System admins and the operator only. Raises CB002, CB008; locks
+-- nothing.
+create function system_plan_mix(p_actor_id text, p_as_of timestamptz default now())
 returns table (
     plan text,
     plan_name text,
@@ -328,6 +332,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize(p_actor_id, null, 'system_admin');
     select s.plan,
            coalesce(min(pl.name), s.plan),
            count(*),
@@ -341,21 +346,23 @@ as $$
      order by sum(s.monthly_amount) desc, s.plan;
 $$;
 
-comment on function system_plan_mix(timestamptz) is
-    'system_plan_mix(p_as_of): one row per plan with paying subscriptions at p_as_of: its code and name (the code '
+comment on function system_plan_mix(text, timestamptz) is
+    'system_plan_mix(p_actor_id, p_as_of): one row per plan with paying subscriptions at p_as_of: its code and name (the code '
     'when the catalogue lacks it), how many, their MRR (rounded to 4 decimals) and that MRR''s share of the total '
-    'in percent (2 decimals; null when the total is 0). Largest MRR first. Raises nothing, locks nothing.';
+    'in percent (2 decimals; null when the total is 0). Largest MRR first. System admins and the operator only. '
+    'Raises CB002, CB008; locks nothing.';
 
 
--- system_organizations(p_as_of): one row per organization: its subscription
+-- system_organizations(p_actor_id, p_as_of): one row per organization: its subscription
 -- (the live one, else the latest; status 'none' when it never had one) with
 -- the plan's name and when the status last changed, its
 -- MRR at p_as_of (0 unless paying), members, current pool figures, the share
 -- of the pool allocated (percent), credits used over the last 30 days and the
 -- 30 before with the change in percent (null when nothing was used before),
 -- the credits it has left, its burn rate per day and its runway in days (see
--- the rules at the top of this file). Raises nothing, locks nothing.
-create function system_organizations(p_as_of timestamptz default now())
+-- the rules at the top of this file). System admins and the operator only.
+-- Raises CB002, CB008; locks nothing.
+create function system_organizations(p_actor_id text, p_as_of timestamptz default now())
 returns table (
     org_id text,
     org_name text,
@@ -387,6 +394,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize(p_actor_id, null, 'system_admin');
     select o.id,
            o.name,
            o.status,
@@ -432,13 +440,13 @@ as $$
      where o.kind = 'organization';
 $$;
 
-comment on function system_organizations(timestamptz) is
-    'system_organizations(p_as_of): one row per organization: its subscription (the live one, else the latest; '
+comment on function system_organizations(text, timestamptz) is
+    'system_organizations(p_actor_id, p_as_of): one row per organization: its subscription (the live one, else the latest; '
     'status ''none'' when it never had one) with the plan''s name and when the status last changed, its MRR at '
     'p_as_of (0 unless paying), members, current pool figures, the share of the pool allocated (percent), credits '
     'used over the last 30 days and the 30 before with the change in percent (null when nothing was used before), '
     'the credits it has left, its burn rate per day and its runway in days (see the rules at the top of this '
-    'file). Raises nothing, locks nothing.';
+    'file). System admins and the operator only. Raises CB002, CB008; locks nothing.';
 
 
 -- analytics_month_range(p_first_month, p_last_month, p_as_of, p_months): one
@@ -556,7 +564,7 @@ comment on function analytics_mrr_events(timestamptz) is
     'after the fact take their place by date). Raises nothing, locks nothing.';
 
 
--- system_mrr_months(p_first_month, p_last_month, p_as_of, p_months): one row
+-- system_mrr_months(p_actor_id, p_first_month, p_last_month, p_as_of, p_months): one row
 -- per calendar month of the range (see analytics_month_range; default the 12
 -- months up to p_as_of's), oldest first: MRR at its start and end, ARR at its
 -- end (12 x MRR), the MRR moved by new, reactivated, expanding, contracting
@@ -564,8 +572,10 @@ comment on function analytics_mrr_events(timestamptz) is
 -- organizations at its start and end, how many were new, reactivated and
 -- churned (of those paying at its start) and the logo churn rate (percent, 2
 -- decimals; null when none paid at the start). Rules: top of this file.
--- Raises CB009 (bad range), locks nothing.
+-- System admins and the operator only. Raises CB002, CB008, CB009 (bad
+-- range); locks nothing.
 create function system_mrr_months(
+    p_actor_id text,
     p_first_month date default null,
     p_last_month date default null,
     p_as_of timestamptz default now(),
@@ -593,6 +603,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize(p_actor_id, null, 'system_admin');
     with months as (
         select * from analytics_month_range(p_first_month, p_last_month, p_as_of, p_months)
     ),
@@ -661,25 +672,29 @@ as $$
      order by m.month;
 $$;
 
-comment on function system_mrr_months(date, date, timestamptz, integer) is
-    'system_mrr_months(p_first_month, p_last_month, p_as_of, p_months): one row per calendar month of the range '
+comment on function system_mrr_months(text, date, date, timestamptz, integer) is
+    'system_mrr_months(p_actor_id, p_first_month, p_last_month, p_as_of, p_months): one row per calendar month of the range '
     '(see analytics_month_range; default the 12 months up to p_as_of''s), oldest first: MRR at its start and end, '
     'ARR at its end (12 x MRR), the MRR moved by new, reactivated, expanding, contracting and churned '
     'organizations (each positive) and net new MRR; paying organizations at its start and end, how many were new, '
     'reactivated and churned (of those paying at its start) and the logo churn rate (percent, 2 decimals; null '
-    'when none paid at the start). Rules: top of this file. Raises CB009 (bad range), locks nothing.';
+    'when none paid at the start). Rules: top of this file. System admins and the operator only. Raises CB002, '
+    'CB008, CB009 (bad range); locks nothing.';
 
 
--- analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id,
+-- analytics_credit_months(p_actor_id, p_first_month, p_last_month, p_as_of, p_org_id,
 -- p_months): one row per calendar month of the range (see
 -- analytics_month_range),
 -- oldest first, for one organization or (p_org_id null) all of them: credits
 -- sold and the revenue from them, credits granted, credits consumed and the
 -- requests that consumed them, credits expired. Rules: top of this file.
 -- Reads history through its (org_id, created_at) index and attribution
--- through its (org_id, created_at) index. Raises CB009 (bad range), locks
+-- through its (org_id, created_at) index. Authorized by
+-- ledger_authorize_scope (one organization: its admins; all: system admins).
+-- Raises CB002, CB008, CB009 (bad range), locks
 -- nothing.
 create function analytics_credit_months(
+    p_actor_id text,
     p_first_month date default null,
     p_last_month date default null,
     p_as_of timestamptz default now(),
@@ -699,6 +714,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize_scope(p_actor_id, p_org_id);
     with months as (
         select * from analytics_month_range(p_first_month, p_last_month, p_as_of, p_months)
     ),
@@ -742,21 +758,23 @@ as $$
      order by m.month;
 $$;
 
-comment on function analytics_credit_months(date, date, timestamptz, text, integer) is
-    'analytics_credit_months(p_first_month, p_last_month, p_as_of, p_org_id, p_months): one row per calendar '
+comment on function analytics_credit_months(text, date, date, timestamptz, text, integer) is
+    'analytics_credit_months(p_actor_id, p_first_month, p_last_month, p_as_of, p_org_id, p_months): one row per calendar '
     'month of the range (see analytics_month_range), oldest first, for one organization or (p_org_id null) all of '
     'them: credits sold and the revenue from them, credits granted, credits consumed and the requests that '
     'consumed them, credits expired. Rules: top of this file. Reads history through its (org_id, created_at) '
-    'index and attribution through its (org_id, created_at) index. Raises CB009 (bad range), locks nothing.';
+    'index and attribution through its (org_id, created_at) index. Authorized by ledger_authorize_scope (one '
+    'organization: its admins; all: system admins). Raises CB002, CB008, CB009 (bad range); locks nothing.';
 
 
--- org_runway(p_org_id, p_as_of): one row for the organization: the credits it
+-- org_runway(p_org_id, p_actor_id, p_as_of): one row for the organization: the credits it
 -- has left now, credits used in the 30 days up to p_as_of, its burn rate per
 -- day, its runway in days and the moment its credits run out at that rate
 -- (both null when nothing was used; the moment also past 100 years). Rules: top of this file. Reads
--- attribution through its (org_id, created_at) index. No row for an unknown
--- organization. Raises nothing, locks nothing.
-create function org_runway(p_org_id text, p_as_of timestamptz default now())
+-- attribution through its (org_id, created_at) index. p_actor_id: an admin
+-- of the organization, a system admin or the operator. Raises CB002, CB008;
+-- locks nothing.
+create function org_runway(p_org_id text, p_actor_id text, p_as_of timestamptz default now())
 returns table (
     org_id text,
     remaining_credits numeric,
@@ -768,6 +786,8 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
     select o.id, r.remaining, u.used, analytics_burn_per_day(u.used),
            analytics_runway_days(r.remaining, u.used),
            -- a runway of more than 100 years has no date worth showing
@@ -786,9 +806,9 @@ as $$
      where o.id = p_org_id;
 $$;
 
-comment on function org_runway(text, timestamptz) is
-    'org_runway(p_org_id, p_as_of): one row for the organization: the credits it has left now, credits used in '
-    'the 30 days up to p_as_of, its burn rate per day, its runway in days and the moment its credits run out at '
-    'that rate (both null when nothing was used; the moment also past 100 years). Rules: top of this file. Reads '
-    'attribution through its (org_id, created_at) index. No row for an unknown organization. Raises nothing, '
-    'locks nothing.';
+comment on function org_runway(text, text, timestamptz) is
+    'org_runway(p_org_id, p_actor_id, p_as_of): one row for the organization: the credits it has left now, '
+    'credits used in the 30 days up to p_as_of, its burn rate per day, its runway in days and the moment its '
+    'credits run out at that rate (both null when nothing was used; the moment also past 100 years). Rules: top of '
+    'this file. Reads attribution through its (org_id, created_at) index. p_actor_id: an admin of the '
+    'organization, a system admin or the operator. Raises CB002, CB008; locks nothing.';

@@ -717,3 +717,94 @@ comment on procedure run_billing_periods(timestamptz, bigint) is
     'organization whose work fails is rolled back alone and named in the run''s errors. Two overlapping runs '
     'queue on each organization''s locks: the second finds the work done. Raises CB009 (p_now in the future: next '
     'period''s boundary is not due today), nothing for one organization''s failure.';
+
+
+-- billing_past_periods(p_org_id, p_actor_id): the periods the job opened for
+-- the organization before its current one (the newest row is the current
+-- period: billing_current_period), newest first. p_actor_id: an admin of the
+-- organization, a system admin or the operator. Locks nothing. Raises
+-- CB002, CB008.
+create or replace function billing_past_periods(p_org_id text, p_actor_id text)
+returns table (
+    period_start timestamptz, period_end timestamptz, is_baseline boolean, refresh_credits numeric,
+    included_credits numeric, allocations_closed integer, allocations_opened integer, credits_requested numeric,
+    credits_allocated numeric, recorded_at timestamptz
+)
+language sql
+stable
+as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
+    select b.period_start, b.period_end, b.is_baseline, b.refresh_credits, b.included_credits,
+           b.allocations_closed, b.allocations_opened, b.credits_requested, b.credits_allocated, b.recorded_at
+      from billing_periods b
+     where b.org_id = p_org_id
+       and b.period_start < (select max(c.period_start) from billing_periods c where c.org_id = p_org_id)
+     order by b.period_start desc;
+$$;
+
+comment on function billing_past_periods(text, text) is
+    'billing_past_periods(p_org_id, p_actor_id): the periods the job opened for the organization before its '
+    'current one (the newest row is the current period: billing_current_period), newest first. p_actor_id: an '
+    'admin of the organization, a system admin or the operator. Locks nothing. Raises CB002, CB008.';
+
+
+-- billing_settings_of(p_org_id, p_actor_id): one row: the organization's
+-- calendar (anchor day, time zone), allocation policy ('reset' without a
+-- pool), rollover cap, low-balance threshold and monthly refresh amount (0
+-- without a pool). p_actor_id: a member of the organization, a system admin
+-- or the operator. Locks nothing. Raises CB002, CB008.
+create or replace function billing_settings_of(p_org_id text, p_actor_id text)
+returns table (
+    anchor_day integer, timezone text, allocation_policy text, rollover_cap numeric, low_balance_threshold numeric,
+    monthly_refresh_amount numeric
+)
+language sql
+stable
+as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'member');
+    select o.billing_anchor_day::integer, o.billing_timezone, coalesce(p.allocation_policy, 'reset'), p.rollover_cap,
+           p.low_balance_threshold, coalesce(p.monthly_refresh_amount, 0)
+      from organizations o
+      left join credit_pools p on p.org_id = o.id
+     where o.id = p_org_id;
+$$;
+
+comment on function billing_settings_of(text, text) is
+    'billing_settings_of(p_org_id, p_actor_id): one row: the organization''s calendar (anchor day, time zone), '
+    'allocation policy (''reset'' without a pool), rollover cap, low-balance threshold and monthly refresh amount '
+    '(0 without a pool). p_actor_id: a member of the organization, a system admin or the operator. Locks nothing. '
+    'Raises CB002, CB008.';
+
+
+-- billing_period_last_run(p_actor_id, p_org_id): the latest run of the period
+-- job (finished or not) and what it did; no row if it never ran. For every
+-- organization (p_org_id null: system admins and the operator), or as one
+-- organization's admins see it (p_org_id: its errors only, none of another
+-- organization's). Authorized by ledger_authorize_scope. Locks nothing.
+-- Raises CB002, CB008.
+create or replace function billing_period_last_run(p_actor_id text, p_org_id text)
+returns table (
+    id bigint, run_as_of timestamptz, started_at timestamptz, finished_at timestamptz, orgs_processed integer,
+    periods_closed integer, lots_expired integer, holds_released integer, orgs_failed integer, errors jsonb
+)
+language sql
+stable
+as $$
+    select ledger_authorize_scope(p_actor_id, p_org_id);
+    select r.id, r.run_as_of, r.started_at, r.finished_at, r.orgs_processed, r.periods_closed, r.lots_expired,
+           r.holds_released, r.orgs_failed,
+           case when p_org_id is null then r.errors
+                else coalesce((select jsonb_agg(e) from jsonb_array_elements(r.errors) e
+                                where e ->> 'org_id' = p_org_id), '[]') end
+      from billing_period_runs r
+     order by r.id desc
+     limit 1;
+$$;
+
+comment on function billing_period_last_run(text, text) is
+    'billing_period_last_run(p_actor_id, p_org_id): the latest run of the period job (finished or not) and what '
+    'it did; no row if it never ran. For every organization (p_org_id null: system admins and the operator), or as '
+    'one organization''s admins see it (p_org_id: its errors only, none of another organization''s). Authorized by '
+    'ledger_authorize_scope. Locks nothing. Raises CB002, CB008.';

@@ -233,3 +233,59 @@ comment on function resolve_credit_alert(text, bigint, text) is
     'resolve_credit_alert(p_org_id, p_alert_id, p_actor_id): returns nothing. Closes an alert. A pool alert '
     'resolved while the pool is still low opens again at the next evaluation. See ledger_change_alert_status for '
     'who may and what it locks. Raises CB002, CB008.';
+
+
+-- credit_alerts_of(p_org_id, p_actor_id, p_include_resolved): the
+-- organization's alerts, newest first; unresolved ones only unless
+-- p_include_resolved. p_actor_id: an admin of the organization, a system
+-- admin or the operator. Locks nothing. Raises CB002, CB008.
+create or replace function credit_alerts_of(p_org_id text, p_actor_id text, p_include_resolved boolean default false)
+returns table (
+    id bigint, kind text, status text, user_id text, allocation_id text, threshold numeric, observed numeric,
+    message text, created_at timestamptz, acknowledged_at timestamptz, acknowledged_by text,
+    resolved_at timestamptz, resolved_by text
+)
+language sql
+stable
+as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
+    select a.id, a.kind, a.status, a.user_id, a.allocation_id, a.threshold, a.observed, a.message, a.created_at,
+           a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by
+      from credit_alerts a
+     where a.org_id = p_org_id and (p_include_resolved or a.status <> 'resolved')
+     order by a.created_at desc, a.id desc;
+$$;
+
+comment on function credit_alerts_of(text, text, boolean) is
+    'credit_alerts_of(p_org_id, p_actor_id, p_include_resolved): the organization''s alerts, newest first; '
+    'unresolved ones only unless p_include_resolved. p_actor_id: an admin of the organization, a system admin or '
+    'the operator. Locks nothing. Raises CB002, CB008.';
+
+
+-- my_credit_alerts(p_org_id, p_actor_id): the acting user's own unresolved
+-- alerts in the organization, newest first. p_actor_id: a member of the
+-- organization (or a system admin: their own alerts there, usually none).
+-- Locks nothing. Raises CB002, CB008.
+create or replace function my_credit_alerts(p_org_id text, p_actor_id text)
+returns table (
+    id bigint, kind text, status text, user_id text, allocation_id text, threshold numeric, observed numeric,
+    message text, created_at timestamptz, acknowledged_at timestamptz, acknowledged_by text,
+    resolved_at timestamptz, resolved_by text
+)
+language sql
+stable
+as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'member');
+    select a.id, a.kind, a.status, a.user_id, a.allocation_id, a.threshold, a.observed, a.message, a.created_at,
+           a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by
+      from credit_alerts a
+     where a.org_id = p_org_id and a.user_id = p_actor_id and a.status <> 'resolved'
+     order by a.created_at desc, a.id desc;
+$$;
+
+comment on function my_credit_alerts(text, text) is
+    'my_credit_alerts(p_org_id, p_actor_id): the acting user''s own unresolved alerts in the organization, newest '
+    'first. p_actor_id: a member of the organization (or a system admin: their own alerts there, usually none). '
+    'Locks nothing. Raises CB002, CB008.';

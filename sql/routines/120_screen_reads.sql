@@ -1,19 +1,21 @@
 -- Read models of the member, org admin and audit screens.
 --
--- Each function reads; none locks or writes. None checks roles: billing_core
--- runs the role check (ledger_authorize) in the same transaction before
--- calling them. Usage windows are the last p_days days up to now; days are
--- UTC calendar days. Raise nothing (unknown ids give no rows).
+-- Each function reads; none locks or writes. Each takes the acting user and
+-- authorizes it itself, with the errors writes raise (ledger_authorize: CB002
+-- unknown actor or organization, CB008 lacking the role; a null actor is the
+-- operator, accepted on the owner's connection only). Usage windows are the
+-- last p_days days up to now.
 
 
--- member_cards(p_user_id, p_days): one row per organization of the user,
--- default first: their allocation, the live subscription's plan, when the
--- organization's current billing period ends (allocations reset then), their
--- usage over the window, since when the allocation's used figure counts
--- (used_since: its period start; null without an allocation) and the
--- organization's kind ('personal': the user's individual balance).
-
-create function member_cards(p_user_id text, p_days integer)
+-- member_cards(p_actor_id, p_days): one row per organization of the acting
+-- user, default first: their allocation, the live subscription's plan, when
+-- the organization's current billing period ends (allocations reset then),
+-- their usage over the window, since when the allocation's used figure
+-- counts (used_since: its period start; null without an allocation) and the
+-- organization's kind ('personal': the user's individual balance). Only ever
+-- the actor's own rows. Locks nothing. Raises CB002 (unknown actor), CB008
+-- (an empty one: no one logged in).
+create function member_cards(p_actor_id text, p_days integer)
 returns table (
     org_id text, org_name text, org_status text, role text, is_default boolean,
     plan text, plan_name text, subscription_status text,
@@ -24,9 +26,10 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_require_actor(p_actor_id);
     select m.org_id, m.org_name, m.org_status, m.role, m.is_default, s.plan, pl.name, s.status,
            m.allocated_credits, m.used_credits, m.remaining_credits, m.usage_percent,
-           (select b.period_end from billing_current_period(m.org_id, p_user_id) b),  -- a member: passes its check
+           (select b.period_end from billing_current_period(m.org_id, p_actor_id) b),  -- a member: passes its check
            coalesce(w.credits, 0), coalesce(w.requests, 0), m.period_start, m.org_kind
       from user_multi_org_credits m
       left join organization_subscriptions s
@@ -38,21 +41,25 @@ as $$
              where c.org_id = m.org_id and c.user_id = m.user_id
                and c.created_at >= now() - make_interval(days => p_days)
            ) w on true
-     where m.user_id = p_user_id
+     where m.user_id = p_actor_id
      order by m.is_default desc, m.org_name, m.org_id;
 $$;
 
 comment on function member_cards(text, integer) is
-    'member_cards(p_user_id, p_days): one row per organization of the user, default first: their allocation, the '
-    'live subscription''s plan, when the organization''s current billing period ends (allocations reset then), '
-    'their usage over the window, since when the allocation''s used figure counts (used_since: its period start; '
-    'null without an allocation) and the organization''s kind (''personal'': the user''s individual balance).';
+    'member_cards(p_actor_id, p_days): one row per organization of the acting user, default first: their '
+    'allocation, the live subscription''s plan, when the organization''s current billing period ends (allocations '
+    'reset then), their usage over the window, since when the allocation''s used figure counts (used_since: its '
+    'period start; null without an allocation) and the organization''s kind (''personal'': the user''s individual '
+    'balance). Only ever the actor''s own rows. Locks nothing. Raises CB002 (unknown actor), CB008 (an empty one: '
+    'no one logged in).';
 
 
--- org_overview(p_org_id): the organization's header: pool figures, member
--- count and its subscription (the live one, else the latest), with a plan
--- change scheduled for its period end (scheduled_plan null: none).
-create or replace function org_overview(p_org_id text)
+-- org_overview(p_org_id, p_actor_id): the organization's header: pool
+-- figures, member count and its subscription (the live one, else the
+-- latest), with a plan change scheduled for its period end (scheduled_plan
+-- null: none). p_actor_id: an admin of the organization, a system admin or
+-- the operator. Locks nothing. Raises CB002, CB008.
+create or replace function org_overview(p_org_id text, p_actor_id text)
 returns table (
     org_id text, org_name text, org_status text, member_count bigint,
     total_credits numeric, allocated_credits numeric, used_credits numeric, available_credits numeric,
@@ -64,6 +71,8 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
     select o.id, o.name, o.status,
            (select count(*) from organization_members m where m.org_id = o.id),
            coalesce(p.total_credits, 0), coalesce(p.allocated_credits, 0), coalesce(p.used_credits, 0),
@@ -85,15 +94,19 @@ as $$
      where o.id = p_org_id;
 $$;
 
-comment on function org_overview(text) is
-    'org_overview(p_org_id): the organization''s header: pool figures, member count and its subscription (the '
-    'live one, else the latest), with a plan change scheduled for its period end (scheduled_plan null: none).';
+comment on function org_overview(text, text) is
+    'org_overview(p_org_id, p_actor_id): the organization''s header: pool figures, member count and its '
+    'subscription (the live one, else the latest), with a plan change scheduled for its period end (scheduled_plan '
+    'null: none). p_actor_id: an admin of the organization, a system admin or the operator. Locks nothing. Raises '
+    'CB002, CB008.';
 
 
--- org_allocations(p_org_id): every member with their role, current
--- allocation and standing amount (what their allocation reopens at each
--- period; null: what they had in the closing period), most used first.
-create or replace function org_allocations(p_org_id text)
+-- org_allocations(p_org_id, p_actor_id): every member with their role,
+-- current allocation and standing amount (what their allocation reopens at
+-- each period; null: what they had in the closing period), most used first.
+-- p_actor_id: an admin of the organization, a system admin or the operator.
+-- Locks nothing. Raises CB002, CB008.
+create or replace function org_allocations(p_org_id text, p_actor_id text)
 returns table (
     user_id text, display_name text, email text, role text, allocated_credits numeric, used_credits numeric,
     remaining_credits numeric, usage_percent numeric, period_start timestamptz, joined_at timestamptz,
@@ -102,6 +115,8 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
     select v.user_id, v.display_name, v.email, v.role, v.allocated_credits, v.used_credits,
            v.remaining_credits, v.usage_percent, v.period_start, m.joined_at, m.standing_credits
       from user_multi_org_credits v
@@ -110,14 +125,17 @@ as $$
      order by v.used_credits desc, v.display_name, v.user_id;
 $$;
 
-comment on function org_allocations(text) is
-    'org_allocations(p_org_id): every member with their role, current allocation and standing amount (what their '
-    'allocation reopens at each period; null: what they had in the closing period), most used first.';
+comment on function org_allocations(text, text) is
+    'org_allocations(p_org_id, p_actor_id): every member with their role, current allocation and standing amount '
+    '(what their allocation reopens at each period; null: what they had in the closing period), most used first. '
+    'p_actor_id: an admin of the organization, a system admin or the operator. Locks nothing. Raises CB002, CB008.';
 
 
--- org_billing_timeline(p_org_id, p_limit): the organization's newest
--- p_limit billing history rows, with who recorded them.
-create or replace function org_billing_timeline(p_org_id text, p_limit integer)
+-- org_billing_timeline(p_org_id, p_actor_id, p_limit): the organization's
+-- newest p_limit billing history rows, with who recorded them. p_actor_id:
+-- an admin of the organization, a system admin or the operator. Locks
+-- nothing. Raises CB002, CB008.
+create or replace function org_billing_timeline(p_org_id text, p_actor_id text, p_limit integer)
 returns table (
     created_at timestamptz, event_type text, credits numeric, amount numeric, currency text,
     description text, total_credits_after numeric, created_by text, created_by_name text
@@ -125,6 +143,8 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_require_org(p_org_id);
+    select ledger_authorize(p_actor_id, p_org_id, 'admin');
     select h.created_at, h.event_type, h.credits, h.amount, h.currency, h.description,
            h.total_credits_after, h.created_by, coalesce(u.display_name, u.email)
       from org_billing_history h
@@ -134,19 +154,23 @@ as $$
      limit p_limit;
 $$;
 
-comment on function org_billing_timeline(text, integer) is
-    'org_billing_timeline(p_org_id, p_limit): the organization''s newest p_limit billing history rows, with who '
-    'recorded them.';
+comment on function org_billing_timeline(text, text, integer) is
+    'org_billing_timeline(p_org_id, p_actor_id, p_limit): the organization''s newest p_limit billing history rows, '
+    'with who recorded them. p_actor_id: an admin of the organization, a system admin or the operator. Locks '
+    'nothing. Raises CB002, CB008.';
 
 
--- audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit,
--- p_offset): audit entries newest first, filtered: one organization's
--- (p_org_id) or all (null); one acting user's; the listed actions (empty:
--- all); written in [p_start, p_end) (null: open); p_limit of them (null: all)
--- after skipping the newest p_offset (a page). actor_name is null for entries
--- written without a user (a job or the CLI). matching counts all filtered
--- entries, not only the page returned.
+-- audit_entries(p_actor_id, p_org_id, p_by_actor, p_actions, p_start, p_end,
+-- p_limit, p_offset): audit entries newest first, filtered: one
+-- organization's (p_org_id) or all (null); one acting user's; the listed
+-- actions (empty: all); written in [p_start, p_end) (null: open); p_limit of
+-- them (null: all) after skipping the newest p_offset (a page). actor_name is
+-- null for entries written without a user (a job or the CLI). matching counts
+-- all filtered entries, not only the page returned. Authorized by
+-- ledger_authorize_scope (one organization: its admins; all: system
+-- admins). Locks nothing. Raises CB002, CB008.
 create or replace function audit_entries(
+    p_actor_id text,
     p_org_id text,
     p_by_actor text,
     p_actions text[],
@@ -162,6 +186,7 @@ returns table (
 language sql
 stable
 as $$
+    select ledger_authorize_scope(p_actor_id, p_org_id);
     select a.created_at, a.org_id, o.name, a.actor_id,
            case when a.actor_id is not null then coalesce(u.display_name, u.email, a.actor_id) end,
            a.action, a.target_type, a.target_id, a.details::text, a.id, count(*) over ()
@@ -177,38 +202,44 @@ as $$
      limit p_limit offset greatest(coalesce(p_offset, 0), 0);
 $$;
 
-comment on function audit_entries(text, text, text[], timestamptz, timestamptz, integer, integer) is
-    'audit_entries(p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit, p_offset): audit entries newest '
-    'first, filtered: one organization''s (p_org_id) or all (null); one acting user''s; the listed actions (empty: '
-    'all); written in [p_start, p_end) (null: open); p_limit of them (null: all) after skipping the newest '
+comment on function audit_entries(text, text, text, text[], timestamptz, timestamptz, integer, integer) is
+    'audit_entries(p_actor_id, p_org_id, p_by_actor, p_actions, p_start, p_end, p_limit, p_offset): audit entries '
+    'newest first, filtered: one organization''s (p_org_id) or all (null); one acting user''s; the listed actions '
+    '(empty: all); written in [p_start, p_end) (null: open); p_limit of them (null: all) after skipping the newest '
     'p_offset (a page). actor_name is null for entries written without a user (a job or the CLI). matching counts '
-    'all filtered entries, not only the page returned.';
+    'all filtered entries, not only the page returned. Authorized by ledger_authorize_scope (one organization: its '
+    'admins; all: system admins). Locks nothing. Raises CB002, CB008.';
 
 
--- audit_actions(p_org_id): the actions present in the log of one
--- organization (or all, null), in name order.
-create or replace function audit_actions(p_org_id text)
+-- audit_actions(p_actor_id, p_org_id): the actions present in the log of one
+-- organization (or all, null), in name order. Authorized as audit_entries.
+-- Locks nothing. Raises CB002, CB008.
+create or replace function audit_actions(p_actor_id text, p_org_id text)
 returns table (action text)
 language sql
 stable
 as $$
+    select ledger_authorize_scope(p_actor_id, p_org_id);
     select distinct a.action
       from audit_log a
      where p_org_id is null or a.org_id = p_org_id
      order by 1;
 $$;
 
-comment on function audit_actions(text) is
-    'audit_actions(p_org_id): the actions present in the log of one organization (or all, null), in name order.';
+comment on function audit_actions(text, text) is
+    'audit_actions(p_actor_id, p_org_id): the actions present in the log of one organization (or all, null), in '
+    'name order. Authorized as audit_entries. Locks nothing. Raises CB002, CB008.';
 
 
--- audit_actors(p_org_id): the users present as actors in the log of one
--- organization (or all, null), with their names, in name order.
-create or replace function audit_actors(p_org_id text)
+-- audit_actors(p_actor_id, p_org_id): the users present as actors in the log
+-- of one organization (or all, null), with their names, in name order.
+-- Authorized as audit_entries. Locks nothing. Raises CB002, CB008.
+create or replace function audit_actors(p_actor_id text, p_org_id text)
 returns table (actor_id text, actor_name text)
 language sql
 stable
 as $$
+    select ledger_authorize_scope(p_actor_id, p_org_id);
     select a.actor_id, coalesce(u.display_name, u.email, a.actor_id)
       from (select distinct l.actor_id
               from audit_log l
@@ -217,6 +248,6 @@ as $$
      order by 2, 1;
 $$;
 
-comment on function audit_actors(text) is
-    'audit_actors(p_org_id): the users present as actors in the log of one organization (or all, null), with '
-    'their names, in name order.';
+comment on function audit_actors(text, text) is
+    'audit_actors(p_actor_id, p_org_id): the users present as actors in the log of one organization (or all, '
+    'null), with their names, in name order. Authorized as audit_entries. Locks nothing. Raises CB002, CB008.';

@@ -11,11 +11,9 @@
 --                    (ledger_is_operator in 010_checks.sql).
 --   billing_app      the Streamlit app and `billing --as USER`: the owner's
 --                    login after SET ROLE billing_app. EXECUTE on the
---                    functions billing_core calls (each checks its acting
---                    user); SELECT only on the few tables v_app_tables names
---                    (none holds a secret: not users, app_settings,
---                    user_sessions or login_credentials); no INSERT, UPDATE
---                    or DELETE anywhere.
+--                    functions billing_core calls, reads and writes alike
+--                    (each checks its acting user itself); no table, view or
+--                    sequence: no SELECT, INSERT, UPDATE or DELETE anywhere.
 --   billing_service  metered services, through LOGIN roles that are members
 --                    of it (`billing db service-login NAME`): EXECUTE on the
 --                    charging functions only, no table, view or sequence.
@@ -23,8 +21,8 @@
 --
 -- Every function granted to the app or the service is SECURITY DEFINER (it
 -- runs with the owner's rights, so callers need no table rights) with a
--- pinned search_path; the ledger_* helpers stay SECURITY INVOKER (the app
--- runs a few read helpers itself: the role checks billing_core issues).
+-- pinned search_path; the ledger_* helpers stay SECURITY INVOKER and are not
+-- granted (only those functions call them).
 --
 -- To grant a new function: add its name to one list below (one per line);
 -- every overload of the name is covered. A listed name that does not exist
@@ -63,7 +61,8 @@ declare
     ];
     -- the app (screens, `billing --as USER`): every function billing_core calls
     -- on its behalf; each one checks its acting user (a NULL actor is refused
-    -- on the app's connection) or reads what billing_core checked first
+    -- on the app's connection), except the login's own steps and the public
+    -- catalogues (list price, plans), which read nothing of an organization's
     v_app_functions text[] := array[
         -- logins and sessions
         'app_setting',
@@ -167,7 +166,7 @@ declare
         'set_org_pricing_override',
         'save_credit_package',
         'credit_holds_of',
-        -- read models (041_report_reads.sql: each authorizes its actor)
+        -- reads (each takes the acting user and authorizes it itself)
         'organization_pool',
         'credit_lots_of',
         'org_billing_summaries',
@@ -175,7 +174,6 @@ declare
         'my_credits',
         'org_billing_metrics_of',
         'org_billing_history_of',
-        -- screen reads (billing_core checks the actor before each)
         'member_cards',
         'org_allocations',
         'org_billing_timeline',
@@ -189,6 +187,11 @@ declare
         'audit_entries',
         'audit_actors',
         'audit_actions',
+        'billing_past_periods',
+        'billing_settings_of',
+        'billing_period_last_run',
+        'credit_alerts_of',
+        'my_credit_alerts',
         -- API keys (140_api_keys.sql): managed by the admins who may make them; the HTTP API
         -- authenticates each request with api_key_authorize and then acts as the key's user
         'create_api_key',
@@ -207,38 +210,15 @@ declare
         'member_balance',
         'usage_groups'
     ];
-    -- read helpers the app runs itself (the role checks of billing_core.access):
-    -- SECURITY INVOKER, reading only what the app may read anyway
-    v_app_helpers text[] := array[
-        'ledger_is_operator',
-        'ledger_authorize',
-        'ledger_role_in',
-        'ledger_require_org',
-        'ledger_require_user',
-        'ledger_require_actor'
-    ];
-    -- tables the app still reads itself (billing_core.periods and .alerts, with
-    -- the role checks above, and those checks' own reads); every other read
-    -- goes through a function that authorizes its actor
-    v_app_tables text[] := array[
-        'organizations',
-        'organization_members',  -- the role checks (ledger_role_in) run as the app
-        'credit_pools',
-        'credit_lots',
-        'credit_alerts',
-        'billing_periods',
-        'billing_period_runs'
-    ];
     v_name text;
     v_function regprocedure;
     v_audience text;
     v_names text[];
 begin
-    foreach v_audience in array array['billing_service', 'billing_app', 'helpers'] loop
+    foreach v_audience in array array['billing_service', 'billing_app'] loop
         v_names := case v_audience
             when 'billing_service' then v_service_functions
-            when 'billing_app' then v_app_functions
-            else v_app_helpers
+            else v_app_functions
         end;
         foreach v_name in array v_names loop
             if not exists (select 1 from pg_proc where proname = v_name and pronamespace = 'public'::regnamespace) then
@@ -249,29 +229,11 @@ begin
                 select p.oid::regprocedure from pg_proc p
                  where p.proname = v_name and p.pronamespace = 'public'::regnamespace
             loop
-                if v_audience = 'helpers' then
-                    execute format('alter routine %s security invoker', v_function);
-                    execute format('grant execute on routine %s to billing_app', v_function);
-                else
-                    execute format('alter routine %s security definer set search_path = pg_catalog, public, pg_temp',
-                                   v_function);
-                    execute format('grant execute on routine %s to %I', v_function, v_audience);
-                end if;
+                execute format('alter routine %s security definer set search_path = pg_catalog, public, pg_temp',
+                               v_function);
+                execute format('grant execute on routine %s to %I', v_function, v_audience);
             end loop;
         end loop;
     end loop;
-
-    foreach v_name in array v_app_tables loop
-        if to_regclass(format('public.%I', v_name)) is null then
-            raise exception '990_access.sql grants SELECT on %, but there is no such table or view: update the list.',
-                v_name;
-        end if;
-        execute format('grant select on public.%I to billing_app', v_name);
-    end loop;
 end;
 $access$;
-
--- users: only what the role checks the app runs itself read (ledger_require_user,
--- ledger_role_in: SECURITY INVOKER); the login and the screens read a user
--- through login_entry, user_account and begin_login_attempt.
-grant select (id, is_system_admin) on users to billing_app;

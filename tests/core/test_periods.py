@@ -334,7 +334,7 @@ def test_settings_are_read_back_and_audited(db, org):
 
 def test_cli_runs_the_job_and_says_when_it_last_ran(db, db_url, org, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert periods.last_run(db) is None
+    assert periods.last_run(db, None) is None
     assert cli.main(["periods", "last"]) == 0
     assert "never run" in capsys.readouterr().out
 
@@ -342,7 +342,7 @@ def test_cli_runs_the_job_and_says_when_it_last_ran(db, db_url, org, monkeypatch
     out = capsys.readouterr().out
     assert "1 organizations processed, 0 periods closed" in out
 
-    last = periods.last_run(db)
+    last = periods.last_run(db, None)
     assert last is not None and last.finished_at is not None and last.orgs_processed == 1
     assert cli.main(["periods", "last"]) == 0
     assert f"Period run {last.id}" in capsys.readouterr().out

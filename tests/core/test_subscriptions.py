@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_core import access, auth, charging, credits, database, ledger, organizations, reports, subscriptions
+from billing_core import auth, charging, credits, database, ledger, organizations, reports, subscriptions
 from billing_core.database import fetch
 from billing_core.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from tests.ledger_state import refused, snapshot
@@ -317,7 +317,7 @@ def test_open_organization_creates_everything_at_once(db, ready):
     assert (user.email, user.display_name, user.is_system_admin) == ("niamh@obrien.example", "Niamh O'Brien", False)
     [hashed] = fetch(db, "select password_hash from users where id = 'niamh'")[0]
     assert auth.password_matches("one-time secret", hashed)
-    assert access.role_in(db, "niamh", "obrien") == "admin"
+    assert auth.user_roles(db, "niamh").role_in("obrien") == "admin"
     assert charging.charging_org(db, "niamh") == "obrien"  # the organization its calls are charged to
     [row] = subscription_rows(db, "obrien")
     assert (row.plan, row.status, row.price_amount, row.billing_cycle) == ("hybrid", "active", 1188, "yearly")

@@ -84,9 +84,10 @@ def refused(db: Engine, statement: str, params: dict | None = None) -> str:
 def test_only_the_owners_own_connection_is_the_operator(db, app_db, service_db):
     assert call(db, "select ledger_is_operator()") is True
     assert call(app_db, "select current_user") == roles.APP_ROLE
-    assert call(app_db, "select ledger_is_operator()") is False
-    # a SECURITY DEFINER function runs as the owner, yet still sees the caller's SET ROLE
+    assert "permission denied" in refused(app_db, "select ledger_is_operator()")  # helpers run inside functions only
+    # a SECURITY DEFINER function runs as the owner, yet still sees the caller's SET ROLE: no operator there
     assert call(app_db, "select app_setting('test.probe', 'x')") == "x"
+    assert "operator action" in refused(app_db, "select * from org_billing_summaries(null)")
     assert "permission denied" in refused(service_db, "select ledger_is_operator()")
 
 
@@ -210,7 +211,7 @@ def test_app_role_may_not_run_operator_jobs_write_tables_or_read_secrets(db, rea
     assert ledger_counts(db) == before
 
 
-def test_app_role_writes_no_table_and_reads_users_only_through_functions(db, app_db, org):
+def test_app_role_writes_no_table_and_reads_none_but_through_functions(db, app_db, org):
     writable = fetch(
         db,
         "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace"
@@ -218,8 +219,15 @@ def test_app_role_writes_no_table_and_reads_users_only_through_functions(db, app
         "      or (c.relkind = 'S' and has_sequence_privilege('billing_app', c.oid, 'USAGE,UPDATE')))",
     )
     assert writable == []
+    readable = fetch(
+        db,
+        "select c.relname from pg_class c where c.relnamespace = 'public'::regnamespace"
+        " and c.relkind in ('r', 'v', 'm') and (has_table_privilege('billing_app', c.oid, 'SELECT')"
+        "      or has_any_column_privilege('billing_app', c.oid, 'SELECT'))",
+    )
+    assert readable == []  # every read is a function that authorizes its actor
     assert "permission denied" in refused(app_db, "select email from users where id = 'admin-1'")
-    assert call(app_db, "select is_system_admin from users where id = 'admin-1'") is False  # the role checks
+    assert "permission denied" in refused(app_db, "select is_system_admin from users where id = 'admin-1'")
     assert call(app_db, "select email from user_account('admin-1')") == "admin-1@example.com"
     assert call(db, "select has_column_privilege('billing_app', 'users', 'password_hash', 'SELECT')") is False
 
@@ -311,7 +319,7 @@ def test_an_owner_without_the_right_to_grant_roles_is_told_what_to_run(pg_server
         assert migrations.migrate(owner_url).changed
         assert call(database.get_engine(owner_url), "select ledger_is_operator()") is True
         assert call(database.app_engine(owner_url), "select current_user") == roles.APP_ROLE
-        assert call(database.app_engine(owner_url), "select ledger_is_operator()") is False
+        assert "operator action" in refused(database.app_engine(owner_url), "select * from org_billing_summaries(null)")
         with pytest.raises(PermissionDenied, match="needs CREATEROLE"):  # this owner may not create logins
             roles.service_login(owner_url, f"svc_{uuid.uuid4().hex[:8]}")
         login = roles.service_login(admin_url, f"svc_{uuid.uuid4().hex[:8]}")
